@@ -1,0 +1,94 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// SecretKeyRef selects one key of a Secret in the same namespace as the object that refers
+// to it. References never cross namespaces.
+type SecretKeyRef struct {
+	// Name of the Secret, in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="name must be a lowercase DNS subdomain (letters, digits, '-' and '.'), like my-secret"
+	Name string `json:"name"`
+
+	// Key within the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// SecretRef names a whole Secret in the same namespace.
+type SecretRef struct {
+	// Name of the Secret, in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="name must be a lowercase DNS subdomain (letters, digits, '-' and '.'), like my-secret"
+	Name string `json:"name"`
+}
+
+// DeliveryStatus summarises how delivery is going, aggregated across dispatcher replicas.
+type DeliveryStatus struct {
+	// Delivered counts deliveries that got a 2xx answer.
+	// +optional
+	Delivered int64 `json:"delivered,omitempty"`
+
+	// Failed counts attempts that did not get a 2xx answer (each retry counts).
+	// +optional
+	Failed int64 `json:"failed,omitempty"`
+
+	// Dead counts deliveries that used up their retries; they are kept and can be replayed.
+	// +optional
+	Dead int64 `json:"dead,omitempty"`
+
+	// Backlog is the number of deliveries waiting, including scheduled retries.
+	// +optional
+	Backlog int64 `json:"backlog,omitempty"`
+
+	// ConsecutiveFailures counts failed attempts since the last success.
+	// +optional
+	ConsecutiveFailures int64 `json:"consecutiveFailures,omitempty"`
+
+	// LastDeliveryTime is when the last successful delivery was made.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+
+	// LastFailure describes the most recent failed attempt.
+	// +optional
+	LastFailure *DeliveryFailure `json:"lastFailure,omitempty"`
+}
+
+// DeliveryFailure describes one failed attempt without response secrets.
+type DeliveryFailure struct {
+	// Time of the attempt.
+	Time metav1.Time `json:"time"`
+
+	// StatusCode is the HTTP status the receiver answered, or 0 when there was no answer.
+	// +optional
+	StatusCode int32 `json:"statusCode,omitempty"`
+
+	// Reason says what went wrong, e.g. "timeout after 15s" or "HTTP 503".
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason"`
+}
+
+// Condition types and reasons shared by both kinds.
+const (
+	// ConditionReady is the kstatus readiness condition that Argo CD and Flux read.
+	ConditionReady = "Ready"
+	// ConditionDelivering is True while deliveries succeed.
+	ConditionDelivering = "Delivering"
+	// ConditionDegraded is True while deliveries fail.
+	ConditionDegraded = "Degraded"
+	// ConditionDisabled is True when an endpoint was disabled and needs a person to re-enable it.
+	ConditionDisabled = "Disabled"
+
+	ReasonReady             = "Ready"
+	ReasonSuspended         = "Suspended"
+	ReasonSecretNotFound    = "SecretNotFound"
+	ReasonSecretInvalid     = "SecretInvalid"
+	ReasonEndpointNotFound  = "EndpointNotFound"
+	ReasonEndpointNotReady  = "EndpointNotReady"
+	ReasonInvalidFilter     = "InvalidFilter"
+	ReasonSigningKeyInvalid = "SigningKeyInvalid"
+)

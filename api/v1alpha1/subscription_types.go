@@ -1,0 +1,224 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SubscriptionSpec says which events go to an endpoint and how they are delivered.
+type SubscriptionSpec struct {
+	// EndpointRef names the WebhookEndpoint in the same namespace.
+	EndpointRef EndpointRef `json:"endpointRef"`
+
+	// EventTypes are the event-type patterns this subscription receives: dotted segments of
+	// letters, digits, '_' and '-', where a segment may be '*'. A '*' in the middle matches
+	// one segment; a trailing '*' matches one or more, so "invoice.*" matches "invoice.paid"
+	// and "invoice.paid.late", and "*" matches every event.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^([A-Za-z0-9_-]+|[*])([.]([A-Za-z0-9_-]+|[*]))*$')",message="event type pattern must be dotted segments of letters, digits, '_' or '-', where a whole segment may be '*' (e.g. invoice.paid, invoice.*, *)"
+	EventTypes []string `json:"eventTypes"`
+
+	// Filter is a CEL expression over the event that must return true for the event to be
+	// delivered, e.g. `data.amount > 1000`. Variables: type, id, time, namespace, data.
+	// An expression that does not compile makes the Subscription Ready=False with reason
+	// InvalidFilter and the compiler's message.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Filter string `json:"filter,omitempty"`
+
+	// Payload chooses the body format.
+	// +optional
+	Payload *Payload `json:"payload,omitempty"`
+
+	// Delivery overrides the default retry policy.
+	// +optional
+	Delivery *DeliveryPolicy `json:"delivery,omitempty"`
+
+	// Suspend stops deliveries for this subscription; matching events are not queued for it
+	// while it is suspended.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// EndpointRef names a WebhookEndpoint in the same namespace.
+type EndpointRef struct {
+	// Name of the WebhookEndpoint.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="endpointRef.name must be the name of a WebhookEndpoint in this namespace (a lowercase DNS subdomain)"
+	Name string `json:"name"`
+}
+
+// Payload chooses how an event is put on the wire.
+type Payload struct {
+	// Format: StandardWebhooks (JSON envelope {type, timestamp, data}), CloudEventsStructured
+	// (application/cloudevents+json) or CloudEventsBinary (ce-* headers, data as the body).
+	// Every format carries the Standard Webhooks signature headers.
+	// +kubebuilder:default=StandardWebhooks
+	// +optional
+	Format PayloadFormat `json:"format,omitempty"`
+}
+
+// PayloadFormat names a body format.
+// +kubebuilder:validation:Enum=StandardWebhooks;CloudEventsStructured;CloudEventsBinary
+type PayloadFormat string
+
+const (
+	PayloadStandardWebhooks      PayloadFormat = "StandardWebhooks"
+	PayloadCloudEventsStructured PayloadFormat = "CloudEventsStructured"
+	PayloadCloudEventsBinary     PayloadFormat = "CloudEventsBinary"
+)
+
+// DeliveryPolicy controls retries. The default schedule is the Standard Webhooks one: right
+// away, then 5s, 5m, 30m, 2h, 5h, 10h, 14h, 20h and 24h later (about three days), each with
+// ±20% jitter.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.schedule) && has(self.exponential))",message="set either delivery.schedule or delivery.exponential, not both"
+type DeliveryPolicy struct {
+	// Schedule lists the delay before each retry, e.g. ["5s", "5m", "30m"].
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:items:XValidation:rule="duration(self) <= duration('168h')",message="each delay in delivery.schedule must be at most 168h"
+	Schedule []string `json:"schedule,omitempty"`
+
+	// Exponential retries with growing delays instead of a fixed schedule.
+	// +optional
+	Exponential *ExponentialBackoff `json:"exponential,omitempty"`
+
+	// MaxAttempts caps attempts, the first one included. Default: one more than the
+	// schedule's length (11 with the default schedule); 20 with exponential backoff.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
+
+	// MaxAge stops retrying a delivery this long after its first attempt (1m to 720h).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="delivery.maxAge must be between 1m and 720h (30 days)"
+	MaxAge string `json:"maxAge,omitempty"`
+
+	// Timeout for one attempt; overrides the endpoint's limits.timeout (1s to 60s).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('60s')",message="delivery.timeout must be between 1s and 60s"
+	Timeout string `json:"timeout,omitempty"`
+
+	// RetryAfterMax caps how long a receiver's Retry-After header can delay a retry
+	// (1s to 24h). Default 1h.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="delivery.retryAfterMax must be between 1s and 24h"
+	RetryAfterMax string `json:"retryAfterMax,omitempty"`
+
+	// ClientErrors says what a 4xx answer means: Retry (default; every non-2xx is retried) or
+	// Drop (a 4xx other than 408 and 429 fails the delivery at once, as HubSpot does).
+	// 410 Gone always disables the endpoint.
+	// +kubebuilder:default=Retry
+	// +optional
+	ClientErrors ClientErrorPolicy `json:"clientErrors,omitempty"`
+
+	// Ordering: Unordered (default, deliveries run in parallel) or Ordered (one in flight at a
+	// time, in publish order; a failing delivery holds the ones behind it).
+	// +kubebuilder:default=Unordered
+	// +optional
+	Ordering Ordering `json:"ordering,omitempty"`
+}
+
+// ExponentialBackoff grows the delay by Multiplier after each failure, up to MaxInterval.
+type ExponentialBackoff struct {
+	// InitialInterval before the first retry (1s to 1h).
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="exponential.initialInterval must be between 1s and 1h"
+	InitialInterval string `json:"initialInterval"`
+
+	// MaxInterval caps one delay (1s to 168h).
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="exponential.maxInterval must be between 1s and 168h"
+	MaxInterval string `json:"maxInterval"`
+
+	// Multiplier applied after each failure (2 to 10). Default 2.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=10
+	Multiplier int32 `json:"multiplier,omitempty"`
+}
+
+// ClientErrorPolicy says whether 4xx answers are retried.
+// +kubebuilder:validation:Enum=Retry;Drop
+type ClientErrorPolicy string
+
+const (
+	ClientErrorsRetry ClientErrorPolicy = "Retry"
+	ClientErrorsDrop  ClientErrorPolicy = "Drop"
+)
+
+// Ordering says whether deliveries keep publish order.
+// +kubebuilder:validation:Enum=Unordered;Ordered
+type Ordering string
+
+const (
+	OrderingUnordered Ordering = "Unordered"
+	OrderingOrdered   Ordering = "Ordered"
+)
+
+// SubscriptionStatus reports whether the subscription is live and how delivery goes.
+type SubscriptionStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Delivering, Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Delivery summarises this subscription's deliveries.
+	// +optional
+	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+}
+
+// Subscription routes event types (optionally filtered) to a WebhookEndpoint.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whsub,categories=hookline
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpointRef.name`
+// +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.spec.eventTypes`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.delivery.delivered`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.delivery.failed`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Subscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SubscriptionSpec   `json:"spec"`
+	Status SubscriptionStatus `json:"status,omitempty"`
+}
+
+// SubscriptionList is a list of Subscriptions.
+//
+// +kubebuilder:object:root=true
+type SubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Subscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Subscription{}, &SubscriptionList{})
+}

@@ -1,0 +1,291 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookEndpointSpec says where deliveries go, how they authenticate, and how the signing
+// key is managed.
+//
+// +kubebuilder:validation:XValidation:rule="self.url.startsWith('https://') || (self.url.startsWith('http://') && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="spec.url must use https://; to deliver over plain http:// set spec.allowInsecureHTTP: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.mtls) || self.url.startsWith('https://')",message="spec.auth.mtls needs an https:// URL"
+type WebhookEndpointSpec struct {
+	// URL receives the deliveries: an absolute https:// URL without credentials.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL such as https://example.com/webhooks"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host, such as https://example.com/webhooks"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",message="url must not contain credentials (user:password@); put them in spec.auth instead"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="url must not contain a fragment (#...); receivers never see it"
+	URL string `json:"url"`
+
+	// AllowInsecureHTTP permits a plain http:// URL. Deliveries are then readable and
+	// changeable on the wire; use it only for receivers inside a trusted network.
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
+
+	// Headers are added to every delivery. They cannot replace the webhook-* signature
+	// headers, content-type, content-length or host.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Headers []Header `json:"headers,omitempty"`
+
+	// Auth authenticates deliveries to the receiver. At most one method may be set.
+	// +optional
+	Auth *EndpointAuth `json:"auth,omitempty"`
+
+	// TLS configures how the receiver's certificate is verified.
+	// +optional
+	TLS *EndpointTLS `json:"tls,omitempty"`
+
+	// Signing chooses how the Standard Webhooks signing key is managed. By default hookline
+	// generates a key, keeps it in a Secret owned by this endpoint, and rotates it every 90
+	// days with a 24 hour overlap.
+	// +optional
+	Signing *Signing `json:"signing,omitempty"`
+
+	// Limits bound how hard hookline pushes this endpoint.
+	// +optional
+	Limits *EndpointLimits `json:"limits,omitempty"`
+
+	// Suspend stops deliveries to this endpoint. Events keep being accepted and wait in the
+	// queue until it is resumed.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// Header is one extra HTTP header, with a literal value or a value from a Secret.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="set exactly one of value and valueFrom"
+type Header struct {
+	// Name of the header, e.g. X-Tenant.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",message="header name may contain only letters, digits and !#$%&*+.^_|~-"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'host', 'transfer-encoding', 'connection']) && !self.lowerAscii().startsWith('webhook-') && !self.lowerAscii().startsWith('ce-')",message="header is set by hookline and cannot be overridden: choose another name (webhook-*, ce-*, content-type, content-length, host, transfer-encoding and connection are reserved)"
+	Name string `json:"name"`
+
+	// Value is a literal value. Use valueFrom for anything secret.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value *string `json:"value,omitempty"`
+
+	// ValueFrom reads the value from a Secret in the same namespace.
+	// +optional
+	ValueFrom *SecretKeyRef `json:"valueFrom,omitempty"`
+}
+
+// EndpointAuth authenticates deliveries. Exactly one method is set when auth is present.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.apiKey), has(self.basic), has(self.bearer), has(self.mtls)].filter(x, x).size() == 1",message="auth must set exactly one of apiKey, basic, bearer and mtls"
+type EndpointAuth struct {
+	// APIKey sends a key from a Secret in a header or a query parameter.
+	// +optional
+	APIKey *APIKeyAuth `json:"apiKey,omitempty"`
+
+	// Basic sends HTTP basic credentials from a Secret with keys "username" and "password".
+	// +optional
+	Basic *SecretRef `json:"basic,omitempty"`
+
+	// Bearer sends "Authorization: Bearer <token>" with the token from a Secret.
+	// +optional
+	Bearer *SecretKeyRef `json:"bearer,omitempty"`
+
+	// MTLS presents a client certificate from a kubernetes.io/tls Secret (tls.crt, tls.key).
+	// +optional
+	MTLS *SecretRef `json:"mtls,omitempty"`
+}
+
+// APIKeyAuth places an API key in a header or a query parameter.
+type APIKeyAuth struct {
+	// In is where the key goes.
+	// +kubebuilder:default=Header
+	// +optional
+	In APIKeyLocation `json:"in,omitempty"`
+
+	// Name of the header or query parameter, e.g. X-Api-Key or api_key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]+$`
+	Name string `json:"name"`
+
+	// ValueFrom reads the key from a Secret in the same namespace.
+	ValueFrom SecretKeyRef `json:"valueFrom"`
+}
+
+// APIKeyLocation says where an API key is sent.
+// +kubebuilder:validation:Enum=Header;Query
+type APIKeyLocation string
+
+const (
+	APIKeyInHeader APIKeyLocation = "Header"
+	APIKeyInQuery  APIKeyLocation = "Query"
+)
+
+// EndpointTLS configures verification of the receiver's certificate.
+type EndpointTLS struct {
+	// CA is a PEM bundle to trust instead of the system roots, from a Secret key.
+	// +optional
+	CA *SecretKeyRef `json:"ca,omitempty"`
+
+	// ServerName overrides the name the certificate is checked against.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// Signing chooses between a generated, rotated key and a key the user provides.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.rotation) && has(self.secretRef))",message="set either signing.rotation (hookline generates and rotates the key) or signing.secretRef (you provide the key, never rotated), not both"
+type Signing struct {
+	// Rotation schedules rotation of the generated key.
+	// +optional
+	Rotation *Rotation `json:"rotation,omitempty"`
+
+	// SecretRef names a Secret key holding a user-provided "whsec_..." key. hookline uses it
+	// as given and never rotates it.
+	// +optional
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
+}
+
+// Rotation schedules key rotation. During the overlap every delivery carries a signature
+// from both the new and the previous key, so receivers switch without dropping a delivery.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.overlap) < duration(self.every)",message="rotation.overlap must be shorter than rotation.every"
+type Rotation struct {
+	// Every is how long a key is current before the next one replaces it (at least 1h, at most 8760h).
+	// +kubebuilder:default="2160h"
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotation.every must be between 1h and 8760h (one year)"
+	Every string `json:"every,omitempty"`
+
+	// Overlap is how long the previous key still signs after a rotation (at most 720h).
+	// +kubebuilder:default="24h"
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="rotation.overlap must be at most 720h (30 days)"
+	Overlap string `json:"overlap,omitempty"`
+}
+
+// EndpointLimits bound how hard hookline pushes an endpoint.
+type EndpointLimits struct {
+	// Timeout for one delivery attempt, connect to last byte (1s to 60s). Default 15s.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('60s')",message="limits.timeout must be between 1s and 60s"
+	Timeout string `json:"timeout,omitempty"`
+
+	// RateLimit caps requests per second to this endpoint, across all its subscriptions.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	RateLimit *int32 `json:"rateLimit,omitempty"`
+
+	// Burst is how many requests may go at once above the rate. Default: the rate, at least 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst *int32 `json:"burst,omitempty"`
+
+	// MaxInFlight caps concurrent requests to this endpoint. Default 32.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
+
+	// DisableAfter disables an endpoint that has only failed for this long (at least 1h).
+	// The clock starts after repeated failures. Default 120h (5 days).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="limits.disableAfter must be at least 1h"
+	DisableAfter string `json:"disableAfter,omitempty"`
+}
+
+// WebhookEndpointStatus reports whether the endpoint is usable and how delivery goes.
+type WebhookEndpointStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Delivering, Degraded, Disabled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Signing reports the key schedule.
+	// +optional
+	Signing *SigningStatus `json:"signing,omitempty"`
+
+	// Delivery summarises deliveries to this endpoint across all its subscriptions.
+	// +optional
+	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+}
+
+// SigningStatus reports where the signing key lives and when it changes next. It never
+// holds key material.
+type SigningStatus struct {
+	// SecretName is the Secret holding the keys.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// CurrentKeyID identifies the key that signs now.
+	// +optional
+	CurrentKeyID string `json:"currentKeyID,omitempty"`
+
+	// PreviousKeyID identifies the key that still signs during an overlap.
+	// +optional
+	PreviousKeyID string `json:"previousKeyID,omitempty"`
+
+	// LastRotationTime is when the current key became current.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+
+	// NextRotationTime is when the next scheduled rotation happens; empty when the key is
+	// user-provided.
+	// +optional
+	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
+
+	// PreviousKeyExpiresAt is when the previous key stops signing.
+	// +optional
+	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+}
+
+// WebhookEndpoint is a receiver of webhooks: its URL, authentication, signing key and limits.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whep,categories=hookline
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last Delivery",type=date,JSONPath=`.status.delivery.lastDeliveryTime`
+// +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.delivery.consecutiveFailures`
+// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.signing.nextRotationTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookEndpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WebhookEndpointSpec   `json:"spec"`
+	Status WebhookEndpointStatus `json:"status,omitempty"`
+}
+
+// WebhookEndpointList is a list of WebhookEndpoints.
+//
+// +kubebuilder:object:root=true
+type WebhookEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEndpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookEndpoint{}, &WebhookEndpointList{})
+}

@@ -1,0 +1,21 @@
+package v1alpha1
+
+// Annotations and labels that hookline reads or writes.
+const (
+	// AnnotationRotate requests one rotation of a generated signing key with the usual
+	// overlap. Set it to a new value (a date, a ticket number) for each rotation; a value
+	// that was already handled never rotates again.
+	AnnotationRotate = "hookline.io/rotate"
+
+	// AnnotationRotateImmediately requests a rotation without overlap: the previous key stops
+	// signing at once. Use it when a key has leaked. Same one-shot value rule as
+	// AnnotationRotate.
+	AnnotationRotateImmediately = "hookline.io/rotate-immediately"
+
+	// LabelSigningSecret marks the Secrets that hold signing keys, generated or referenced,
+	// so the dispatcher watches only these.
+	LabelSigningSecret = "hookline.io/signing-key"
+
+	// LabelEndpoint names the WebhookEndpoint a generated Secret belongs to.
+	LabelEndpoint = "hookline.io/endpoint"
+)

@@ -1,0 +1,87 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/match"
+	"github.com/hookline/hookline/internal/readiness"
+)
+
+// SubscriptionReconciler keeps a Subscription's Ready condition true to its endpoint and
+// filter.
+type SubscriptionReconciler struct {
+	client.Client
+}
+
+// +kubebuilder:rbac:groups=hookline.io,resources=subscriptions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hookline.io,resources=subscriptions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=hookline.io,resources=webhookendpoints,verbs=get;list;watch
+
+func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var sub hooklinev1.Subscription
+	if err := r.Get(ctx, req.NamespacedName, &sub); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	base := sub.DeepCopy()
+
+	in := readiness.SubscriptionInput{EndpointName: sub.Spec.EndpointRef.Name, Suspended: sub.Spec.Suspend}
+	if sub.Spec.Filter != "" {
+		_, in.FilterError = match.CompileFilter(sub.Spec.Filter)
+	}
+	var ep hooklinev1.WebhookEndpoint
+	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.Spec.EndpointRef.Name}, &ep)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading WebhookEndpoint %s/%s: %w", sub.Namespace, sub.Spec.EndpointRef.Name, err)
+	default:
+		in.EndpointFound = true
+		if c := meta.FindStatusCondition(ep.Status.Conditions, hooklinev1.ConditionReady); c != nil {
+			in.EndpointReady = c.Status == "True" && c.ObservedGeneration == ep.Generation
+			in.EndpointReason = c.Reason
+		}
+	}
+
+	meta.SetStatusCondition(&sub.Status.Conditions, readiness.Subscription(in).Condition(sub.Generation))
+	sub.Status.ObservedGeneration = sub.Generation
+	if err := patchStatus(ctx, r.Client, &sub, base); err != nil {
+		return ctrl.Result{}, fmt.Errorf("writing status of Subscription %s: %w", req.NamespacedName, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager wires the reconciler: Subscriptions, and the WebhookEndpoints they
+// refer to, so a Subscription becomes Ready the moment its endpoint appears or becomes ready.
+func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hooklinev1.Subscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&hooklinev1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsOfEndpoint)).
+		Named("subscription").
+		Complete(r)
+}
+
+func (r *SubscriptionReconciler) subscriptionsOfEndpoint(ctx context.Context, o client.Object) []reconcile.Request {
+	var subs hooklinev1.SubscriptionList
+	if err := r.List(ctx, &subs, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{indexSubscriptionEndpoint: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Subscriptions of endpoint", "endpoint", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(subs.Items))
+	for _, s := range subs.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+	}
+	return reqs
+}

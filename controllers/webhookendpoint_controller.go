@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/metrics"
+	"github.com/hookline/hookline/internal/readiness"
+	"github.com/hookline/hookline/internal/secretrefs"
+	"github.com/hookline/hookline/internal/wakeup"
+)
+
+// WebhookEndpointReconciler checks an endpoint's Secret references, keeps its signing keys
+// in place and on schedule, and reports both in status.
+type WebhookEndpointReconciler struct {
+	client.Client
+	Clock    clock.WithDelayedExecution
+	Recorder events.EventRecorder
+
+	wakeups *wakeup.Scheduler
+}
+
+// +kubebuilder:rbac:groups=hookline.io,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hookline.io,resources=webhookendpoints/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var ep hooklinev1.WebhookEndpoint
+	if err := r.Get(ctx, req.NamespacedName, &ep); err != nil {
+		if apierrors.IsNotFound(err) {
+			// The generated Secret is owned by the endpoint; garbage collection removes it.
+			r.wakeups.Forget(req.NamespacedName)
+			metrics.ForgetEndpoint(req.Namespace, req.Name)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ep.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	base := ep.DeepCopy()
+
+	problems, userSecrets, err := r.checkSecrets(ctx, &ep)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	in := readiness.EndpointInput{SecretProblems: problems, Suspended: ep.Spec.Suspend}
+	if len(problems) == 0 {
+		in.SigningError, err = r.reconcileSigningKeys(ctx, &ep, userSecrets)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("reconciling signing keys of WebhookEndpoint %s: %w", req.NamespacedName, err)
+		}
+	}
+
+	meta.SetStatusCondition(&ep.Status.Conditions, readiness.Endpoint(in).Condition(ep.Generation))
+	ep.Status.ObservedGeneration = ep.Generation
+	if err := patchStatus(ctx, r.Client, &ep, base); err != nil {
+		return ctrl.Result{}, fmt.Errorf("writing status of WebhookEndpoint %s: %w", req.NamespacedName, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// checkSecrets verifies every Secret the spec refers to exists and holds the keys it needs.
+// It returns the Secrets it read, by name, for the steps that use their values.
+func (r *WebhookEndpointReconciler) checkSecrets(ctx context.Context, ep *hooklinev1.WebhookEndpoint) ([]readiness.SecretProblem, map[string]*corev1.Secret, error) {
+	var problems []readiness.SecretProblem
+	read := map[string]*corev1.Secret{}
+	missing := map[string]bool{}
+	for _, ref := range secretrefs.Endpoint(&ep.Spec) {
+		s, ok := read[ref.Secret]
+		if !ok && !missing[ref.Secret] {
+			var secret corev1.Secret
+			err := r.Get(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: ref.Secret}, &secret)
+			switch {
+			case apierrors.IsNotFound(err):
+				missing[ref.Secret] = true
+			case err != nil:
+				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ep.Namespace, ref.Secret, err)
+			default:
+				s = &secret
+				read[ref.Secret] = s
+			}
+		}
+		if s == nil {
+			problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, Missing: true})
+			continue
+		}
+		for _, k := range ref.Keys {
+			if _, ok := s.Data[k]; !ok {
+				problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, Key: k})
+			}
+		}
+	}
+	return problems, read, nil
+}
+
+// SetupWithManager wires the reconciler: endpoints (spec and annotation changes, which
+// carry manual rotation requests), the generated Secrets they own, the Secrets they refer
+// to, and scheduled wake-ups for rotations.
+func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	r.wakeups = wakeup.New(r.Clock)
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hooklinev1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsOfSecret)).
+		WatchesRawSource(r.wakeups.Source()).
+		Named("webhookendpoint").
+		Complete(r)
+}
+
+func (r *WebhookEndpointReconciler) endpointsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var eps hooklinev1.WebhookEndpointList
+	if err := r.List(ctx, &eps, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{indexEndpointSecrets: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing WebhookEndpoints that refer to Secret", "secret", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(eps.Items))
+	for _, ep := range eps.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ep)})
+	}
+	return reqs
+}

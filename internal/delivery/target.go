@@ -1,0 +1,443 @@
+package delivery
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/hookline/hookline/internal/ssrf"
+)
+
+// Defaults from the design's delivery defaults.
+const (
+	DefaultTimeout        = 15 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultMaxIdleConnsPerHost is far above net/http's 2 because one busy
+	// endpoint takes many parallel deliveries, and every connection beyond
+	// the idle limit is a new TCP and TLS handshake.
+	DefaultMaxIdleConnsPerHost = 128
+)
+
+// Signer returns the webhook-signature header value for one attempt. ts is
+// the attempt time truncated to the second, exactly as sent in
+// webhook-timestamp.
+type Signer func(msgID string, ts time.Time, body []byte) string
+
+// APIKey sends a key in a header or in a query parameter; set exactly one of
+// Header and QueryParam.
+type APIKey struct {
+	Header     string
+	QueryParam string
+	Value      string
+}
+
+type BasicAuth struct {
+	Username string
+	Password string
+}
+
+// ClientCert is a PEM certificate chain and key for mutual TLS.
+type ClientCert struct {
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Auth holds at most one of APIKey, Basic and BearerToken; a client
+// certificate can accompany any of them.
+type Auth struct {
+	APIKey      *APIKey
+	Basic       *BasicAuth
+	BearerToken string
+	ClientCert  *ClientCert
+}
+
+// TargetConfig describes one endpoint with every secret already resolved.
+type TargetConfig struct {
+	URL string
+	// Headers are sent on every request. Names that hookline sets itself
+	// (webhook-*, content-type, the CloudEvents attributes) are refused.
+	Headers http.Header
+	Auth    Auth
+	// CABundle, when set, replaces the system roots: an endpoint on a
+	// private PKI should not also accept any public certificate.
+	CABundle []byte
+	// ServerName overrides the name used for SNI and certificate checks.
+	ServerName     string
+	Timeout        time.Duration // whole attempt; DefaultTimeout if zero
+	ConnectTimeout time.Duration // TCP and TLS handshake; DefaultConnectTimeout if zero
+	SSRF           ssrf.Policy
+	Sign           Signer
+}
+
+// Target is an endpoint ready to send to. It is safe for concurrent use and
+// meant to be built once and reused for every delivery to the endpoint.
+type Target struct {
+	reqURL  *url.URL // with the API key query parameter, never shown
+	display string // scheme://host, safe for errors and logs
+	header  http.Header
+	timeout time.Duration
+	sign    Signer
+	clock   clock.PassiveClock
+	// secrets are scrubbed from stored response bodies: a receiver that
+	// echoes the request would otherwise put them in the attempt log.
+	secrets [][]byte
+
+	pool   *Pool
+	entry  *poolEntry
+	closed atomic.Bool
+}
+
+// URL returns the endpoint's scheme and host, for logs.
+func (t *Target) URL() string { return t.display }
+
+// Close releases the target's share of its transport. Idle connections are
+// closed once no target uses the transport.
+func (t *Target) Close() {
+	if t.closed.Swap(true) {
+		return
+	}
+	t.pool.release(t.entry)
+}
+
+// PoolOptions tunes a Pool; zero values take the defaults.
+type PoolOptions struct {
+	Clock               clock.PassiveClock
+	MaxIdleConnsPerHost int
+}
+
+// Pool shares HTTP transports between targets. Endpoints that need the same
+// TLS settings, connect timeout and SSRF policy share one transport, so
+// connections to a host are reused across endpoints and the number of
+// transports stays small however many endpoints there are.
+type Pool struct {
+	clock          clock.PassiveClock
+	maxIdlePerHost int
+
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]*poolEntry
+}
+
+// poolEntry holds a transport, not an http.Client: Send calls RoundTrip
+// directly so that redirects are never followed. A redirect is a failure:
+// following it would send the signed payload somewhere the endpoint's owner
+// did not configure, past the SSRF check of the URL they did.
+type poolEntry struct {
+	key       [sha256.Size]byte
+	transport *http.Transport
+	refs      int
+}
+
+func NewPool(opts PoolOptions) *Pool {
+	p := &Pool{
+		clock:          opts.Clock,
+		maxIdlePerHost: opts.MaxIdleConnsPerHost,
+		entries:        map[[sha256.Size]byte]*poolEntry{},
+	}
+	if p.clock == nil {
+		p.clock = clock.RealClock{}
+	}
+	if p.maxIdlePerHost <= 0 {
+		p.maxIdlePerHost = DefaultMaxIdleConnsPerHost
+	}
+	return p
+}
+
+// CloseIdleConnections closes idle connections of every transport, for
+// shutdown.
+func (p *Pool) CloseIdleConnections() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.entries {
+		e.transport.CloseIdleConnections()
+	}
+}
+
+// Transports returns how many distinct transports the pool holds.
+func (p *Pool) Transports() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.entries)
+}
+
+func (p *Pool) release(e *poolEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e.refs--
+	if e.refs == 0 {
+		delete(p.entries, e.key)
+		e.transport.CloseIdleConnections()
+	}
+}
+
+// NewTarget validates cfg and builds a Target that shares a transport with
+// every other target of the same TLS and dial settings.
+func (p *Pool) NewTarget(cfg TargetConfig) (*Target, error) {
+	t, err := buildTarget(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.clock = p.clock
+	t.pool = p
+
+	connect := cfg.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	key := transportKey(cfg, connect)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.entries[key]
+	if e == nil {
+		tlsConf, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: %w", t.display, err)
+		}
+		e = &poolEntry{key: key, transport: newTransport(tlsConf, connect, cfg.SSRF, p.maxIdlePerHost)}
+		p.entries[key] = e
+	}
+	e.refs++
+	t.entry = e
+	return t, nil
+}
+
+func newTransport(tlsConf *tls.Config, connect time.Duration, policy ssrf.Policy, maxIdlePerHost int) *http.Transport {
+	d := &net.Dialer{
+		Timeout:   connect,
+		KeepAlive: 30 * time.Second,
+		Control:   policy.Control,
+	}
+	return &http.Transport{
+		// Never a proxy from the environment: through a proxy the SSRF
+		// guard would vet the proxy's address, and the proxy would dial
+		// whatever the URL says.
+		Proxy:                  nil,
+		DialContext:            d.DialContext,
+		TLSClientConfig:        tlsConf,
+		TLSHandshakeTimeout:    connect,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true, // we keep 20 KB of the answer; no point inflating it
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+func tlsConfig(cfg TargetConfig) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	if len(cfg.CABundle) > 0 {
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(cfg.CABundle) {
+			return nil, errors.New("CA bundle holds no PEM certificate")
+		}
+		c.RootCAs = roots
+	}
+	if cc := cfg.Auth.ClientCert; cc != nil {
+		cert, err := tls.X509KeyPair(cc.CertPEM, cc.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// transportKey identifies everything that shapes a transport: TLS material,
+// dial timeout and SSRF policy. Hashed, so key material is not kept twice.
+func transportKey(cfg TargetConfig, connect time.Duration) [sha256.Size]byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field(cfg.CABundle)
+	field([]byte(cfg.ServerName))
+	if cc := cfg.Auth.ClientCert; cc != nil {
+		field(cc.CertPEM)
+		field(cc.KeyPEM)
+	} else {
+		field(nil)
+		field(nil)
+	}
+	field([]byte(connect.String()))
+	field([]byte(cfg.SSRF.String()))
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// reservedHeaders are set by hookline on every request; a user header with
+// one of these names would let an endpoint's configuration forge an id, a
+// timestamp or a signature, or break the payload format.
+var reservedHeaders = map[string]bool{
+	"Content-Type":        true,
+	"Content-Length":      true,
+	"Content-Encoding":    true,
+	"Transfer-Encoding":   true,
+	"Accept-Encoding":     true,
+	"Connection":          true,
+	"Keep-Alive":          true,
+	"Proxy-Connection":    true,
+	"Proxy-Authorization": true,
+	"Upgrade":             true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Expect":              true,
+	"Host":                true,
+	"Ce-Specversion":      true,
+	"Ce-Id":               true,
+	"Ce-Source":           true,
+	"Ce-Type":             true,
+	"Ce-Time":             true,
+	"Ce-Datacontenttype":  true,
+	// Send sets it empty to mark deliveries idempotent for net/http.
+	"X-Idempotency-Key": true,
+}
+
+func isReserved(canonical string) bool {
+	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "Webhook-")
+}
+
+func buildTarget(cfg TargetConfig) (*Target, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		// url.Parse quotes the whole URL, which may hold a key.
+		return nil, errors.New("endpoint URL does not parse")
+	}
+	// Only scheme and host are ever shown: Slack, Discord and Teams put the
+	// webhook's secret in the path.
+	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("endpoint %s: scheme must be http or https", display)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("endpoint %s: URL has no host", display)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+	}
+	if cfg.Sign == nil {
+		return nil, fmt.Errorf("endpoint %s: no signer", display)
+	}
+	u.Fragment, u.RawFragment = "", ""
+
+	t := &Target{display: display, sign: cfg.Sign, timeout: cfg.Timeout, header: http.Header{}}
+	if t.timeout <= 0 {
+		t.timeout = DefaultTimeout
+	}
+
+	for name, values := range cfg.Headers {
+		if !validHeaderName(name) {
+			return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, name)
+		}
+		key := http.CanonicalHeaderKey(name)
+		if isReserved(key) {
+			return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot be configured", display, key)
+		}
+		for _, v := range values {
+			if !validHeaderValue(v) {
+				return nil, fmt.Errorf("endpoint %s: header %s has a value with control characters", display, key)
+			}
+			t.header[key] = append(t.header[key], v)
+		}
+	}
+
+	a := cfg.Auth
+	kinds := 0
+	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.BearerToken != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		return nil, fmt.Errorf("endpoint %s: use one of API key, basic and bearer auth", display)
+	}
+	setAuth := func(key, value string) error {
+		if _, ok := t.header[key]; ok {
+			return fmt.Errorf("endpoint %s: header %s is set both by auth and by headers", display, key)
+		}
+		if !validHeaderValue(value) {
+			return fmt.Errorf("endpoint %s: auth value for %s has control characters", display, key)
+		}
+		t.header[key] = []string{value}
+		return nil
+	}
+	switch {
+	case a.APIKey != nil:
+		k := a.APIKey
+		if k.Value == "" || (k.Header == "") == (k.QueryParam == "") {
+			return nil, fmt.Errorf("endpoint %s: an API key needs a value and exactly one of header and query parameter", display)
+		}
+		t.secrets = append(t.secrets, []byte(k.Value))
+		if k.Header != "" {
+			if !validHeaderName(k.Header) {
+				return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, k.Header)
+			}
+			key := http.CanonicalHeaderKey(k.Header)
+			if isReserved(key) {
+				return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot carry an API key", display, key)
+			}
+			if err := setAuth(key, k.Value); err != nil {
+				return nil, err
+			}
+		} else {
+			if u.RawQuery != "" {
+				u.RawQuery += "&"
+			}
+			u.RawQuery += url.QueryEscape(k.QueryParam) + "=" + url.QueryEscape(k.Value)
+		}
+	case a.Basic != nil:
+		cred := base64.StdEncoding.EncodeToString([]byte(a.Basic.Username + ":" + a.Basic.Password))
+		if a.Basic.Password != "" {
+			t.secrets = append(t.secrets, []byte(a.Basic.Password))
+		}
+		t.secrets = append(t.secrets, []byte(cred))
+		if err := setAuth("Authorization", "Basic "+cred); err != nil {
+			return nil, err
+		}
+	case a.BearerToken != "":
+		t.secrets = append(t.secrets, []byte(a.BearerToken))
+		if err := setAuth("Authorization", "Bearer "+a.BearerToken); err != nil {
+			return nil, err
+		}
+	}
+	t.reqURL = u
+	return t, nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+// Package operator assembles the controller-runtime manager that runs hookline's
+// reconcilers, for the `hookline operator` command, `hookline dev` and the tests.
+package operator
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/controllers"
+)
+
+// Options configure the operator.
+type Options struct {
+	Kubeconfig              string
+	MetricsAddr             string
+	ProbeAddr               string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	Namespaces              []string // empty: all namespaces
+	Logger                  logr.Logger
+	Clock                   clock.WithDelayedExecution // nil: the real clock
+}
+
+// Scheme returns a scheme with the built-in kinds and hookline's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := hooklinev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// BindLogFlags registers the logging flags (-zap-log-level, -zap-devel, ...) on fs.
+func BindLogFlags(fs *flag.FlagSet) *zap.Options {
+	o := &zap.Options{}
+	o.BindFlags(fs)
+	return o
+}
+
+// NewLogger builds the structured logger the operator uses.
+func NewLogger(o *zap.Options, w io.Writer) logr.Logger {
+	return zap.New(zap.UseFlagOptions(o), zap.WriteTo(w))
+}
+
+// RESTConfig loads the kubeconfig file, or $KUBECONFIG / in-cluster config when path is empty.
+func RESTConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		return clientcmd.BuildConfigFromFlags("", path)
+	}
+	return ctrl.GetConfig()
+}
+
+// NewManager builds a manager with hookline's reconcilers registered.
+func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	mgrOpts := ctrl.Options{
+		Scheme:                  Scheme(),
+		Logger:                  opts.Logger,
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:  opts.ProbeAddr,
+		LeaderElection:          opts.LeaderElect,
+		LeaderElectionID:        "hookline-operator.hookline.io",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+	}
+	if len(opts.Namespaces) > 0 {
+		mgrOpts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.Namespaces {
+			mgrOpts.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := Setup(context.Background(), mgr, opts.Clock); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// Setup registers hookline's indexes and reconcilers with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution) error {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("registering indexes: %w", err)
+	}
+	if err := (&controllers.WebhookEndpointReconciler{
+		Client:   mgr.GetClient(),
+		Clock:    clk,
+		Recorder: mgr.GetEventRecorder("hookline-operator"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up WebhookEndpoint controller: %w", err)
+	}
+	if err := (&controllers.SubscriptionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up Subscription controller: %w", err)
+	}
+	return nil
+}
+
+// Run runs the operator until SIGINT or SIGTERM.
+func Run(opts Options) error {
+	ctrl.SetLogger(opts.Logger)
+	cfg, err := RESTConfig(opts.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := NewManager(cfg, opts)
+	if err != nil {
+		return err
+	}
+	opts.Logger.Info("starting operator", "namespaces", opts.Namespaces, "leaderElection", opts.LeaderElect)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

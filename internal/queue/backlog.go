@@ -1,0 +1,59 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EndpointKey names an endpoint.
+type EndpointKey struct{ Namespace, Endpoint string }
+
+// SubscriptionKey names a subscription.
+type SubscriptionKey struct{ Namespace, Subscription string }
+
+// Backlog counts deliveries waiting or in flight. Retries waiting for their
+// scheduled time are not included: the server can count them only one
+// schedule subject at a time, which for a long outage means millions.
+type Backlog struct {
+	Endpoints map[EndpointKey]uint64
+	Ordered   map[SubscriptionKey]uint64
+}
+
+// Backlog reads the per-subject counts of the deliveries stream.
+func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
+	b := Backlog{Endpoints: map[EndpointKey]uint64{}, Ordered: map[SubscriptionKey]uint64{}}
+	counts, err := q.subjectCounts(ctx, subjDeliver)
+	if err != nil {
+		return b, err
+	}
+	for subj, n := range counts {
+		ns, ep, err := splitPair(subj, subjDeliver)
+		if err != nil {
+			q.log.Error(err, "Ignoring an unexpected delivery subject")
+			continue
+		}
+		b.Endpoints[EndpointKey{ns, ep}] = n
+	}
+	if counts, err = q.subjectCounts(ctx, subjOrdered); err != nil {
+		return b, err
+	}
+	for subj, n := range counts {
+		ns, sub, err := splitPair(subj, subjOrdered)
+		if err != nil {
+			q.log.Error(err, "Ignoring an unexpected ordered-lane subject")
+			continue
+		}
+		b.Ordered[SubscriptionKey{ns, sub}] = n
+	}
+	return b, nil
+}
+
+func (q *Queue) subjectCounts(ctx context.Context, root string) (map[string]uint64, error) {
+	info, err := q.deliveries.Info(ctx, jetstream.WithSubjectFilter(root+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("reading delivery backlog: %w", err)
+	}
+	return info.State.Subjects, nil
+}

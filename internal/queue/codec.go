@@ -1,0 +1,258 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Messages are encoded in a small length-prefixed binary format rather than
+// JSON. Events are on the hot path (every accepted event is encoded once and
+// decoded once, every delivery once per attempt), and JSON would re-validate
+// and re-escape the event's payload, which is already JSON, each time;
+// the binary form copies it as opaque bytes and decodes it without copying.
+// The first byte is a format version so the layout can change without
+// misreading messages already stored.
+const codecV1 = 1
+
+var errShort = errors.New("message truncated")
+
+type encoder struct{ b []byte }
+
+func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) string(v string)  { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+
+// time encodes the zero time as 0: UnixNano of the zero time is undefined.
+func (e *encoder) time(t time.Time) {
+	if t.IsZero() {
+		e.varint(0)
+		return
+	}
+	e.varint(t.UnixNano())
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns a slice of the message itself: the message buffer is not
+// reused by the client, so aliasing saves a copy of every payload.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil || uint64(len(d.b)) < n {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }
+
+func (d *decoder) time() time.Time {
+	v := d.varint()
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
+
+func (d *decoder) int() int { return int(d.varint()) }
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errShort
+	}
+}
+
+func (d *decoder) version(what string) {
+	if v := d.byte(); d.err == nil && v != codecV1 {
+		d.err = fmt.Errorf("%s: unknown format version %d", what, v)
+	}
+}
+
+func (e *encoder) event(ev *Event) {
+	e.string(ev.Namespace)
+	e.string(ev.ID)
+	e.string(ev.Type)
+	e.time(ev.Time)
+	e.bytes(ev.Data)
+}
+
+func (d *decoder) event() Event {
+	var ev Event
+	ev.Namespace = d.string()
+	ev.ID = d.string()
+	ev.Type = d.string()
+	ev.Time = d.time()
+	if data := d.bytes(); len(data) > 0 {
+		ev.Data = data
+	}
+	return ev
+}
+
+func encodeEvent(ev *Event) []byte {
+	e := encoder{b: make([]byte, 0, 32+len(ev.Namespace)+len(ev.ID)+len(ev.Type)+len(ev.Data))}
+	e.byte(codecV1)
+	e.event(ev)
+	return e.b
+}
+
+func decodeEvent(b []byte) (Event, error) {
+	d := decoder{b: b}
+	d.version("event")
+	ev := d.event()
+	if d.err != nil {
+		return Event{}, fmt.Errorf("decoding event: %w", d.err)
+	}
+	return ev, nil
+}
+
+const flagOrdered = 1
+
+func (e *encoder) delivery(dv *Delivery) {
+	var flags uint64
+	if dv.Ordered {
+		flags |= flagOrdered
+	}
+	e.uvarint(flags)
+	e.varint(int64(dv.Attempt))
+	e.varint(int64(dv.Holds))
+	e.uvarint(dv.Replay)
+	e.time(dv.FirstAttempt)
+	e.string(dv.Subscription)
+	e.string(dv.SubscriptionUID)
+	e.string(dv.Endpoint)
+	e.event(&dv.Event)
+}
+
+func (d *decoder) delivery() Delivery {
+	var dv Delivery
+	flags := d.uvarint()
+	dv.Ordered = flags&flagOrdered != 0
+	dv.Attempt = d.int()
+	dv.Holds = d.int()
+	dv.Replay = d.uvarint()
+	dv.FirstAttempt = d.time()
+	dv.Subscription = d.string()
+	dv.SubscriptionUID = d.string()
+	dv.Endpoint = d.string()
+	dv.Event = d.event()
+	return dv
+}
+
+func deliverySize(dv *Delivery) int {
+	return 64 + len(dv.Subscription) + len(dv.SubscriptionUID) + len(dv.Endpoint) +
+		len(dv.Event.Namespace) + len(dv.Event.ID) + len(dv.Event.Type) + len(dv.Event.Data)
+}
+
+func encodeDelivery(dv *Delivery) []byte {
+	e := encoder{b: make([]byte, 0, deliverySize(dv))}
+	e.byte(codecV1)
+	e.delivery(dv)
+	return e.b
+}
+
+func decodeDelivery(b []byte) (Delivery, error) {
+	d := decoder{b: b}
+	d.version("delivery")
+	dv := d.delivery()
+	if d.err != nil {
+		return Delivery{}, fmt.Errorf("decoding delivery: %w", d.err)
+	}
+	return dv, nil
+}
+
+func encodeDead(dv *Delivery, info *DeadInfo) []byte {
+	e := encoder{b: make([]byte, 0, deliverySize(dv)+32+len(info.Reason))}
+	e.byte(codecV1)
+	e.delivery(dv)
+	e.varint(int64(info.StatusCode))
+	e.string(info.Reason)
+	e.time(info.Time)
+	return e.b
+}
+
+func decodeDead(b []byte) (Delivery, DeadInfo, error) {
+	d := decoder{b: b}
+	d.version("dead delivery")
+	dv := d.delivery()
+	var info DeadInfo
+	info.StatusCode = d.int()
+	info.Reason = d.string()
+	info.Time = d.time()
+	if d.err != nil {
+		return Delivery{}, DeadInfo{}, fmt.Errorf("decoding dead delivery: %w", d.err)
+	}
+	return dv, info, nil
+}
+
+func encodeAttempt(a *Attempt) []byte {
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response))}
+	e.byte(codecV1)
+	e.time(a.Time)
+	e.varint(int64(a.Attempt))
+	e.varint(int64(a.StatusCode))
+	e.varint(int64(a.Latency))
+	e.string(a.Error)
+	e.string(a.Response)
+	return e.b
+}
+
+func decodeAttempt(b []byte) (Attempt, error) {
+	d := decoder{b: b}
+	d.version("attempt")
+	var a Attempt
+	a.Time = d.time()
+	a.Attempt = d.int()
+	a.StatusCode = d.int()
+	a.Latency = time.Duration(d.varint())
+	a.Error = d.string()
+	a.Response = d.string()
+	if d.err != nil {
+		return Attempt{}, fmt.Errorf("decoding attempt: %w", d.err)
+	}
+	return a, nil
+}

@@ -1,0 +1,127 @@
+package queue
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	ev := testEvent("team-a", "evt_1")
+	d := Delivery{
+		Event: ev, Subscription: "billing.hooks", SubscriptionUID: "0b7c", Endpoint: "erp",
+		Ordered: true, Attempt: 3, Holds: 2, Replay: 99,
+		FirstAttempt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+	}
+	t.Run("event", func(t *testing.T) {
+		got, err := decodeEvent(encodeEvent(&ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(ev, got); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	})
+	t.Run("event without time or data", func(t *testing.T) {
+		in := Event{Namespace: "a", ID: "b"}
+		got, err := decodeEvent(encodeEvent(&in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(in, got); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	})
+	t.Run("delivery", func(t *testing.T) {
+		got, err := decodeDelivery(encodeDelivery(&d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(d, got); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	})
+	t.Run("dead", func(t *testing.T) {
+		info := DeadInfo{StatusCode: 503, Reason: "Service Unavailable", Time: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)}
+		gotD, gotInfo, err := decodeDead(encodeDead(&d, &info))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(d, gotD); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+		if diff := cmp.Diff(info, gotInfo); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	})
+	t.Run("attempt", func(t *testing.T) {
+		a := Attempt{Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.UTC), Attempt: 4, StatusCode: 500,
+			Latency: 1234 * time.Millisecond, Error: "boom", Response: `{"error":"x"}`}
+		got, err := decodeAttempt(encodeAttempt(&a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(a, got); diff != "" {
+			t.Fatalf("(-want +got)\n%s", diff)
+		}
+	})
+}
+
+func TestCodecRejectsDamage(t *testing.T) {
+	b := encodeDelivery(&Delivery{Event: testEvent("ns", "id"), Subscription: "s", SubscriptionUID: "u", Endpoint: "e", Attempt: 1})
+	for _, n := range []int{0, 1, 5, len(b) - 1} {
+		if _, err := decodeDelivery(b[:n]); err == nil {
+			t.Errorf("decoding %d of %d bytes succeeded", n, len(b))
+		}
+	}
+	bad := append([]byte{9}, b[1:]...)
+	if _, err := decodeDelivery(bad); err == nil {
+		t.Error("decoding an unknown version succeeded")
+	}
+}
+
+func TestSubjectTokens(t *testing.T) {
+	tests := []struct{ name, token string }{
+		{"plain-name", "plain-name"},
+		{"my.hook", "my_2ehook"},
+		{"under_score", "under_5fscore"},
+		{"a*b>c d", "a_2ab_3ec_20d"},
+		{"", "_"},
+	}
+	for _, tt := range tests {
+		if got := token(tt.name); got != tt.token {
+			t.Errorf("token(%q) = %q, want %q", tt.name, got, tt.token)
+		}
+		if back, err := untoken(tt.token); err != nil || back != tt.name {
+			t.Errorf("untoken(%q) = %q, %v; want %q", tt.token, back, err, tt.name)
+		}
+	}
+	ns, ep, err := splitPair(deliverySubject("team-a", "erp.prod"), subjDeliver)
+	if err != nil || ns != "team-a" || ep != "erp.prod" {
+		t.Errorf("splitPair = %q, %q, %v", ns, ep, err)
+	}
+	if a, b := orderedConsumerName("a_b", "c"), orderedConsumerName("a", "b_c"); a == b {
+		t.Errorf("consumer names collide: %q", a)
+	}
+}
+
+func TestDeliveryMsgID(t *testing.T) {
+	d := Delivery{Event: Event{Namespace: "ns", ID: "evt"}, SubscriptionUID: "uid", Attempt: 2}
+	if got := deliveryMsgID(&d); got != "ns/evt/uid/2" {
+		t.Errorf("got %q", got)
+	}
+	d.Holds, d.Replay = 3, 7
+	if got := deliveryMsgID(&d); got != "ns/evt/uid/r7/2/h3" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestCeilSecond(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	for in, want := range map[time.Duration]time.Duration{0: 0, time.Nanosecond: time.Second, 999 * time.Millisecond: time.Second, time.Second: time.Second} {
+		if got := ceilSecond(base.Add(in)); !got.Equal(base.Add(want)) {
+			t.Errorf("ceilSecond(+%v) = %v, want +%v", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pullExpiry is short because a pull that silently stalls (seen with the
+// client's 30 s default) is only noticed and re-issued when it expires.
+const pullExpiry = 5 * time.Second
+
+// pump feeds out from a durable consumer until ctx ends, then closes out.
+// With nakOnStop, messages still buffered at shutdown are NAKed so another
+// replica (or the next start) gets them now rather than after their lease.
+//
+// It reads with the Messages iterator, not Consume, on purpose: Consume's
+// callback would block while all workers are busy, and the client would take
+// the missed heartbeats for a dead pull.
+func (q *Queue) pump(ctx context.Context, consumer func(context.Context) (jetstream.Consumer, error),
+	batch int, nakOnStop bool, out chan<- jetstream.Msg, opts ...jetstream.PullMessagesOpt,
+) {
+	defer close(out)
+	for ctx.Err() == nil {
+		err := q.pumpOnce(ctx, consumer, batch, nakOnStop, out, opts)
+		if ctx.Err() != nil {
+			return
+		}
+		// The consumer was deleted, the connection closed or the server
+		// refused the pull: start over after a pause instead of spinning.
+		q.log.Error(err, "Reading from JetStream failed; retrying")
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (q *Queue) pumpOnce(ctx context.Context, consumer func(context.Context) (jetstream.Consumer, error),
+	batch int, nakOnStop bool, out chan<- jetstream.Msg, opts []jetstream.PullMessagesOpt,
+) error {
+	cons, err := consumer(ctx)
+	if err != nil {
+		return err
+	}
+	opts = append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(batch), jetstream.PullExpiry(pullExpiry)}, opts...)
+	it, err := cons.Messages(opts...)
+	if err != nil {
+		return fmt.Errorf("starting to read consumer: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading consumer: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		default:
+			select {
+			case out <- m:
+				continue
+			case <-ctx.Done():
+			}
+		}
+		if nakOnStop {
+			_ = m.Nak()
+		}
+	}
+}
+
+// nakBackoff spaces out redeliveries of a message whose processing keeps
+// failing, so a persistent error does not turn into a busy loop.
+func nakBackoff(m jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
+		n = md.NumDelivered
+	}
+	d := time.Second << min(n-1, 6)
+	return min(d, time.Minute)
+}

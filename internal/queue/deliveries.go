@@ -1,0 +1,255 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Delivery is one event on its way to one subscription's endpoint.
+type Delivery struct {
+	Event           Event
+	Subscription    string
+	SubscriptionUID string
+	Endpoint        string
+	// Ordered routes the delivery to the subscription's ordered lane
+	// (EnsureOrdered), where one delivery at a time is in flight.
+	Ordered bool
+	// Attempt counts from 1. Holds do not count.
+	Attempt int
+	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
+	// it then if the fan-out left it zero, and keeps it across retries.
+	FirstAttempt time.Time
+	// Holds counts circuit-breaker holds of this attempt; it only keeps the
+	// message ids of repeated holds apart.
+	Holds int
+	// Replay is the dead-letter sequence this delivery was replayed from, 0
+	// for an original; it gives the replay fresh message ids.
+	Replay uint64
+}
+
+// DeadInfo is the last failure of a delivery that ran out of attempts.
+type DeadInfo struct {
+	StatusCode int
+	Reason     string
+	Time       time.Time
+}
+
+// ErrResolved is returned when a Job is resolved a second time.
+var ErrResolved = errors.New("the delivery was already resolved")
+
+// Handler attempts one delivery and resolves its Job exactly once. A Job left
+// unresolved is redelivered when its lease (AckWait) runs out.
+type Handler func(ctx context.Context, job *Job)
+
+// Job is one delivery handed to a Handler.
+type Job struct {
+	q    *Queue
+	msg  jetstream.Msg
+	d    Delivery
+	lane *lane // nil outside ordered lanes
+	// state: 0 open, 1 being resolved, 2 resolved. A resolution that fails
+	// to store its follow-up message reopens the job so the handler may try
+	// another way (or leave it for redelivery).
+	state atomic.Int32
+}
+
+// Delivery is the delivery to attempt.
+func (j *Job) Delivery() Delivery { return j.d }
+
+// Done acknowledges the delivery: it succeeded, or it is to be dropped (its
+// subscription is gone, the receiver asked to stop).
+func (j *Job) Done() error {
+	return j.resolve(func(context.Context) error {
+		if j.lane != nil {
+			j.lane.forget()
+		}
+		return j.msg.Ack()
+	})
+}
+
+// RetryAt schedules the next attempt no earlier than t and acknowledges this
+// one once the retry is stored.
+func (j *Job) RetryAt(t time.Time) error {
+	return j.resolve(func(ctx context.Context) error {
+		if j.lane != nil {
+			return j.lane.nakUntil(j.msg, t, false)
+		}
+		next := j.d
+		next.Attempt++
+		next.Holds = 0
+		if err := j.q.publishAt(ctx, &next, t); err != nil {
+			return fmt.Errorf("scheduling attempt %d: %w", next.Attempt, err)
+		}
+		return j.msg.Ack()
+	})
+}
+
+// Hold puts the same attempt back until the given time without spending
+// retry budget, for a circuit breaker that is open.
+func (j *Job) Hold(until time.Time) error {
+	return j.resolve(func(ctx context.Context) error {
+		if j.lane != nil {
+			return j.lane.nakUntil(j.msg, until, true)
+		}
+		next := j.d
+		next.Holds++
+		if err := j.q.publishAt(ctx, &next, until); err != nil {
+			return fmt.Errorf("holding attempt %d: %w", next.Attempt, err)
+		}
+		return j.msg.Ack()
+	})
+}
+
+// Dead moves the delivery to the dead letters, kept for replay.
+func (j *Job) Dead(info DeadInfo) error {
+	return j.resolve(func(ctx context.Context) error {
+		if info.Time.IsZero() {
+			info.Time = time.Now()
+		}
+		m := &nats.Msg{
+			Subject: deadSubject(j.d.Event.Namespace, j.d.Subscription),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
+			Data:    encodeDead(&j.d, &info),
+		}
+		if _, err := j.q.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("storing dead delivery: %w", err)
+		}
+		if j.lane != nil {
+			j.lane.forget()
+		}
+		return j.msg.Ack()
+	})
+}
+
+// InProgress extends the lease by AckWait, for a request that is still
+// running (a slow receiver, a wait for a rate limit).
+func (j *Job) InProgress() error {
+	if j.state.Load() == 2 {
+		return ErrResolved
+	}
+	return j.msg.InProgress()
+}
+
+func (j *Job) resolve(f func(context.Context) error) error {
+	if !j.state.CompareAndSwap(0, 1) {
+		return ErrResolved
+	}
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	if err := f(ctx); err != nil {
+		j.state.Store(0)
+		return err
+	}
+	j.state.Store(2)
+	return nil
+}
+
+// publishAt stores d on its lane at t: directly when t has come, otherwise as
+// a message schedule the server fires at t.
+//
+// "@at" has whole-second resolution and the client formats the time without
+// fractions, which truncates: rounding up keeps the retry from firing early.
+// The schedule's subject is unique per message id since the server keeps one
+// schedule per subject.
+func (q *Queue) publishAt(ctx context.Context, d *Delivery, t time.Time) error {
+	target := laneSubject(d)
+	id := deliveryMsgID(d)
+	m := &nats.Msg{
+		Subject: target,
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
+		Data:    encodeDelivery(d),
+	}
+	if !t.After(time.Now()) {
+		_, err := q.js.PublishMsg(ctx, m)
+		return err
+	}
+	m.Subject = scheduleSubject(d.Event.Namespace, d.Endpoint, id)
+	_, err := q.js.PublishMsg(ctx, m,
+		jetstream.WithScheduleAt(ceilSecond(t)),
+		jetstream.WithScheduleTarget(target))
+	return err
+}
+
+func ceilSecond(t time.Time) time.Time {
+	c := t.Truncate(time.Second)
+	if c.Before(t) {
+		c = c.Add(time.Second)
+	}
+	return c
+}
+
+// RunDeliveries hands deliveries to handler on concurrency workers until ctx
+// ends, and runs the ordered lanes (EnsureOrdered) as well. Unordered
+// deliveries of every endpoint come from one consumer; the handler applies
+// per-endpoint limits. Any number of replicas may run it.
+func (q *Queue) RunDeliveries(ctx context.Context, concurrency int, handler Handler) error {
+	if concurrency < 1 {
+		return fmt.Errorf("concurrency must be positive, got %d", concurrency)
+	}
+	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
+		c, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       consumerDeliveries,
+			Description:   "hookline: deliveries of all unordered subscriptions",
+			FilterSubject: subjDeliver + ".>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       q.cfg.AckWait,
+			MaxAckPending: q.cfg.MaxAckPending,
+			MaxDeliver:    -1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("creating the deliveries consumer: %w", err)
+		}
+		return c, nil
+	}
+	if _, err := consumer(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	if err := q.lanes.start(ctx, q, handler, &wg); err != nil {
+		return err
+	}
+
+	msgs := make(chan jetstream.Msg)
+	go q.pump(ctx, consumer, min(max(concurrency, 64), 1024), true, msgs)
+	for range concurrency {
+		wg.Go(func() {
+			for m := range msgs {
+				if ctx.Err() != nil {
+					_ = m.Nak()
+					continue
+				}
+				q.handle(ctx, m, nil, handler)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (q *Queue) handle(ctx context.Context, m jetstream.Msg, l *lane, handler Handler) {
+	d, err := decodeDelivery(m.Data())
+	if err != nil {
+		q.log.Error(err, "Dropping an undecodable delivery", "subject", m.Subject())
+		_ = m.Term()
+		return
+	}
+	j := &Job{q: q, msg: m, d: d, lane: l}
+	if l != nil {
+		l.observe(m, &j.d)
+	}
+	if j.d.FirstAttempt.IsZero() {
+		j.d.FirstAttempt = time.Now()
+	}
+	handler(ctx, j)
+	if j.state.Load() != 2 && ctx.Err() == nil {
+		q.log.Error(nil, "A delivery handler returned without resolving its job; it will be redelivered after AckWait",
+			"namespace", d.Event.Namespace, "subscription", d.Subscription, "event", d.Event.ID)
+	}
+}

@@ -1,0 +1,31 @@
+// Package queue is hookline's durable queue: events accepted by the API, the
+// deliveries fanned out from them, scheduled retries, dead deliveries and the
+// attempt log, all kept in NATS JetStream.
+//
+// The same code runs against a nats-server embedded in the dispatcher (file
+// store on a volume, no network listener unless asked) and against an
+// external JetStream cluster; only Open differs.
+//
+// The shape follows what was measured (see DESIGN.md, "Queue engine"):
+//
+//   - Events land on one work-queue stream. A single fan-out consumer reads
+//     them, the caller matches subscriptions, and one delivery per match is
+//     republished to a work-queue stream with a deterministic Nats-Msg-Id;
+//     the event is acked only after every republish is stored. A crash at any
+//     point therefore duplicates work but never loses it.
+//   - All unordered deliveries are consumed by one durable consumer, however
+//     many endpoints there are, because per-subscription consumers do not
+//     scale.
+//   - Retries and circuit-breaker holds that wait longer than a moment do not
+//     sit in a consumer (they would fill MaxAckPending): they become
+//     JetStream message schedules ("@at", whole seconds, rounded up) on a
+//     subject unique to the attempt, which the server republishes onto the
+//     endpoint's delivery subject when due.
+//   - Subscriptions that need ordering get their own lane and a consumer
+//     with MaxAckPending=1, where a retry is a delayed NAK that holds the
+//     messages behind it.
+//
+// Delivery is at least once. Consumer acks are persisted asynchronously by
+// the server, so after a crash already-handled deliveries can come back; the
+// delivery id stays stable so receivers can de-duplicate.
+package queue

@@ -1,0 +1,232 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Ordered lanes. A subscription with ordered delivery gets its own subject
+// and a consumer with MaxAckPending=1: the next delivery is not handed out
+// until the current one is resolved, across all replicas. A retry is a
+// delayed NAK of the same message, which is what keeps the ones behind it
+// waiting. Only ordered subscriptions get a consumer, so their number stays
+// small; the unordered majority shares one.
+//
+// Because a NAK cannot change the message, the attempt number is derived from
+// the server's delivery count, less the holds this process has seen for the
+// message. Holds seen by a process that has since stopped count as attempts.
+
+// EnsureOrdered creates the ordered lane of a subscription, and starts
+// consuming it if RunDeliveries is running. Deliveries with Ordered set are
+// stored whether or not their lane exists; they wait until it does.
+func (q *Queue) EnsureOrdered(ctx context.Context, ns, sub string) error {
+	name := orderedConsumerName(ns, sub)
+	_, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "hookline: ordered deliveries of subscription " + ns + "/" + sub,
+		FilterSubject: orderedSubject(ns, sub),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		MaxAckPending: 1,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fmt.Errorf("creating ordered lane of %s/%s: %w", ns, sub, err)
+	}
+	q.lanes.add(name)
+	return nil
+}
+
+// RemoveOrdered deletes a subscription's ordered lane and the deliveries
+// still in it. Call it when the subscription is deleted, or after its lane
+// has drained (Backlog) when it stops being ordered.
+func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
+	name := orderedConsumerName(ns, sub)
+	q.lanes.remove(name)
+	if err := q.deliveries.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("deleting ordered lane of %s/%s: %w", ns, sub, err)
+	}
+	if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(orderedSubject(ns, sub))); err != nil {
+		return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
+	}
+	return nil
+}
+
+type lanes struct {
+	mu      sync.Mutex
+	known   map[string]bool
+	running map[string]context.CancelFunc
+	done    map[string]chan struct{}
+	// Set while RunDeliveries runs.
+	ctx     context.Context
+	q       *Queue
+	handler Handler
+	wg      *sync.WaitGroup
+}
+
+func (ls *lanes) init() {
+	ls.known = map[string]bool{}
+	ls.running = map[string]context.CancelFunc{}
+	ls.done = map[string]chan struct{}{}
+}
+
+// start runs every lane already on the server (so lanes resume after a
+// restart before anyone calls EnsureOrdered) and any added later, until ctx
+// ends.
+func (ls *lanes) start(ctx context.Context, q *Queue, handler Handler, wg *sync.WaitGroup) error {
+	names := q.deliveries.ConsumerNames(ctx)
+	var found []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, orderedPrefix) {
+			found = append(found, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("listing ordered lanes: %w", err)
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.ctx != nil {
+		return errors.New("RunDeliveries is already running on this queue")
+	}
+	ls.ctx, ls.q, ls.handler, ls.wg = ctx, q, handler, wg
+	for _, name := range found {
+		ls.known[name] = true
+	}
+	for name := range ls.known {
+		ls.runLocked(name)
+	}
+	// Forget the runner once it stops, so a later RunDeliveries may start.
+	wg.Go(func() {
+		<-ctx.Done()
+		ls.mu.Lock()
+		ls.ctx = nil
+		clear(ls.running)
+		clear(ls.done)
+		ls.mu.Unlock()
+	})
+	return nil
+}
+
+func (ls *lanes) add(name string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.known[name] = true
+	if ls.ctx != nil && ls.ctx.Err() == nil {
+		ls.runLocked(name)
+	}
+}
+
+func (ls *lanes) runLocked(name string) {
+	if _, ok := ls.running[name]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(ls.ctx)
+	done := make(chan struct{})
+	ls.running[name], ls.done[name] = cancel, done
+	q, handler := ls.q, ls.handler
+	ls.wg.Go(func() {
+		defer close(done)
+		q.runLane(ctx, name, handler)
+	})
+}
+
+func (ls *lanes) remove(name string) {
+	ls.mu.Lock()
+	delete(ls.known, name)
+	cancel, done := ls.running[name], ls.done[name]
+	delete(ls.running, name)
+	delete(ls.done, name)
+	ls.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (ls *lanes) stopAll() {
+	ls.mu.Lock()
+	var dones []chan struct{}
+	for name, cancel := range ls.running {
+		cancel()
+		dones = append(dones, ls.done[name])
+	}
+	clear(ls.running)
+	clear(ls.done)
+	ls.mu.Unlock()
+	for _, d := range dones {
+		<-d
+	}
+}
+
+func (q *Queue) runLane(ctx context.Context, name string, handler Handler) {
+	l := &lane{}
+	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
+		c, err := q.deliveries.Consumer(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
+		}
+		return c, nil
+	}
+	msgs := make(chan jetstream.Msg)
+	go q.pump(ctx, consumer, 1, false, msgs)
+	for m := range msgs {
+		if ctx.Err() != nil {
+			// A NAK here would count as an attempt; the lease expiring does
+			// the same, so leave it to whichever replica runs the lane next.
+			continue
+		}
+		q.handle(ctx, m, l, handler)
+	}
+}
+
+// lane tracks the one message in flight on an ordered lane.
+type lane struct {
+	mu    sync.Mutex
+	seq   uint64
+	holds int
+	first time.Time
+}
+
+// observe fills in the attempt number and first-attempt time of a
+// (re)delivered message.
+func (l *lane) observe(m jetstream.Msg, d *Delivery) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if md.Sequence.Stream != l.seq {
+		l.seq, l.holds, l.first = md.Sequence.Stream, 0, time.Now()
+	}
+	d.Attempt += int(md.NumDelivered) - 1 - l.holds
+	d.Holds = l.holds
+	if d.FirstAttempt.IsZero() {
+		d.FirstAttempt = l.first
+	}
+}
+
+func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
+	if err := m.NakWithDelay(max(time.Until(t), 0)); err != nil {
+		return err
+	}
+	if hold {
+		l.mu.Lock()
+		l.holds++
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *lane) forget() {
+	l.mu.Lock()
+	l.seq, l.holds = 0, 0
+	l.mu.Unlock()
+}

@@ -1,0 +1,265 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Queue is an open connection to hookline's streams. Its methods are safe for
+// concurrent use.
+type Queue struct {
+	cfg Config
+	log logr.Logger
+
+	srv *server.Server // nil for an external server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	// ajs publishes the attempt log. Its own context keeps the log's
+	// fire-and-forget publishes (and their error handler) apart from the
+	// publishes whose outcome a caller waits for.
+	ajs jetstream.JetStream
+
+	events, deliveries, dead, attempts jetstream.Stream
+
+	lanes lanes
+}
+
+// Open starts the embedded server if asked, connects, and creates or updates
+// the streams, so it is safe to call on every start.
+func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	q := &Queue{cfg: cfg, log: log}
+	q.lanes.init()
+	ok := false
+	defer func() {
+		if !ok {
+			q.Close()
+		}
+	}()
+
+	opts := []nats.Option{
+		nats.Name("hookline"),
+		// The dispatcher cannot work without its queue: keep trying rather
+		// than give up and leave a process that looks alive.
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(10 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Error(err, "Disconnected from NATS")
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("Reconnected to NATS") }),
+	}
+	url := cfg.URL
+	if cfg.Embedded {
+		if err := q.startEmbedded(); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.InProcessServer(q.srv))
+		url = ""
+	} else if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS: %w", err)
+	}
+	q.nc = nc
+
+	// The window bounds memory held for unacknowledged publishes; past it,
+	// publishers wait (stall) instead of growing the window.
+	if q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(30*time.Second)); err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	if q.ajs, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(30*time.Second),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			log.Error(err, "Recording a delivery attempt failed", "subject", m.Subject)
+		})); err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	if err := q.ensureStreams(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return q, nil
+}
+
+func (q *Queue) startEmbedded() error {
+	opts := &server.Options{
+		ServerName: "hookline",
+		JetStream:  true,
+		StoreDir:   q.cfg.DataDir,
+		SyncAlways: q.cfg.Sync == SyncAlways,
+		DontListen: q.cfg.Listen == "",
+		NoSigs:     true,
+		// The server's own limit is 1 MiB; deliveries carry an event of up to
+		// the API's limit plus a few names, far below it.
+		MaxPayload: 8 << 20,
+	}
+	if q.cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(q.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("parsing Listen %q: %w", q.cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("parsing Listen %q: %w", q.cfg.Listen, err)
+		}
+		opts.Host, opts.Port = host, p
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("configuring the embedded NATS server: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{q.log.WithName("nats-server")}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("the embedded NATS server did not become ready within 30s")
+	}
+	q.srv = srv
+	return nil
+}
+
+// deliveryDedupeWindow is shorter than the event window on purpose. The
+// server keeps every message id of the window in memory, and the deliveries
+// stream sees several messages per event. Its ids only have to catch a
+// republish of the same delivery, which happens when a source message comes
+// back after its lease runs out or after a restart, both soon.
+func (q *Queue) deliveryDedupeWindow() time.Duration {
+	return min(q.cfg.DedupeWindow, max(2*time.Minute, 4*q.cfg.AckWait))
+}
+
+func (q *Queue) ensureStreams(ctx context.Context) error {
+	cfgs := []jetstream.StreamConfig{{
+		Name:        streamEvents,
+		Description: "hookline: accepted events waiting to be fanned out",
+		Subjects:    []string{subjEvents + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  q.cfg.DedupeWindow,
+	}, {
+		Name:              streamDeliveries,
+		Description:       "hookline: deliveries waiting for an attempt, and scheduled retries",
+		Subjects:          []string{subjDeliver + ".>", subjOrdered + ".>", subjSchedules + ".>"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Duplicates:        q.deliveryDedupeWindow(),
+		AllowMsgSchedules: true,
+		// Schedules need roll-ups: the server marks each schedule message
+		// as a subject roll-up so a newer schedule replaces an older one.
+		AllowRollup: true,
+	}, {
+		Name:        streamDead,
+		Description: "hookline: deliveries that ran out of attempts, kept for replay",
+		Subjects:    []string{subjDead + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      q.cfg.DeadMaxAge,
+		Duplicates:  2 * time.Minute,
+	}, {
+		Name:              streamAttempts,
+		Description:       "hookline: recent delivery attempts per subscription",
+		Subjects:          []string{subjAttempts + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: int64(q.cfg.AttemptLog),
+		MaxAge:            q.cfg.DeadMaxAge,
+	}}
+	streams := make([]jetstream.Stream, len(cfgs))
+	for i, sc := range cfgs {
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = q.cfg.Replicas
+		s, err := q.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
+		}
+		streams[i] = s
+	}
+	q.events, q.deliveries, q.dead, q.attempts = streams[0], streams[1], streams[2], streams[3]
+	return nil
+}
+
+// Close stops ordered lanes, drains the connection (pending publishes and
+// acks are flushed) and shuts the embedded server down. Run* loops should be
+// stopped first by cancelling their context.
+func (q *Queue) Close() {
+	q.lanes.stopAll()
+	if q.nc != nil {
+		closed := make(chan struct{})
+		q.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := q.nc.Drain(); err != nil {
+			q.nc.Close()
+		} else {
+			<-closed
+		}
+	}
+	if q.srv != nil {
+		q.srv.Shutdown()
+		q.srv.WaitForShutdown()
+	}
+}
+
+// Conn is the client connection, for health checks and tests.
+func (q *Queue) Conn() *nats.Conn { return q.nc }
+
+// ClientURL is where other clients reach the embedded server, or "" when it
+// is in-process only or the server is external.
+func (q *Queue) ClientURL() string {
+	if q.srv == nil || q.cfg.Listen == "" {
+		return ""
+	}
+	return q.srv.ClientURL()
+}
+
+// serverLogger routes the embedded server's log into logr. Notices are
+// routine (startup banner, stream recovery) and go to V(1).
+type serverLogger struct{ log logr.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.V(1).Info(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.log.Error(nil, fmt.Sprintf(format, v...), "fatal", true)
+}
+func (l serverLogger) Errorf(format string, v ...any) { l.log.Error(nil, fmt.Sprintf(format, v...)) }
+func (l serverLogger) Debugf(format string, v ...any) { l.log.V(2).Info(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Tracef(format string, v ...any) { l.log.V(3).Info(fmt.Sprintf(format, v...)) }
+
+var _ server.Logger = serverLogger{}
+
+// shortWait bounds the requests of a message's resolution. They do not
+// inherit the caller's cancellation: a delivery whose HTTP attempt finished
+// during shutdown should still record its outcome if the server answers.
+const shortWait = 10 * time.Second
+
+func resolveContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), shortWait)
+}
+
+// await waits for every future and returns the first error. Publishes after
+// a failed one still run: they are independent and each has its own id.
+func await(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	var first error
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
+}

@@ -1,0 +1,69 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// scan reads the messages of one subject, oldest first, from start (zero:
+// the beginning), until fn returns false or the subject is read to the end
+// as it was when the scan began. It serves the small, occasional reads
+// (dead letters, the attempt log), so it uses a throwaway consumer without
+// acks, which is cheap to create and leaves no state behind.
+func scan(ctx context.Context, s jetstream.Stream, subject string, start time.Time,
+	fn func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error),
+) error {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject:     subject,
+		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+	if !start.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &start
+	}
+	c, err := s.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", subject, err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shortWait)
+		defer cancel()
+		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
+	}()
+	left := c.CachedInfo().NumPending
+	for left > 0 {
+		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", subject, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", subject, err)
+			}
+			more, err := fn(m, md)
+			if err != nil || !more {
+				return err
+			}
+			left = md.NumPending
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return fmt.Errorf("reading %s: %w", subject, err)
+		}
+		if n == 0 {
+			// Expired or deleted since the count was taken.
+			return nil
+		}
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Stream names. They are part of the on-disk and on-cluster layout: renaming
+// one orphans the data of every existing installation.
+const (
+	streamEvents     = "HL_EVENTS"
+	streamDeliveries = "HL_DELIVERIES"
+	streamDead       = "HL_DEAD"
+	streamAttempts   = "HL_ATTEMPTS"
+
+	consumerFanout     = "fanout"
+	consumerDeliveries = "deliveries"
+	orderedPrefix      = "ord__"
+)
+
+// Subject roots, one per kind of message. Schedules live in the deliveries
+// stream because a schedule may only target a subject of its own stream.
+const (
+	subjEvents    = "hl.evt"
+	subjDeliver   = "hl.dlv"
+	subjOrdered   = "hl.ord"
+	subjSchedules = "hl.sch"
+	subjDead      = "hl.dead"
+	subjAttempts  = "hl.att"
+)
+
+// token turns a Kubernetes name into one subject token. Object names may hold
+// dots, which would split a token, so every byte outside [A-Za-z0-9-] becomes
+// "_" and two hex digits. The mapping is injective and, for the names
+// Kubernetes allows, keeps subjects readable ("my.hook" -> "my_2ehook").
+func token(name string) string {
+	clean := true
+	for i := 0; i < len(name); i++ {
+		if !plainByte(name[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean && name != "" {
+		return name
+	}
+	var b strings.Builder
+	b.Grow(len(name) + 8)
+	if name == "" {
+		// An empty token is not a valid subject; "_" alone never comes out of
+		// an escape, so it cannot collide.
+		return "_"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if plainByte(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('_')
+		b.WriteString(hex.EncodeToString([]byte{c}))
+	}
+	return b.String()
+}
+
+func plainByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-'
+}
+
+// untoken reverses token.
+func untoken(t string) (string, error) {
+	if t == "_" {
+		return "", nil
+	}
+	if !strings.Contains(t, "_") {
+		return t, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(t); i++ {
+		if t[i] != '_' {
+			b.WriteByte(t[i])
+			continue
+		}
+		if i+2 >= len(t) {
+			return "", fmt.Errorf("truncated escape in subject token %q", t)
+		}
+		v, err := strconv.ParseUint(t[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("bad escape in subject token %q: %w", t, err)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+func eventSubject(ns string) string { return subjEvents + "." + token(ns) }
+
+func deliverySubject(ns, endpoint string) string {
+	return subjDeliver + "." + token(ns) + "." + token(endpoint)
+}
+
+func orderedSubject(ns, sub string) string {
+	return subjOrdered + "." + token(ns) + "." + token(sub)
+}
+
+func deadSubject(ns, sub string) string { return subjDead + "." + token(ns) + "." + token(sub) }
+
+func attemptSubject(ns, sub string) string {
+	return subjAttempts + "." + token(ns) + "." + token(sub)
+}
+
+// scheduleSubject is unique per message id because the server keeps one
+// schedule per subject: two retries sharing a subject would replace each
+// other. Deriving it from the id (instead of a random suffix) makes a
+// repeated publish after a crash replace its own schedule rather than add a
+// second one.
+func scheduleSubject(ns, endpoint, msgID string) string {
+	sum := sha256.Sum256([]byte(msgID))
+	return subjSchedules + "." + token(ns) + "." + token(endpoint) + "." + hex.EncodeToString(sum[:16])
+}
+
+// orderedConsumerName uses "__" between the tokens: an escaped token never
+// holds two underscores in a row, so names cannot collide. Names past the
+// server's length limit (255) fall back to a hash; the consumer's filter
+// subject, not its name, is what identifies the lane.
+func orderedConsumerName(ns, sub string) string {
+	name := orderedPrefix + token(ns) + "__" + token(sub)
+	if len(name) <= 200 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(ns + "/" + sub))
+	return orderedPrefix + hex.EncodeToString(sum[:16])
+}
+
+// splitPair parses "<root>.<a>.<b>" back into its two names.
+func splitPair(subject, root string) (string, string, error) {
+	rest, ok := strings.CutPrefix(subject, root+".")
+	if !ok {
+		return "", "", fmt.Errorf("subject %q is not under %s", subject, root)
+	}
+	at, bt, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(bt, ".") {
+		return "", "", fmt.Errorf("subject %q does not have two tokens after %s", subject, root)
+	}
+	a, err := untoken(at)
+	if err != nil {
+		return "", "", err
+	}
+	b, err := untoken(bt)
+	if err != nil {
+		return "", "", err
+	}
+	return a, b, nil
+}
+
+func eventMsgID(ns, id string) string { return ns + "/" + id }
+
+// deliveryMsgID is the de-duplication id of one delivery message: stable for
+// the same event, subscription and attempt, so a fan-out or retry repeated
+// after a crash is dropped by the server. Holds and replays get their own
+// suffix because they legitimately publish the same attempt again.
+func deliveryMsgID(d *Delivery) string {
+	var b strings.Builder
+	b.Grow(len(d.Event.Namespace) + len(d.Event.ID) + len(d.SubscriptionUID) + 16)
+	b.WriteString(d.Event.Namespace)
+	b.WriteByte('/')
+	b.WriteString(d.Event.ID)
+	b.WriteByte('/')
+	b.WriteString(d.SubscriptionUID)
+	if d.Replay != 0 {
+		b.WriteString("/r")
+		b.WriteString(strconv.FormatUint(d.Replay, 10))
+	}
+	b.WriteByte('/')
+	b.WriteString(strconv.Itoa(d.Attempt))
+	if d.Holds != 0 {
+		b.WriteString("/h")
+		b.WriteString(strconv.Itoa(d.Holds))
+	}
+	return b.String()
+}
+
+// laneSubject is where a delivery waits for its next attempt.
+func laneSubject(d *Delivery) string {
+	if d.Ordered {
+		return orderedSubject(d.Event.Namespace, d.Subscription)
+	}
+	return deliverySubject(d.Event.Namespace, d.Endpoint)
+}

@@ -1,0 +1,67 @@
+// Package secretrefs lists the Secrets a WebhookEndpoint refers to, with the spec field of
+// each reference, so the operator can check them and index endpoints by Secret name, and
+// the dispatcher can resolve them.
+package secretrefs
+
+import (
+	"strconv"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// Ref is one reference from an endpoint's spec to a Secret in its namespace.
+type Ref struct {
+	Field  string   // e.g. spec.auth.bearer
+	Secret string   // Secret name
+	Keys   []string // data keys that must be present
+}
+
+// Default data keys of the Secrets that auth methods read.
+const (
+	BasicUsernameKey = "username"
+	BasicPasswordKey = "password"
+	TLSCertKey       = "tls.crt"
+	TLSKeyKey        = "tls.key"
+)
+
+// Endpoint returns every Secret reference in spec, in a stable order.
+func Endpoint(spec *hooklinev1.WebhookEndpointSpec) []Ref {
+	var refs []Ref
+	for i, h := range spec.Headers {
+		if h.ValueFrom != nil {
+			refs = append(refs, Ref{Field: "spec.headers[" + strconv.Itoa(i) + "].valueFrom", Secret: h.ValueFrom.Name, Keys: []string{h.ValueFrom.Key}})
+		}
+	}
+	if a := spec.Auth; a != nil {
+		switch {
+		case a.APIKey != nil:
+			refs = append(refs, Ref{Field: "spec.auth.apiKey.valueFrom", Secret: a.APIKey.ValueFrom.Name, Keys: []string{a.APIKey.ValueFrom.Key}})
+		case a.Basic != nil:
+			refs = append(refs, Ref{Field: "spec.auth.basic", Secret: a.Basic.Name, Keys: []string{BasicUsernameKey, BasicPasswordKey}})
+		case a.Bearer != nil:
+			refs = append(refs, Ref{Field: "spec.auth.bearer", Secret: a.Bearer.Name, Keys: []string{a.Bearer.Key}})
+		case a.MTLS != nil:
+			refs = append(refs, Ref{Field: "spec.auth.mtls", Secret: a.MTLS.Name, Keys: []string{TLSCertKey, TLSKeyKey}})
+		}
+	}
+	if t := spec.TLS; t != nil && t.CA != nil {
+		refs = append(refs, Ref{Field: "spec.tls.ca", Secret: t.CA.Name, Keys: []string{t.CA.Key}})
+	}
+	if s := spec.Signing; s != nil && s.SecretRef != nil {
+		refs = append(refs, Ref{Field: "spec.signing.secretRef", Secret: s.SecretRef.Name, Keys: []string{s.SecretRef.Key}})
+	}
+	return refs
+}
+
+// Names returns the distinct Secret names spec refers to, for a field index.
+func Names(spec *hooklinev1.WebhookEndpointSpec) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, r := range Endpoint(spec) {
+		if !seen[r.Secret] {
+			seen[r.Secret] = true
+			names = append(names, r.Secret)
+		}
+	}
+	return names
+}
