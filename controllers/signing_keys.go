@@ -225,4 +225,3 @@ func signingStatus(secretName string, keys signing.KeySet, user bool, ep *hookli
 	}
 	return st
 }
-

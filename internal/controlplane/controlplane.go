@@ -153,7 +153,9 @@ func (e *Env) startControllerManager(assets string) error {
 }
 
 // ControllerManagerLog is the path of kube-controller-manager's log, for failure reports.
-func (e *Env) ControllerManagerLog() string { return filepath.Join(e.dir, "kube-controller-manager.log") }
+func (e *Env) ControllerManagerLog() string {
+	return filepath.Join(e.dir, "kube-controller-manager.log")
+}
 
 // Stop stops everything Start started.
 func (e *Env) Stop() error {

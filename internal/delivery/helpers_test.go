@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,8 +92,18 @@ func newReceiver(t testing.TB, respond func(w http.ResponseWriter, r *http.Reque
 			rc.conns.Add(1)
 		}
 	}
+	// Server-side errors (refused handshakes, mostly) are expected in these
+	// tests; they go to the test log instead of stderr.
+	rc.Config.ErrorLog = log.New(testLogWriter{t}, "receiver: ", 0)
 	t.Cleanup(rc.Close)
 	return rc
+}
+
+type testLogWriter struct{ t testing.TB }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {

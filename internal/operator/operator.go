@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -34,6 +35,10 @@ type Options struct {
 	Namespaces              []string // empty: all namespaces
 	Logger                  logr.Logger
 	Clock                   clock.WithDelayedExecution // nil: the real clock
+
+	// SkipNameValidation allows a second manager in the same process, as tests that
+	// restart the operator need; controller names are otherwise unique per process.
+	SkipNameValidation bool
 }
 
 // Scheme returns a scheme with the built-in kinds and hookline's.
@@ -78,6 +83,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        "hookline-operator.hookline.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		Controller:              config.Controller{SkipNameValidation: &opts.SkipNameValidation},
 	}
 	if len(opts.Namespaces) > 0 {
 		mgrOpts.Cache.DefaultNamespaces = map[string]cache.Config{}

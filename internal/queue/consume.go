@@ -46,7 +46,13 @@ func (q *Queue) pumpOnce(ctx context.Context, consumer func(context.Context) (je
 	if err != nil {
 		return err
 	}
-	opts = append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(batch), jetstream.PullExpiry(pullExpiry)}, opts...)
+	// A missed heartbeat (the server busy, say fsyncing under SyncAlways) is
+	// handled inside the iterator by issuing a new pull; reported, it would
+	// only make this loop start over.
+	opts = append([]jetstream.PullMessagesOpt{
+		jetstream.PullMaxMessages(batch), jetstream.PullExpiry(pullExpiry),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false),
+	}, opts...)
 	it, err := cons.Messages(opts...)
 	if err != nil {
 		return fmt.Errorf("starting to read consumer: %w", err)
@@ -62,9 +68,7 @@ func (q *Queue) pumpOnce(ctx context.Context, consumer func(context.Context) (je
 			}
 			return fmt.Errorf("reading consumer: %w", err)
 		}
-		select {
-		case <-ctx.Done():
-		default:
+		if ctx.Err() == nil {
 			select {
 			case out <- m:
 				continue

@@ -217,7 +217,7 @@ func (q *Queue) RunDeliveries(ctx context.Context, concurrency int, handler Hand
 	}
 
 	msgs := make(chan jetstream.Msg)
-	go q.pump(ctx, consumer, min(max(concurrency, 64), 1024), true, msgs)
+	go q.pump(ctx, consumer, min(max(4*concurrency, 256), 1024), true, msgs)
 	for range concurrency {
 		wg.Go(func() {
 			for m := range msgs {

@@ -94,7 +94,6 @@ func (q *Queue) RunFanout(ctx context.Context, match MatchFunc) error {
 				}
 			}
 			prev = b.sent
-			dbgBatches.Add(1); dbgMsgs.Add(int64(len(b.msgs)))
 			batches <- b
 		}
 	}()
@@ -164,10 +163,7 @@ func (q *Queue) fanout(ctx context.Context, match MatchFunc, b *eventBatch) {
 		msgs = append(msgs, m)
 	}
 
-	t0 := time.Now()
 	<-b.prev
-	dbgPrev.Add(int64(time.Since(t0)))
-	t0 = time.Now()
 	var futures []jetstream.PubAckFuture
 	items := make([]fanned, len(ms))
 	for i, mt := range ms {
@@ -179,9 +175,7 @@ func (q *Queue) fanout(ctx context.Context, match MatchFunc, b *eventBatch) {
 		items[i] = it
 	}
 	close(b.sent)
-	dbgPub.Add(int64(time.Since(t0)))
-	t0 = time.Now()
-	defer func() { dbgAck.Add(int64(time.Since(t0))) }()
+
 	for _, it := range items {
 		err := it.err
 		if err == nil {
@@ -233,6 +227,3 @@ func (d *Delivery) validate() error {
 	}
 	return nil
 }
-
-var dbgBatches, dbgMsgs atomic.Int64
-var dbgPrev, dbgPub, dbgAck atomic.Int64

@@ -150,6 +150,15 @@ func (ls *lanes) remove(name string) {
 	}
 }
 
+// drop forgets a lane whose goroutine is ending by itself.
+func (ls *lanes) drop(name string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	delete(ls.known, name)
+	delete(ls.running, name)
+	delete(ls.done, name)
+}
+
 func (ls *lanes) stopAll() {
 	ls.mu.Lock()
 	var dones []chan struct{}
@@ -167,8 +176,17 @@ func (ls *lanes) stopAll() {
 
 func (q *Queue) runLane(ctx context.Context, name string, handler Handler) {
 	l := &lane{}
-	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
-		c, err := q.deliveries.Consumer(ctx, name)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	consumer := func(cctx context.Context) (jetstream.Consumer, error) {
+		c, err := q.deliveries.Consumer(cctx, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// Removed by another replica: stop until EnsureOrdered says
+			// otherwise, rather than retry forever.
+			q.log.Info("Ordered lane was removed; no longer consuming it", "consumer", name)
+			q.lanes.drop(name)
+			cancel()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,7 +31,8 @@ type Queue struct {
 
 	events, deliveries, dead, attempts jetstream.Stream
 
-	lanes lanes
+	lanes     lanes
+	closeOnce sync.Once
 }
 
 // Open starts the embedded server if asked, connects, and creates or updates
@@ -194,6 +196,10 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 // acks are flushed) and shuts the embedded server down. Run* loops should be
 // stopped first by cancelling their context.
 func (q *Queue) Close() {
+	q.closeOnce.Do(q.close)
+}
+
+func (q *Queue) close() {
 	q.lanes.stopAll()
 	if q.nc != nil {
 		closed := make(chan struct{})
