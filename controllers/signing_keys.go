@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -26,7 +27,7 @@ const SigningSecretType corev1.SecretType = "hookline.io/signing-key"
 // SigningSecretName is the name of the Secret holding an endpoint's signing keys. Long
 // endpoint names are shortened with a hash so the result stays a valid name.
 func SigningSecretName(endpoint string) string {
-	const suffix = "-signing-key"
+	const suffix = "-hookline-signing"
 	if len(endpoint)+len(suffix) <= 253 {
 		return endpoint + suffix
 	}
@@ -126,7 +127,7 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 		metrics.SigningKeyNextRotation.WithLabelValues(ep.Namespace, ep.Name).Set(float64(rotation.NextRotation(keys, policy).Unix()))
 	}
 
-	if err := r.writeSigningSecret(ctx, ep, &secret, exists, keys, user); err != nil {
+	if err := r.writeSigningSecret(ctx, ep, &secret, exists, keys, user, referencedVersions(userSecrets)); err != nil {
 		return nil, err
 	}
 	if decision.Action == rotation.ActionRotate {
@@ -158,13 +159,14 @@ const (
 
 // writeSigningSecret creates or updates the Secret when its content differs. An update is
 // optimistic-locked on the resourceVersion read, so two reconciles never both rotate.
-func (r *WebhookEndpointReconciler) writeSigningSecret(ctx context.Context, ep *hooklinev1.WebhookEndpoint, secret *corev1.Secret, exists bool, keys signing.KeySet, user bool) error {
+func (r *WebhookEndpointReconciler) writeSigningSecret(ctx context.Context, ep *hooklinev1.WebhookEndpoint, secret *corev1.Secret, exists bool, keys signing.KeySet, user bool, refs string) error {
 	source := keySourceGenerated
 	if user {
 		source = keySourceUser
 	}
 	data := keys.ToSecretData()
 	if exists && secret.Type == SigningSecretType && secret.Annotations[annotationKeySource] == source &&
+		secret.Annotations[hooklinev1.AnnotationReferencedSecrets] == refs &&
 		secret.Labels[hooklinev1.LabelSigningSecret] == "true" && equalData(secret.Data, data) {
 		return nil
 	}
@@ -181,6 +183,11 @@ func (r *WebhookEndpointReconciler) writeSigningSecret(ctx context.Context, ep *
 	desired.Labels[hooklinev1.LabelSigningSecret] = "true"
 	desired.Labels[hooklinev1.LabelEndpoint] = ep.Name
 	desired.Annotations[annotationKeySource] = source
+	if refs == "" {
+		delete(desired.Annotations, hooklinev1.AnnotationReferencedSecrets)
+	} else {
+		desired.Annotations[hooklinev1.AnnotationReferencedSecrets] = refs
+	}
 	desired.Data = data
 	if err := controllerutil.SetControllerReference(ep, desired, r.Scheme()); err != nil {
 		return err
@@ -195,6 +202,20 @@ func (r *WebhookEndpointReconciler) writeSigningSecret(ctx context.Context, ep *
 		return fmt.Errorf("updating Secret %s: %w", desired.Name, err)
 	}
 	return nil
+}
+
+// referencedVersions lists name@resourceVersion of the Secrets an endpoint refers to, in
+// name order.
+func referencedVersions(secrets map[string]*corev1.Secret) string {
+	names := make([]string, 0, len(secrets))
+	for n := range secrets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		names[i] = n + "@" + secrets[n].ResourceVersion
+	}
+	return strings.Join(names, ",")
 }
 
 func equalData(a, b map[string][]byte) bool {

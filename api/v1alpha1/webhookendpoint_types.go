@@ -267,7 +267,7 @@ type SigningStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Last Delivery",type=date,JSONPath=`.status.delivery.lastDeliveryTime`
 // +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.delivery.consecutiveFailures`
-// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.signing.nextRotationTime`
+// +kubebuilder:printcolumn:name="Next Rotation",type=string,JSONPath=`.status.signing.nextRotationTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookEndpoint struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -16,6 +16,12 @@ const (
 	// so the dispatcher watches only these.
 	LabelSigningSecret = "hookline.io/signing-key"
 
+	// AnnotationReferencedSecrets, on an endpoint's signing Secret, lists the resource
+	// versions of the other Secrets the endpoint refers to (auth, headers, CA). The
+	// operator updates it when one of them changes, so the dispatcher, which watches only
+	// the labelled signing Secrets, knows to re-read them.
+	AnnotationReferencedSecrets = "hookline.io/referenced-secrets"
+
 	// LabelEndpoint names the WebhookEndpoint a generated Secret belongs to.
 	LabelEndpoint = "hookline.io/endpoint"
 )

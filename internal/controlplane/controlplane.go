@@ -25,8 +25,9 @@ type Env struct {
 	RepoRoot   string
 
 	env *envtest.Environment
-	kcm *exec.Cmd
-	dir string
+	kcm     *exec.Cmd
+	dir     string
+	keepDir bool
 }
 
 // Options choose what runs.
@@ -34,6 +35,9 @@ type Options struct {
 	// ControllerManager also runs kube-controller-manager with the garbage collector and
 	// the namespace controller.
 	ControllerManager bool
+
+	// Dir keeps the kubeconfig and logs; empty uses a temporary directory removed by Stop.
+	Dir string
 }
 
 // RepoRoot finds the repository root (the directory holding go.mod) above the working
@@ -95,7 +99,13 @@ func Start(opts Options) (*Env, error) {
 	// turn into flaky timeouts.
 	e.Config.QPS, e.Config.Burst = 200, 400
 
-	if e.dir, err = os.MkdirTemp("", "hookline-testenv-"); err != nil {
+	if opts.Dir != "" {
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			_ = e.Stop()
+			return nil, err
+		}
+		e.dir, e.keepDir = opts.Dir, true
+	} else if e.dir, err = os.MkdirTemp("", "hookline-controlplane-"); err != nil {
 		_ = e.Stop()
 		return nil, err
 	}
@@ -167,7 +177,7 @@ func (e *Env) Stop() error {
 	if e.env != nil {
 		errs = append(errs, e.env.Stop())
 	}
-	if e.dir != "" {
+	if e.dir != "" && !e.keepDir {
 		errs = append(errs, os.RemoveAll(e.dir))
 	}
 	return errors.Join(errs...)

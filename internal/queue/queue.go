@@ -108,9 +108,6 @@ func (q *Queue) startEmbedded() error {
 		SyncAlways: q.cfg.Sync == SyncAlways,
 		DontListen: q.cfg.Listen == "",
 		NoSigs:     true,
-		// The server's own limit is 1 MiB; deliveries carry an event of up to
-		// the API's limit plus a few names, far below it.
-		MaxPayload: 8 << 20,
 	}
 	if q.cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(q.cfg.Listen)

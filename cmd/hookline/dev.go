@@ -1,0 +1,33 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/hookline/hookline/internal/devstack"
+	"github.com/hookline/hookline/internal/operator"
+)
+
+func init() {
+	register("dev", "run the whole pipeline locally (a local control plane when no cluster is configured)", runDev)
+}
+
+func runDev(args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var opts devstack.Options
+	fs.BoolVar(&opts.Embedded, "embedded", false, "start a local control plane even when a cluster is configured")
+	fs.StringVar(&opts.Namespace, "namespace", "hookline-demo", "namespace for the samples")
+	fs.StringVar(&opts.Dir, "state-dir", "", "directory for the kubeconfig and logs (default bin/dev in the repository)")
+	opts.LogOptions = operator.BindLogFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	opts.Out = os.Stdout
+	return devstack.Run(ctrl.SetupSignalHandler(), opts)
+}

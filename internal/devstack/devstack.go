@@ -1,0 +1,194 @@
+// Package devstack runs hookline's whole pipeline on one machine for `hookline dev`: a
+// real control plane when no cluster is configured, the CRDs, the operator, and the
+// samples, and tells the user how to look at them.
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/controlplane"
+	"github.com/hookline/hookline/internal/operator"
+)
+
+// Options configure `hookline dev`.
+type Options struct {
+	Embedded   bool         // always start a local control plane, even when a cluster is configured
+	Namespace  string       // where the samples go
+	Dir        string       // state directory (kubeconfig, logs); default bin/dev under the repository
+	LogOptions *zap.Options // logs go to <Dir>/operator.log, keeping the terminal for instructions
+	Out        io.Writer    // where the instructions are printed
+}
+
+// Run brings the stack up and blocks until ctx ends, then tears down what it started.
+func Run(ctx context.Context, opts Options) error {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return fmt.Errorf("hookline dev runs from a checkout of the hookline repository: %w", err)
+	}
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(root, "bin", "dev")
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "hookline-demo"
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return err
+	}
+	logPath := filepath.Join(opts.Dir, "operator.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	if opts.LogOptions == nil {
+		opts.LogOptions = &zap.Options{}
+	}
+	logger := operator.NewLogger(opts.LogOptions, logFile)
+	ctrl.SetLogger(logger)
+
+	cfg, kubeconfig, stop, err := connect(ctx, root, opts)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	if err != nil {
+		return err
+	}
+	crds, err := ReadManifests(filepath.Join(root, "config", "crd", "bases"))
+	if err != nil {
+		return err
+	}
+	if err := Apply(ctx, c, "", crds); err != nil {
+		return fmt.Errorf("installing CRDs: %w", err)
+	}
+
+	mgr, err := operator.NewManager(cfg, operator.Options{Logger: logger, MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		return err
+	}
+	mgrErr := make(chan error, 1)
+	go func() { mgrErr <- mgr.Start(ctx) }()
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
+	if err := client.IgnoreAlreadyExists(c.Create(ctx, ns)); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", opts.Namespace, err)
+	}
+	samples, err := ReadManifests(filepath.Join(root, "config", "samples"))
+	if err != nil {
+		return err
+	}
+	if err := Apply(ctx, c, opts.Namespace, samples); err != nil {
+		return fmt.Errorf("applying samples: %w", err)
+	}
+	if err := waitReady(ctx, c, opts.Namespace, 2*time.Minute); err != nil {
+		return err
+	}
+	printInstructions(opts.Out, kubeconfig, opts.Namespace, logPath)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(opts.Out, "\nStopping hookline dev…")
+		return <-mgrErr
+	case err := <-mgrErr:
+		return fmt.Errorf("operator stopped: %w", err)
+	}
+}
+
+// connect uses the configured cluster when one answers, else starts a local control plane.
+func connect(ctx context.Context, root string, opts Options) (*rest.Config, string, func(), error) {
+	if !opts.Embedded {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		if cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig(); err == nil && reachable(cfg) {
+			fmt.Fprintf(opts.Out, "Using the cluster at %s (from your kubeconfig).\n", cfg.Host)
+			return cfg, rules.GetDefaultFilename(), func() {}, nil
+		}
+	}
+	fmt.Fprintln(opts.Out, "No cluster configured: starting a local control plane (etcd, kube-apiserver, kube-controller-manager)…")
+	env, err := controlplane.Start(controlplane.Options{ControllerManager: true, Dir: opts.Dir})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return env.Config, env.Kubeconfig, func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the control plane: %v\n", err)
+		}
+	}, nil
+}
+
+func reachable(cfg *rest.Config) bool {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 3 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false
+	}
+	_, err = dc.ServerVersion()
+	return err == nil
+}
+
+// waitReady waits until every sample endpoint and subscription is Ready.
+func waitReady(ctx context.Context, c client.Client, ns string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var eps hooklinev1.WebhookEndpointList
+		var subs hooklinev1.SubscriptionList
+		notReady := []string{}
+		if err := c.List(ctx, &eps, client.InNamespace(ns)); err == nil {
+			for _, ep := range eps.Items {
+				if !meta.IsStatusConditionTrue(ep.Status.Conditions, hooklinev1.ConditionReady) {
+					notReady = append(notReady, "whep/"+ep.Name)
+				}
+			}
+		}
+		if err := c.List(ctx, &subs, client.InNamespace(ns)); err == nil {
+			for _, s := range subs.Items {
+				if !meta.IsStatusConditionTrue(s.Status.Conditions, hooklinev1.ConditionReady) {
+					notReady = append(notReady, "whsub/"+s.Name)
+				}
+			}
+		}
+		if len(notReady) == 0 && len(eps.Items) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("samples not Ready after %s: %v (see kubectl describe)", timeout, notReady)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func printInstructions(w io.Writer, kubeconfig, ns, logPath string) {
+	fmt.Fprintf(w, `
+hookline dev is running: the operator reconciles the samples in namespace %[2]s.
+
+In another terminal:
+  export KUBECONFIG=%[1]s
+  kubectl get hookline -n %[2]s                 # endpoints and subscriptions, with health
+  kubectl describe whep billing -n %[2]s        # conditions, signing key schedule
+  kubectl get secret billing-hookline-signing -n %[2]s -o jsonpath='{.data.current\.id}' | base64 -d
+  kubectl annotate whep billing -n %[2]s hookline.io/rotate=$(date +%%s)   # rotate the key now
+
+Operator log: %[3]s
+Press Ctrl-C to stop.
+`, kubeconfig, ns, logPath)
+}
