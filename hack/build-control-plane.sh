@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries that the integration and end-to-end tests run
-# (etcd, kube-apiserver, kube-controller-manager) from the Go module proxy, at pinned
+# (etcd, kube-apiserver, kube-controller-manager, kubectl) from the Go module proxy, at pinned
 # versions, into bin/k8s/<version>/. A binary that is already there is reused, so only the
 # first run on a machine pays for the build (about 6-10 minutes on 2 cores).
 #
@@ -71,7 +71,9 @@ build_kube() {
 }
 
 build_etcd
-build_kube kube-apiserver kube-controller-manager
+# kubectl too: the end-to-end tests drive the cluster the way a user does, with a kubectl
+# of the same version as the API server.
+build_kube kube-apiserver kube-controller-manager kubectl
 ln -sfn "$(basename "${out}")" "${root}/bin/k8s/current"
 # Print the directory for KUBEBUILDER_ASSETS.
 echo "${out}"

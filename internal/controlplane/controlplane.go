@@ -24,7 +24,7 @@ type Env struct {
 	Kubeconfig string // path of an admin kubeconfig file, for kubectl and child processes
 	RepoRoot   string
 
-	env *envtest.Environment
+	env     *envtest.Environment
 	kcm     *exec.Cmd
 	dir     string
 	keepDir bool

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
@@ -12,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -264,9 +262,3 @@ func SigningSecret(ns, endpoint string, keys signing.KeySet) corev1.Secret {
 	s.Labels = map[string]string{hooklinev1.LabelSigningSecret: "true", hooklinev1.LabelEndpoint: endpoint}
 	return s
 }
-
-// scheme-independent guard: the live registry's cache and the static registry must
-// agree on which Secrets are signing Secrets.
-var _ = cache.Options{}
-
-var _ sync.Locker = (*sync.Mutex)(nil)
