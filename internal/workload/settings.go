@@ -1,0 +1,280 @@
+package workload
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// QueueMode says where the dispatcher's JetStream queue lives.
+type QueueMode string
+
+const (
+	// QueueEmbedded runs the NATS server inside the dispatcher, with its file store on a
+	// PersistentVolume: one replica, replaced with Recreate so two servers never open the
+	// same store.
+	QueueEmbedded QueueMode = "embedded"
+	// QueueExternal uses an existing NATS JetStream cluster; the dispatcher then keeps no
+	// state of its own and scales horizontally.
+	QueueExternal QueueMode = "external"
+)
+
+// Durability is the embedded queue's fsync policy (the dispatcher's --durability).
+type Durability string
+
+const (
+	// DurabilityDefault acks after the write reaches the kernel: no acknowledged message
+	// is lost when the process dies, only on an OS crash or power loss.
+	DurabilityDefault Durability = "default"
+	// DurabilityAlways fsyncs every message before acking, at roughly a tenth of the rate.
+	DurabilityAlways Durability = "always"
+)
+
+// Defaults filled in by Default.
+const (
+	DefaultNamespace    = "hookline-system"
+	DefaultStorageSize  = "10Gi"
+	DefaultMaxBodyBytes = 256 << 10
+)
+
+// DefaultResources are the dispatcher container's resources when Settings.Resources is nil:
+// no CPU limit (throttling a delivery pipeline only adds latency), a memory limit the Go
+// runtime is told about through GOMEMLIMIT.
+func DefaultResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("512Mi"),
+		},
+	}
+}
+
+// Settings describe the dispatcher the operator runs. They come from the operator's
+// --config file (YAML with these keys) and its flags, which override the file; the
+// errors of Validate name the flag each setting has.
+type Settings struct {
+	// Image of the dispatcher; default the operator's own image (one image, one binary).
+	Image           string            `json:"image,omitempty"`
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// Namespace the dispatcher runs in; default hookline-system.
+	Namespace string `json:"namespace,omitempty"`
+	// Replicas of the dispatcher; 0 means 1. More than one needs the external queue.
+	Replicas int32 `json:"replicas,omitempty"`
+	// Resources of the dispatcher container; nil means DefaultResources.
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	// Queue is embedded (default) or external.
+	Queue QueueMode `json:"queue,omitempty"`
+	// Storage is the embedded queue's volume.
+	Storage Storage `json:"storage,omitempty"`
+	// NATS is the external JetStream cluster.
+	NATS NATS `json:"nats,omitempty"`
+	// Durability is default or always.
+	Durability Durability `json:"durability,omitempty"`
+	// WatchNamespaces limits the dispatcher (and its RBAC) to these namespaces; empty
+	// means all namespaces, with cluster-wide RBAC.
+	WatchNamespaces []string `json:"watchNamespaces,omitempty"`
+	// MaxBodyBytes limits a published event's body; default 256 KiB.
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
+	LogLevel string `json:"logLevel,omitempty"`
+	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
+	// so they can override them.
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// Storage is the embedded queue's PersistentVolumeClaim.
+type Storage struct {
+	// Size requested; default 10Gi.
+	Size string `json:"size,omitempty"`
+	// Class is the StorageClass; empty uses the cluster's default class.
+	Class string `json:"class,omitempty"`
+}
+
+// NATS is an external NATS JetStream cluster.
+type NATS struct {
+	URL string `json:"url,omitempty"`
+	// CredentialsSecret names a Secret in the dispatcher's namespace whose key "creds" is
+	// a NATS credentials file; empty connects without credentials.
+	CredentialsSecret string `json:"credentialsSecret,omitempty"`
+}
+
+// LoadFile reads Settings from a YAML file. Unknown keys are errors, so a typo does not
+// silently fall back to a default.
+func LoadFile(path string) (Settings, error) {
+	var s Settings
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("reading dispatcher settings: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+		return s, fmt.Errorf("reading dispatcher settings from %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Default returns s with what it leaves unset filled in. operatorImage, the operator's own
+// image, is the dispatcher's default image.
+func (s Settings) Default(operatorImage string) Settings {
+	if s.Image == "" {
+		s.Image = operatorImage
+	}
+	if s.Namespace == "" {
+		s.Namespace = DefaultNamespace
+	}
+	if s.Replicas == 0 {
+		s.Replicas = 1
+	}
+	if s.Resources == nil {
+		r := DefaultResources()
+		s.Resources = &r
+	}
+	if s.Queue == "" {
+		s.Queue = QueueEmbedded
+	}
+	// Only the embedded queue has a volume; a size default in external mode would read as
+	// a volume that does not exist.
+	if s.Queue == QueueEmbedded && s.Storage.Size == "" {
+		s.Storage.Size = DefaultStorageSize
+	}
+	if s.Durability == "" {
+		s.Durability = DurabilityDefault
+	}
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	// One order for the same set, so listing namespaces differently changes nothing.
+	if len(s.WatchNamespaces) > 0 {
+		ns := append([]string(nil), s.WatchNamespaces...)
+		slices.Sort(ns)
+		s.WatchNamespaces = slices.Compact(ns)
+	}
+	return s
+}
+
+// Validate checks defaulted Settings. Each problem names the operator flag (or, for the
+// settings that only the config file has, the file's key) so the message says what to change.
+func (s Settings) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if s.Image == "" {
+		bad("no dispatcher image: set --dispatcher-image (the operator's own image, from $HOOKLINE_IMAGE, is the default when set)")
+	}
+	switch s.ImagePullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		bad("imagePullPolicy %q: must be Always, IfNotPresent or Never", s.ImagePullPolicy)
+	}
+	for _, msg := range validation.IsDNS1123Label(s.Namespace) {
+		bad("--dispatcher-namespace=%s: %s", s.Namespace, msg)
+	}
+	if s.Replicas < 1 {
+		bad("--dispatcher-replicas=%d: must be at least 1", s.Replicas)
+	}
+	switch s.Queue {
+	case QueueEmbedded:
+		if s.Replicas > 1 {
+			bad("--dispatcher-replicas=%d needs --queue=external: the embedded queue is one pod with its own volume", s.Replicas)
+		}
+		if s.NATS.URL != "" {
+			bad("--nats-url=%s needs --queue=external: with the embedded queue the dispatcher runs its own NATS server", s.NATS.URL)
+		}
+		if s.NATS.CredentialsSecret != "" {
+			bad("--nats-creds-secret=%s needs --queue=external: the embedded queue takes no credentials", s.NATS.CredentialsSecret)
+		}
+		if q, err := resource.ParseQuantity(s.Storage.Size); err != nil {
+			bad("--dispatcher-storage-size=%s: not a quantity such as 10Gi: %v", s.Storage.Size, err)
+		} else if q.Sign() <= 0 {
+			bad("--dispatcher-storage-size=%s: must be more than zero", s.Storage.Size)
+		}
+	case QueueExternal:
+		if s.NATS.URL == "" {
+			bad("--queue=external needs --nats-url: the address of the NATS JetStream cluster")
+		}
+		if s.Storage.Size != "" {
+			bad("--dispatcher-storage-size=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Size)
+		}
+		if s.Storage.Class != "" {
+			bad("--dispatcher-storage-class=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Class)
+		}
+	default:
+		bad("--queue=%s: must be embedded or external", s.Queue)
+	}
+	if s.Storage.Class != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {
+			bad("--dispatcher-storage-class=%s: %s", s.Storage.Class, msg)
+		}
+	}
+	if s.NATS.CredentialsSecret != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(s.NATS.CredentialsSecret) {
+			bad("--nats-creds-secret=%s: %s", s.NATS.CredentialsSecret, msg)
+		}
+	}
+	switch s.Durability {
+	case DurabilityDefault, DurabilityAlways:
+	default:
+		bad("--durability=%s: must be default or always", s.Durability)
+	}
+	for _, ns := range s.WatchNamespaces {
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			bad("--watch-namespaces: %q: %s", ns, msg)
+		}
+	}
+	if s.MaxBodyBytes < 0 {
+		bad("maxBodyBytes %d: must not be negative", s.MaxBodyBytes)
+	}
+	if s.LogLevel != "" && !validLogLevel(s.LogLevel) {
+		bad("--dispatcher-log-level=%s: must be debug, info, error or a positive number", s.LogLevel)
+	}
+	if s.Resources != nil {
+		for name, limit := range s.Resources.Limits {
+			if req, ok := s.Resources.Requests[name]; ok && req.Cmp(limit) > 0 {
+				bad("resources: the %s request %s is above its limit %s", name, req.String(), limit.String())
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validLogLevel accepts what the zap flag -zap-log-level accepts.
+func validLogLevel(l string) bool {
+	switch l {
+	case "debug", "info", "error", "panic":
+		return true
+	}
+	n, err := strconv.Atoi(l)
+	return err == nil && n > 0
+}
+
+// Checksum identifies the settings the dispatcher's pods run with. It goes on the pod
+// template, so any change, including one that does not show in the template itself, rolls
+// the Deployment. Replicas are left out: scaling must not restart pods.
+func (s Settings) Checksum() string {
+	s.Replicas = 0
+	data, err := json.Marshal(s)
+	if err != nil {
+		// Settings hold only strings, numbers and quantities.
+		panic(fmt.Sprintf("encoding dispatcher settings: %v", err))
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// clusterWide says whether the dispatcher watches every namespace.
+func (s Settings) clusterWide() bool { return len(s.WatchNamespaces) == 0 }
+
+func (s Settings) watchNamespacesFlag() string { return strings.Join(s.WatchNamespaces, ",") }
