@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync/atomic"
@@ -133,6 +134,14 @@ func (r *Registry) Ready() bool {
 	default:
 		return false
 	}
+}
+
+// CheckReady is Ready as an error, for the dispatcher's /readyz (ingest.Check).
+func (r *Registry) CheckReady(context.Context) error {
+	if !r.Ready() {
+		return errors.New("endpoints and subscriptions are still being loaded from the API")
+	}
+	return nil
 }
 
 // WaitForSync returns once the initial view has been built (every object the API had

@@ -78,7 +78,7 @@ func TestStaticMatching(t *testing.T) {
 	if got := len(reg.Subscriptions("a")); got != 7 {
 		t.Errorf("Subscriptions(a) has %d entries, want 7", got)
 	}
-	if err := reg.WaitForSync(context.Background()); err != nil || !reg.Ready() {
+	if err := reg.WaitForSync(context.Background()); err != nil || !reg.Ready() || reg.CheckReady(context.Background()) != nil {
 		t.Errorf("a static registry is ready at once")
 	}
 }

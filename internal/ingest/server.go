@@ -1,0 +1,297 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes      = 256 << 10
+	DefaultMaxBatchBodyBytes = 1 << 20
+	DefaultMaxBatchEvents    = 100
+	// retryAfter is what a 503 asks producers to wait, in seconds.
+	retryAfter = "2"
+)
+
+// Check is one readiness condition for /readyz: nil when ready.
+type Check struct {
+	Name  string
+	Ready func(ctx context.Context) error
+}
+
+// Options configure the handler.
+type Options struct {
+	Publisher  Publisher  // required
+	Authorizer Authorizer // required; AllowAll only for local development
+	// MaxBodyBytes bounds a single event's request body, and each event of a batch.
+	MaxBodyBytes int64
+	// MaxBatchBodyBytes bounds a batch request's body.
+	MaxBatchBodyBytes int64
+	// MaxBatchEvents bounds the events of one batch.
+	MaxBatchEvents int
+	// Namespaces are the namespaces this dispatcher serves; empty serves all. Others
+	// get a 404, since nothing would deliver their events.
+	Namespaces []string
+	// ReadyChecks must all pass for /readyz to answer 200 (the queue, the registry).
+	ReadyChecks []Check
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+	Clock   clock.PassiveClock
+	Logger  logr.Logger
+}
+
+// Handler serves the publishing API, /healthz, /readyz and /metrics.
+type Handler struct {
+	opts       Options
+	namespaces map[string]bool
+}
+
+// NewHandler checks opts and returns the API's handler.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Publisher == nil {
+		return nil, errors.New("ingest: a Publisher is required")
+	}
+	if opts.Authorizer == nil {
+		return nil, errors.New("ingest: an Authorizer is required (AllowAll for local development)")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxBatchBodyBytes <= 0 {
+		opts.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
+	}
+	if opts.MaxBatchEvents <= 0 {
+		opts.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	h := &Handler{opts: opts}
+	if len(opts.Namespaces) > 0 {
+		h.namespaces = map[string]bool{}
+		for _, ns := range opts.Namespaces {
+			h.namespaces[ns] = true
+		}
+	}
+	return h, nil
+}
+
+const namespacesPrefix = "/v1/namespaces/"
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch path {
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+		return
+	case "/readyz":
+		h.readyz(w, r)
+		return
+	case "/metrics":
+		if h.opts.Metrics != nil {
+			h.opts.Metrics.ServeHTTP(w, r)
+			return
+		}
+	}
+	rest, ok := strings.CutPrefix(path, namespacesPrefix)
+	if !ok {
+		writeError(w, &fieldError{status: http.StatusNotFound, message: "no such API path; events are published with POST /v1/namespaces/{namespace}/events"})
+		return
+	}
+	ns, resource, _ := strings.Cut(rest, "/")
+	var batch bool
+	switch resource {
+	case "events":
+	case "events:batch":
+		batch = true
+	default:
+		writeError(w, &fieldError{status: http.StatusNotFound, message: "no such API path; events are published with POST /v1/namespaces/{namespace}/events or /v1/namespaces/{namespace}/events:batch"})
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: "events are published with POST"})
+		return
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		writeError(w, badRequest("namespace", "%q is not a namespace name: %s", ns, strings.Join(errs, "; ")))
+		return
+	}
+	if h.namespaces != nil && !h.namespaces[ns] {
+		writeError(w, &fieldError{status: http.StatusNotFound, field: "namespace", message: fmt.Sprintf("this dispatcher does not serve namespace %q, so nothing would deliver its events", ns)})
+		return
+	}
+	if !h.authorize(w, r, ns) {
+		return
+	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\""})
+		return
+	}
+	limit := h.opts.MaxBodyBytes
+	if batch {
+		limit = h.opts.MaxBatchBodyBytes
+	}
+	// The body is not pooled: the events' data are slices of it, handed to the Publisher.
+	body, ferr := readBody(r, limit)
+	if ferr != nil {
+		writeError(w, ferr)
+		return
+	}
+	if batch {
+		h.publishBatch(w, r, ns, body)
+	} else {
+		h.publishOne(w, r, ns, body)
+	}
+}
+
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, ns string) bool {
+	d, err := h.opts.Authorizer.Authorize(r.Context(), r, ns)
+	switch {
+	case err != nil:
+		h.opts.Logger.Error(err, "authorizing a publisher", "namespace", ns)
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, &fieldError{status: http.StatusServiceUnavailable, message: "the credentials could not be checked right now; retry shortly"})
+		return false
+	case !d.Authenticated:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hookline"`)
+		writeError(w, &fieldError{status: http.StatusUnauthorized, field: "Authorization", message: d.Reason})
+		return false
+	case !d.Allowed:
+		writeError(w, &fieldError{status: http.StatusForbidden, message: d.Reason})
+		return false
+	}
+	return true
+}
+
+// isJSON accepts application/json with optional parameters (charset=utf-8), without
+// mime.ParseMediaType's allocations.
+func isJSON(ct string) bool {
+	const want = "application/json"
+	if len(ct) < len(want) || !strings.EqualFold(ct[:len(want)], want) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(want):], " ")
+	return rest == "" || rest[0] == ';'
+}
+
+// readBody reads at most limit bytes, in one allocation when the length is announced.
+func readBody(r *http.Request, limit int64) ([]byte, *fieldError) {
+	tooLarge := &fieldError{status: http.StatusRequestEntityTooLarge, message: fmt.Sprintf("the body is larger than the limit of %d bytes (%d KiB); send smaller events", limit, limit>>10)}
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		// net/http stops the body at Content-Length.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	}
+	if err != nil {
+		return nil, &fieldError{status: http.StatusBadRequest, message: "the body could not be read: " + err.Error()}
+	}
+	if int64(len(body)) > limit {
+		return nil, tooLarge
+	}
+	return body, nil
+}
+
+func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, body []byte) {
+	wire, ferr := decodeEvent(body)
+	if ferr != nil {
+		writeError(w, ferr)
+		return
+	}
+	now := h.opts.Clock.Now().UTC()
+	ev, ferr := wire.validate("", ns, func() string { return NewID(now) }, now)
+	if ferr != nil {
+		writeError(w, ferr)
+		return
+	}
+	res, err := h.opts.Publisher.Publish(r.Context(), ev)
+	if err != nil {
+		h.unavailable(w, err, ns, ev.ID)
+		return
+	}
+	out := make([]byte, 0, 64+len(ev.ID))
+	out = appendResult(out, ev.ID, res.Duplicate)
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// unavailable answers a failed publish. The ids are returned so that a producer that
+// let hookline pick them retries with the same ones: the first try may have been stored.
+func (h *Handler) unavailable(w http.ResponseWriter, err error, ns string, ids ...string) {
+	h.opts.Logger.Error(err, "publishing events", "namespace", ns, "events", len(ids))
+	w.Header().Set("Retry-After", retryAfter)
+	body := struct {
+		Error errorBody `json:"error"`
+		IDs   []string  `json:"ids"`
+	}{errorBody{Message: "the events could not be stored right now; retry shortly with the same ids (listed here), so an event that was stored after all is not stored twice"}, ids}
+	b, _ := json.Marshal(body)
+	writeJSON(w, http.StatusServiceUnavailable, b)
+}
+
+// appendResult appends {"id":"...","duplicate":...}. Ids are checked to hold only
+// characters that need no escaping in JSON.
+func appendResult(b []byte, id string, dup bool) []byte {
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","duplicate":`...)
+	b = strconv.AppendBool(b, dup)
+	return append(b, '}')
+}
+
+type errorBody struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, e *fieldError) {
+	b, _ := json.Marshal(struct {
+		Error errorBody `json:"error"`
+	}{errorBody{Field: e.field, Message: e.message}})
+	writeJSON(w, e.status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body) + 1)}
+	w.WriteHeader(status)
+	body = append(body, '\n')
+	_, _ = w.Write(body)
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var failed []string
+	for _, c := range h.opts.ReadyChecks {
+		if err := c.Ready(ctx); err != nil {
+			failed = append(failed, c.Name+": "+err.Error())
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: "+strings.Join(failed, "; ")+"\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
