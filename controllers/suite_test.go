@@ -71,6 +71,7 @@ func startManager() {
 		MetricsAddr: "0",
 		ProbeAddr:   "0",
 		Clock:       fakeClock,
+		Dispatcher:  dispatcherSettings,
 
 		SkipNameValidation: true,
 	})

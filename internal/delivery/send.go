@@ -94,12 +94,23 @@ var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, MaxResponseBody+
 // If ctx is cancelled (the dispatcher is shutting down) the Result carries
 // ctx's error and Verdict Retry; the caller should not count the attempt.
 func Send(ctx context.Context, t *Target, msg Message, attemptTime time.Time) Result {
+	return SendTimeout(ctx, t, msg, attemptTime, 0)
+}
+
+// SendTimeout is Send with the attempt timeout overridden, for a subscription
+// whose delivery timeout differs from its endpoint's; zero keeps the
+// target's. It can lengthen the timeout as well as shorten it, which a
+// deadline on ctx could not.
+func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.Time, timeout time.Duration) Result {
 	if err := msg.validate(); err != nil {
 		return Result{Err: err, Verdict: Failed}
 	}
 	body := AppendBody(make([]byte, 0, msg.bodySize()), &msg)
 
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	if timeout <= 0 {
+		timeout = t.timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req := (&http.Request{
 		Method:        http.MethodPost,

@@ -23,6 +23,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/controllers"
+	"github.com/hookline/hookline/internal/workload"
 )
 
 // Options configure the operator.
@@ -35,6 +36,11 @@ type Options struct {
 	Namespaces              []string // empty: all namespaces
 	Logger                  logr.Logger
 	Clock                   clock.WithDelayedExecution // nil: the real clock
+
+	// Dispatcher, when set, has the operator run the dispatcher as a managed workload with
+	// these settings (defaulted and validated by NewManager; Image must be set). Nil leaves
+	// the dispatcher alone (--manage-dispatcher=false).
+	Dispatcher *workload.Settings
 
 	// SkipNameValidation allows a second manager in the same process, as tests that
 	// restart the operator need; controller names are otherwise unique per process.
@@ -91,12 +97,25 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			mgrOpts.Cache.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	var dispatcher workload.Settings
+	if opts.Dispatcher != nil {
+		dispatcher = opts.Dispatcher.Default("")
+		if err := dispatcher.Validate(); err != nil {
+			return nil, fmt.Errorf("dispatcher settings: %w", err)
+		}
+		mgrOpts.Cache.ByObject = controllers.DispatcherCacheByObject()
+	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	if err := Setup(context.Background(), mgr, opts.Clock); err != nil {
 		return nil, err
+	}
+	if opts.Dispatcher != nil {
+		if err := SetupDispatcher(mgr, dispatcher); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
@@ -128,6 +147,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution
 	return nil
 }
 
+// SetupDispatcher registers the controller that runs the dispatcher with settings s
+// (defaulted and valid). The manager's cache must have been built with
+// controllers.DispatcherCacheByObject.
+func SetupDispatcher(mgr ctrl.Manager, s workload.Settings) error {
+	if err := (&controllers.DispatcherReconciler{
+		Client:   mgr.GetClient(),
+		Settings: s,
+		Recorder: mgr.GetEventRecorder("hookline-operator"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the dispatcher controller: %w", err)
+	}
+	return nil
+}
+
 // Run runs the operator until SIGINT or SIGTERM.
 func Run(opts Options) error {
 	ctrl.SetLogger(opts.Logger)
@@ -139,6 +172,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	opts.Logger.Info("starting operator", "namespaces", opts.Namespaces, "leaderElection", opts.LeaderElect)
+	opts.Logger.Info("starting operator", "namespaces", opts.Namespaces, "leaderElection", opts.LeaderElect,
+		"manageDispatcher", opts.Dispatcher != nil)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

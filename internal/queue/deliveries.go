@@ -58,6 +58,8 @@ type Job struct {
 	// to store its follow-up message reopens the job so the handler may try
 	// another way (or leave it for redelivery).
 	state atomic.Int32
+	// detached: the handler passed the job on to be resolved later.
+	detached atomic.Bool
 }
 
 // Delivery is the delivery to attempt.
@@ -127,6 +129,12 @@ func (j *Job) Dead(info DeadInfo) error {
 		return j.msg.Ack()
 	})
 }
+
+// Detach says that the handler has passed the job to another goroutine,
+// which will resolve it: returning from the handler without resolving it is
+// then expected rather than a bug worth logging. The lease runs as usual; the
+// new owner extends it with InProgress if it waits long.
+func (j *Job) Detach() { j.detached.Store(true) }
 
 // InProgress extends the lease by AckWait, for a request that is still
 // running (a slow receiver, a wait for a rate limit).
@@ -248,7 +256,7 @@ func (q *Queue) handle(ctx context.Context, m jetstream.Msg, l *lane, handler Ha
 		j.d.FirstAttempt = time.Now()
 	}
 	handler(ctx, j)
-	if j.state.Load() != 2 && ctx.Err() == nil {
+	if j.state.Load() != 2 && !j.detached.Load() && ctx.Err() == nil {
 		q.log.Error(nil, "A delivery handler returned without resolving its job; it will be redelivered after AckWait",
 			"namespace", d.Event.Namespace, "subscription", d.Subscription, "event", d.Event.ID)
 	}

@@ -1,0 +1,211 @@
+package workload
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+const image = "registry.invalid/hookline:v1"
+
+func TestDefault(t *testing.T) {
+	tests := []struct {
+		name string
+		in   Settings
+		want func(s *Settings) // edits the embedded defaults into what is expected
+	}{
+		{name: "empty gets the embedded defaults and the operator's image"},
+		{
+			name: "explicit values are kept",
+			in:   Settings{Image: "mine:1", Namespace: "ops", Storage: Storage{Size: "1Gi", Class: "fast"}, Durability: DurabilityAlways, MaxBodyBytes: 1024},
+			want: func(s *Settings) {
+				s.Image, s.Namespace, s.Storage, s.Durability, s.MaxBodyBytes = "mine:1", "ops", Storage{Size: "1Gi", Class: "fast"}, DurabilityAlways, 1024
+			},
+		},
+		{
+			name: "external queue gets no volume size",
+			in:   Settings{Queue: QueueExternal, Replicas: 3, NATS: NATS{URL: "nats://nats:4222"}},
+			want: func(s *Settings) {
+				s.Queue, s.Replicas, s.Storage, s.NATS = QueueExternal, 3, Storage{}, NATS{URL: "nats://nats:4222"}
+			},
+		},
+		{
+			name: "watched namespaces are sorted and de-duplicated",
+			in:   Settings{WatchNamespaces: []string{"b", "a", "b"}},
+			want: func(s *Settings) { s.WatchNamespaces = []string{"a", "b"} },
+		},
+		{
+			name: "explicit empty resources stay empty",
+			in:   Settings{Resources: &corev1.ResourceRequirements{}},
+			want: func(s *Settings) { s.Resources = &corev1.ResourceRequirements{} },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := DefaultResources()
+			want := Settings{Image: image, Namespace: "hookline-system", Replicas: 1, Resources: &r, Queue: QueueEmbedded,
+				Storage: Storage{Size: "10Gi"}, Durability: DurabilityDefault, MaxBodyBytes: 256 << 10}
+			if tt.want != nil {
+				tt.want(&want)
+			}
+			got := tt.in.Default(image)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("defaulted settings do not validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		s    Settings // defaulted with image before validating
+		want []string // substrings of the error; none: valid
+	}{
+		{name: "defaults", s: Settings{}},
+		{name: "external with creds", s: Settings{Queue: QueueExternal, Replicas: 3, NATS: NATS{URL: "nats://nats:4222", CredentialsSecret: "nats-creds"}}},
+		{
+			name: "replicas need the external queue",
+			s:    Settings{Replicas: 3},
+			want: []string{"--dispatcher-replicas=3 needs --queue=external: the embedded queue is one pod with its own volume"},
+		},
+		{name: "negative replicas", s: Settings{Replicas: -1}, want: []string{"--dispatcher-replicas=-1: must be at least 1"}},
+		{name: "unknown queue", s: Settings{Queue: "kafka"}, want: []string{"--queue=kafka: must be embedded or external"}},
+		{name: "external without URL", s: Settings{Queue: QueueExternal}, want: []string{"--queue=external needs --nats-url"}},
+		{
+			name: "NATS settings with the embedded queue",
+			s:    Settings{NATS: NATS{URL: "nats://x:4222", CredentialsSecret: "c"}},
+			want: []string{"--nats-url=nats://x:4222 needs --queue=external", "--nats-creds-secret=c needs --queue=external"},
+		},
+		{
+			name: "storage with the external queue",
+			s:    Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://x:4222"}, Storage: Storage{Size: "1Gi", Class: "fast"}},
+			want: []string{"--dispatcher-storage-size=1Gi needs --queue=embedded", "--dispatcher-storage-class=fast needs --queue=embedded"},
+		},
+		{name: "bad storage size", s: Settings{Storage: Storage{Size: "lots"}}, want: []string{"--dispatcher-storage-size=lots: not a quantity"}},
+		{name: "zero storage size", s: Settings{Storage: Storage{Size: "0"}}, want: []string{"--dispatcher-storage-size=0: must be more than zero"}},
+		{name: "bad storage class", s: Settings{Storage: Storage{Class: "Fast_SSD"}}, want: []string{"--dispatcher-storage-class=Fast_SSD"}},
+		{name: "bad durability", s: Settings{Durability: "sometimes"}, want: []string{"--durability=sometimes: must be default or always"}},
+		{name: "bad namespace", s: Settings{Namespace: "Hookline"}, want: []string{"--dispatcher-namespace=Hookline"}},
+		{name: "bad watched namespace", s: Settings{WatchNamespaces: []string{"ok", "not_ok"}}, want: []string{`--watch-namespaces: "not_ok"`}},
+		{name: "bad log level", s: Settings{LogLevel: "loud"}, want: []string{"--dispatcher-log-level=loud"}},
+		{name: "numeric log level", s: Settings{LogLevel: "3"}},
+		{name: "negative body limit", s: Settings{MaxBodyBytes: -1}, want: []string{"maxBodyBytes -1"}},
+		{name: "bad pull policy", s: Settings{ImagePullPolicy: "Sometimes"}, want: []string{`imagePullPolicy "Sometimes"`}},
+		{
+			name: "request above limit",
+			s: Settings{Resources: &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+			}},
+			want: []string{"the memory request 1Gi is above its limit 512Mi"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.s.Default(image).Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want no error", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+
+	if err := (Settings{}).Default("").Validate(); err == nil || !strings.Contains(err.Error(), "set --dispatcher-image") {
+		t.Errorf("without an image: Validate() = %v, want it to ask for --dispatcher-image", err)
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	base := Settings{}.Default(image)
+	change := map[string]func(s *Settings){
+		"image":      func(s *Settings) { s.Image = "other:2" },
+		"durability": func(s *Settings) { s.Durability = DurabilityAlways },
+		"namespaces": func(s *Settings) { s.WatchNamespaces = []string{"a"} },
+		"log level":  func(s *Settings) { s.LogLevel = "debug" },
+		"resources":  func(s *Settings) { s.Resources = &corev1.ResourceRequirements{} },
+		"extra args": func(s *Settings) { s.ExtraArgs = []string{"--x"} },
+	}
+	for name, edit := range change {
+		s := base
+		edit(&s)
+		if s.Checksum() == base.Checksum() {
+			t.Errorf("changing %s leaves the checksum as it was", name)
+		}
+	}
+	scaled := base
+	scaled.Replicas = 5
+	if scaled.Checksum() != base.Checksum() {
+		t.Error("scaling changes the checksum, so it would restart every pod")
+	}
+	if base.Checksum() != (Settings{}).Default(image).Checksum() {
+		t.Error("the checksum of equal settings differs")
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(`
+queue: external
+replicas: 3
+nats:
+  url: nats://nats.messaging:4222
+  credentialsSecret: nats-creds
+watchNamespaces: [billing, shipping]
+resources:
+  requests: {cpu: 250m, memory: 256Mi}
+extraArgs: ["--max-in-flight=64"]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Queue != QueueExternal || s.Replicas != 3 || s.NATS.URL != "nats://nats.messaging:4222" || s.NATS.CredentialsSecret != "nats-creds" ||
+		!reflect.DeepEqual(s.WatchNamespaces, []string{"billing", "shipping"}) || s.Resources.Requests.Cpu().String() != "250m" ||
+		!reflect.DeepEqual(s.ExtraArgs, []string{"--max-in-flight=64"}) {
+		t.Errorf("LoadFile() = %+v", s)
+	}
+
+	typo := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(typo, []byte("replica: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFile(typo); err == nil || !strings.Contains(err.Error(), `unknown field "replica"`) {
+		t.Errorf("LoadFile(typo) = %v, want an unknown field error", err)
+	}
+	if _, err := LoadFile(filepath.Join(dir, "absent.yaml")); err == nil {
+		t.Error("LoadFile(absent) = nil error")
+	}
+}
+
+// The settings file the kustomize install ships must load and validate.
+func TestShippedSettingsFile(t *testing.T) {
+	s, err := LoadFile("../../config/manager/dispatcher.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Default(image).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
