@@ -3,21 +3,64 @@ package controllers
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
-// patchStatus writes the change from base to obj to the status subresource as a merge
-// patch, and nothing when there is no change, so a reconcile that observes nothing new
-// causes no write (and no watch event for everyone else). Reconcilers only change status,
-// so the patch holds status alone.
+// FieldOwner is the operator's server-side apply field manager. The dispatcher writes the
+// delivery part of status under its own manager; because conditions are a map keyed by
+// type, each writer owns its own conditions and neither can undo the other's.
+const FieldOwner = "hookline-operator"
+
+// operatorStatus is the part of a status the operator owns: observedGeneration, the Ready
+// condition and, for endpoints, the signing schedule.
+type operatorStatus struct {
+	ObservedGeneration int64                     `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition        `json:"conditions,omitempty"`
+	Signing            *hooklinev1.SigningStatus `json:"signing,omitempty"`
+}
+
+func ownedStatus(obj client.Object) operatorStatus {
+	var st operatorStatus
+	var conds []metav1.Condition
+	switch o := obj.(type) {
+	case *hooklinev1.WebhookEndpoint:
+		st.ObservedGeneration, st.Signing, conds = o.Status.ObservedGeneration, o.Status.Signing, o.Status.Conditions
+	case *hooklinev1.Subscription:
+		st.ObservedGeneration, conds = o.Status.ObservedGeneration, o.Status.Conditions
+	}
+	if c := meta.FindStatusCondition(conds, hooklinev1.ConditionReady); c != nil {
+		st.Conditions = []metav1.Condition{*c}
+	}
+	return st
+}
+
+// patchStatus applies the operator's part of obj's status, and writes nothing when that
+// part did not change from base, so a reconcile that observes nothing new causes no write
+// (and no watch event for everyone else).
 func patchStatus(ctx context.Context, c client.Client, obj, base client.Object) error {
-	patch := client.MergeFrom(base)
-	data, err := patch.Data(obj)
+	owned := ownedStatus(obj)
+	if equality.Semantic.DeepEqual(owned, ownedStatus(base)) {
+		return nil
+	}
+	gvk, err := apiutil.GVKForObject(obj, c.Scheme())
 	if err != nil {
 		return err
 	}
-	if string(data) == "{}" {
-		return nil
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&owned)
+	if err != nil {
+		return err
 	}
-	return c.Status().Patch(ctx, obj, client.RawPatch(patch.Type(), data))
+	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
+	u.SetGroupVersionKind(gvk)
+	u.SetNamespace(obj.GetNamespace())
+	u.SetName(obj.GetName())
+	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }

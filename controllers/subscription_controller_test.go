@@ -75,8 +75,10 @@ var _ = Describe("Subscription", func() {
 		Expect(k8sClient.Create(ctx, ep)).To(Succeed())
 		sub := newSubscription(ns, "s", "needs-token")
 		Expect(k8sClient.Create(ctx, sub)).To(Succeed())
-		Eventually(readyOf(sub)).Should(haveReady(metav1.ConditionFalse, hooklinev1.ReasonEndpointNotReady))
-		Expect(readyOf(sub)(Default).Message).To(ContainSubstring("SecretNotFound"))
+		// The subscription may first see the endpoint before its first reconcile; it
+		// follows the endpoint's status.
+		Eventually(readyOf(sub)).Should(And(haveReady(metav1.ConditionFalse, hooklinev1.ReasonEndpointNotReady),
+			HaveField("Message", ContainSubstring("SecretNotFound"))))
 	})
 
 	It("reports a filter that does not compile, and recovers when it is fixed", func() {
