@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,20 +18,6 @@ import (
 	"github.com/hookline/hookline/internal/rotation"
 	"github.com/hookline/hookline/internal/signing"
 )
-
-// SigningSecretType marks the Secrets hookline manages for signing keys.
-const SigningSecretType corev1.SecretType = "hookline.io/signing-key"
-
-// SigningSecretName is the name of the Secret holding an endpoint's signing keys. Long
-// endpoint names are shortened with a hash so the result stays a valid name.
-func SigningSecretName(endpoint string) string {
-	const suffix = "-hookline-signing"
-	if len(endpoint)+len(suffix) <= 253 {
-		return endpoint + suffix
-	}
-	sum := sha256.Sum256([]byte(endpoint))
-	return endpoint[:253-len(suffix)-9] + "-" + hex.EncodeToString(sum[:4]) + suffix
-}
 
 // RotationPolicy returns the endpoint's rotation schedule, with the defaults filled in.
 func RotationPolicy(spec *hooklinev1.WebhookEndpointSpec) (rotation.Policy, error) {
@@ -81,7 +65,7 @@ func (e errSigningKey) Error() string { return e.msg }
 // kind of Secret only. It returns a user-facing problem, or an error to retry.
 func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep *hooklinev1.WebhookEndpoint, userSecrets map[string]*corev1.Secret) (problem error, err error) {
 	now := r.Clock.Now()
-	name := SigningSecretName(ep.Name)
+	name := signing.SecretName(ep.Name)
 	var secret corev1.Secret
 	err = r.Get(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: name}, &secret)
 	exists := err == nil
@@ -165,14 +149,14 @@ func (r *WebhookEndpointReconciler) writeSigningSecret(ctx context.Context, ep *
 		source = keySourceUser
 	}
 	data := keys.ToSecretData()
-	if exists && secret.Type == SigningSecretType && secret.Annotations[annotationKeySource] == source &&
+	if exists && secret.Type == signing.SecretType && secret.Annotations[annotationKeySource] == source &&
 		secret.Annotations[hooklinev1.AnnotationReferencedSecrets] == refs &&
 		secret.Labels[hooklinev1.LabelSigningSecret] == "true" && equalData(secret.Data, data) {
 		return nil
 	}
 	desired := secret.DeepCopy()
 	if !exists {
-		desired = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: SigningSecretName(ep.Name)}, Type: SigningSecretType}
+		desired = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: signing.SecretName(ep.Name)}, Type: signing.SecretType}
 	}
 	if desired.Labels == nil {
 		desired.Labels = map[string]string{}

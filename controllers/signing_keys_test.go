@@ -10,20 +10,6 @@ import (
 	"github.com/hookline/hookline/internal/rotation"
 )
 
-func TestSigningSecretName(t *testing.T) {
-	if got := controllers.SigningSecretName("billing"); got != "billing-hookline-signing" {
-		t.Errorf("got %q", got)
-	}
-	long := strings.Repeat("a", 250)
-	got := controllers.SigningSecretName(long)
-	if len(got) > 253 || !strings.HasSuffix(got, "-hookline-signing") {
-		t.Errorf("long name %q (%d chars) is not a valid, recognisable name", got, len(got))
-	}
-	if got == controllers.SigningSecretName(strings.Repeat("a", 249)+"b") {
-		t.Error("two long names map to the same Secret")
-	}
-}
-
 func TestRotationPolicy(t *testing.T) {
 	tests := []struct {
 		signing *hooklinev1.Signing

@@ -15,14 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/signing"
 )
 
 // keysOf reads the endpoint's signing Secret.
 func keysOf(g Gomega, ep *hooklinev1.WebhookEndpoint) signing.KeySet {
 	var s corev1.Secret
-	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: controllers.SigningSecretName(ep.Name)}, &s)).To(Succeed())
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: signing.SecretName(ep.Name)}, &s)).To(Succeed())
 	ks, err := signing.KeySetFromSecretData(s.Data)
 	g.Expect(err).NotTo(HaveOccurred())
 	return ks
@@ -78,7 +77,7 @@ var _ = Describe("WebhookEndpoint", func() {
 		Eventually(readyOf(ep)).Should(haveReady(metav1.ConditionTrue, hooklinev1.ReasonReady))
 
 		var s corev1.Secret
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningSecretName("gen")}, &s)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.SecretName("gen")}, &s)).To(Succeed())
 		Expect(s.Labels).To(HaveKeyWithValue(hooklinev1.LabelSigningSecret, "true"))
 		Expect(s.Labels).To(HaveKeyWithValue(hooklinev1.LabelEndpoint, "gen"))
 		Expect(metav1.IsControlledBy(&s, ep)).To(BeTrue())
@@ -221,7 +220,7 @@ var _ = Describe("WebhookEndpoint", func() {
 		remember(keysOf(Default, ep))
 		Expect(k8sClient.Delete(ctx, ep)).To(Succeed())
 		Eventually(func() bool {
-			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningSecretName("short-lived")}, &corev1.Secret{})
+			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.SecretName("short-lived")}, &corev1.Secret{})
 			return apierrors.IsNotFound(err)
 		}, "60s").Should(BeTrue(), "kube-controller-manager log: %s", env.ControllerManagerLog())
 	})

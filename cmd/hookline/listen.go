@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/operator"
 	"github.com/hookline/hookline/internal/receiver"
 	"github.com/hookline/hookline/internal/signing"
@@ -108,7 +107,7 @@ func followEndpointKeys(ctx context.Context, kubeconfig, endpoint string, keys *
 	}
 	load := func() error {
 		var s corev1.Secret
-		key := client.ObjectKey{Namespace: ns, Name: controllers.SigningSecretName(name)}
+		key := client.ObjectKey{Namespace: ns, Name: signing.SecretName(name)}
 		if err := c.Get(ctx, key, &s); err != nil {
 			return fmt.Errorf("reading the signing keys of %s: %w", endpoint, err)
 		}

@@ -15,7 +15,6 @@ import (
 	"k8s.io/utils/clock"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/secretrefs"
 	"github.com/hookline/hookline/internal/signing"
@@ -192,7 +191,7 @@ func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, 
 		return notReady(ReasonInvalidConfiguration, "%v.", err)
 	}
 
-	secretName := controllers.SigningSecretName(ep.Name)
+	secretName := signing.SecretName(ep.Name)
 	switch {
 	case signingSecret == nil:
 		return notReady(ReasonSigningKeyPending, "Signing Secret %q does not exist yet; the operator creates it once the endpoint's referenced Secrets are in place.", secretName)

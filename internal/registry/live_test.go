@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/registry"
@@ -148,7 +147,7 @@ var _ = Describe("the live registry", func() {
 		prev.ExpiresAt = time.Now().Add(time.Hour)
 		rotated := signing.KeySet{Current: newKey("k2", t0), Previous: &prev}
 		var s corev1.Secret
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningSecretName("ep")}, &s)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.SecretName("ep")}, &s)).To(Succeed())
 		s.Data = rotated.ToSecretData()
 		Expect(k8sClient.Update(ctx, &s)).To(Succeed())
 
@@ -219,7 +218,7 @@ var _ = Describe("the live registry", func() {
 func bumpReferencedSecrets(ns, endpoint string, refs ...corev1.Secret) {
 	ctx := context.Background()
 	var s corev1.Secret
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningSecretName(endpoint)}, &s)).To(Succeed())
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.SecretName(endpoint)}, &s)).To(Succeed())
 	v := ""
 	for i, r := range refs {
 		if i > 0 {

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/signing"
 	"github.com/hookline/hookline/internal/ssrf"
@@ -217,7 +216,7 @@ func NewStatic(objs StaticObjects, opts Options) (*Registry, error) {
 	subs := map[string]map[string]*Subscription{}
 	for i := range objs.Endpoints {
 		ep := &objs.Endpoints[i]
-		signingSecret := secrets[types.NamespacedName{Namespace: ep.Namespace, Name: controllers.SigningSecretName(ep.Name)}]
+		signingSecret := secrets[types.NamespacedName{Namespace: ep.Namespace, Name: signing.SecretName(ep.Name)}]
 		if signingSecret != nil && signingSecret.Labels[hooklinev1.LabelSigningSecret] != "true" {
 			signingSecret = nil // the live registry would not see it either
 		}
@@ -266,8 +265,8 @@ func (r *Registry) Close() {
 // SigningSecret returns the labelled signing Secret of endpoint ns/name holding keys, as
 // the operator writes it, for NewStatic and tests.
 func SigningSecret(ns, endpoint string, keys signing.KeySet) corev1.Secret {
-	s := corev1.Secret{Type: controllers.SigningSecretType, Data: keys.ToSecretData()}
-	s.Namespace, s.Name = ns, controllers.SigningSecretName(endpoint)
+	s := corev1.Secret{Type: signing.SecretType, Data: keys.ToSecretData()}
+	s.Namespace, s.Name = ns, signing.SecretName(endpoint)
 	s.Labels = map[string]string{hooklinev1.LabelSigningSecret: "true", hooklinev1.LabelEndpoint: endpoint}
 	return s
 }

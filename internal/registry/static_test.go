@@ -10,7 +10,6 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/registry"
 	"github.com/hookline/hookline/internal/signing"
@@ -128,7 +127,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		{"ok", hooklinev1.ReasonReady, ""},
 		{"missing-secret", hooklinev1.ReasonSecretNotFound, `spec.auth.bearer refers to Secret "nope", which does not exist`},
 		{"missing-key", hooklinev1.ReasonSecretInvalid, `Secret "empty" has no key "token"`},
-		{"no-keys", registry.ReasonSigningKeyPending, strconv.Quote(controllers.SigningSecretName("no-keys")) + " does not exist yet"},
+		{"no-keys", registry.ReasonSigningKeyPending, strconv.Quote(signing.SecretName("no-keys")) + " does not exist yet"},
 		{"bad-keys", hooklinev1.ReasonSigningKeyInvalid, `data key "current"`},
 		{"bad-ca", registry.ReasonInvalidConfiguration, "CA bundle"},
 		{"insecure", registry.ReasonInvalidConfiguration, "allowInsecureHTTP"},

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/controllers"
 	"github.com/hookline/hookline/internal/signing"
 )
 
@@ -375,7 +374,7 @@ func (w *watcher) planEndpoint(ctx context.Context, k objKey) (job *buildJob, re
 	}
 	var secret *corev1.Secret
 	var s corev1.Secret
-	switch err := w.cache.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: controllers.SigningSecretName(k.name)}, &s); {
+	switch err := w.cache.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: signing.SecretName(k.name)}, &s); {
 	case err == nil:
 		secret = &s
 	case !apierrors.IsNotFound(err):
