@@ -20,6 +20,8 @@ func runDev(args []string) error {
 	var opts devstack.Options
 	fs.BoolVar(&opts.Embedded, "embedded", false, "start a local control plane even when a cluster is configured")
 	fs.StringVar(&opts.Namespace, "namespace", "hookline-demo", "namespace for the samples")
+	fs.StringVar(&opts.APIListen, "api-listen", "127.0.0.1:8080", "address of the dispatcher's publishing API")
+	fs.StringVar(&opts.ReceiverListen, "receiver-listen", "127.0.0.1:9000", "address of the demo receiver")
 	fs.StringVar(&opts.Dir, "state-dir", "", "directory for the kubeconfig and logs (default bin/dev in the repository)")
 	opts.LogOptions = operator.BindLogFlags(fs)
 	if err := fs.Parse(args); err != nil {

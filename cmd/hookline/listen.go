@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/go-logr/logr"
 	"github.com/hookline/hookline/internal/operator"
 	"github.com/hookline/hookline/internal/receiver"
 	"github.com/hookline/hookline/internal/signing"
@@ -47,14 +46,24 @@ func runListen(args []string) error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	var keys atomic.Pointer[[]string]
-	keys.Store(&[]string{})
+	var keys func() []string
 	if len(secrets) > 0 {
-		s := []string(secrets)
-		keys.Store(&s)
+		keys = func() []string { return secrets }
 	}
 	if *endpoint != "" {
-		if err := followEndpointKeys(ctx, *kubeconfig, *endpoint, &keys); err != nil {
+		ns, name, ok := strings.Cut(*endpoint, "/")
+		if !ok || ns == "" || name == "" {
+			return fmt.Errorf("--endpoint must be namespace/name, got %q", *endpoint)
+		}
+		cfg, err := operator.RESTConfig(*kubeconfig)
+		if err != nil {
+			return err
+		}
+		c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+		if err != nil {
+			return err
+		}
+		if keys, err = receiver.FollowEndpoint(ctx, c, ns, name, 2*time.Second, logr.Discard()); err != nil {
 			return err
 		}
 	}
@@ -65,9 +74,8 @@ func runListen(args []string) error {
 		}
 		fmt.Printf("%s %s %s %s%s\n", d.Received.Format(time.TimeOnly), d.ID, d.Type, d.Body, dup)
 	}}
-	if len(secrets) > 0 || *endpoint != "" {
-		r.Secrets = func() []string { return *keys.Load() }
-	} else {
+	r.Secrets = keys
+	if keys == nil {
 		fmt.Fprintln(os.Stderr, "No --secret or --endpoint given: signatures are not verified.")
 	}
 	r.FailWith(*failWith)
@@ -87,57 +95,5 @@ func runListen(args []string) error {
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
 		return err
 	}
-	return nil
-}
-
-// followEndpointKeys reads the endpoint's signing Secret now and every few seconds, so the
-// receiver keeps verifying through rotations.
-func followEndpointKeys(ctx context.Context, kubeconfig, endpoint string, keys *atomic.Pointer[[]string]) error {
-	ns, name, ok := strings.Cut(endpoint, "/")
-	if !ok || ns == "" || name == "" {
-		return fmt.Errorf("--endpoint must be namespace/name, got %q", endpoint)
-	}
-	cfg, err := operator.RESTConfig(kubeconfig)
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
-	if err != nil {
-		return err
-	}
-	load := func() error {
-		var s corev1.Secret
-		key := client.ObjectKey{Namespace: ns, Name: signing.SecretName(name)}
-		if err := c.Get(ctx, key, &s); err != nil {
-			return fmt.Errorf("reading the signing keys of %s: %w", endpoint, err)
-		}
-		ks, err := signing.KeySetFromSecretData(s.Data)
-		if err != nil {
-			return err
-		}
-		live := []string{ks.Current.Secret}
-		if ks.Previous != nil {
-			live = append(live, ks.Previous.Secret)
-		}
-		keys.Store(&live)
-		return nil
-	}
-	if err := load(); err != nil {
-		return err
-	}
-	go func() {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := load(); err != nil {
-					fmt.Fprintln(os.Stderr, err)
-				}
-			}
-		}
-	}()
 	return nil
 }

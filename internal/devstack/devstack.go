@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
@@ -28,11 +29,13 @@ import (
 
 // Options configure `hookline dev`.
 type Options struct {
-	Embedded   bool         // always start a local control plane, even when a cluster is configured
-	Namespace  string       // where the samples go
-	Dir        string       // state directory (kubeconfig, logs); default bin/dev under the repository
-	LogOptions *zap.Options // logs go to <Dir>/operator.log, keeping the terminal for instructions
-	Out        io.Writer    // where the instructions are printed
+	Embedded       bool         // always start a local control plane, even when a cluster is configured
+	Namespace      string       // where the samples go
+	Dir            string       // state directory (kubeconfig, logs); default bin/dev under the repository
+	APIListen      string       // the dispatcher's publishing API; default 127.0.0.1:8080
+	ReceiverListen string       // the demo receiver; default 127.0.0.1:9000
+	LogOptions     *zap.Options // logs go to <Dir>/*.log, keeping the terminal for instructions
+	Out            io.Writer    // where the instructions and received deliveries are printed
 }
 
 // Run brings the stack up and blocks until ctx ends, then tears down what it started.
@@ -46,6 +49,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = "hookline-demo"
+	}
+	if opts.APIListen == "" {
+		opts.APIListen = "127.0.0.1:8080"
+	}
+	if opts.ReceiverListen == "" {
+		opts.ReceiverListen = "127.0.0.1:9000"
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return err
@@ -95,20 +104,43 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// The samples' URLs are example domains; suspending them keeps hookline dev from
+	// reaching out of this machine at all (not even a DNS lookup).
+	for _, o := range samples {
+		if o.GetKind() == "WebhookEndpoint" {
+			if err := unstructured.SetNestedField(o.Object, true, "spec", "suspend"); err != nil {
+				return err
+			}
+		}
+	}
 	if err := Apply(ctx, c, opts.Namespace, samples); err != nil {
 		return fmt.Errorf("applying samples: %w", err)
+	}
+	recvAddr, err := startReceiver(ctx, c, opts, logger)
+	if err != nil {
+		return err
+	}
+	if err := Apply(ctx, c, opts.Namespace, demoObjects(recvAddr)); err != nil {
+		return fmt.Errorf("creating the demo endpoint: %w", err)
 	}
 	if err := waitReady(ctx, c, opts.Namespace, 2*time.Minute); err != nil {
 		return err
 	}
-	printInstructions(opts.Out, kubeconfig, opts.Namespace, logPath)
+	dispErr, err := startDispatcher(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	printInstructions(opts.Out, kubeconfig, opts, logPath)
 
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(opts.Out, "\nStopping hookline dev…")
+		<-dispErr
 		return <-mgrErr
 	case err := <-mgrErr:
 		return fmt.Errorf("operator stopped: %w", err)
+	case err := <-dispErr:
+		return fmt.Errorf("dispatcher stopped: %w", err)
 	}
 }
 
@@ -177,18 +209,27 @@ func waitReady(ctx context.Context, c client.Client, ns string, timeout time.Dur
 	}
 }
 
-func printInstructions(w io.Writer, kubeconfig, ns, logPath string) {
+func printInstructions(w io.Writer, kubeconfig string, opts Options, logPath string) {
 	fmt.Fprintf(w, `
-hookline dev is running: the operator reconciles the samples in namespace %[2]s.
+hookline dev is running: the operator and the dispatcher serve namespace %[2]s. The
+endpoint local-receiver delivers to a receiver in this process, which verifies each
+delivery's signature and prints it below.
 
 In another terminal:
   export KUBECONFIG=%[1]s
+  bin/hookline publish --server http://%[3]s -n %[2]s --type invoice.paid --data '{"amount": 1200}'
   kubectl get hookline -n %[2]s                 # endpoints and subscriptions, with health
-  kubectl describe whep billing -n %[2]s        # conditions, signing key schedule
-  kubectl get secret billing-hookline-signing -n %[2]s -o jsonpath='{.data.current\.id}' | base64 -d
-  kubectl annotate whep billing -n %[2]s hookline.io/rotate=$(date +%%s)   # rotate the key now
+  kubectl describe whep local-receiver -n %[2]s # conditions, signing key schedule, delivery
+  curl -s http://%[3]s/v1/namespaces/%[2]s/subscriptions/local-all/attempts   # the attempt log
+  kubectl annotate whep local-receiver -n %[2]s hookline.io/rotate=$(date +%%s)   # rotate the key now
 
-Operator log: %[3]s
+The sample endpoints (billing, orders, partner) point at example domains, so hookline dev
+suspends them: their events wait in the queue. To see retries, make the receiver fail:
+  kubectl patch whep local-receiver -n %[2]s --type merge -p '{"spec":{"url":"http://127.0.0.1:9/"}}' 
+
+Logs: %[4]s
 Press Ctrl-C to stop.
-`, kubeconfig, ns, logPath)
+
+Deliveries received:
+`, kubeconfig, opts.Namespace, opts.APIListen, filepath.Dir(logPath))
 }
