@@ -342,10 +342,14 @@ var _ = Describe("Dispatcher", Ordered, func() {
 			return pvc.Annotations
 		}).ShouldNot(HaveKey(controllers.AnnotationRetainedVolume))
 		var roles rbacv1.RoleList
-		Eventually(func(g Gomega) []rbacv1.Role {
+		Eventually(func(g Gomega) []string {
 			g.Expect(k8sClient.List(ctx, &roles, client.MatchingLabels(workload.Labels()))).To(Succeed())
-			return roles.Items
-		}).Should(BeEmpty())
+			var names []string
+			for _, r := range roles.Items {
+				names = append(names, r.Namespace+"/"+r.Name)
+			}
+			return names
+		}).Should(ConsistOf(settings.Namespace+"/"+workload.LeaseName), "cluster-wide: only the status Lease's Role")
 		Expect(mgrLogs.String()).NotTo(ContainSubstring("Reconciler error"))
 	})
 })

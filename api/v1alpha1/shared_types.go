@@ -41,7 +41,12 @@ type DeliveryStatus struct {
 	// +optional
 	Dead int64 `json:"dead,omitempty"`
 
-	// Backlog is the number of deliveries waiting, including scheduled retries.
+	// Backlog is the number of deliveries queued to be sent now or being sent. It does
+	// not count retries waiting for their scheduled time, nor deliveries held while the
+	// circuit is open or the endpoint is disabled: those wait as schedules, which the
+	// queue cannot count cheaply. On a Subscription it is set only for ordered delivery;
+	// unordered subscriptions share their endpoint's queue, whose backlog the endpoint
+	// reports.
 	// +optional
 	Backlog int64 `json:"backlog,omitempty"`
 
@@ -82,6 +87,29 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionDisabled is True when an endpoint was disabled and needs a person to re-enable it.
 	ConditionDisabled = "Disabled"
+
+	// Reasons of the dispatcher's conditions (Delivering, Degraded, Disabled).
+
+	// ReasonDelivering: the last attempt succeeded.
+	ReasonDelivering = "Delivering"
+	// ReasonNoDeliveries: nothing has been attempted yet.
+	ReasonNoDeliveries = "NoDeliveries"
+	// ReasonDeliveryFailing: the last attempts failed.
+	ReasonDeliveryFailing = "DeliveryFailing"
+	// ReasonCircuitOpen: the endpoint failed repeatedly; deliveries are held until a probe
+	// succeeds.
+	ReasonCircuitOpen = "CircuitOpen"
+	// ReasonEndpointDisabled: the endpoint is disabled; deliveries are held until it is
+	// re-enabled (see the Disabled condition).
+	ReasonEndpointDisabled = "EndpointDisabled"
+	// ReasonEndpointGone: the receiver answered 410 Gone.
+	ReasonEndpointGone = "EndpointGone"
+	// ReasonReceiverRequested: the receiver answered webhook-delivery: disable.
+	ReasonReceiverRequested = "ReceiverRequested"
+	// ReasonFailingTooLong: every delivery failed for longer than limits.disableAfter.
+	ReasonFailingTooLong = "FailingTooLong"
+	// ReasonEnabled: the endpoint is not disabled.
+	ReasonEnabled = "Enabled"
 
 	ReasonReady             = "Ready"
 	ReasonSuspended         = "Suspended"

@@ -227,6 +227,11 @@ type WebhookEndpointStatus struct {
 	// Delivery summarises deliveries to this endpoint across all its subscriptions.
 	// +optional
 	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+
+	// LastHandledEnable is the value of the hookline.io/enable annotation the dispatcher
+	// last acted on. Setting the annotation to any other value re-enables the endpoint.
+	// +optional
+	LastHandledEnable string `json:"lastHandledEnable,omitempty"`
 }
 
 // SigningStatus reports where the signing key lives and when it changes next. It never

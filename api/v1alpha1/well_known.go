@@ -12,6 +12,13 @@ const (
 	// AnnotationRotate.
 	AnnotationRotateImmediately = "hookline.io/rotate-immediately"
 
+	// AnnotationEnable re-enables a disabled endpoint (Disabled=True). Set it to a new value
+	// each time, e.g. `kubectl annotate whep NAME hookline.io/enable=$(date +%s) --overwrite`;
+	// the dispatcher records the value it handled in status.lastHandledEnable, so a value
+	// that was already handled does nothing, and re-applying the same manifest (GitOps) never
+	// re-enables an endpoint that was disabled again since.
+	AnnotationEnable = "hookline.io/enable"
+
 	// LabelSigningSecret marks the Secrets that hold signing keys, generated or referenced,
 	// so the dispatcher watches only these.
 	LabelSigningSecret = "hookline.io/signing-key"

@@ -37,6 +37,8 @@ func runDispatcher(args []string) error {
 	fs.Var(&allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
 	fs.Var(&deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
 	fs.IntVar(&cfg.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
+	fs.DurationVar(&cfg.StatusInterval, "status-interval", 10*time.Second, "least time between two status writes of one WebhookEndpoint or Subscription")
+	fs.StringVar(&cfg.LeaseNamespace, "lease-namespace", "", "namespace of the Lease electing the replica that writes status (default: the pod's namespace; outside a pod this process writes status alone)")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses in-cluster config or $KUBECONFIG")
 	logOpts := operator.BindLogFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +28,7 @@ import (
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/registry"
 	"github.com/hookline/hookline/internal/ssrf"
+	"github.com/hookline/hookline/internal/status"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -40,8 +43,15 @@ type Config struct {
 	AllowCIDRs   []string // destinations allowed despite the SSRF guard
 	DenyCIDRs    []string // more destinations to refuse (cluster networks)
 	Workers      int
-	Logger       logr.Logger
-	Clock        clock.PassiveClock
+	// StatusInterval is the least time between two status writes of one endpoint or
+	// subscription; zero means status.DefaultWriteInterval.
+	StatusInterval time.Duration
+	// LeaseNamespace holds the Lease that elects the one replica writing status. Empty
+	// means the namespace the pod runs in; outside a pod, no Lease is taken and this
+	// process writes status, which is right only when it is the only dispatcher.
+	LeaseNamespace string
+	Logger         logr.Logger
+	Clock          clock.PassiveClock
 	// Ready, when set, is closed once the dispatcher serves and delivers.
 	Ready chan<- struct{}
 	// Listening, when set, receives the API's address once it listens (for port 0).
@@ -96,11 +106,22 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	engine, err := dispatch.New(dispatch.Options{
-		Queue: q, Routes: reg, Clock: clk, Logger: log.WithName("engine"), Metrics: metrics, Workers: cfg.Workers,
-	})
+
+	statusOpts := status.Options{
+		Config: restCfg, Conn: q.Conn(), Replicas: cfg.Queue.Replicas, Backlog: q,
+		Namespaces: cfg.Namespaces, WriteInterval: cfg.StatusInterval, Logger: log.WithName("status"),
+	}
+	if c, ok := clk.(clock.WithTicker); ok {
+		statusOpts.Clock = c
+	}
+	if ns := leaseNamespace(cfg.LeaseNamespace); ns != "" {
+		statusOpts.Lease = &status.Lease{Namespace: ns}
+	} else {
+		log.Info("Not running in a pod and no lease namespace given: this process writes status without a Lease; run only one dispatcher like this")
+	}
+	reporter, err := status.New(statusOpts)
 	if err != nil {
-		return err
+		return fmt.Errorf("setting up status reporting: %w", err)
 	}
 
 	authz, adminAuthz, err := authorizers(restCfg, cfg.Auth)
@@ -132,7 +153,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	var metricsLn net.Listener
 	if cfg.MetricsListen != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			apiLn.Close()
+			_ = apiLn.Close()
 			return fmt.Errorf("--metrics-listen=%s: %w", cfg.MetricsListen, err)
 		}
 	}
@@ -146,11 +167,47 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return reg.Start(ctx) })
+	g.Go(func() error { return reporter.Start(ctx) })
 	g.Go(func() error {
-		if err := reg.WaitForSync(ctx); err != nil {
+		// The engine starts with the endpoints that status says are disabled, so a
+		// restart does not re-enable them.
+		if err := reporter.WaitForSync(ctx); err != nil {
 			return err
 		}
-		return engine.Run(ctx)
+		disabled, err := reporter.Disabled(ctx)
+		if err != nil {
+			return fmt.Errorf("reading disabled endpoints: %w", err)
+		}
+		engine, err := dispatch.New(dispatch.Options{
+			Queue: q, Routes: reg, Clock: clk, Logger: log.WithName("engine"), Metrics: metrics, Workers: cfg.Workers,
+			Observer: reporter.Observer(), Disabled: disabled,
+		})
+		if err != nil {
+			return err
+		}
+		// Status is reported until the engine has stopped; a problem with it is logged,
+		// never a reason to stop delivering.
+		reportCtx, stopReporting := context.WithCancel(ctx)
+		reported := make(chan struct{})
+		go func() {
+			defer close(reported)
+			if err := reporter.Run(reportCtx, engine); err != nil {
+				log.Error(err, "Delivery status is not reported")
+			}
+		}()
+		err = reg.WaitForSync(ctx)
+		if err == nil {
+			err = engine.Run(ctx)
+		}
+		stopReporting()
+		<-reported
+		// The last report, marked final, counts what the engine did while draining.
+		final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := reporter.Close(final); cerr != nil {
+			log.Error(cerr, "Reporting the last delivery figures")
+		}
+		return err
 	})
 	g.Go(func() error { return serve(ctx, apiLn, mux) })
 	if metricsLn != nil {
@@ -168,6 +225,19 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	}
 	log.Info("dispatcher running", "listen", apiLn.Addr().String(), "queue", queueMode(cfg.Queue), "auth", cfg.Auth)
 	return g.Wait()
+}
+
+// leaseNamespace is the namespace of the status writer's Lease: the one given, else the
+// pod's own.
+func leaseNamespace(given string) string {
+	if given != "" {
+		return given
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func queueMode(c queue.Config) string {

@@ -18,4 +18,3 @@ func TestSigningSecretName(t *testing.T) {
 		t.Error("two long names map to the same Secret")
 	}
 }
-

@@ -32,7 +32,19 @@ func AuthRules() []rbacv1.PolicyRule {
 	}
 }
 
-// rbac renders the dispatcher's permissions: AuthRules cluster-wide, and NamespacedRules
+// LeaseName is the Lease that elects the one dispatcher replica writing delivery status;
+// LeaseRules let the dispatcher take it, in its own namespace only.
+const LeaseName = "hookline-dispatcher-status"
+
+// LeaseRules are granted by a Role in the dispatcher's own namespace, which need not be a
+// watched one.
+func LeaseRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+	}
+}
+
+// rbac renders the dispatcher's permissions: LeaseRules in its namespace, AuthRules cluster-wide, and NamespacedRules
 // either cluster-wide (no watched namespaces) or as a Role in each watched namespace.
 func rbac(s Settings) ([]*rbacv1ac.ClusterRoleApplyConfiguration, []*rbacv1ac.ClusterRoleBindingApplyConfiguration,
 	[]*rbacv1ac.RoleApplyConfiguration, []*rbacv1ac.RoleBindingApplyConfiguration) {
@@ -46,12 +58,17 @@ func rbac(s Settings) ([]*rbacv1ac.ClusterRoleApplyConfiguration, []*rbacv1ac.Cl
 	authRole, authBinding := clusterRole(AuthName, AuthRules())
 	clusterRoles := []*rbacv1ac.ClusterRoleApplyConfiguration{authRole}
 	clusterBindings := []*rbacv1ac.ClusterRoleBindingApplyConfiguration{authBinding}
+	roles := []*rbacv1ac.RoleApplyConfiguration{
+		rbacv1ac.Role(LeaseName, s.Namespace).WithLabels(Labels()).WithRules(policyRules(LeaseRules())...),
+	}
+	bindings := []*rbacv1ac.RoleBindingApplyConfiguration{
+		rbacv1ac.RoleBinding(LeaseName, s.Namespace).WithLabels(Labels()).WithSubjects(subject).
+			WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(LeaseName)),
+	}
 	if s.clusterWide() {
 		role, binding := clusterRole(Name, NamespacedRules())
-		return append(clusterRoles, role), append(clusterBindings, binding), nil, nil
+		return append(clusterRoles, role), append(clusterBindings, binding), roles, bindings
 	}
-	var roles []*rbacv1ac.RoleApplyConfiguration
-	var bindings []*rbacv1ac.RoleBindingApplyConfiguration
 	for _, ns := range s.WatchNamespaces {
 		roles = append(roles, rbacv1ac.Role(Name, ns).WithLabels(Labels()).WithRules(policyRules(NamespacedRules())...))
 		bindings = append(bindings, rbacv1ac.RoleBinding(Name, ns).WithLabels(Labels()).WithSubjects(subject).

@@ -146,6 +146,7 @@ func Args(s Settings) []string {
 		args = append(args, "--watch-namespaces="+s.watchNamespacesFlag())
 	}
 	args = append(args, "--max-body-bytes="+strconv.FormatInt(s.MaxBodyBytes, 10))
+	args = append(args, "--lease-namespace="+s.Namespace)
 	if s.LogLevel != "" {
 		args = append(args, "--zap-log-level="+s.LogLevel)
 	}

@@ -52,7 +52,7 @@ func TestRenderWorkload(t *testing.T) {
 				return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == VolumeClaimName
 			},
 			args: []string{"dispatcher", "--listen=:8080", "--metrics-listen=:9090", "--data-dir=/var/lib/hookline",
-				"--queue=embedded", "--durability=default", "--max-body-bytes=262144"},
+				"--queue=embedded", "--durability=default", "--max-body-bytes=262144", "--lease-namespace=hookline-system"},
 		},
 		{
 			name:       "external queue: N replicas rolling, credentials mounted",
@@ -62,7 +62,7 @@ func TestRenderWorkload(t *testing.T) {
 			dataVolume: func(v corev1.VolumeSource) bool { return v.EmptyDir != nil },
 			args: []string{"dispatcher", "--listen=:8080", "--metrics-listen=:9090", "--data-dir=/var/lib/hookline",
 				"--queue=external", "--nats-url=nats://nats:4222", "--nats-creds=/etc/hookline/nats/creds",
-				"--durability=default", "--max-body-bytes=262144"},
+				"--durability=default", "--max-body-bytes=262144", "--lease-namespace=hookline-system"},
 			extraMounts: []string{"/etc/hookline/nats"},
 		},
 		{
@@ -74,7 +74,7 @@ func TestRenderWorkload(t *testing.T) {
 			dataVolume: func(v corev1.VolumeSource) bool { return v.PersistentVolumeClaim != nil },
 			args: []string{"dispatcher", "--listen=:8080", "--metrics-listen=:9090", "--data-dir=/var/lib/hookline",
 				"--queue=embedded", "--durability=always", "--watch-namespaces=billing,shipping", "--max-body-bytes=1048576",
-				"--zap-log-level=debug", "--max-body-bytes=2048"},
+				"--lease-namespace=hookline-system", "--zap-log-level=debug", "--max-body-bytes=2048"},
 		},
 	}
 	for _, tt := range tests {
@@ -246,8 +246,17 @@ func TestRenderRBAC(t *testing.T) {
 			for i, r := range o.Roles {
 				role := typed[rbacv1.Role](t, r)
 				rb := typed[rbacv1.RoleBinding](t, o.RoleBindings[i])
-				roleNamespaces = append(roleNamespaces, role.Namespace)
-				if !reflect.DeepEqual(role.Rules, NamespacedRules()) || rb.Namespace != role.Namespace || rb.RoleRef.Kind != "Role" ||
+				wantRules := NamespacedRules()
+				if role.Name == LeaseName {
+					// The status-writer election's Lease, in the dispatcher's own namespace.
+					if role.Namespace != tt.s.Namespace || !reflect.DeepEqual(role.Rules, LeaseRules()) {
+						t.Errorf("lease role %+v", role)
+					}
+					wantRules = LeaseRules()
+				} else {
+					roleNamespaces = append(roleNamespaces, role.Namespace)
+				}
+				if !reflect.DeepEqual(role.Rules, wantRules) || rb.Namespace != role.Namespace || rb.RoleRef.Kind != "Role" ||
 					rb.RoleRef.Name != role.Name || !reflect.DeepEqual(rb.Subjects, []rbacv1.Subject{subject}) {
 					t.Errorf("role %+v, binding %+v", role, rb)
 				}
