@@ -108,6 +108,28 @@ var _ = Describe("CRD validation", func() {
 			"endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {exponential: {initialInterval: 1s, maxInterval: 1h, multiplier: 1}}", "should be greater than or equal to 2"),
 		Entry("an unknown payload format", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\npayload: {format: XML}", `Unsupported value: "XML"`),
 		Entry("an unknown ordering", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {ordering: Random}", `Unsupported value: "Random"`),
+		Entry("a Secret key with a slash", "WebhookEndpoint",
+			"url: https://example.com\nauth: {bearer: {name: s, key: a/b}}", "spec.auth.bearer.key"),
+		Entry("an API key name with a colon", "WebhookEndpoint",
+			"url: https://example.com\nauth: {apiKey: {name: \"X:Key\", valueFrom: {name: s, key: k}}}", "spec.auth.apiKey.name"),
+		Entry("a header value over 4096 characters", "WebhookEndpoint",
+			"url: https://example.com\nheaders: [{name: X-A, value: \""+strings.Repeat("v", 4097)+"\"}]", "spec.headers[0].value: Too long"),
+		Entry("a zero burst", "WebhookEndpoint", "url: https://example.com\nlimits: {burst: 0}", "spec.limits.burst"),
+		Entry("a TLS server name over 253 characters", "WebhookEndpoint",
+			"url: https://example.com\ntls: {serverName: "+strings.Repeat("a", 254)+"}", "spec.tls.serverName: Too long"),
+		Entry("an empty filter", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\nfilter: \"\"", "spec.filter"),
+		Entry("an event type pattern over 256 characters", "Subscription",
+			"endpointRef: {name: b}\neventTypes: ["+strings.Repeat("a", 257)+"]", "spec.eventTypes[0]: Too long"),
+		Entry("an empty retry schedule", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {schedule: []}", "spec.delivery.schedule"),
+		Entry("an attempt timeout over a minute", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {timeout: 90s}", "delivery.timeout must be between 1s and 60s"),
+		Entry("an initial interval over an hour", "Subscription",
+			"endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {exponential: {initialInterval: 2h, maxInterval: 3h}}", "exponential.initialInterval must be between 1s and 1h"),
+		Entry("a max interval over a week", "Subscription",
+			"endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {exponential: {initialInterval: 1s, maxInterval: 200h}}", "exponential.maxInterval must be between 1s and 168h"),
+		Entry("exponential backoff without its intervals", "Subscription",
+			"endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {exponential: {multiplier: 3}}", "spec.delivery.exponential.initialInterval: Required value"),
+		Entry("101 attempts", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {maxAttempts: 101}", "should be less than or equal to 100"),
+		Entry("65 event types", "Subscription", "endpointRef: {name: b}\neventTypes: ["+manyTypes(65)+"]", "must have at most 64 items"),
 		Entry("an unknown client error policy", "Subscription", "endpointRef: {name: b}\neventTypes: [\"*\"]\ndelivery: {clientErrors: Sometimes}", `Unsupported value: "Sometimes"`),
 	)
 
@@ -161,4 +183,12 @@ func manyHeaders(n int) string {
 		hs[i] = fmt.Sprintf("{name: X-H%d, value: v}", i)
 	}
 	return strings.Join(hs, ", ")
+}
+
+func manyTypes(n int) string {
+	ts := make([]string, n)
+	for i := range ts {
+		ts[i] = fmt.Sprintf("t%d", i)
+	}
+	return strings.Join(ts, ", ")
 }
