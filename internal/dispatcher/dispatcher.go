@@ -95,7 +95,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	}
 	defer q.Close()
 
-	pool := delivery.NewPool(delivery.PoolOptions{Clock: clk})
+	// An endpoint may have up to 1,000 requests in flight (limits.maxInFlight); fewer idle
+	// connections than that would make every burst dial (and, over HTTPS, handshake) again.
+	pool := delivery.NewPool(delivery.PoolOptions{Clock: clk, MaxIdleConnsPerHost: 1000})
 	defer pool.CloseIdleConnections()
 	reg, err := registry.New(restCfg, registry.Options{
 		Namespaces: cfg.Namespaces, Pool: pool, SSRF: policy, Clock: clk, Logger: log.WithName("registry"),
