@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// dispatcherProc is `hookline dispatcher` running as a child process, as it runs in a
+// pod: the benchmark measures the real binary, flags and all, and reads its memory
+// from /proc.
+type dispatcherProc struct {
+	cmd      *exec.Cmd
+	api      string // host:port of the publishing API
+	metrics  string // host:port of /metrics
+	logPath  string
+	profile  string // host:port of profdispatcher's profile control; empty for bin/hookline
+	exited   chan struct{}
+	waitErr  error
+	stopping atomic.Bool
+}
+
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startDispatcher starts bin dispatcher with its data and log under dir. profiled: bin
+// is profdispatcher, which takes --profile-listen.
+func startDispatcher(bin, kubeconfig, durability, dir string, profiled bool) (*dispatcherProc, error) {
+	api, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(dir, "data")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	d := &dispatcherProc{api: api, metrics: metrics, logPath: filepath.Join(dir, "dispatcher.log"), exited: make(chan struct{})}
+	logFile, err := os.Create(d.logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"dispatcher",
+		"--auth", "none",
+		"--listen", api,
+		"--metrics-listen", metrics,
+		"--data-dir", dataDir,
+		"--allow-cidr", "127.0.0.0/8",
+		"--kubeconfig", kubeconfig,
+		"--durability", durability,
+	}
+	if profiled {
+		if d.profile, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--profile-listen", d.profile)
+	}
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	d.cmd.SysProcAttr = childAttrs()
+	if err := d.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s dispatcher: %w", bin, err)
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		logFile.Close()
+		close(d.exited)
+	}()
+	return d, nil
+}
+
+// waitReady polls /readyz until it answers 200, the process exits, or timeout passes.
+func (d *dispatcherProc) waitReady(ctx context.Context, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	last := "no answer yet"
+	for time.Now().Before(deadline) {
+		if err := d.crashed(); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		resp, err := hc.Get("http://" + d.api + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("dispatcher not ready after %s (last /readyz: %s)", timeout, last)
+}
+
+// crashed is non-nil once the process has exited without being asked to.
+func (d *dispatcherProc) crashed() error {
+	select {
+	case <-d.exited:
+		if d.stopping.Load() {
+			return nil
+		}
+		return fmt.Errorf("the dispatcher exited on its own (%v); last log lines:\n%s", d.waitErr, d.logTail(20))
+	default:
+		return nil
+	}
+}
+
+// memory reads VmHWM (peak resident set) and VmRSS from /proc, in bytes.
+func (d *dispatcherProc) memory() (hwm, rss int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "VmHWM" && name != "VmRSS") {
+			continue
+		}
+		fields := strings.Fields(value) // "123456 kB"
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, 0, fmt.Errorf("unexpected %s line %q", name, sc.Text())
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		if name == "VmHWM" {
+			hwm = kb << 10
+		} else {
+			rss = kb << 10
+		}
+	}
+	if hwm == 0 {
+		return 0, 0, errors.New("no VmHWM in /proc/<pid>/status")
+	}
+	return hwm, rss, sc.Err()
+}
+
+// scrapeMetrics returns the hookline_* delivery counters of /metrics, one per line.
+func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, p := range []string{"hookline_deliveries_total", "hookline_delivery_attempts_total", "hookline_delivery_holds_total", "hookline_deliveries_dead_total", "hookline_endpoint_circuit_open"} {
+			if strings.HasPrefix(line, p+"{") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+// startProfile starts a CPU profile written to file; a no-op for bin/hookline.
+func (d *dispatcherProc) startProfile(file string) error {
+	return d.profileControl("/start?file=" + url.QueryEscape(file))
+}
+
+// stopProfile stops the CPU profile; a no-op for bin/hookline.
+func (d *dispatcherProc) stopProfile() error { return d.profileControl("/stop") }
+
+func (d *dispatcherProc) profileControl(path string) error {
+	if d.profile == "" {
+		return nil
+	}
+	resp, err := http.Post("http://"+d.profile+path, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("profile %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// stop sends SIGTERM and waits for a clean exit, killing the process after timeout.
+func (d *dispatcherProc) stop(timeout time.Duration) error {
+	if err := d.crashed(); err != nil {
+		return err
+	}
+	d.stopping.Store(true)
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		if d.waitErr != nil {
+			return fmt.Errorf("the dispatcher did not exit cleanly on SIGTERM: %v; last log lines:\n%s", d.waitErr, d.logTail(20))
+		}
+		return nil
+	case <-time.After(timeout):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		return fmt.Errorf("the dispatcher did not stop within %s of SIGTERM and was killed", timeout)
+	}
+}
+
+// logTail returns the last n lines of the dispatcher's log.
+func (d *dispatcherProc) logTail(n int) string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

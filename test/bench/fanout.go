@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// fanoutResult is how long one event takes to reach many subscriptions.
+type fanoutResult struct {
+	Subs int
+	// Create is how long creating the Subscriptions through the API took; Visible how
+	// long after the last one the dispatcher delivered a probe to all of them.
+	Create, Visible time.Duration
+	// Rounds: for each event, from its POST to the last of its Subs deliveries.
+	Rounds     []time.Duration
+	Lost, Dups int
+}
+
+// fanout subscribes one endpoint Subs times to one event type and times single
+// events through all of them. The subscriptions use the CloudEvents binary format:
+// its ce-source names the subscription, so the receiver can tell the deliveries of
+// one event apart (Standard Webhooks sends them all with the same webhook-id).
+func (b *bench) fanout(ctx context.Context, r *run) (*fanoutResult, error) {
+	const (
+		name      = "fanout"
+		eventType = "fanout.event"
+	)
+	n := b.cfg.fanoutSubs
+	res := &fanoutResult{Subs: n}
+	path := "/" + r.ns + "/" + name
+	secret, err := b.k.createEndpoint(ctx, r.ns, endpointSpec{name: name, url: b.sinkSrv.url(path), maxInFlight: int32(b.cfg.maxInFlight)})
+	if err != nil {
+		return nil, err
+	}
+	b.sink.addRoute(path, secret)
+
+	subs := make([]*hooklinev1.Subscription, n)
+	for i := range subs {
+		subs[i] = subscription(r.ns, fmt.Sprintf("fan-%04d", i), name, []string{eventType}, hooklinev1.PayloadCloudEventsBinary)
+	}
+	t := time.Now()
+	if err := b.k.createSubscriptions(ctx, subs, 8); err != nil {
+		return nil, err
+	}
+	res.Create = time.Since(t)
+
+	// Probe until one event reaches every subscription: then the dispatcher's view
+	// holds all of them.
+	created := time.Now()
+	var buf []byte
+	for k := 0; ; k++ {
+		if time.Since(created) > b.cfg.setupTimeout || ctx.Err() != nil {
+			return nil, fmt.Errorf("the dispatcher did not deliver a probe to all %d subscriptions within %s", n, b.cfg.setupTimeout)
+		}
+		if err := r.d.crashed(); err != nil {
+			return nil, err
+		}
+		group := "fprobe" + strconv.Itoa(k)
+		buf = b.payload.event(buf[:0], eventType, eventID(group, 0), k, time.Now())
+		if err := r.pub.one(ctx, r.ns, buf); err != nil {
+			return nil, err
+		}
+		if g := b.sink.await(ctx, path, group, n, 3*time.Second, 3*time.Second); g.Count >= n {
+			res.Visible = g.Last.Sub(created)
+			break
+		}
+	}
+	b.sink.quiet(ctx, path, time.Second, 30*time.Second)
+
+	for round := range b.cfg.fanoutRounds {
+		group := "fo" + strconv.Itoa(round)
+		sent := time.Now()
+		buf = b.payload.event(buf[:0], eventType, eventID(group, 0), round, sent)
+		if err := r.pub.one(ctx, r.ns, buf); err != nil {
+			return res, err
+		}
+		g := b.sink.await(ctx, path, group, n, b.cfg.drainTimeout, b.cfg.stallTimeout)
+		res.Lost += n - g.Count
+		res.Dups += g.Dups
+		if g.Count > 0 {
+			res.Rounds = append(res.Rounds, g.Last.Sub(sent))
+		}
+		b.sink.quiet(ctx, path, 500*time.Millisecond, 30*time.Second)
+	}
+	return res, nil
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets from the product's goals.
+const (
+	targetRatio      = 0.33
+	targetP99        = 50 * time.Millisecond
+	targetIsolation  = 2.0
+	targetRatioText  = "≥ 0.33×"
+	targetP99Text    = "< 50 ms"
+	targetIsoText    = "< 2×"
+	targetCleanText  = "0"
+	notRun           = "—"
+	verdictPass      = "PASS"
+	verdictMiss      = "MISS"
+	bytesPerMebibyte = 1 << 20
+)
+
+type machine struct {
+	CPUs       int
+	GOMAXPROCS int
+	Model      string
+	Go         string
+	LoadStart  string
+	LoadEnd    string
+	Started    time.Time
+}
+
+func describeMachine() machine {
+	m := machine{
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, LoadStart: loadAvg(), Started: time.Now(),
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	return m
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return verdictPass
+	}
+	return verdictMiss
+}
+
+// report prints the figures as one table, then what explains them.
+func (b *bench) report(out io.Writer, runs []*runResult) {
+	c := b.cfg
+	m := b.machine
+	fmt.Fprintf(out, "\nhookline delivery benchmark — %s\n", m.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "machine: %d CPUs (GOMAXPROCS %d), %s, %s\n", m.CPUs, m.GOMAXPROCS, m.Model, m.Go)
+	fmt.Fprintf(out, "load average (1/5/15 min): %s at start, %s at end — the cores are shared\n\n", m.LoadStart, m.LoadEnd)
+
+	byDur := map[string]*runResult{}
+	for _, r := range runs {
+		byDur[r.Durability] = r
+	}
+	cols := []string{"default", "always"}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(name string, target string, cell func(r *runResult) string) {
+		fmt.Fprintf(tw, "%s", name)
+		for _, d := range cols {
+			v := notRun
+			if r := byDur[d]; r != nil {
+				v = cell(r)
+			}
+			fmt.Fprintf(tw, "\t%s", v)
+		}
+		fmt.Fprintf(tw, "\t%s\n", target)
+	}
+	fmt.Fprintf(tw, "figure\t--durability default\t--durability always\ttarget\n")
+	fmt.Fprintf(tw, "------\t--------------------\t-------------------\t------\n")
+	row(fmt.Sprintf("baseline: direct POST with the dispatcher's HTTP client, %d workers, %s × %s", c.baselineWorkers, count(c.baselineRequests), size(c.payloadBytes)), "", func(r *runResult) string {
+		if r.Baseline == nil {
+			return notRun
+		}
+		return count(int(r.Baseline.Rate)) + " req/s"
+	})
+	row("  CPU per request: client + receiver", "", func(r *runResult) string {
+		if r.Baseline == nil {
+			return notRun
+		}
+		return us(r.Baseline.CPUPerRequest)
+	})
+
+	tp := func(f func(t *throughputResult) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.Throughput == nil {
+				return notRun
+			}
+			return f(r.Throughput)
+		}
+	}
+	row(fmt.Sprintf("throughput: events in batches of %d, %d publishers", c.batch, c.publishers), "", tp(func(t *throughputResult) string { return count(t.Events) }))
+	row("  delivered/s (first publish → last delivery)", "", tp(func(t *throughputResult) string { return count(int(t.Rate)) }))
+	row("  ratio to baseline", targetRatioText, func(r *runResult) string {
+		if r.Throughput == nil || r.Baseline == nil || r.Baseline.Rate == 0 {
+			return notRun
+		}
+		// Shown rounded down, so a ratio printed as the target has met it.
+		ratio := math.Floor(100*r.Throughput.Rate/r.Baseline.Rate) / 100
+		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio >= targetRatio))
+	})
+	row("  accepted/s (first publish → last 202)", "", tp(func(t *throughputResult) string {
+		return count(int(float64(t.Published) / t.PublishDur.Seconds()))
+	}))
+	row("  CPU per delivery: dispatcher + publisher and receiver", "", tp(func(t *throughputResult) string {
+		return us(t.DispatcherCPU) + " + " + us(t.BenchCPU)
+	}))
+	// The same ratio from CPU cost instead of wall time: what it would be if the
+	// baseline and the dispatcher had had the same cores, whatever else ran.
+	row("  ratio by CPU cost (load-independent estimate)", "", func(r *runResult) string {
+		t, base := r.Throughput, r.Baseline
+		if t == nil || base == nil || t.DispatcherCPU+t.BenchCPU == 0 {
+			return notRun
+		}
+		return fmt.Sprintf("%.2f×", float64(base.CPUPerRequest)/float64(t.DispatcherCPU+t.BenchCPU))
+	})
+
+	lat := func(f func(l *latencyResult) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.Latency == nil {
+				return notRun
+			}
+			return f(r.Latency)
+		}
+	}
+	row(fmt.Sprintf("latency: single events at %s/s for %s, POST → receiver", count(c.rate), c.latencyDuration), "", lat(func(l *latencyResult) string { return "" }))
+	row("  p50 / p90", "", lat(func(l *latencyResult) string { return ms(l.P50) + " / " + ms(l.P90) }))
+	row("  p99", targetP99Text, lat(func(l *latencyResult) string { return ms(l.P99) + " " + verdict(l.P99 < targetP99) }))
+	row("  max", "", lat(func(l *latencyResult) string { return ms(l.Max) }))
+	row("  publish round trip (POST → 202) p50 / p99", "", lat(func(l *latencyResult) string { return ms(l.AckP50) + " / " + ms(l.AckP99) }))
+	row("  202 → receiver p50 / p99 (< 0: delivered before the 202 was read)", "", lat(func(l *latencyResult) string {
+		return ms(l.AfterAckP50) + " / " + ms(l.AfterAckP99)
+	}))
+	row("  producer behind schedule, max", "", lat(func(l *latencyResult) string { return ms(l.MaxLag) }))
+
+	fo := func(f func(f *fanoutResult) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.Fanout == nil {
+				return notRun
+			}
+			return f(r.Fanout)
+		}
+	}
+	row(fmt.Sprintf("fan-out: one event to %s subscriptions, median of %d", count(c.fanoutSubs), c.fanoutRounds), "", fo(func(f *fanoutResult) string {
+		if len(f.Rounds) == 0 {
+			return "none arrived"
+		}
+		rounds := slices.Clone(f.Rounds)
+		med := percentile(rounds, 50)
+		parts := make([]string, len(f.Rounds))
+		for i, d := range f.Rounds {
+			parts[i] = ms(d)
+		}
+		return ms(med) + " (" + strings.Join(parts, ", ") + ")"
+	}))
+	row("  subscriptions created in / all live in the dispatcher ≤", "", fo(func(f *fanoutResult) string {
+		return secs(f.Create) + " / " + secs(f.Visible)
+	}))
+
+	iso := func(f func(without, with *latencyResult) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.Isolation == nil || r.Latency == nil {
+				return notRun
+			}
+			return f(r.Latency, r.Isolation)
+		}
+	}
+	row(fmt.Sprintf("isolation: healthy p99 without / with a hanging endpoint (timeout %s)", c.hangTimeout), "", iso(func(without, with *latencyResult) string {
+		return ms(without.P99) + " / " + ms(with.P99)
+	}))
+	row("  ratio", targetIsoText, iso(func(without, with *latencyResult) string {
+		if without.P99 <= 0 {
+			return "n/a"
+		}
+		// Shown rounded up, so a ratio printed below the target is below it.
+		ratio := math.Ceil(100*float64(with.P99)/float64(without.P99)) / 100
+		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio < targetIsolation))
+	}))
+	row("  healthy p50 with the hanging endpoint / its requests", "", iso(func(_, with *latencyResult) string {
+		return ms(with.P50) + " / " + count(int(with.HangRequests))
+	}))
+
+	row("peak RSS of the dispatcher (VmHWM)", "", func(r *runResult) string {
+		if r.PeakRSS == 0 {
+			return "?"
+		}
+		return fmt.Sprintf("%.1f MiB", float64(r.PeakRSS)/bytesPerMebibyte)
+	})
+	row("duplicates (same source + webhook-id twice)", targetCleanText, func(r *runResult) string { return count(r.Dups) + " " + verdict(r.Dups == 0) })
+	row("lost (202 but never delivered)", targetCleanText, func(r *runResult) string { return count(r.Lost) + " " + verdict(r.Lost == 0 && r.Err == nil) })
+	row(fmt.Sprintf("signatures verified (1 in %d) / failed", c.verifyEvery), "", func(r *runResult) string { return count(r.Verified) + " / " + count(r.BadSig) })
+	row("load average at the end of the run", "", func(r *runResult) string { return r.LoadEnd })
+	tw.Flush()
+
+	fmt.Fprintf(out, "\nphases: duration; cores used on average by the dispatcher + this program (publishers, receivers) + everything else;\n")
+	fmt.Fprintf(out, "connections opened to the receiver; load average and dispatcher VmHWM at the end:\n")
+	for _, r := range runs {
+		for _, p := range r.Phases {
+			fmt.Fprintf(out, "  %-8s %-10s %8s  cores %.2f + %.2f + %.2f  conns %-6d load %s  VmHWM %.1f MiB\n", r.Durability, p.Name, secs(p.Took),
+				p.CPU.Dispatcher, p.CPU.Self, p.CPU.Others, p.Conns, p.Load, float64(p.HWM)/bytesPerMebibyte)
+		}
+		if r.Err != nil {
+			fmt.Fprintf(out, "  %-8s FAILED: %v\n", r.Durability, r.Err)
+		}
+	}
+	fmt.Fprintf(out, "\nworst latency of the events sent in each %s of the latency phases:\n", c.timeline)
+	for _, r := range runs {
+		for _, l := range []struct {
+			name string
+			res  *latencyResult
+		}{{"latency", r.Latency}, {"isolation", r.Isolation}} {
+			if l.res == nil {
+				continue
+			}
+			parts := make([]string, len(l.res.Timeline))
+			for i, d := range l.res.Timeline {
+				parts[i] = strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64)
+			}
+			fmt.Fprintf(out, "  %-8s %-10s %s ms\n", r.Durability, l.name, strings.Join(parts, " "))
+		}
+	}
+	fmt.Fprintf(out, "\ndispatcher counters at the end of each run (from /metrics):\n")
+	for _, r := range runs {
+		for _, line := range summarizeCounters(r.Counters) {
+			fmt.Fprintf(out, "  %-8s %s\n", r.Durability, line)
+		}
+	}
+}
+
+var (
+	namespaceLabel = regexp.MustCompile(`namespace="[^"]*",?`)
+	fanoutSub      = regexp.MustCompile(`subscription="fan-[0-9]+"`)
+)
+
+// summarizeCounters drops the namespace label (one per run) and sums the fan-out
+// subscriptions into one line, so a thousand subscriptions do not print a thousand
+// lines each.
+func summarizeCounters(lines []string) []string {
+	sums := map[string]float64{}
+	var order []string
+	for _, line := range lines {
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		key := namespaceLabel.ReplaceAllString(line[:i], "")
+		key = strings.Replace(key, ",}", "}", 1)
+		key = fanoutSub.ReplaceAllString(key, `subscription="fan-*"`)
+		if _, ok := sums[key]; !ok {
+			order = append(order, key)
+		}
+		sums[key] += v
+	}
+	out := make([]string, len(order))
+	for i, k := range order {
+		out[i] = k + " " + strconv.FormatFloat(sums[k], 'f', -1, 64)
+	}
+	return out
+}
+
+// count formats n with thousands separators.
+func count(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func size(n int) string {
+	if n%1024 == 0 {
+		return strconv.Itoa(n/1024) + " KiB"
+	}
+	return strconv.Itoa(n) + " B"
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
+}
+
+func us(d time.Duration) string {
+	return strconv.FormatInt(d.Microseconds(), 10) + " µs"
+}
+
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/signing"
+	"github.com/hookline/hookline/internal/ssrf"
+)
+
+// baselineResult is what the receiver takes straight from an HTTP client, without
+// the dispatcher.
+type baselineResult struct {
+	Requests, Workers, Failed int
+	Elapsed                   time.Duration
+	Rate                      float64
+	FirstErr                  string
+	// CPUPerRequest is this program's CPU time per request: client and receiver.
+	CPUPerRequest time.Duration
+}
+
+// baseline posts the benchmark's events straight to the receiver with the
+// dispatcher's own client code: a delivery.Target from a delivery.Pool (same
+// transport settings, same body layout, same signing), N workers, fixed count. It is
+// the ceiling the dispatcher's throughput is compared with, measured just before it
+// on the same machine, so both see about the same load from other processes.
+func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
+	secret, err := signing.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	signer, err := signing.NewSigner(signing.KeySet{Current: signing.Key{ID: signing.NewKeyID(), Secret: secret, CreatedAt: time.Now()}}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	path := "/" + r.ns + "/baseline"
+	b.sink.addRoute(path, secret)
+	policy, err := ssrf.ParsePolicy([]string{"127.0.0.0/8"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	pool := delivery.NewPool(delivery.PoolOptions{})
+	defer pool.CloseIdleConnections()
+	target, err := pool.NewTarget(delivery.TargetConfig{URL: b.sinkSrv.url(path), SSRF: policy, Sign: signer.Sign})
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+
+	res := &baselineResult{Requests: b.cfg.baselineRequests, Workers: b.cfg.baselineWorkers}
+	var (
+		next, failed atomic.Int64
+		errOnce      sync.Once
+		wg           sync.WaitGroup
+	)
+	start, cpu := time.Now(), selfCPU()
+	for range res.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 0, b.cfg.payloadBytes+64)
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= res.Requests {
+					return
+				}
+				now := time.Now()
+				buf = b.payload.data(buf[:0], i, now)
+				msg := delivery.Message{ID: eventID("base", i), Type: "bench.baseline", Time: now, Data: buf, Namespace: "bench", Subscription: "baseline"}
+				if r := delivery.Send(ctx, target, msg, now); r.Verdict != delivery.Delivered {
+					failed.Add(1)
+					errOnce.Do(func() { res.FirstErr = fmt.Sprintf("status %d, %v", r.StatusCode, r.Err) })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Failed = int(failed.Load())
+	g := b.sink.group(path, "base")
+	res.Rate = float64(g.Count) / res.Elapsed.Seconds()
+	if g.Count > 0 {
+		res.CPUPerRequest = (selfCPU() - cpu) / time.Duration(g.Count)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// throughputResult is the dispatcher's sustained delivery rate.
+type throughputResult struct {
+	Events     int
+	Published  int
+	PublishDur time.Duration // first publish → last 202
+	Delivered  int
+	Elapsed    time.Duration // first publish → last unique delivery
+	Rate       float64       // Delivered / Elapsed
+	Lost, Dups int
+	PublishErr string
+	// CPU time per delivery of the dispatcher, and of this program (publishers and
+	// receiver), from the first publish to the last delivery.
+	DispatcherCPU, BenchCPU time.Duration
+}
+
+// throughput publishes a fixed number of events in batches from several publishers
+// at once and times them from the first publish to the last unique delivery, so it
+// covers ingest, the queue, fan-out and sending end to end.
+func (b *bench) throughput(ctx context.Context, r *run) *throughputResult {
+	const group = "tp"
+	n, size := b.cfg.events, b.cfg.batch
+	if r.durability == "always" && b.cfg.alwaysEvents > 0 {
+		n = b.cfg.alwaysEvents
+	}
+	batches := (n + size - 1) / size
+	res := &throughputResult{Events: n}
+	var (
+		next, published atomic.Int64
+		errOnce         sync.Once
+		wg              sync.WaitGroup
+	)
+	pid := r.d.cmd.Process.Pid
+	start, dcpu, bcpu := time.Now(), procCPU(pid), selfCPU()
+	for range b.cfg.publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 0, size*(b.cfg.payloadBytes+96)+16)
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= batches {
+					return
+				}
+				lo, hi := i*size, min(n, (i+1)*size)
+				sent := time.Now()
+				buf = append(buf[:0], `{"events":[`...)
+				for s := lo; s < hi; s++ {
+					if s > lo {
+						buf = append(buf, ',')
+					}
+					buf = b.payload.event(buf, "bench.throughput", eventID(group, s), s, sent)
+				}
+				buf = append(buf, "]}"...)
+				if err := r.pub.batch(ctx, r.ns, buf); err != nil {
+					errOnce.Do(func() { res.PublishErr = err.Error() })
+					continue
+				}
+				published.Add(int64(hi - lo))
+			}
+		}()
+	}
+	wg.Wait()
+	res.PublishDur = time.Since(start)
+	res.Published = int(published.Load())
+
+	g := b.sink.await(ctx, r.healthy, group, res.Published, b.cfg.drainTimeout, b.cfg.stallTimeout)
+	if g.Count > 0 {
+		res.DispatcherCPU = (procCPU(pid) - dcpu) / time.Duration(g.Count)
+		res.BenchCPU = (selfCPU() - bcpu) / time.Duration(g.Count)
+	}
+	res.Delivered, res.Dups = g.Count, g.Dups
+	res.Lost = res.Published - g.Count
+	if !g.Last.IsZero() {
+		res.Elapsed = g.Last.Sub(start)
+		res.Rate = float64(g.Count) / res.Elapsed.Seconds()
+	}
+	return res
+}
