@@ -1,0 +1,83 @@
+{{/*
+The base of the operator's object names: the release name when it contains the chart's
+name, else <release>-<chart>, so `helm install hookline` names them as
+`kubectl apply -k config/default` does (hookline-operator, hookline-dispatcher-settings).
+*/}}
+{{- define "hookline.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookline.operatorName" -}}
+{{- include "hookline.fullname" . }}-operator
+{{- end -}}
+
+{{- define "hookline.settingsName" -}}
+{{- include "hookline.fullname" . }}-dispatcher-settings
+{{- end -}}
+
+{{- define "hookline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selects the operator's pods; part of the Deployment's selector, so it never changes. */}}
+{{- define "hookline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hookline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "hookline.labels" -}}
+{{ include "hookline.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{- define "hookline.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+The dispatcher settings file (workload.Settings; the operator reads it strictly, so only its
+keys appear). Only what is set is written: the operator fills in the rest, so its defaults
+stay in one place. Storage is written only for the embedded queue and NATS only for the
+external one, because the operator refuses a setting that the queue mode leaves unused.
+*/}}
+{{- define "hookline.dispatcherSettings" -}}
+{{- $d := .Values.dispatcher -}}
+{{- if and .Values.operator.watchNamespaces $d.watchNamespaces -}}
+{{- fail "set operator.watchNamespaces or dispatcher.watchNamespaces, not both: the operator's --watch-namespaces, from operator.watchNamespaces, overrides the dispatcher's" -}}
+{{- end -}}
+{{- $s := dict -}}
+{{- with $d.image }}{{ $_ := set $s "image" . }}{{ end -}}
+{{- with $d.imagePullPolicy }}{{ $_ := set $s "imagePullPolicy" . }}{{ end -}}
+{{- with $d.namespace }}{{ $_ := set $s "namespace" . }}{{ end -}}
+{{- with $d.replicas }}{{ $_ := set $s "replicas" (int .) }}{{ end -}}
+{{- with $d.resources }}{{ $_ := set $s "resources" . }}{{ end -}}
+{{- $_ := set $s "queue" $d.queue -}}
+{{- if eq $d.queue "embedded" -}}
+{{- $storage := dict -}}
+{{- with $d.storage.size }}{{ $_ := set $storage "size" (toString .) }}{{ end -}}
+{{- with $d.storage.class }}{{ $_ := set $storage "class" . }}{{ end -}}
+{{- with $storage }}{{ $_ := set $s "storage" . }}{{ end -}}
+{{- else -}}
+{{- $nats := dict "url" $d.nats.url -}}
+{{- with $d.nats.credentialsSecret }}{{ $_ := set $nats "credentialsSecret" . }}{{ end -}}
+{{- $_ := set $s "nats" $nats -}}
+{{- end -}}
+{{- with $d.durability }}{{ $_ := set $s "durability" . }}{{ end -}}
+{{- with $d.watchNamespaces }}{{ $_ := set $s "watchNamespaces" . }}{{ end -}}
+{{- with $d.maxBodyBytes }}{{ $_ := set $s "maxBodyBytes" (int64 .) }}{{ end -}}
+{{- with $d.logLevel }}{{ $_ := set $s "logLevel" (toString .) }}{{ end -}}
+{{- with $d.extraArgs }}{{ $_ := set $s "extraArgs" . }}{{ end -}}
+{{- toYaml $s -}}
+{{- end -}}
