@@ -11,11 +11,13 @@
 // their queue lanes and are sent in place.
 //
 // Each endpoint has a circuit breaker: after repeated consecutive failures
-// the circuit opens and deliveries are held without spending attempts; after
-// a cool-down that grows from seconds to minutes one probe delivery goes
-// through, and its outcome closes or reopens the circuit. An endpoint that
-// has done nothing but fail for its disableAfter, or that answers 410 Gone or
-// webhook-delivery: disable, is disabled until Enable; its backlog is kept.
+// the circuit opens and deliveries are parked (put aside on disk, no attempt
+// spent, nothing in memory); after a cool-down that grows from seconds to
+// minutes one probe delivery goes through, and its outcome closes or reopens
+// the circuit. An endpoint that has done nothing but fail for its
+// disableAfter, or that answers 410 Gone or webhook-delivery: disable, is
+// disabled until Enable; its backlog is kept, parked. Parked deliveries come
+// back, at the endpoint's pace, once it can take them (parking.go).
 //
 // Figures per subscription and endpoint (Snapshot) are per-process totals
 // with a process id, so the status writer can merge replicas idempotently

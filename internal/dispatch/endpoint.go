@@ -3,6 +3,7 @@ package dispatch
 import (
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,16 @@ type endpointState struct {
 	// while sends run, the time since is a lower bound of the latency, so
 	// an endpoint that starts hanging is noticed before anything times out.
 	progress time.Time
+	// unparking: a goroutine of this process is moving the endpoint's
+	// parked deliveries back, or taking a probe from them; probeAsked is
+	// when a probe was last taken.
+	unparking  bool
+	probeAsked time.Time
+
+	// parked says deliveries of the endpoint may be parked: this process
+	// parked some since it last unparked, or the queue listed some. It is
+	// read on every delivery, so it is not under mu.
+	parked atomic.Bool
 
 	latencyObs    prometheus.Observer
 	circuitGauge  prometheus.Gauge
@@ -220,8 +231,9 @@ func (e *Engine) circuitChanged(st *endpointState, prev, cur CircuitState, now t
 }
 
 // Enable re-enables a disabled endpoint and forgets its failure history. Its
-// held backlog comes back within about 2×DisabledHold. It reports whether
-// the endpoint was disabled.
+// parked backlog starts coming back at once, at the endpoint's pace; held
+// ordered deliveries within about 2×DisabledHold. It reports whether the
+// endpoint was disabled.
 func (e *Engine) Enable(ns, name string) bool {
 	v, ok := e.endpoints.Load(objKey{ns, name})
 	if !ok {
@@ -246,12 +258,13 @@ func (e *Engine) Enable(ns, name string) bool {
 		e.signal(Signal{Kind: SignalEndpointEnabled, Time: now, Namespace: ns, Endpoint: name,
 			Reason: "The endpoint was re-enabled; held deliveries resume."})
 	}
+	e.unpark(st, true)
 	return was
 }
 
 // Disable disables an endpoint as if it had asked to be: for a disable
-// another replica decided, read back from status. Held deliveries stay
-// queued. It reports whether the endpoint was enabled.
+// another replica decided, read back from status. Its deliveries are parked
+// from now on. It reports whether the endpoint was enabled.
 func (e *Engine) Disable(ns, name, reason string) bool {
 	st := e.endpoint(ns, name)
 	var uid types.UID

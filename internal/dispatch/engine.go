@@ -82,13 +82,20 @@ type Options struct {
 	// endpoint takes deliveries, up to MaxBusyHold ahead.
 	BusyHold    time.Duration
 	MaxBusyHold time.Duration
-	// SuspendedHold is how long deliveries to a suspended, not ready or
-	// missing endpoint are put back for; DisabledHold the same for a
-	// disabled one. Each hold is stretched by up to as much again at random
-	// so a backlog does not come back all at once. A disabled endpoint's
-	// backlog comes back at most 2×DisabledHold after Enable.
+	// SuspendedHold is how long deliveries of a suspended subscription, and
+	// ordered deliveries to a suspended, not ready or missing endpoint, are
+	// put back for; DisabledHold the same for ordered deliveries to a
+	// disabled endpoint. Each hold is stretched by up to as much again at
+	// random so a backlog does not come back all at once. Unordered
+	// deliveries to such endpoints are parked instead (see parking.go) and
+	// come back when the endpoint is usable again.
 	SuspendedHold time.Duration
 	DisabledHold  time.Duration
+	// UnparkCheck is how often the engine looks for parked deliveries of
+	// endpoints that are usable, for the changes it does not see happen: a
+	// restart, another replica's parking, an endpoint unsuspended or become
+	// ready while nothing arrives for it.
+	UnparkCheck time.Duration
 	// LeaseRenewal is how long a delivery may wait in this process (for a
 	// free slot or the rate limit) before its queue lease is extended. It
 	// must be shorter than the queue's AckWait minus the longest timeout.
@@ -106,6 +113,7 @@ const (
 	DefaultMaxBusyHold   = time.Minute
 	DefaultSuspendedHold = time.Minute
 	DefaultDisabledHold  = 5 * time.Minute
+	DefaultUnparkCheck   = 10 * time.Second
 	DefaultLeaseRenewal  = 10 * time.Second
 	DefaultDrainTimeout  = 20 * time.Second
 )
@@ -137,6 +145,16 @@ type Engine struct {
 	stop    context.Context
 	sendCtx context.Context
 	sends   sync.WaitGroup
+
+	// life runs the goroutines that park and unpark (parking.go): ctx is
+	// Run's while it runs, nil otherwise, and Run waits for wg.
+	life struct {
+		mu  sync.Mutex
+		ctx context.Context
+		wg  sync.WaitGroup
+	}
+	// unparkSlots bounds the endpoints this process unparks at once.
+	unparkSlots chan struct{}
 }
 
 type objKey struct{ ns, name string }
@@ -161,6 +179,7 @@ func New(opts Options) (*Engine, error) {
 	setDefault(&opts.MaxBusyHold, max(DefaultMaxBusyHold, opts.BusyHold))
 	setDefault(&opts.SuspendedHold, DefaultSuspendedHold)
 	setDefault(&opts.DisabledHold, DefaultDisabledHold)
+	setDefault(&opts.UnparkCheck, DefaultUnparkCheck)
 	setDefault(&opts.LeaseRenewal, DefaultLeaseRenewal)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
 	if opts.MaxPending <= 0 {
@@ -180,6 +199,8 @@ func New(opts Options) (*Engine, error) {
 		m:       m,
 		process: opts.ProcessID,
 		started: opts.Clock.Now(),
+
+		unparkSlots: make(chan struct{}, maxUnparks),
 	}
 	for _, d := range opts.Disabled {
 		st := e.endpoint(d.Namespace, d.Name)
@@ -225,6 +246,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	e.stop, e.sendCtx = runCtx, sendCtx
+	e.life.mu.Lock()
+	e.life.ctx = runCtx
+	e.life.mu.Unlock()
 
 	drain := context.AfterFunc(runCtx, func() {
 		t := time.AfterFunc(e.opts.DrainTimeout, cancelSends)
@@ -251,11 +275,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	go e.sweep(runCtx)
 	go e.keepLeases(runCtx)
+	go e.watchParked(runCtx)
 
 	err := errors.Join(<-errs, <-errs)
 	// Ordered sends are done (their lanes stopped with RunDeliveries); the
 	// unordered ones finish or are cancelled after DrainTimeout.
 	e.sends.Wait()
+	// Unparking stops between batches.
+	cancel()
+	e.life.mu.Lock()
+	e.life.ctx = nil
+	e.life.mu.Unlock()
+	e.life.wg.Wait()
 	if ctx.Err() != nil {
 		// Stopped as asked; errors are only the cancellation's echo.
 		return nil
@@ -302,8 +333,9 @@ func (e *Engine) sweep(ctx context.Context) {
 	}
 }
 
-// keepLeases extends the leases of deliveries waiting in endpoint queues and
-// trims queues of endpoints that slowed down.
+// keepLeases extends the leases of deliveries waiting in endpoint queues,
+// trims queues of endpoints that slowed down, and takes probes of open
+// circuits from the parked deliveries.
 func (e *Engine) keepLeases(ctx context.Context) {
 	t := time.NewTicker(min(time.Second, e.opts.LeaseRenewal/2))
 	defer t.Stop()
@@ -315,7 +347,9 @@ func (e *Engine) keepLeases(ctx context.Context) {
 		}
 		now := e.clock.Now()
 		e.endpoints.Range(func(_, v any) bool {
-			e.maintain(v.(*endpointState), now)
+			st := v.(*endpointState)
+			e.maintain(st, now)
+			e.probeParked(st, now)
 			return true
 		})
 	}

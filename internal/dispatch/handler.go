@@ -35,9 +35,12 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 	}
 	ep := e.routes.Endpoint(ns, sub.Endpoint)
 	if reason, until := e.gate(st, ep, now); reason != "" {
-		e.hold(job, st, until, reason)
+		e.park(job, st, until, reason)
 		return
 	}
+	// The endpoint takes deliveries: if some were parked (it was unsuspended,
+	// say), bring them back.
+	e.unpark(st, false)
 	t := &task{job: job, d: d, sub: sub, renewed: now}
 	if d.Ordered {
 		if err := e.acquire(ctx, st, job); err != nil {
@@ -65,7 +68,7 @@ func (e *Engine) attempt(st *endpointState, t *task) {
 	ep := e.routes.Endpoint(t.d.Event.Namespace, st.key.name)
 	adm, reason, until := e.admit(st, ep, e.clock.Now())
 	if adm == admitHold {
-		e.hold(t.job, st, until, reason)
+		e.park(t.job, st, until, reason)
 		return
 	}
 	probe := adm == admitProbe
@@ -131,7 +134,7 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 			// The attempt is not spent: it is made again once a person
 			// re-enables the endpoint.
 			until := spread(now.Add(e.opts.DisabledHold), e.opts.DisabledHold)
-			resolve = func() error { return t.job.Hold(until) }
+			resolve = func() error { return e.parkJob(t.job, st, until, holdDisabled) }
 			next = "held until the endpoint is re-enabled"
 		}
 	case delivery.Retry:
@@ -216,6 +219,9 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 			fmt.Sprintf("%d deliveries in a row failed (last: %s); deliveries are held for %s.", consecutive, what, cooldown))
 	default:
 		e.circuitChanged(st, prev, cur, now, res.StatusCode, "A delivery succeeded; deliveries resume.")
+		if prev != CircuitClosed && cur == CircuitClosed {
+			e.unpark(st, true)
+		}
 	}
 	if disable != "" {
 		e.disable(st, uid, now, disable)

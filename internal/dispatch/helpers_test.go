@@ -33,14 +33,25 @@ const ns = "team-a"
 
 func openQueue(t testing.TB) *queue.Queue {
 	t.Helper()
+	return openQueueWith(t, nil)
+}
+
+// openQueueWith opens an embedded queue in a new directory, with mod applied
+// to the tests' configuration.
+func openQueueWith(t testing.TB, mod func(*queue.Config)) *queue.Queue {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := queue.Open(ctx, queue.Config{
+	cfg := queue.Config{
 		Embedded:          true,
 		DataDir:           t.TempDir(),
 		MaxRequestTimeout: 30 * time.Second,
 		AckWait:           time.Minute,
-	}, testr.NewWithInterface(t, testr.Options{LogTimestamp: true}))
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	q, err := queue.Open(ctx, cfg, testr.NewWithInterface(t, testr.Options{LogTimestamp: true}))
 	if err != nil {
 		t.Fatalf("opening the queue: %v", err)
 	}
@@ -147,6 +158,7 @@ func testOptions() Options {
 		SuspendedHold: time.Second,
 		DisabledHold:  time.Second,
 		DrainTimeout:  time.Second,
+		UnparkCheck:   time.Second,
 	}
 }
 

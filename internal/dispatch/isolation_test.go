@@ -182,6 +182,8 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	if h := metricValue(eng.m.holds.WithLabelValues(ns, "hanging", holdBusy)); h < 1 {
 		t.Errorf("no busy holds: the hanging endpoint's backlog should wait on disk")
 	}
+	// The receiver has a request before the engine has its answer.
+	eventually(t, "the healthy figures", func() bool { return f.subscriptionStats("to-healthy").Delivered == n })
 	if s := f.subscriptionStats("to-healthy"); s.Delivered != n || s.Failed != 0 {
 		t.Errorf("healthy subscription %+v", s)
 	}

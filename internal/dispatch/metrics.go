@@ -45,6 +45,8 @@ type metrics struct {
 	circuitOpen  *prometheus.GaugeVec
 	disabled     *prometheus.GaugeVec
 	holds        *prometheus.CounterVec
+	parks        *prometheus.CounterVec
+	unparks      *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
 }
 
@@ -77,8 +79,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"namespace", "endpoint"}),
 		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookline_delivery_holds_total",
-			Help: "Deliveries put back for later without spending an attempt, by reason.",
+			Help: "Deliveries put back for later without spending an attempt, by reason; parked ones included.",
 		}, []string{"namespace", "endpoint", "reason"}),
+		parks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookline_delivery_parks_total",
+			Help: "Deliveries parked until their endpoint can take them again, by reason.",
+		}, []string{"namespace", "endpoint", "reason"}),
+		unparks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookline_delivery_unparks_total",
+			Help: "Parked deliveries moved back for delivery.",
+		}, []string{"namespace", "endpoint"}),
 		filterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookline_filter_errors_total",
 			Help: "Events a subscription's filter failed to evaluate on; the event is not delivered to it.",
@@ -87,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.filterErrors} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering delivery metrics: %w", err)
 		}
@@ -109,6 +119,8 @@ func (m *metrics) forgetEndpoint(ns, name string) {
 	m.circuitOpen.DeletePartialMatch(l)
 	m.disabled.DeletePartialMatch(l)
 	m.holds.DeletePartialMatch(l)
+	m.parks.DeletePartialMatch(l)
+	m.unparks.DeletePartialMatch(l)
 }
 
 // attemptClass sorts an attempt into a label value.

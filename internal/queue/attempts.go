@@ -2,8 +2,11 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -17,7 +20,8 @@ type Attempt struct {
 	Attempt    int
 	StatusCode int
 	Latency    time.Duration
-	Error      string
+	// Error is cut to MaxErrorBytes.
+	Error string
 	// Response is the start of the response body, cut to MaxResponseBytes.
 	Response string
 }
@@ -25,54 +29,404 @@ type Attempt struct {
 // MaxResponseBytes is how much of a response body the attempt log keeps.
 const MaxResponseBytes = 20 << 10
 
-// attemptStall is short on purpose: the log is for people looking at
-// recent history, and a full publish window means the server is behind, when
-// delivering matters more than recording.
-const attemptStall = 100 * time.Millisecond
+// MaxErrorBytes is how much of an attempt's error the attempt log keeps. With
+// MaxResponseBytes it bounds an entry, which the log's size bound needs.
+const MaxErrorBytes = 4 << 10
 
-// RecordAttempt adds an attempt to the subscription's log without waiting
-// for it to be stored; failures are logged. The log keeps the most recent
-// Config.AttemptLog entries per subscription.
+// The attempt log is batched. Writing one message per attempt made it one of
+// the three stream writes of every delivery; instead RecordAttempt only
+// appends to an in-memory buffer per subscription, and a flusher publishes
+// each subscription's buffer as one message:
+//
+//   - every attemptFlushEvery, or as soon as a subscription has
+//     attemptBatchEntries entries or another entry would take its batch past
+//     attemptBatchBytes;
+//   - a batch holds at most attemptBatchEntries entries and attemptBatchBytes
+//     bytes (an entry is at most MaxResponseBytes+MaxErrorBytes and a little,
+//     so any entry fits);
+//   - the buffer holds at most attemptBufferBytes in all (a stalled server);
+//     past it the oldest buffered entries are dropped and counted
+//     (DroppedAttempts).
+//
+// The stream keeps MaxMsgsPerSubject = Config.AttemptLog messages per
+// subscription, as it did when a message was one attempt. A batch holds one
+// attempt at least (a quiet subscription writes one-entry batches), so fewer
+// messages could not promise the last AttemptLog attempts; RecentAttempts
+// trims to AttemptLog. The worst case per subscription is therefore
+// AttemptLog batches of attemptBatchBytes: 100 × 64 KiB = 6.4 MiB with the
+// defaults (it was 100 entries of up to ~24 KiB, 2.4 MiB, before), and
+// RecentAttempts reads at most AttemptLog messages, as before.
+//
+// A crash loses what is buffered: at most the last attemptFlushEvery of
+// attempt-log entries. Deliveries are not affected. Close flushes.
+const (
+	attemptFlushEvery   = 250 * time.Millisecond
+	attemptBatchEntries = 100
+	attemptBatchBytes   = 64 << 10
+	attemptBufferBytes  = 4 << 20
+	// attemptEntryOverhead is the buffer's bookkeeping per entry, counted
+	// against attemptBufferBytes so that many small entries are bounded too.
+	attemptEntryOverhead = 64
+	// attemptFlushStall is how long the flusher waits for room in the
+	// publish window. It is off the delivery path, so it can wait longer
+	// than a delivery would; meanwhile new entries stay buffered.
+	attemptFlushStall = time.Second
+)
+
+var errAttemptLogClosed = errors.New("the queue is closed")
+
+// RecordAttempt adds an attempt to the subscription's log. It does not wait:
+// the attempt is buffered and stored with others of the subscription within
+// about 250 ms (see attemptFlushEvery), so a crash can lose the last 250 ms
+// of the attempt log, and never a delivery. Storing failures are logged and
+// counted in DroppedAttempts. The log keeps the most recent Config.AttemptLog
+// entries per subscription. It fails only after Close.
 func (q *Queue) RecordAttempt(ctx context.Context, ns, sub string, a Attempt) error {
-	if len(a.Response) > MaxResponseBytes {
-		cut := MaxResponseBytes
-		for cut > 0 && !utf8.RuneStart(a.Response[cut]) {
-			cut--
-		}
-		a.Response = a.Response[:cut]
-	}
-	_, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: attemptSubject(ns, sub), Data: encodeAttempt(&a)},
-		jetstream.WithStallWait(attemptStall))
-	if err != nil {
+	a.Response = cutUTF8(a.Response, MaxResponseBytes)
+	a.Error = cutUTF8(a.Error, MaxErrorBytes)
+	if err := q.alog.add(q, attemptSubject(ns, sub), encodeAttemptEntry(&a)); err != nil {
 		return fmt.Errorf("recording an attempt for %s/%s: %w", ns, sub, err)
 	}
 	return nil
 }
 
+// cutUTF8 cuts s to at most n bytes on a rune boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// DroppedAttempts counts attempt-log entries recorded but never stored:
+// dropped from a full buffer or lost to a failed publish.
+func (q *Queue) DroppedAttempts() uint64 { return q.alog.dropped.Load() }
+
 // RecentAttempts returns up to limit of the subscription's latest attempts,
-// newest first.
+// newest first, at most Config.AttemptLog. Attempts this process recorded and
+// has not stored yet are included.
 func (q *Queue) RecentAttempts(ctx context.Context, ns, sub string, limit int) ([]Attempt, error) {
+	limit = min(limit, q.cfg.AttemptLog)
 	if limit <= 0 {
 		return nil, nil
 	}
+	subject := attemptSubject(ns, sub)
 	// The log is bounded per subject, so reading all of it is cheap; the
 	// server offers no reverse read.
 	var out []Attempt
-	err := scan(ctx, q.attempts, attemptSubject(ns, sub), time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
-		a, err := decodeAttempt(m.Data())
-		if err != nil {
-			q.log.Error(err, "Skipping an undecodable attempt", "seq", md.Sequence.Stream)
-			return true, nil
+	keep := func() {
+		if len(out) > 2*limit {
+			out = append([]Attempt(nil), out[len(out)-limit:]...)
 		}
-		out = append(out, a)
-		if len(out) > limit {
-			out = out[1:]
+	}
+	err := scan(ctx, q.attempts, subject, time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		var err error
+		if out, err = decodeAttempts(out, m.Data()); err != nil {
+			q.log.Error(err, "Skipping an undecodable attempt-log message", "seq", md.Sequence.Stream)
 		}
+		keep()
 		return true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading attempt log of %s/%s: %w", ns, sub, err)
 	}
+	// Read after the stream: an entry stored in between is missed (until the
+	// next read) rather than returned twice.
+	for _, e := range q.alog.buffered(subject) {
+		a, err := decodeAttemptEntry(e)
+		if err != nil { // cannot happen: encoded by this process
+			return nil, err
+		}
+		out = append(out, a)
+		keep()
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
 	slices.Reverse(out)
 	return out, nil
+}
+
+// attemptLog is the attempt buffer and its flusher. The zero value is ready;
+// the flusher starts with the first attempt.
+type attemptLog struct {
+	mu   sync.Mutex
+	subs map[string]*attemptBuf
+	// order is the arrival order of the buffered entries, for dropping the
+	// oldest. Entries taken by the flusher leave stale references, skipped
+	// when met and cleared when the whole buffer is taken.
+	order   []attemptRef
+	due     []string // subjects with a full batch
+	bytes   int      // counted against attemptBufferBytes
+	seq     uint64
+	closed  bool
+	running bool
+	// publishing is set while the flusher publishes what it took.
+	publishing bool
+
+	kick, stop, done chan struct{}
+
+	dropped       atomic.Uint64
+	droppedLogged uint64 // flusher only
+}
+
+type attemptBuf struct {
+	entries []bufferedAttempt // oldest first
+	bytes   int               // sum of attemptEntryCost
+	due     bool
+}
+
+type bufferedAttempt struct {
+	seq   uint64
+	entry []byte
+}
+
+type attemptRef struct {
+	subject string
+	seq     uint64
+}
+
+func (l *attemptLog) add(q *Queue, subject string, entry []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errAttemptLogClosed
+	}
+	if !l.running {
+		l.running = true
+		l.subs = make(map[string]*attemptBuf)
+		l.kick = make(chan struct{}, 1)
+		l.stop = make(chan struct{})
+		l.done = make(chan struct{})
+		go l.run(q)
+	}
+	b := l.subs[subject]
+	if b == nil {
+		b = &attemptBuf{}
+		l.subs[subject] = b
+	}
+	l.seq++
+	b.entries = append(b.entries, bufferedAttempt{seq: l.seq, entry: entry})
+	cost := attemptEntryCost(entry)
+	b.bytes += cost
+	l.bytes += cost + attemptEntryOverhead
+	l.order = append(l.order, attemptRef{subject: subject, seq: l.seq})
+	if !b.due && (len(b.entries) >= attemptBatchEntries ||
+		attemptBatchSize(len(b.entries), b.bytes) > attemptBatchBytes) {
+		b.due = true
+		l.due = append(l.due, subject)
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	for l.bytes > attemptBufferBytes && l.dropOldest() {
+	}
+	return nil
+}
+
+// dropOldest drops the oldest buffered entry, if there is one.
+func (l *attemptLog) dropOldest() bool {
+	for len(l.order) > 0 {
+		r := l.order[0]
+		l.order = l.order[1:]
+		b := l.subs[r.subject]
+		// Older entries have been dropped or taken, so the oldest entry left
+		// is never older than r.
+		if b == nil || len(b.entries) == 0 || b.entries[0].seq != r.seq {
+			continue
+		}
+		e := b.entries[0].entry
+		b.entries[0] = bufferedAttempt{}
+		b.entries = b.entries[1:]
+		b.bytes -= attemptEntryCost(e)
+		l.bytes -= attemptEntryCost(e) + attemptEntryOverhead
+		if len(b.entries) == 0 {
+			delete(l.subs, r.subject)
+		}
+		l.dropped.Add(1)
+		return true
+	}
+	return false
+}
+
+// buffered returns the subject's buffered entries, oldest first.
+func (l *attemptLog) buffered(subject string) [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.subs[subject]
+	if b == nil {
+		return nil
+	}
+	out := make([][]byte, len(b.entries))
+	for i, e := range b.entries {
+		out[i] = e.entry
+	}
+	return out
+}
+
+// idle reports whether the subject has nothing buffered and the flusher is
+// not publishing; what was published may not be stored yet.
+func (l *attemptLog) idle(subject string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.subs[subject] == nil && !l.publishing
+}
+
+// forget drops the subject's buffered entries, for a purge.
+func (l *attemptLog) forget(subject string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.subs[subject]; b != nil {
+		for _, e := range b.entries {
+			l.bytes -= attemptEntryCost(e.entry) + attemptEntryOverhead
+		}
+		delete(l.subs, subject)
+	}
+}
+
+// close stores what is buffered and stops the flusher. Later attempts are
+// refused.
+func (l *attemptLog) close() {
+	l.mu.Lock()
+	l.closed = true
+	running := l.running
+	l.mu.Unlock()
+	if running {
+		close(l.stop)
+		<-l.done
+	}
+}
+
+func (l *attemptLog) run(q *Queue) {
+	defer close(l.done)
+	t := time.NewTicker(attemptFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			l.flush(q, true)
+			// Close drains the connection next, which does not wait for
+			// acknowledgements; wait here so the last batches are stored.
+			select {
+			case <-q.ajs.PublishAsyncComplete():
+			case <-time.After(shortWait):
+				q.log.Error(nil, "Timed out storing the last attempt-log batches")
+			}
+			return
+		case <-t.C:
+			l.flush(q, true)
+		case <-l.kick:
+			l.flush(q, false)
+		}
+	}
+}
+
+type attemptBatch struct {
+	subject string
+	entries [][]byte
+}
+
+// flush publishes every buffered entry (all) or the full batches only.
+func (l *attemptLog) flush(q *Queue, all bool) {
+	var batches []attemptBatch
+	l.mu.Lock()
+	if all {
+		for subject, b := range l.subs {
+			batches = cutAttemptBatches(batches, subject, b.entries, true)
+		}
+		clear(l.subs)
+		if cap(l.order) > 4096 {
+			l.order = nil
+		} else {
+			clear(l.order)
+			l.order = l.order[:0]
+		}
+		l.bytes = 0
+	} else {
+		for _, subject := range l.due {
+			b := l.subs[subject]
+			if b == nil || !b.due {
+				continue
+			}
+			b.due = false
+			n := len(batches)
+			batches = cutAttemptBatches(batches, subject, b.entries, false)
+			taken := 0
+			for _, bt := range batches[n:] {
+				taken += len(bt.entries)
+			}
+			for _, e := range b.entries[:taken] {
+				b.bytes -= attemptEntryCost(e.entry)
+				l.bytes -= attemptEntryCost(e.entry) + attemptEntryOverhead
+			}
+			clear(b.entries[:taken])
+			b.entries = b.entries[taken:]
+			if len(b.entries) == 0 {
+				delete(l.subs, subject)
+			}
+		}
+	}
+	clear(l.due)
+	l.due = l.due[:0]
+	l.publishing = len(batches) > 0
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.publishing = false
+		l.mu.Unlock()
+	}()
+
+	var failed uint64
+	var firstErr error
+	for _, bt := range batches {
+		// Publishes on one connection are stored in order, so batches of a
+		// subject stay in order too.
+		_, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: bt.subject, Data: encodeAttemptBatch(bt.entries)},
+			jetstream.WithStallWait(attemptFlushStall))
+		if err != nil {
+			failed += uint64(len(bt.entries))
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	if failed > 0 {
+		l.dropped.Add(failed)
+		l.droppedLogged += failed
+		q.log.Error(firstErr, "Recording delivery attempts failed", "attempts", failed)
+	}
+	if d := l.dropped.Load(); d != l.droppedLogged {
+		q.log.Info("Dropped delivery attempts from a full attempt-log buffer",
+			"dropped", d-l.droppedLogged, "bufferBytes", attemptBufferBytes)
+		l.droppedLogged = d
+	}
+}
+
+// cutAttemptBatches appends the entries' batches to batches: the first ones
+// as full as the limits allow. With all false it leaves out the last batch
+// unless it is full.
+func cutAttemptBatches(batches []attemptBatch, subject string, entries []bufferedAttempt, all bool) []attemptBatch {
+	var cur [][]byte
+	size := 0
+	for _, e := range entries {
+		cost := attemptEntryCost(e.entry)
+		if len(cur) > 0 && attemptBatchSize(len(cur)+1, size+cost) > attemptBatchBytes {
+			batches = append(batches, attemptBatch{subject: subject, entries: cur})
+			cur, size = nil, 0
+		}
+		cur = append(cur, e.entry)
+		size += cost
+		if len(cur) == attemptBatchEntries {
+			batches = append(batches, attemptBatch{subject: subject, entries: cur})
+			cur, size = nil, 0
+		}
+	}
+	if len(cur) > 0 && all {
+		batches = append(batches, attemptBatch{subject: subject, entries: cur})
+	}
+	return batches
 }

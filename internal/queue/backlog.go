@@ -13,18 +13,23 @@ type EndpointKey struct{ Namespace, Endpoint string }
 // SubscriptionKey names a subscription.
 type SubscriptionKey struct{ Namespace, Subscription string }
 
-// Backlog counts deliveries waiting or in flight. Retries waiting for their
-// scheduled time are not included: the server can count them only one
-// schedule subject at a time, which for a long outage means millions.
+// Backlog counts deliveries waiting or in flight. Retries and holds waiting
+// for their scheduled time are not included: the server can count them only
+// one schedule subject at a time, which for a long outage means millions.
 type Backlog struct {
+	// Endpoints counts, per endpoint, the unordered deliveries waiting for an
+	// attempt, in flight, or parked.
 	Endpoints map[EndpointKey]uint64
-	Ordered   map[SubscriptionKey]uint64
+	// Parked is the parked part of Endpoints: deliveries waiting for their
+	// endpoint to come back.
+	Parked  map[EndpointKey]uint64
+	Ordered map[SubscriptionKey]uint64
 }
 
 // Backlog reads the per-subject counts of the deliveries stream.
 func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
-	b := Backlog{Endpoints: map[EndpointKey]uint64{}, Ordered: map[SubscriptionKey]uint64{}}
-	counts, err := q.subjectCounts(ctx, subjDeliver)
+	b := Backlog{Endpoints: map[EndpointKey]uint64{}, Parked: map[EndpointKey]uint64{}, Ordered: map[SubscriptionKey]uint64{}}
+	counts, err := q.subjectCounts(ctx, subjDeliver+".>")
 	if err != nil {
 		return b, err
 	}
@@ -36,7 +41,15 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 		}
 		b.Endpoints[EndpointKey{ns, ep}] = n
 	}
-	if counts, err = q.subjectCounts(ctx, subjOrdered); err != nil {
+	parked, err := q.Parked(ctx)
+	if err != nil {
+		return b, err
+	}
+	for k, n := range parked {
+		b.Parked[k] = n
+		b.Endpoints[k] += n
+	}
+	if counts, err = q.subjectCounts(ctx, subjOrdered+".>"); err != nil {
 		return b, err
 	}
 	for subj, n := range counts {
@@ -50,8 +63,11 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 	return b, nil
 }
 
-func (q *Queue) subjectCounts(ctx context.Context, root string) (map[string]uint64, error) {
-	info, err := q.deliveries.Info(ctx, jetstream.WithSubjectFilter(root+".>"))
+// subjectCounts counts the messages of the deliveries stream per subject
+// matching filter. The server answers from its subject index, without
+// reading messages.
+func (q *Queue) subjectCounts(ctx context.Context, filter string) (map[string]uint64, error) {
+	info, err := q.deliveries.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		return nil, fmt.Errorf("reading delivery backlog: %w", err)
 	}

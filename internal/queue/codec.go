@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -229,21 +230,73 @@ func decodeDead(b []byte) (Delivery, DeadInfo, error) {
 	return dv, info, nil
 }
 
+// The attempt log is stored in batches (see attempts.go): a version byte
+// codecAttemptBatch, the entry count, then each entry length-prefixed, laid
+// out as a codecV1 attempt without its version byte. Messages written before
+// batching hold one codecV1 attempt; decodeAttempts reads both.
+const codecAttemptBatch = 2
+
+// encodeAttempt is the single-attempt (codecV1) message, no longer written
+// but still found in existing data directories.
 func encodeAttempt(a *Attempt) []byte {
 	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response))}
 	e.byte(codecV1)
+	e.attempt(a)
+	return e.b
+}
+
+// encodeAttemptEntry is one attempt as it sits in a batch, without version
+// byte or length prefix.
+func encodeAttemptEntry(a *Attempt) []byte {
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response))}
+	e.attempt(a)
+	return e.b
+}
+
+// attemptBatchSize is the encoded size of a batch of n entries of
+// entryBytes bytes in all, length prefixes not included.
+func attemptBatchSize(n, entryBytes int) int {
+	return 1 + uvarintLen(uint64(n)) + entryBytes
+}
+
+// attemptEntryCost is what one entry adds to a batch: its length prefix and
+// itself.
+func attemptEntryCost(entry []byte) int { return uvarintLen(uint64(len(entry))) + len(entry) }
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// encodeAttemptBatch encodes entries, oldest first, from
+// encodeAttemptEntry.
+func encodeAttemptBatch(entries [][]byte) []byte {
+	size := 0
+	for _, en := range entries {
+		size += attemptEntryCost(en)
+	}
+	e := encoder{b: make([]byte, 0, attemptBatchSize(len(entries), size))}
+	e.byte(codecAttemptBatch)
+	e.uvarint(uint64(len(entries)))
+	for _, en := range entries {
+		e.bytes(en)
+	}
+	return e.b
+}
+
+func (e *encoder) attempt(a *Attempt) {
 	e.time(a.Time)
 	e.varint(int64(a.Attempt))
 	e.varint(int64(a.StatusCode))
 	e.varint(int64(a.Latency))
 	e.string(a.Error)
 	e.string(a.Response)
-	return e.b
 }
 
-func decodeAttempt(b []byte) (Attempt, error) {
-	d := decoder{b: b}
-	d.version("attempt")
+func (d *decoder) attempt() Attempt {
 	var a Attempt
 	a.Time = d.time()
 	a.Attempt = d.int()
@@ -251,8 +304,65 @@ func decodeAttempt(b []byte) (Attempt, error) {
 	a.Latency = time.Duration(d.varint())
 	a.Error = d.string()
 	a.Response = d.string()
+	return a
+}
+
+// decodeAttempt decodes a single-attempt (codecV1) message.
+func decodeAttempt(b []byte) (Attempt, error) {
+	d := decoder{b: b}
+	d.version("attempt")
+	a := d.attempt()
 	if d.err != nil {
 		return Attempt{}, fmt.Errorf("decoding attempt: %w", d.err)
 	}
 	return a, nil
+}
+
+// decodeAttemptEntry decodes one entry of a batch.
+func decodeAttemptEntry(b []byte) (Attempt, error) {
+	d := decoder{b: b}
+	a := d.attempt()
+	if d.err != nil {
+		return Attempt{}, fmt.Errorf("decoding attempt: %w", d.err)
+	}
+	return a, nil
+}
+
+// decodeAttempts decodes an attempt-log message of either format, oldest
+// first, appending to out. On error it returns out unchanged.
+func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
+	if len(b) > 0 && b[0] == codecV1 {
+		a, err := decodeAttempt(b)
+		if err != nil {
+			return out, err
+		}
+		return append(out, a), nil
+	}
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != codecAttemptBatch {
+		return out, fmt.Errorf("decoding attempt batch: unknown format version %d", v)
+	}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) { // each entry takes a byte at least
+		d.fail()
+	}
+	if d.err != nil {
+		return out, fmt.Errorf("decoding attempt batch: %w", d.err)
+	}
+	start := len(out)
+	out = slices.Grow(out, int(n))
+	for range n {
+		a, err := decodeAttemptEntry(d.bytes())
+		if d.err != nil {
+			err = d.err
+		}
+		if err != nil {
+			return out[:start], fmt.Errorf("decoding attempt batch: %w", err)
+		}
+		out = append(out, a)
+	}
+	if len(d.b) != 0 {
+		return out[:start], fmt.Errorf("decoding attempt batch: %d trailing bytes", len(d.b))
+	}
+	return out, nil
 }

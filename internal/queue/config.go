@@ -71,7 +71,11 @@ type Config struct {
 
 	// DeadMaxAge is how long dead deliveries are kept for replay.
 	DeadMaxAge time.Duration
-	// AttemptLog is how many attempts are kept per subscription.
+	// AttemptLog is how many attempts are kept per subscription. Attempts
+	// are stored in batches of up to 100 entries and 64 KiB, and the stream
+	// keeps AttemptLog batches per subscription, so a subscription's log
+	// takes at most AttemptLog × 64 KiB on disk (6.4 MiB with the default);
+	// RecentAttempts returns the latest AttemptLog of them.
 	AttemptLog int
 }
 

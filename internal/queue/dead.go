@@ -113,6 +113,7 @@ func (q *Queue) PurgeSubscription(ctx context.Context, ns, sub string) error {
 	if err := q.dead.Purge(ctx, jetstream.WithPurgeSubject(deadSubject(ns, sub))); err != nil {
 		return fmt.Errorf("purging dead deliveries of %s/%s: %w", ns, sub, err)
 	}
+	q.alog.forget(attemptSubject(ns, sub))
 	if err := q.attempts.Purge(ctx, jetstream.WithPurgeSubject(attemptSubject(ns, sub))); err != nil {
 		return fmt.Errorf("purging attempt log of %s/%s: %w", ns, sub, err)
 	}

@@ -21,13 +21,13 @@ type Delivery struct {
 	// Ordered routes the delivery to the subscription's ordered lane
 	// (EnsureOrdered), where one delivery at a time is in flight.
 	Ordered bool
-	// Attempt counts from 1. Holds do not count.
+	// Attempt counts from 1. Holds and parking do not count.
 	Attempt int
 	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
 	// it then if the fan-out left it zero, and keeps it across retries.
 	FirstAttempt time.Time
-	// Holds counts circuit-breaker holds of this attempt; it only keeps the
-	// message ids of repeated holds apart.
+	// Holds counts holds of this attempt; it only keeps the message ids of
+	// repeated holds apart. Parking publishes without an id and leaves it.
 	Holds int
 	// Replay is the dead-letter sequence this delivery was replayed from, 0
 	// for an original; it gives the replay fresh message ids.
@@ -94,7 +94,9 @@ func (j *Job) RetryAt(t time.Time) error {
 }
 
 // Hold puts the same attempt back until the given time without spending
-// retry budget, for a circuit breaker that is open.
+// retry budget, for a short wait (the endpoint is busy or rate-limited, an
+// ordered delivery waits on its lane). Each hold costs the server memory
+// until it fires, so a wait of unknown length parks instead (Park).
 func (j *Job) Hold(until time.Time) error {
 	return j.resolve(func(ctx context.Context) error {
 		if j.lane != nil {

@@ -16,11 +16,16 @@
 //   - All unordered deliveries are consumed by one durable consumer, however
 //     many endpoints there are, because per-subscription consumers do not
 //     scale.
-//   - Retries and circuit-breaker holds that wait longer than a moment do not
-//     sit in a consumer (they would fill MaxAckPending): they become
-//     JetStream message schedules ("@at", whole seconds, rounded up) on a
-//     subject unique to the attempt, which the server republishes onto the
+//   - Retries and short holds that wait longer than a moment do not sit in a
+//     consumer (they would fill MaxAckPending): they become JetStream
+//     message schedules ("@at", whole seconds, rounded up) on a subject
+//     unique to the attempt, which the server republishes onto the
 //     endpoint's delivery subject when due.
+//   - Deliveries to an endpoint that is down for an unknown time (circuit
+//     open, disabled, suspended) are parked instead: stored on one plain
+//     subject per endpoint, with no schedule, unique subject or message id,
+//     so the server's memory does not grow with the backlog. Unpark moves
+//     them back, at a pace, once the endpoint can take them.
 //   - Subscriptions that need ordering get their own lane and a consumer
 //     with MaxAckPending=1, where a retry is a delayed NAK that holds the
 //     messages behind it.
@@ -28,4 +33,9 @@
 // Delivery is at least once. Consumer acks are persisted asynchronously by
 // the server, so after a crash already-handled deliveries can come back; the
 // delivery id stays stable so receivers can de-duplicate.
+//
+// The attempt log is not on that path: RecordAttempt buffers in memory and
+// a flusher stores each subscription's entries as one batch about every
+// 250 ms (Close flushes). A crash loses at most the last ~250 ms of
+// attempt-log entries; the deliveries themselves are not affected.
 package queue

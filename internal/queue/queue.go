@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,11 +29,17 @@ type Queue struct {
 	// fire-and-forget publishes (and their error handler) apart from the
 	// publishes whose outcome a caller waits for.
 	ajs jetstream.JetStream
+	// alog buffers the attempt log (attempts.go).
+	alog attemptLog
 
 	events, deliveries, dead, attempts jetstream.Stream
 
 	lanes     lanes
 	closeOnce sync.Once
+	// closed silences the attempt log's error handler: publishes still
+	// pending when the connection closes time out later, when nobody is
+	// left to care.
+	closed atomic.Bool
 }
 
 // Open starts the embedded server if asked, connects, and creates or updates
@@ -89,7 +96,9 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	if q.ajs, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(30*time.Second),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			log.Error(err, "Recording a delivery attempt failed", "subject", m.Subject)
+			if !q.closed.Load() {
+				log.Error(err, "Recording a delivery attempt failed", "subject", m.Subject)
+			}
 		})); err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
@@ -152,8 +161,8 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		Duplicates:  q.cfg.DedupeWindow,
 	}, {
 		Name:              streamDeliveries,
-		Description:       "hookline: deliveries waiting for an attempt, and scheduled retries",
-		Subjects:          []string{subjDeliver + ".>", subjOrdered + ".>", subjSchedules + ".>"},
+		Description:       "hookline: deliveries waiting for an attempt, scheduled retries and parked deliveries",
+		Subjects:          []string{subjDeliver + ".>", subjOrdered + ".>", subjSchedules + ".>", subjParked + ".>"},
 		Retention:         jetstream.WorkQueuePolicy,
 		Duplicates:        q.deliveryDedupeWindow(),
 		AllowMsgSchedules: true,
@@ -198,6 +207,8 @@ func (q *Queue) Close() {
 
 func (q *Queue) close() {
 	q.lanes.stopAll()
+	q.alog.close()
+	q.closed.Store(true)
 	if q.nc != nil {
 		closed := make(chan struct{})
 		q.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })

@@ -19,15 +19,19 @@ const (
 	consumerFanout     = "fanout"
 	consumerDeliveries = "deliveries"
 	orderedPrefix      = "ord__"
+	parkPrefix         = "park__"
 )
 
 // Subject roots, one per kind of message. Schedules live in the deliveries
-// stream because a schedule may only target a subject of its own stream.
+// stream because a schedule may only target a subject of its own stream;
+// parked deliveries do because moving them back is then a move within one
+// stream, and no consumer filter of the stream overlaps another's.
 const (
 	subjEvents    = "hl.evt"
 	subjDeliver   = "hl.dlv"
 	subjOrdered   = "hl.ord"
 	subjSchedules = "hl.sch"
+	subjParked    = "hl.park"
 	subjDead      = "hl.dead"
 	subjAttempts  = "hl.att"
 )
@@ -103,6 +107,13 @@ func deliverySubject(ns, endpoint string) string {
 	return subjDeliver + "." + token(ns) + "." + token(endpoint)
 }
 
+// parkSubject is one per endpoint, shared by all its parked deliveries: the
+// server keeps per subject, not per message, so a parked backlog costs it
+// disk and no memory per delivery.
+func parkSubject(ns, endpoint string) string {
+	return subjParked + "." + token(ns) + "." + token(endpoint)
+}
+
 func orderedSubject(ns, sub string) string {
 	return subjOrdered + "." + token(ns) + "." + token(sub)
 }
@@ -123,17 +134,27 @@ func scheduleSubject(ns, endpoint, msgID string) string {
 	return subjSchedules + "." + token(ns) + "." + token(endpoint) + "." + hex.EncodeToString(sum[:16])
 }
 
-// orderedConsumerName uses "__" between the tokens: an escaped token never
+// orderedConsumerName names the consumer of a subscription's ordered lane.
+func orderedConsumerName(ns, sub string) string { return pairConsumerName(orderedPrefix, ns, sub) }
+
+// parkConsumerName names the consumer that moves an endpoint's parked
+// deliveries back. All replicas use the same one, so each parked delivery is
+// handed to one of them.
+func parkConsumerName(ns, endpoint string) string {
+	return pairConsumerName(parkPrefix, ns, endpoint)
+}
+
+// pairConsumerName uses "__" between the tokens: an escaped token never
 // holds two underscores in a row, so names cannot collide. Names past the
 // server's length limit (255) fall back to a hash; the consumer's filter
-// subject, not its name, is what identifies the lane.
-func orderedConsumerName(ns, sub string) string {
-	name := orderedPrefix + token(ns) + "__" + token(sub)
+// subject, not its name, is what identifies what it reads.
+func pairConsumerName(prefix, a, b string) string {
+	name := prefix + token(a) + "__" + token(b)
 	if len(name) <= 200 {
 		return name
 	}
-	sum := sha256.Sum256([]byte(ns + "/" + sub))
-	return orderedPrefix + hex.EncodeToString(sum[:16])
+	sum := sha256.Sum256([]byte(a + "/" + b))
+	return prefix + hex.EncodeToString(sum[:16])
 }
 
 // splitPair parses "<root>.<a>.<b>" back into its two names.
