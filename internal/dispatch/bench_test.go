@@ -42,11 +42,19 @@ func countingReceiver(b *testing.B) (*httptest.Server, *atomic.Int64) {
 // endpoint's Target, signing included) posting directly to the same
 // receiver from 64 goroutines.
 func BenchmarkEndToEnd(b *testing.B) {
+	for _, inFlight := range []int32{32, 256} {
+		b.Run(fmt.Sprintf("maxInFlight=%d", inFlight), func(b *testing.B) { benchmarkEndToEnd(b, inFlight) })
+	}
+}
+
+func benchmarkEndToEnd(b *testing.B, maxInFlight int32) {
 	const publishers = 64
 	f := newFixture(b)
 	srv, got := countingReceiver(b)
 	rc := &receiver{Server: srv}
-	f.endpoint("bench", rc)
+	f.endpoint("bench", rc, func(ep *hooklinev1.WebhookEndpoint) {
+		ep.Spec.Limits = &hooklinev1.EndpointLimits{MaxInFlight: &maxInFlight}
+	})
 	f.subscription("bench", "bench")
 	f.start(Options{})
 

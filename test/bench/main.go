@@ -75,7 +75,7 @@ func parseFlags() (config, error) {
 	fs.StringVar(&c.profileDir, "profile-dir", "", "run the dispatcher built from test/bench/profdispatcher and write a CPU profile of each phase here (figures then include profiling overhead)")
 	fs.DurationVar(&c.timeout, "timeout", 20*time.Minute, "abort the whole run after this long")
 	fs.IntVar(&c.payloadBytes, "payload-bytes", 1024, "size of each event's data")
-	fs.IntVar(&c.maxInFlight, "max-in-flight", 256, "spec.limits.maxInFlight of the healthy and fan-out endpoints")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", 32, "spec.limits.maxInFlight of the healthy and fan-out endpoints (32 is the product default)")
 	fs.IntVar(&c.baselineRequests, "baseline-requests", 50000, "requests of the direct-HTTP baseline")
 	fs.IntVar(&c.baselineWorkers, "baseline-workers", 64, "concurrent requests of the baseline")
 	fs.IntVar(&c.events, "events", 50000, "events of the throughput phase")
