@@ -21,7 +21,7 @@ if ! diff -r -q "${snapshot}/api/v1alpha1/zz_generated.deepcopy.go" api/v1alpha1
    ! diff -r -q "${snapshot}/charts/hookline/crds" charts/hookline/crds >/dev/null 2>&1 ||
    ! diff -q "${snapshot}/charts/hookline/files/role.yaml" charts/hookline/files/role.yaml >/dev/null 2>&1; then
   echo "Generated files are stale; run 'make generate manifests' and commit the result. Differences:" >&2
-  diff -r -u "${snapshot}/config" config 2>/dev/null | head -40 >&2 || true
+  { diff -r -u "${snapshot}/config/crd/bases" config/crd/bases; diff -u "${snapshot}/config/rbac/role.yaml" config/rbac/role.yaml; } 2>/dev/null | head -40 >&2 || true
   { diff -r -u "${snapshot}/charts/hookline/crds" charts/hookline/crds
     diff -u "${snapshot}/charts/hookline/files/role.yaml" charts/hookline/files/role.yaml; } 2>/dev/null | head -40 >&2 || true
   diff -u "${snapshot}/api/v1alpha1/zz_generated.deepcopy.go" api/v1alpha1/zz_generated.deepcopy.go 2>/dev/null | head -40 >&2 || true

@@ -49,19 +49,18 @@ func runOperator(args []string) error {
 // the --config file one by one: only flags given on the command line count, so a flag's
 // default never hides a value from the file.
 type dispatcherFlags struct {
-	manage          bool
-	config          string
-	image           string
-	replicas        int
-	namespace       string
-	queue           string
-	natsURL         string
-	natsCreds       string
-	storageSize     string
-	storageClass    string
-	durability      string
-	logLevel        string
-	watchNamespaces string // the operator's --watch-namespaces, shared
+	manage       bool
+	config       string
+	image        string
+	replicas     int
+	namespace    string
+	queue        string
+	natsURL      string
+	natsCreds    string
+	storageSize  string
+	storageClass string
+	durability   string
+	logLevel     string
 }
 
 // dispatcherOnlyFlags mean nothing without --manage-dispatcher.

@@ -75,7 +75,7 @@ func hijackReset(t testing.TB, w http.ResponseWriter) {
 		return
 	}
 	// SO_LINGER 0 makes Close send RST instead of FIN.
-	conn.(*net.TCPConn).SetLinger(0)
+	_ = conn.(*net.TCPConn).SetLinger(0)
 	conn.Close()
 }
 

@@ -135,7 +135,9 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(opts.Out, "\nStopping hookline dev…")
-		<-dispErr
+		if err := <-dispErr; err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the dispatcher: %v\n", err)
+		}
 		return <-mgrErr
 	case err := <-mgrErr:
 		return fmt.Errorf("operator stopped: %w", err)

@@ -378,12 +378,12 @@ func (s *scanner) event(prefix string) (wireEvent, *fieldError) {
 }
 
 func kindOf(c byte) string {
-	switch {
-	case c == '{':
+	switch c {
+	case '{':
 		return "an object"
-	case c == '[':
+	case '[':
 		return "an array"
-	case c == 't' || c == 'f':
+	case 't', 'f':
 		return "a boolean"
 	default:
 		return "a number"

@@ -119,13 +119,13 @@ func (c Config) validate() error {
 			errs = append(errs, errors.New("set URL to an external NATS server, or Embedded"))
 		}
 		if c.Sync != SyncDefault {
-			errs = append(errs, errors.New("Sync applies to the embedded server only; set sync_interval in the external server's configuration"))
+			errs = append(errs, errors.New("sync applies to the embedded server only; set sync_interval in the external server's configuration"))
 		}
 		if c.Listen != "" {
-			errs = append(errs, errors.New("Listen applies to the embedded server only"))
+			errs = append(errs, errors.New("listen applies to the embedded server only"))
 		}
 		if c.Replicas < 1 || c.Replicas > 5 {
-			errs = append(errs, fmt.Errorf("Replicas must be between 1 and 5, got %d", c.Replicas))
+			errs = append(errs, fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas))
 		}
 	}
 	if c.Sync != SyncDefault && c.Sync != SyncAlways {

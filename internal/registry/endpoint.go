@@ -240,7 +240,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 			s, err = get(ctx, ep.Namespace, ref.Secret)
 			switch {
 			case apierrors.IsNotFound(err):
-				s, err = nil, nil
+				s = nil
 			case err != nil:
 				return cfg, "", "", errTransient{fmt.Errorf("reading Secret %s/%s for %s: %w", ep.Namespace, ref.Secret, ref.Field, err)}
 			}

@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,5 +103,3 @@ func kubectlOut(args ...string) string {
 	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "kubectl %v: %s", args, out)
 	return string(out)
 }
-
-func fail(format string, args ...any) string { return fmt.Sprintf(format, args...) }
