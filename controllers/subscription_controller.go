@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/match"
@@ -67,21 +66,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hooklinev1.Subscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&hooklinev1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsOfEndpoint)).
+		Watches(&hooklinev1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(referrers(r.Client, &hooklinev1.SubscriptionList{}, indexSubscriptionEndpoint))).
 		Named("subscription").
 		Complete(r)
-}
-
-func (r *SubscriptionReconciler) subscriptionsOfEndpoint(ctx context.Context, o client.Object) []reconcile.Request {
-	var subs hooklinev1.SubscriptionList
-	if err := r.List(ctx, &subs, client.InNamespace(o.GetNamespace()),
-		client.MatchingFields{indexSubscriptionEndpoint: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing Subscriptions of endpoint", "endpoint", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(subs.Items))
-	for _, s := range subs.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-	}
-	return reqs
 }

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/metrics"
@@ -119,22 +118,8 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&hooklinev1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsOfSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(referrers(r.Client, &hooklinev1.WebhookEndpointList{}, indexEndpointSecrets))).
 		WatchesRawSource(r.wakeups.Source()).
 		Named("webhookendpoint").
 		Complete(r)
-}
-
-func (r *WebhookEndpointReconciler) endpointsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var eps hooklinev1.WebhookEndpointList
-	if err := r.List(ctx, &eps, client.InNamespace(o.GetNamespace()),
-		client.MatchingFields{indexEndpointSecrets: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing WebhookEndpoints that refer to Secret", "secret", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(eps.Items))
-	for _, ep := range eps.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ep)})
-	}
-	return reqs
 }
