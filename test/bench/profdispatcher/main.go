@@ -1,8 +1,8 @@
 // Command profdispatcher is the dispatcher as `hookline dispatcher` assembles it
 // (internal/dispatcher.Run), taking the flags the benchmark passes, plus a loopback
 // listener that starts and stops CPU profiles, so `bench -profile-dir` can profile each
-// phase of the real workload. The released binary serves no pprof; cmd/hookline is a
-// main package and cannot be imported, so the defaults below mirror its flags'.
+// phase of the real workload. The released binary serves no pprof; both bind the same
+// flags through dispatcher.BindFlags.
 package main
 
 import (
@@ -12,21 +12,12 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
-	"strings"
 	"sync"
-	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/hookline/hookline/internal/dispatcher"
-	"github.com/hookline/hookline/internal/operator"
-	"github.com/hookline/hookline/internal/queue"
 )
-
-type cidrs []string
-
-func (c *cidrs) String() string     { return strings.Join(*c, ",") }
-func (c *cidrs) Set(v string) error { *c = append(*c, v); return nil }
 
 func main() {
 	if err := run(); err != nil {
@@ -37,18 +28,8 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("profdispatcher", flag.ContinueOnError)
-	var cfg dispatcher.Config
-	var durability, kubeconfig, profileListen string
-	var allow cidrs
-	fs.StringVar(&cfg.Listen, "listen", ":8080", "address of the publishing and admin API")
-	fs.StringVar(&cfg.MetricsListen, "metrics-listen", ":9090", "address of the Prometheus metrics endpoint")
-	fs.StringVar(&cfg.Queue.DataDir, "data-dir", "", "where the embedded queue stores events")
-	fs.StringVar(&durability, "durability", "default", "default or always")
-	fs.StringVar(&cfg.Auth, "auth", "kubernetes", "kubernetes or none")
-	fs.Var(&allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable)")
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file")
-	fs.StringVar(&profileListen, "profile-listen", "127.0.0.1:0", "loopback address serving POST /start?file=PATH and POST /stop")
-	logOpts := operator.BindLogFlags(fs)
+	flags := dispatcher.BindFlags(fs)
+	profileListen := fs.String("profile-listen", "127.0.0.1:0", "loopback address serving POST /start?file=PATH and POST /stop")
 	// Taking "dispatcher" first lets the benchmark start this program and bin/hookline
 	// with the same command line.
 	if len(os.Args) < 2 || os.Args[1] != "dispatcher" {
@@ -60,26 +41,13 @@ func run() error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg.Queue.Embedded = true
-	cfg.Queue.MaxRequestTimeout = time.Minute
-	cfg.MaxBodyBytes = 256 << 10
-	switch durability {
-	case "default":
-		cfg.Queue.Sync = queue.SyncDefault
-	case "always":
-		cfg.Queue.Sync = queue.SyncAlways
-	default:
-		return fmt.Errorf("--durability=%q: choose default or always", durability)
-	}
-	cfg.AllowCIDRs = allow
-	cfg.Logger = operator.NewLogger(logOpts, os.Stderr)
-	ctrl.SetLogger(cfg.Logger)
-	restCfg, err := operator.RESTConfig(kubeconfig)
+	cfg, restCfg, err := flags.Config()
 	if err != nil {
 		return err
 	}
+	ctrl.SetLogger(cfg.Logger)
 	go func() {
-		err := http.ListenAndServe(profileListen, profiler())
+		err := http.ListenAndServe(*profileListen, profiler())
 		fmt.Fprintln(os.Stderr, "profdispatcher: profile listener:", err)
 	}()
 	return dispatcher.Run(ctrl.SetupSignalHandler(), restCfg, cfg)
