@@ -27,7 +27,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hookline/hookline/controllers"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/app/operator"
+	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/workload"
 )
 
@@ -299,7 +300,7 @@ var _ = Describe("Dispatcher", Ordered, func() {
 		cfg := rest.CopyConfig(env.Config)
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + opNS + ":hookline-operator"}
 		mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-			Scheme:                 operator.Scheme(),
+			Scheme:                 process.Scheme(),
 			Logger:                 zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, mgrLogs)), zap.UseDevMode(true)),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",

@@ -17,8 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/hookline/hookline/internal/app/operator"
 	"github.com/hookline/hookline/internal/controlplane"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 )
 
 // The reconcilers run in a real manager against a real kube-apiserver and etcd, with
@@ -45,7 +46,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, err = controlplane.Start(controlplane.Options{ControllerManager: true})
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(env.Config, client.Options{Scheme: operator.Scheme()})
+	k8sClient, err = client.New(env.Config, client.Options{Scheme: process.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	fakeClock = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	startManager()

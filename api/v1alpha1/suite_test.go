@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hookline/hookline/internal/controlplane"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 )
 
 // These tests run the CRDs' validation on a real kube-apiserver: the OpenAPI schema and
@@ -32,7 +32,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, err = controlplane.Start(controlplane.Options{})
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(env.Config, client.Options{Scheme: operator.Scheme()})
+	k8sClient, err = client.New(env.Config, client.Options{Scheme: process.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 })
 

@@ -8,7 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/hookline/hookline/internal/devstack"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 )
 
 func init() {
@@ -23,7 +23,7 @@ func runDev(args []string) error {
 	fs.StringVar(&opts.APIListen, "api-listen", "127.0.0.1:8080", "address of the dispatcher's publishing API")
 	fs.StringVar(&opts.ReceiverListen, "receiver-listen", "127.0.0.1:9000", "address of the demo receiver")
 	fs.StringVar(&opts.Dir, "state-dir", "", "directory for the kubeconfig and logs (default bin/dev in the repository)")
-	opts.LogOptions = operator.BindLogFlags(fs)
+	opts.LogOptions = process.BindLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

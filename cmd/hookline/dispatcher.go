@@ -6,7 +6,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/hookline/hookline/internal/dispatcher"
+	"github.com/hookline/hookline/internal/app/dispatcher"
 )
 
 func init() {

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/go-logr/logr"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/receiver"
 	"github.com/hookline/hookline/internal/signing"
 )
@@ -55,11 +55,11 @@ func runListen(args []string) error {
 		if !ok || ns == "" || name == "" {
 			return fmt.Errorf("--endpoint must be namespace/name, got %q", *endpoint)
 		}
-		cfg, err := operator.RESTConfig(*kubeconfig)
+		cfg, err := process.RESTConfig(*kubeconfig)
 		if err != nil {
 			return err
 		}
-		c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+		c, err := client.New(cfg, client.Options{Scheme: process.Scheme()})
 		if err != nil {
 			return err
 		}

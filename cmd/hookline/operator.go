@@ -7,7 +7,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/app/operator"
+	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/workload"
 )
 
@@ -26,7 +27,7 @@ func runOperator(args []string) error {
 	fs.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch (the operator's and the dispatcher's); empty watches all")
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses in-cluster config or $KUBECONFIG")
 	manage := bindDispatcherFlags(fs)
-	zapOpts := operator.BindLogFlags(fs)
+	zapOpts := process.BindLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func runOperator(args []string) error {
 		return err
 	}
 	opts.Dispatcher = s
-	opts.Logger = operator.NewLogger(zapOpts, os.Stderr)
+	opts.Logger = process.NewLogger(zapOpts, os.Stderr)
 	return operator.Run(opts)
 }
 

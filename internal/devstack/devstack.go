@@ -23,8 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/app/operator"
 	"github.com/hookline/hookline/internal/controlplane"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 )
 
 // Options configure `hookline dev`.
@@ -68,7 +69,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LogOptions == nil {
 		opts.LogOptions = &zap.Options{}
 	}
-	logger := operator.NewLogger(opts.LogOptions, logFile)
+	logger := process.NewLogger(opts.LogOptions, logFile)
 	ctrl.SetLogger(logger)
 
 	cfg, kubeconfig, stop, err := connect(ctx, root, opts)
@@ -77,7 +78,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer stop()
 
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: process.Scheme()})
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/hookline/hookline/internal/dispatcher"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/app/dispatcher"
+	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/receiver"
 )
@@ -101,7 +101,7 @@ func startDispatcher(ctx context.Context, cfg *rest.Config, opts Options) (<-cha
 			Namespaces: []string{opts.Namespace},
 			Auth:       "none",
 			AllowCIDRs: []string{"127.0.0.0/8", "::1/128"},
-			Logger:     operator.NewLogger(opts.LogOptions, logFile),
+			Logger:     process.NewLogger(opts.LogOptions, logFile),
 		})
 	}()
 	deadline := time.Now().Add(time.Minute)

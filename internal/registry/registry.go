@@ -135,7 +135,7 @@ func (r *Registry) Ready() bool {
 	}
 }
 
-// CheckReady is Ready as an error, for the dispatcher's /readyz (ingest.Check).
+// CheckReady is Ready as an error, for the dispatcher's /readyz (server.Check).
 func (r *Registry) CheckReady(context.Context) error {
 	if !r.Ready() {
 		return errors.New("endpoints and subscriptions are still being loaded from the API")

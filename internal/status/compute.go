@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // FieldOwner is the dispatcher's server-side apply field manager for status.
@@ -53,15 +53,15 @@ func sameStatus(a, b ownedStatus) bool {
 // endpointHealth is what a subscription's status needs from its endpoint's.
 type endpointHealth struct {
 	disabled  bool
-	circuit   dispatch.CircuitState
+	circuit   engine.CircuitState
 	nextProbe time.Time
-	last      *dispatch.Failure
+	last      *engine.Failure
 }
 
 // endpointStatus computes an endpoint's part of status from the merged
 // figures (nil when no process has any) and the queue's backlog.
-func endpointStatus(ep *hooklinev1.WebhookEndpoint, st *dispatch.EndpointStats, backlog int64, now time.Time) (ownedStatus, endpointHealth) {
-	var counts *dispatch.Counts
+func endpointStatus(ep *hooklinev1.WebhookEndpoint, st *engine.EndpointStats, backlog int64, now time.Time) (ownedStatus, endpointHealth) {
+	var counts *engine.Counts
 	h := endpointHealth{}
 	if st != nil {
 		counts = &st.Counts
@@ -83,8 +83,8 @@ func endpointStatus(ep *hooklinev1.WebhookEndpoint, st *dispatch.EndpointStats, 
 
 // subscriptionStatus computes a subscription's part of status; ep describes
 // its endpoint (zero when the endpoint is unknown).
-func subscriptionStatus(sub *hooklinev1.Subscription, st *dispatch.SubscriptionStats, ep endpointHealth, backlog int64, now time.Time) ownedStatus {
-	var counts *dispatch.Counts
+func subscriptionStatus(sub *hooklinev1.Subscription, st *engine.SubscriptionStats, ep endpointHealth, backlog int64, now time.Time) ownedStatus {
+	var counts *engine.Counts
 	if st != nil {
 		counts = &st.Counts
 	}
@@ -116,7 +116,7 @@ func condition(typ string, status bool, reason, msg string) metav1.Condition {
 
 // deliveryConditions are Delivering and Degraded. endpoint names the
 // subscription's endpoint, empty for an endpoint's own status.
-func deliveryConditions(c *dispatch.Counts, ep endpointHealth, endpoint string) (delivering, degraded metav1.Condition) {
+func deliveryConditions(c *engine.Counts, ep endpointHealth, endpoint string) (delivering, degraded metav1.Condition) {
 	both := func(deliveringOK bool, reason, msg string) (metav1.Condition, metav1.Condition) {
 		return condition(hooklinev1.ConditionDelivering, deliveringOK, reason, msg),
 			condition(hooklinev1.ConditionDegraded, !deliveringOK && reason != hooklinev1.ReasonNoDeliveries, reason, msg)
@@ -129,7 +129,7 @@ func deliveryConditions(c *dispatch.Counts, ep endpointHealth, endpoint string) 
 	case ep.disabled:
 		return both(false, hooklinev1.ReasonEndpointDisabled,
 			subject+" is disabled; deliveries are held until it is re-enabled (see its Disabled condition).")
-	case ep.circuit == dispatch.CircuitOpen:
+	case ep.circuit == engine.CircuitOpen:
 		last := ""
 		if ep.last != nil {
 			last = fmt.Sprintf(" (last: %s)", ep.last.Reason)
@@ -157,14 +157,14 @@ func deliveryConditions(c *dispatch.Counts, ep endpointHealth, endpoint string) 
 // failing: the last outcome was a failure. Across replicas the failure
 // streak counts only streaks that began after the latest success, so the
 // last failure's time is checked too.
-func failing(c *dispatch.Counts) bool {
+func failing(c *engine.Counts) bool {
 	if c.ConsecutiveFailures > 0 {
 		return true
 	}
 	return c.LastFailure != nil && c.LastFailure.Time.After(c.LastDeliveryTime)
 }
 
-func deliveryStatus(c *dispatch.Counts, backlog int64) *hooklinev1.DeliveryStatus {
+func deliveryStatus(c *engine.Counts, backlog int64) *hooklinev1.DeliveryStatus {
 	d := hooklinev1.DeliveryStatus{Backlog: backlog}
 	if c != nil {
 		d.Delivered, d.Failed, d.Dead = toInt64(c.Delivered), toInt64(c.Failed), toInt64(c.Dead)
@@ -219,7 +219,7 @@ const reEnableHint = " To re-enable it: "
 // disabledCondition is sticky: a disable shown in status stays until a new
 // hookline.io/enable value. st must count only disables of processes that
 // applied the value in force (see mergeReports).
-func disabledCondition(ep *hooklinev1.WebhookEndpoint, st *dispatch.EndpointStats) metav1.Condition {
+func disabledCondition(ep *hooklinev1.WebhookEndpoint, st *engine.EndpointStats) metav1.Condition {
 	value, fresh := enableRequest(ep)
 	cur := meta.FindStatusCondition(ep.Status.Conditions, hooklinev1.ConditionDisabled)
 	switch {
@@ -253,7 +253,7 @@ func disableSentence(msg string) string {
 // disableReason classifies the engine's sentence.
 //
 // The engine reports why it disabled an endpoint in words only; these
-// matches follow internal/dispatch's sentences (handler.go, settle).
+// matches follow internal/engine's sentences (handler.go, settle).
 func disableReason(sentence string) string {
 	switch {
 	case strings.Contains(sentence, "has failed for more than"):

@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -38,10 +38,10 @@ func findCond(t *testing.T, conds []metav1.Condition, typ string) metav1.Conditi
 }
 
 func TestDeliveryConditions(t *testing.T) {
-	fail := &dispatch.Failure{Time: at(20), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}
+	fail := &engine.Failure{Time: at(20), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}
 	tests := []struct {
 		name                 string
-		counts               *dispatch.Counts
+		counts               *engine.Counts
 		ep                   endpointHealth
 		endpoint             string
 		delivering, degraded metav1.ConditionStatus
@@ -49,23 +49,23 @@ func TestDeliveryConditions(t *testing.T) {
 		msgHas               string
 	}{
 		{"nothing yet", nil, endpointHealth{}, "", "False", "False", hooklinev1.ReasonNoDeliveries, "No delivery"},
-		{"zero counts", &dispatch.Counts{}, endpointHealth{}, "", "False", "False", hooklinev1.ReasonNoDeliveries, "No delivery"},
-		{"last succeeded", &dispatch.Counts{Delivered: 3, Failed: 1, LastDeliveryTime: at(30), LastFailure: fail}, endpointHealth{}, "",
+		{"zero counts", &engine.Counts{}, endpointHealth{}, "", "False", "False", hooklinev1.ReasonNoDeliveries, "No delivery"},
+		{"last succeeded", &engine.Counts{Delivered: 3, Failed: 1, LastDeliveryTime: at(30), LastFailure: fail}, endpointHealth{}, "",
 			"True", "False", hooklinev1.ReasonDelivering, "succeeded"},
-		{"last failed", &dispatch.Counts{Delivered: 3, Failed: 2, ConsecutiveFailures: 2, LastDeliveryTime: at(10), LastFailure: fail}, endpointHealth{}, "",
+		{"last failed", &engine.Counts{Delivered: 3, Failed: 2, ConsecutiveFailures: 2, LastDeliveryTime: at(10), LastFailure: fail}, endpointHealth{}, "",
 			"False", "True", hooklinev1.ReasonDeliveryFailing, "HTTP 503 Service Unavailable"},
 		{"streak of another replica interrupted, but the last outcome failed",
-			&dispatch.Counts{Delivered: 3, Failed: 2, LastDeliveryTime: at(10), LastFailure: fail}, endpointHealth{}, "",
+			&engine.Counts{Delivered: 3, Failed: 2, LastDeliveryTime: at(10), LastFailure: fail}, endpointHealth{}, "",
 			"False", "True", hooklinev1.ReasonDeliveryFailing, "HTTP 503"},
-		{"circuit open", &dispatch.Counts{Failed: 5, ConsecutiveFailures: 5, LastFailure: fail},
-			endpointHealth{circuit: dispatch.CircuitOpen, nextProbe: at(60), last: fail}, "",
+		{"circuit open", &engine.Counts{Failed: 5, ConsecutiveFailures: 5, LastFailure: fail},
+			endpointHealth{circuit: engine.CircuitOpen, nextProbe: at(60), last: fail}, "",
 			"False", "True", hooklinev1.ReasonCircuitOpen, "2026-11-26T12:01:00Z"},
-		{"subscription of an open circuit", &dispatch.Counts{Delivered: 1, LastDeliveryTime: at(1)},
-			endpointHealth{circuit: dispatch.CircuitOpen, nextProbe: at(60), last: fail}, "billing",
+		{"subscription of an open circuit", &engine.Counts{Delivered: 1, LastDeliveryTime: at(1)},
+			endpointHealth{circuit: engine.CircuitOpen, nextProbe: at(60), last: fail}, "billing",
 			"False", "True", hooklinev1.ReasonCircuitOpen, `Endpoint "billing" failed repeatedly`},
-		{"half-open is not open", &dispatch.Counts{Delivered: 1, LastDeliveryTime: at(1)},
-			endpointHealth{circuit: dispatch.CircuitHalfOpen}, "", "True", "False", hooklinev1.ReasonDelivering, ""},
-		{"disabled", &dispatch.Counts{Delivered: 1, LastDeliveryTime: at(1)}, endpointHealth{disabled: true, circuit: dispatch.CircuitOpen}, "",
+		{"half-open is not open", &engine.Counts{Delivered: 1, LastDeliveryTime: at(1)},
+			endpointHealth{circuit: engine.CircuitHalfOpen}, "", "True", "False", hooklinev1.ReasonDelivering, ""},
+		{"disabled", &engine.Counts{Delivered: 1, LastDeliveryTime: at(1)}, endpointHealth{disabled: true, circuit: engine.CircuitOpen}, "",
 			"False", "True", hooklinev1.ReasonEndpointDisabled, "re-enabled"},
 	}
 	for _, tt := range tests {
@@ -89,12 +89,12 @@ func TestDisabledCondition(t *testing.T) {
 	disabledTrue := cond(hooklinev1.ConditionDisabled, "True", hooklinev1.ReasonEndpointGone,
 		"The receiver answered 410 Gone; deliveries are held until the endpoint is re-enabled."+reEnableHint+"kubectl ...", at(0))
 	enabledAfter := cond(hooklinev1.ConditionDisabled, "False", hooklinev1.ReasonEnabled, "Re-enabled by hookline.io/enable=v1; ...", at(5))
-	gone := &dispatch.EndpointStats{Disabled: true, DisabledReason: "The receiver answered 410 Gone; deliveries are held until the endpoint is re-enabled."}
+	gone := &engine.EndpointStats{Disabled: true, DisabledReason: "The receiver answered 410 Gone; deliveries are held until the endpoint is re-enabled."}
 	tests := []struct {
 		name        string
 		annotations map[string]string
 		status      hooklinev1.WebhookEndpointStatus
-		stats       *dispatch.EndpointStats
+		stats       *engine.EndpointStats
 		want        metav1.ConditionStatus
 		reason      string
 		handled     string
@@ -110,7 +110,7 @@ func TestDisabledCondition(t *testing.T) {
 			"True", hooklinev1.ReasonEndpointGone, "v1"},
 		{"disabled again after the enable", map[string]string{hooklinev1.AnnotationEnable: "v1"},
 			hooklinev1.WebhookEndpointStatus{Conditions: []metav1.Condition{enabledAfter}, LastHandledEnable: "v1"},
-			&dispatch.EndpointStats{Disabled: true, DisabledReason: "Every delivery has failed for more than 1h0m0s (since x); last: HTTP 500."},
+			&engine.EndpointStats{Disabled: true, DisabledReason: "Every delivery has failed for more than 1h0m0s (since x); last: HTTP 500."},
 			"True", hooklinev1.ReasonFailingTooLong, "v1"},
 		{"removed annotation keeps the handled value", nil,
 			hooklinev1.WebhookEndpointStatus{Conditions: []metav1.Condition{enabledAfter}, LastHandledEnable: "v1"}, nil,
@@ -173,10 +173,10 @@ func TestDeliveryStatus(t *testing.T) {
 		t.Fatalf("backlog only: %+v", d)
 	}
 	long := strings.Repeat("é", 600)
-	d := deliveryStatus(&dispatch.Counts{
+	d := deliveryStatus(&engine.Counts{
 		Delivered: 7, Failed: 2, Dead: 1, ConsecutiveFailures: 2,
 		LastDeliveryTime: at(3).Add(900 * time.Millisecond),
-		LastFailure:      &dispatch.Failure{Time: at(9), StatusCode: 500, Reason: long},
+		LastFailure:      &engine.Failure{Time: at(9), StatusCode: 500, Reason: long},
 	}, 0)
 	if d.Delivered != 7 || d.Failed != 2 || d.Dead != 1 || d.ConsecutiveFailures != 2 || !d.LastDeliveryTime.Time.Equal(at(3)) {
 		t.Fatalf("delivery status %+v", d)
@@ -187,17 +187,17 @@ func TestDeliveryStatus(t *testing.T) {
 }
 
 func TestSameStatusComparesToTheSecond(t *testing.T) {
-	c := dispatch.Counts{Delivered: 1, LastDeliveryTime: at(3).Add(400 * time.Millisecond)}
+	c := engine.Counts{Delivered: 1, LastDeliveryTime: at(3).Add(400 * time.Millisecond)}
 	ep := endpointObj(nil, hooklinev1.WebhookEndpointStatus{})
-	desired, _ := endpointStatus(ep, &dispatch.EndpointStats{Counts: c}, 0, at(5).Add(700*time.Millisecond))
+	desired, _ := endpointStatus(ep, &engine.EndpointStats{Counts: c}, 0, at(5).Add(700*time.Millisecond))
 	// What the API server gives back: times to the second.
 	stored := endpointObj(nil, hooklinev1.WebhookEndpointStatus{Conditions: desired.Conditions, Delivery: desired.Delivery})
-	again, _ := endpointStatus(stored, &dispatch.EndpointStats{Counts: c}, 0, at(9))
+	again, _ := endpointStatus(stored, &engine.EndpointStats{Counts: c}, 0, at(9))
 	cur := owned(stored.Status.Conditions, endpointConditions, stored.Status.Delivery, stored.Status.LastHandledEnable)
 	if !sameStatus(again, cur) {
 		t.Fatalf("unchanged figures compare as changed:\n%+v\n%+v", again, cur)
 	}
-	more, _ := endpointStatus(stored, &dispatch.EndpointStats{Counts: dispatch.Counts{Delivered: 2, LastDeliveryTime: c.LastDeliveryTime}}, 0, at(9))
+	more, _ := endpointStatus(stored, &engine.EndpointStats{Counts: engine.Counts{Delivered: 2, LastDeliveryTime: c.LastDeliveryTime}}, 0, at(9))
 	if sameStatus(more, cur) {
 		t.Fatal("a new delivery compares as unchanged")
 	}

@@ -17,7 +17,7 @@
 //
 // One process at a time, the holder of a Lease, also writes status:
 //
-//   - it reads every process's report and merges them (dispatch.Merge) with the
+//   - it reads every process's report and merges them (engine.Merge) with the
 //     base: the folded figures of processes that are gone. A report that says it
 //     is the process's last (written on a clean shutdown), or that has not been
 //     refreshed for GoneAfter, is folded into the base once: the base lists the

@@ -8,13 +8,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
-// Engine is what the reporter needs from the delivery engine; *dispatch.Engine
+// Engine is what the reporter needs from the delivery engine; *engine.Engine
 // satisfies it.
 type Engine interface {
-	Snapshot() dispatch.Snapshot
+	Snapshot() engine.Snapshot
 	Enable(ns, name string) bool
 	Disable(ns, name, reason string) bool
 }
@@ -59,17 +59,17 @@ func initialState(ep *hooklinev1.WebhookEndpoint) (value string, disabled *metav
 }
 
 // start records the state of the endpoints known at start and returns those
-// that are disabled, for dispatch.Options.Disabled.
-func (s *syncer) start(eps []hooklinev1.WebhookEndpoint) []dispatch.DisabledEndpoint {
+// that are disabled, for engine.Options.Disabled.
+func (s *syncer) start(eps []hooklinev1.WebhookEndpoint) []engine.DisabledEndpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []dispatch.DisabledEndpoint
+	var out []engine.DisabledEndpoint
 	for i := range eps {
 		ep := &eps[i]
 		value, c := initialState(ep)
 		s.applied[nsName{ep.Namespace, ep.Name}] = appliedValue{uid: string(ep.UID), value: value}
 		if c != nil {
-			out = append(out, dispatch.DisabledEndpoint{
+			out = append(out, engine.DisabledEndpoint{
 				Namespace: ep.Namespace, Name: ep.Name, UID: ep.UID,
 				Since: c.LastTransitionTime.Time, Reason: disableSentence(c.Message),
 			})

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/registry"
 	"github.com/hookline/hookline/internal/signing"
@@ -81,8 +81,8 @@ func TestWithTheDeliveryEngine(t *testing.T) {
 		}
 	})
 	startReporterWith(t, q, Options{Namespaces: []string{ns}, ReportEvery: 100 * time.Millisecond, WriteInterval: 200 * time.Millisecond, Backlog: q},
-		func(disabled []dispatch.DisabledEndpoint, obs dispatch.Observer) Engine {
-			eng, err := dispatch.New(dispatch.Options{
+		func(disabled []engine.DisabledEndpoint, obs engine.Observer) Engine {
+			eng, err := engine.New(engine.Options{
 				Queue: q, Routes: reg, Observer: obs, Disabled: disabled, Logger: testr.New(t),
 				DisabledHold: 500 * time.Millisecond, SuspendedHold: 500 * time.Millisecond,
 			})

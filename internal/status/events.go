@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // ReportingController names the dispatcher in the Events it records.
@@ -102,43 +102,43 @@ func newEvents(sink EventSink, clk clock.PassiveClock, window time.Duration, ins
 	}
 }
 
-// Observe implements dispatch.Observer. It never blocks.
-func (e *events) Observe(s dispatch.Signal) {
+// Observe implements engine.Observer. It never blocks.
+func (e *events) Observe(s engine.Signal) {
 	ev, ok := e.fromSignal(s)
 	if !ok {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s.Kind != dispatch.SignalDeliveryDead && e.quiet[nsName{s.Namespace, s.Endpoint}] > 0 {
+	if s.Kind != engine.SignalDeliveryDead && e.quiet[nsName{s.Namespace, s.Endpoint}] > 0 {
 		return
 	}
 	e.recordLocked(ev)
 }
 
-func (e *events) fromSignal(s dispatch.Signal) (pendingEvent, bool) {
+func (e *events) fromSignal(s engine.Signal) (pendingEvent, bool) {
 	ev := pendingEvent{key: aggKey{kind: kindEndpoint, ns: s.Namespace, name: s.Endpoint}, note: s.Reason, time: s.Time}
 	if ev.time.IsZero() {
 		ev.time = e.clock.Now()
 	}
 	switch s.Kind {
-	case dispatch.SignalDeliveryDead:
+	case engine.SignalDeliveryDead:
 		ev.key.kind, ev.key.name, ev.related = kindSubscription, s.Subscription, s.Endpoint
 		ev.key.reason, ev.warning, ev.action = EventDeliveryDead, true, "Deliver"
 		if ev.note == "" {
 			ev.note = fmt.Sprintf("Delivery of event %s failed for good.", s.EventID)
 		}
-	case dispatch.SignalEndpointDisabled:
+	case engine.SignalEndpointDisabled:
 		ev.key.reason, ev.warning, ev.action = EventEndpointDisabled, true, "Disable"
 		ev.note += fmt.Sprintf("%skubectl annotate webhookendpoint %s -n %s %s=<new value> --overwrite",
 			reEnableHint, s.Endpoint, s.Namespace, hooklinev1.AnnotationEnable)
-	case dispatch.SignalEndpointEnabled:
+	case engine.SignalEndpointEnabled:
 		ev.key.reason, ev.action = EventEndpointEnabled, "Enable"
-	case dispatch.SignalCircuitChanged:
+	case engine.SignalCircuitChanged:
 		switch {
-		case s.Circuit == dispatch.CircuitOpen && s.PreviousCircuit == dispatch.CircuitClosed:
+		case s.Circuit == engine.CircuitOpen && s.PreviousCircuit == engine.CircuitClosed:
 			ev.key.reason, ev.warning, ev.action = EventCircuitOpened, true, "OpenCircuit"
-		case s.Circuit == dispatch.CircuitClosed && s.PreviousCircuit != dispatch.CircuitClosed:
+		case s.Circuit == engine.CircuitClosed && s.PreviousCircuit != engine.CircuitClosed:
 			ev.key.reason, ev.action = EventCircuitClosed, "CloseCircuit"
 		default:
 			// Half-open and a failed probe reopening it: the circuit is still

@@ -13,7 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 func TestEventsAreRateLimited(t *testing.T) {
@@ -48,7 +48,7 @@ func TestEventsAreRateLimited(t *testing.T) {
 
 	// A storm of dead deliveries within a minute: one Event at once...
 	for i := range 50 {
-		ev.Observe(dispatch.Signal{Kind: dispatch.SignalDeliveryDead, Time: clk.Now(), Namespace: ns, Endpoint: "billing",
+		ev.Observe(engine.Signal{Kind: engine.SignalDeliveryDead, Time: clk.Now(), Namespace: ns, Endpoint: "billing",
 			Subscription: "invoices", EventID: fmt.Sprintf("evt_%d", i), StatusCode: 500,
 			Reason: fmt.Sprintf("Delivery of event evt_%d failed for good after 3 attempts: HTTP 500 Internal Server Error.", i)})
 		clk.Step(time.Second)
@@ -77,22 +77,22 @@ func TestEventsAreRateLimited(t *testing.T) {
 
 	// Circuits: opened and closed once each; half-open moves are no news;
 	// reopening within the minute is summed up later.
-	for _, c := range [][2]dispatch.CircuitState{
-		{dispatch.CircuitClosed, dispatch.CircuitOpen},
-		{dispatch.CircuitOpen, dispatch.CircuitHalfOpen},
-		{dispatch.CircuitHalfOpen, dispatch.CircuitOpen},
-		{dispatch.CircuitOpen, dispatch.CircuitHalfOpen},
-		{dispatch.CircuitHalfOpen, dispatch.CircuitClosed},
-		{dispatch.CircuitClosed, dispatch.CircuitOpen},
+	for _, c := range [][2]engine.CircuitState{
+		{engine.CircuitClosed, engine.CircuitOpen},
+		{engine.CircuitOpen, engine.CircuitHalfOpen},
+		{engine.CircuitHalfOpen, engine.CircuitOpen},
+		{engine.CircuitOpen, engine.CircuitHalfOpen},
+		{engine.CircuitHalfOpen, engine.CircuitClosed},
+		{engine.CircuitClosed, engine.CircuitOpen},
 	} {
-		ev.Observe(dispatch.Signal{Kind: dispatch.SignalCircuitChanged, Time: clk.Now(), Namespace: ns, Endpoint: "billing",
+		ev.Observe(engine.Signal{Kind: engine.SignalCircuitChanged, Time: clk.Now(), Namespace: ns, Endpoint: "billing",
 			PreviousCircuit: c[0], Circuit: c[1], Reason: fmt.Sprintf("from %s to %s", c[0], c[1])})
 	}
 	// Enables and disables that follow status are not news either.
 	ev.silence(ns, "billing", func() {
-		ev.Observe(dispatch.Signal{Kind: dispatch.SignalEndpointDisabled, Time: clk.Now(), Namespace: ns, Endpoint: "billing", Reason: gone410})
+		ev.Observe(engine.Signal{Kind: engine.SignalEndpointDisabled, Time: clk.Now(), Namespace: ns, Endpoint: "billing", Reason: gone410})
 	})
-	ev.Observe(dispatch.Signal{Kind: dispatch.SignalEndpointDisabled, Time: clk.Now(), Namespace: ns, Endpoint: "billing", Reason: gone410})
+	ev.Observe(engine.Signal{Kind: engine.SignalEndpointDisabled, Time: clk.Now(), Namespace: ns, Endpoint: "billing", Reason: gone410})
 	waitEvents(5)
 	clk.Step(time.Minute)
 	flush()

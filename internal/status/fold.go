@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // entry is one process's report as the writer read it.
@@ -39,7 +39,7 @@ func fold(b base, entries []entry, now time.Time, goneAfter time.Duration, alive
 		held[f.Key] = true
 	}
 	present := map[string]bool{}
-	var gone []dispatch.Snapshot
+	var gone []engine.Snapshot
 	for _, e := range entries {
 		present[e.key] = true
 		switch {
@@ -57,12 +57,12 @@ func fold(b base, entries []entry, now time.Time, goneAfter time.Duration, alive
 		return res
 	}
 	res.changed = true
-	merged := dispatch.Merge(append([]dispatch.Snapshot{b.Snapshot}, gone...)...)
+	merged := engine.Merge(append([]engine.Snapshot{b.Snapshot}, gone...)...)
 	merged.Process = ""
-	merged.Subscriptions = slices.DeleteFunc(merged.Subscriptions, func(s dispatch.SubscriptionStats) bool {
+	merged.Subscriptions = slices.DeleteFunc(merged.Subscriptions, func(s engine.SubscriptionStats) bool {
 		return !alive(kindSubscription, s.Namespace, s.Name, s.UID)
 	})
-	merged.Endpoints = slices.DeleteFunc(merged.Endpoints, func(s dispatch.EndpointStats) bool {
+	merged.Endpoints = slices.DeleteFunc(merged.Endpoints, func(s engine.EndpointStats) bool {
 		return !alive(kindEndpoint, s.Namespace, s.Name, s.UID)
 	})
 	res.base.Snapshot = merged
@@ -81,22 +81,22 @@ func fold(b base, entries []entry, now time.Time, goneAfter time.Duration, alive
 // countsOnly keeps what a process counted and drops what only describes its
 // present: circuit, disable, deliveries in memory. A disable lives on in
 // status; a circuit belongs to a running process.
-func countsOnly(s dispatch.Snapshot) dispatch.Snapshot {
+func countsOnly(s engine.Snapshot) engine.Snapshot {
 	out := s
-	out.Endpoints = make([]dispatch.EndpointStats, len(s.Endpoints))
+	out.Endpoints = make([]engine.EndpointStats, len(s.Endpoints))
 	for i, e := range s.Endpoints {
-		out.Endpoints[i] = dispatch.EndpointStats{Namespace: e.Namespace, Name: e.Name, UID: e.UID, Counts: e.Counts}
+		out.Endpoints[i] = engine.EndpointStats{Namespace: e.Namespace, Name: e.Name, UID: e.UID, Counts: e.Counts}
 	}
 	return out
 }
 
 // withoutPresent drops the circuit and in-memory figures of a report too old
 // to describe the present, keeping its counts and disables.
-func withoutPresent(s dispatch.Snapshot) dispatch.Snapshot {
+func withoutPresent(s engine.Snapshot) engine.Snapshot {
 	out := s
-	out.Endpoints = make([]dispatch.EndpointStats, len(s.Endpoints))
+	out.Endpoints = make([]engine.EndpointStats, len(s.Endpoints))
 	for i, e := range s.Endpoints {
-		e.Circuit, e.NextProbe, e.InFlight, e.Queued = dispatch.CircuitClosed, time.Time{}, 0, 0
+		e.Circuit, e.NextProbe, e.InFlight, e.Queued = engine.CircuitClosed, time.Time{}, 0, 0
 		out.Endpoints[i] = e
 	}
 	return out
@@ -105,16 +105,16 @@ func withoutPresent(s dispatch.Snapshot) dispatch.Snapshot {
 // subtract removes from s the counters already reported in done, for a
 // process that reports again after its key was folded. Only the counters
 // add up; the times and the failure streak are kept as they are.
-func subtract(s dispatch.Snapshot, done *dispatch.Snapshot) dispatch.Snapshot {
+func subtract(s engine.Snapshot, done *engine.Snapshot) engine.Snapshot {
 	if done == nil {
 		return s
 	}
 	type k struct{ ns, name, uid string }
-	subs := map[k]dispatch.Counts{}
+	subs := map[k]engine.Counts{}
 	for _, d := range done.Subscriptions {
 		subs[k{d.Namespace, d.Name, d.UID}] = d.Counts
 	}
-	eps := map[k]dispatch.Counts{}
+	eps := map[k]engine.Counts{}
 	for _, d := range done.Endpoints {
 		eps[k{d.Namespace, d.Name, d.UID}] = d.Counts
 	}
@@ -132,7 +132,7 @@ func subtract(s dispatch.Snapshot, done *dispatch.Snapshot) dispatch.Snapshot {
 	return out
 }
 
-func minus(c, d dispatch.Counts) dispatch.Counts {
+func minus(c, d engine.Counts) engine.Counts {
 	sub := func(a, b uint64) uint64 {
 		if b > a {
 			return 0

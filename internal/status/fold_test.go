@@ -4,16 +4,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
-func snap(process string, taken time.Time, delivered uint64) dispatch.Snapshot {
-	return dispatch.Snapshot{
+func snap(process string, taken time.Time, delivered uint64) engine.Snapshot {
+	return engine.Snapshot{
 		Process: process, Started: at(0), Taken: taken,
-		Subscriptions: []dispatch.SubscriptionStats{{Namespace: "team-a", Name: "invoices", UID: "uid-sub",
-			Counts: dispatch.Counts{Delivered: delivered, LastDeliveryTime: taken}}},
-		Endpoints: []dispatch.EndpointStats{{Namespace: "team-a", Name: "billing", UID: "uid-ep",
-			Counts: dispatch.Counts{Delivered: delivered, LastDeliveryTime: taken}, Circuit: dispatch.CircuitOpen, NextProbe: taken.Add(time.Minute), InFlight: 1}},
+		Subscriptions: []engine.SubscriptionStats{{Namespace: "team-a", Name: "invoices", UID: "uid-sub",
+			Counts: engine.Counts{Delivered: delivered, LastDeliveryTime: taken}}},
+		Endpoints: []engine.EndpointStats{{Namespace: "team-a", Name: "billing", UID: "uid-ep",
+			Counts: engine.Counts{Delivered: delivered, LastDeliveryTime: taken}, Circuit: engine.CircuitOpen, NextProbe: taken.Add(time.Minute), InFlight: 1}},
 	}
 }
 
@@ -32,7 +32,7 @@ func TestReportRoundTrip(t *testing.T) {
 	}
 	e := got.Snapshot.Endpoints[0]
 	if !got.Final || got.Applied["team-a/billing"] != "v1" || got.Snapshot.Process != "p1" ||
-		e.Circuit != dispatch.CircuitOpen || !e.Disabled || e.Delivered != 3 || !e.NextProbe.Equal(at(65)) ||
+		e.Circuit != engine.CircuitOpen || !e.Disabled || e.Delivered != 3 || !e.NextProbe.Equal(at(65)) ||
 		got.Snapshot.Subscriptions[0].Delivered != 3 {
 		t.Fatalf("round trip lost something: %+v", got)
 	}
@@ -51,7 +51,7 @@ func TestFoldOnce(t *testing.T) {
 	if got := f.base.Snapshot.Subscriptions[0].Delivered; got != 12 {
 		t.Fatalf("base holds %d deliveries, want 5+7", got)
 	}
-	if ep := f.base.Snapshot.Endpoints[0]; ep.Circuit != dispatch.CircuitClosed || ep.InFlight != 0 {
+	if ep := f.base.Snapshot.Endpoints[0]; ep.Circuit != engine.CircuitClosed || ep.InFlight != 0 {
 		t.Fatalf("the base keeps a gone process's present: %+v", ep)
 	}
 	if len(f.remove) != 2 {
@@ -107,12 +107,12 @@ func TestMergeReports(t *testing.T) {
 		{key: "p.a.0", rep: report{Snapshot: a}},
 		{key: "p.b.0", rep: report{Snapshot: b, Applied: map[string]string{"team-a/billing": "v1"}}},
 	}
-	m := mergeReports(dispatch.Snapshot{}, entries, ix, now, 6*time.Second)
+	m := mergeReports(engine.Snapshot{}, entries, ix, now, 6*time.Second)
 	if len(m.Endpoints) != 1 {
 		t.Fatalf("endpoints %+v, want the UID-less figures merged into uid-ep", m.Endpoints)
 	}
 	ep := m.Endpoints[0]
-	if ep.Delivered != 7 || ep.InFlight != 1 || ep.Circuit != dispatch.CircuitOpen {
+	if ep.Delivered != 7 || ep.InFlight != 1 || ep.Circuit != engine.CircuitOpen {
 		t.Fatalf("merged endpoint %+v", ep)
 	}
 	if ep.Disabled {
@@ -120,7 +120,7 @@ func TestMergeReports(t *testing.T) {
 	}
 
 	entries[1].rep.Applied["team-a/billing"] = "v2"
-	if m := mergeReports(dispatch.Snapshot{}, entries, ix, now, 6*time.Second); !m.Endpoints[0].Disabled {
+	if m := mergeReports(engine.Snapshot{}, entries, ix, now, 6*time.Second); !m.Endpoints[0].Disabled {
 		t.Fatal("a disable after the enable value in force was applied did not count")
 	}
 }

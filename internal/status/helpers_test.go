@@ -22,7 +22,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/controlplane"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
 )
 
@@ -100,12 +100,12 @@ type fakeEngine struct {
 	process string
 
 	mu       sync.Mutex
-	snap     dispatch.Snapshot
+	snap     engine.Snapshot
 	enabled  []string
 	disabled []string
 }
 
-func (f *fakeEngine) Snapshot() dispatch.Snapshot {
+func (f *fakeEngine) Snapshot() engine.Snapshot {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.snap
@@ -115,7 +115,7 @@ func (f *fakeEngine) Snapshot() dispatch.Snapshot {
 	return s
 }
 
-func (f *fakeEngine) update(fn func(s *dispatch.Snapshot)) {
+func (f *fakeEngine) update(fn func(s *engine.Snapshot)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(&f.snap)
@@ -147,7 +147,7 @@ func (f *fakeEngine) Disable(ns, name, reason string) bool {
 			return true
 		}
 	}
-	f.snap.Endpoints = append(f.snap.Endpoints, dispatch.EndpointStats{Namespace: ns, Name: name,
+	f.snap.Endpoints = append(f.snap.Endpoints, engine.EndpointStats{Namespace: ns, Name: name,
 		Disabled: true, DisabledReason: reason, DisabledSince: time.Now()})
 	f.disabled = append(f.disabled, ns+"/"+name)
 	return true
@@ -160,17 +160,17 @@ func (f *fakeEngine) calls() (enabled, disabled []string) {
 }
 
 // figures sets the engine's figures for the two test objects.
-func (f *fakeEngine) figures(ep *hooklinev1.WebhookEndpoint, s *hooklinev1.Subscription, c dispatch.Counts, circuit dispatch.CircuitState) {
+func (f *fakeEngine) figures(ep *hooklinev1.WebhookEndpoint, s *hooklinev1.Subscription, c engine.Counts, circuit engine.CircuitState) {
 	ns := ep.Namespace
-	f.update(func(snap *dispatch.Snapshot) {
-		var disabled dispatch.EndpointStats
+	f.update(func(snap *engine.Snapshot) {
+		var disabled engine.EndpointStats
 		for _, e := range snap.Endpoints {
 			if e.Name == ep.Name {
 				disabled = e
 			}
 		}
-		snap.Subscriptions = []dispatch.SubscriptionStats{{Namespace: ns, Name: s.Name, UID: string(s.UID), Counts: c}}
-		snap.Endpoints = []dispatch.EndpointStats{{Namespace: ns, Name: ep.Name, UID: string(ep.UID), Counts: c,
+		snap.Subscriptions = []engine.SubscriptionStats{{Namespace: ns, Name: s.Name, UID: string(s.UID), Counts: c}}
+		snap.Endpoints = []engine.EndpointStats{{Namespace: ns, Name: ep.Name, UID: string(ep.UID), Counts: c,
 			Circuit: circuit, NextProbe: t0.Add(time.Hour),
 			Disabled: disabled.Disabled, DisabledReason: disabled.DisabledReason, DisabledSince: disabled.DisabledSince}}
 	})
@@ -184,18 +184,18 @@ func (f fakeBacklog) Backlog(context.Context) (queue.Backlog, error) { return f.
 type running struct {
 	*Reporter
 	ticks    atomic.Int64
-	disabled []dispatch.DisabledEndpoint
+	disabled []engine.DisabledEndpoint
 	stop     func()
 }
 
 func startReporter(t *testing.T, q *queue.Queue, opts Options, eng Engine) *running {
 	t.Helper()
-	return startReporterWith(t, q, opts, func([]dispatch.DisabledEndpoint, dispatch.Observer) Engine { return eng })
+	return startReporterWith(t, q, opts, func([]engine.DisabledEndpoint, engine.Observer) Engine { return eng })
 }
 
 // startReporterWith builds the engine once the reporter knows the disabled
 // endpoints and has an observer, as the dispatcher does.
-func startReporterWith(t *testing.T, q *queue.Queue, opts Options, engine func([]dispatch.DisabledEndpoint, dispatch.Observer) Engine) *running {
+func startReporterWith(t *testing.T, q *queue.Queue, opts Options, engine func([]engine.DisabledEndpoint, engine.Observer) Engine) *running {
 	t.Helper()
 	opts.Config, opts.Conn = env.Config, q.Conn()
 	opts.Logger = testr.NewWithInterface(t, testr.Options{LogTimestamp: true})

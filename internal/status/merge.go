@@ -4,7 +4,7 @@ import (
 	"time"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // index is what merging needs to know about the objects that exist.
@@ -53,17 +53,17 @@ func (ix index) alive(kind objKind, ns, name, uid string) bool {
 // only if the process had applied the hookline.io/enable value in force, so a
 // report taken before a re-enable cannot undo it. Figures without a UID take
 // the UID of the object of that name.
-func mergeReports(b dispatch.Snapshot, live []entry, ix index, now time.Time, present time.Duration) dispatch.Snapshot {
-	snaps := make([]dispatch.Snapshot, 0, len(live)+1)
+func mergeReports(b engine.Snapshot, live []entry, ix index, now time.Time, present time.Duration) engine.Snapshot {
+	snaps := make([]engine.Snapshot, 0, len(live)+1)
 	snaps = append(snaps, b)
 	for _, e := range live {
 		s := e.rep.Snapshot
 		if now.Sub(s.Taken) > present {
 			s = withoutPresent(s)
 		} else {
-			s.Endpoints = append([]dispatch.EndpointStats(nil), s.Endpoints...)
+			s.Endpoints = append([]engine.EndpointStats(nil), s.Endpoints...)
 		}
-		s.Subscriptions = append([]dispatch.SubscriptionStats(nil), s.Subscriptions...)
+		s.Subscriptions = append([]engine.SubscriptionStats(nil), s.Subscriptions...)
 		for i := range s.Subscriptions {
 			st := &s.Subscriptions[i]
 			if st.UID == "" {
@@ -82,5 +82,5 @@ func mergeReports(b dispatch.Snapshot, live []entry, ix index, now time.Time, pr
 		}
 		snaps = append(snaps, s)
 	}
-	return dispatch.Merge(snaps...)
+	return engine.Merge(snaps...)
 }

@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // report is what one process stores under its key.
@@ -19,15 +19,15 @@ type report struct {
 	// Applied maps "namespace/name" of an endpoint to the hookline.io/enable
 	// value this process has applied (empty values are left out).
 	Applied  map[string]string `json:"applied,omitempty"`
-	Snapshot dispatch.Snapshot `json:"-"`
+	Snapshot engine.Snapshot   `json:"-"`
 }
 
 // base holds the figures of processes that are gone.
 type base struct {
 	// Folded are the keys whose figures the base holds; their entries are
 	// deleted after the base is written and never folded again.
-	Folded   []foldedKey       `json:"folded,omitempty"`
-	Snapshot dispatch.Snapshot `json:"-"`
+	Folded   []foldedKey     `json:"folded,omitempty"`
+	Snapshot engine.Snapshot `json:"-"`
 }
 
 type foldedKey struct {
@@ -36,7 +36,7 @@ type foldedKey struct {
 }
 
 // The wire forms carry the snapshot through wireSnapshot, because
-// dispatch.CircuitState marshals to its name but cannot be read back.
+// engine.CircuitState marshals to its name but cannot be read back.
 type (
 	wireReport struct {
 		report
@@ -47,20 +47,20 @@ type (
 		Snapshot wireSnapshot `json:"snapshot"`
 	}
 	wireSnapshot struct {
-		dispatch.Snapshot
+		engine.Snapshot
 		Endpoints []wireEndpoint `json:"endpoints"`
 	}
 	wireEndpoint struct {
-		dispatch.EndpointStats
+		engine.EndpointStats
 		Circuit circuitName `json:"circuit"`
 	}
-	circuitName dispatch.CircuitState
+	circuitName engine.CircuitState
 )
 
-func (c circuitName) MarshalText() ([]byte, error) { return dispatch.CircuitState(c).MarshalText() }
+func (c circuitName) MarshalText() ([]byte, error) { return engine.CircuitState(c).MarshalText() }
 
 func (c *circuitName) UnmarshalText(b []byte) error {
-	for _, s := range []dispatch.CircuitState{dispatch.CircuitClosed, dispatch.CircuitOpen, dispatch.CircuitHalfOpen} {
+	for _, s := range []engine.CircuitState{engine.CircuitClosed, engine.CircuitOpen, engine.CircuitHalfOpen} {
 		if s.String() == string(b) {
 			*c = circuitName(s)
 			return nil
@@ -69,7 +69,7 @@ func (c *circuitName) UnmarshalText(b []byte) error {
 	return fmt.Errorf("unknown circuit state %q", b)
 }
 
-func toWire(s dispatch.Snapshot) wireSnapshot {
+func toWire(s engine.Snapshot) wireSnapshot {
 	w := wireSnapshot{Snapshot: s, Endpoints: make([]wireEndpoint, len(s.Endpoints))}
 	w.Snapshot.Endpoints = nil
 	for i, e := range s.Endpoints {
@@ -78,12 +78,12 @@ func toWire(s dispatch.Snapshot) wireSnapshot {
 	return w
 }
 
-func fromWire(w wireSnapshot) dispatch.Snapshot {
+func fromWire(w wireSnapshot) engine.Snapshot {
 	s := w.Snapshot
-	s.Endpoints = make([]dispatch.EndpointStats, len(w.Endpoints))
+	s.Endpoints = make([]engine.EndpointStats, len(w.Endpoints))
 	for i, e := range w.Endpoints {
 		s.Endpoints[i] = e.EndpointStats
-		s.Endpoints[i].Circuit = dispatch.CircuitState(e.Circuit)
+		s.Endpoints[i].Circuit = engine.CircuitState(e.Circuit)
 	}
 	return s
 }

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // Options configure a Reporter. Config and Conn are required; zero values of
@@ -81,7 +81,7 @@ type Reporter struct {
 	log    logr.Logger
 
 	startOnce sync.Once
-	disabled  []dispatch.DisabledEndpoint
+	disabled  []engine.DisabledEndpoint
 
 	mu     sync.Mutex
 	engine Engine
@@ -156,9 +156,9 @@ func (r *Reporter) WaitForSync(ctx context.Context) error {
 }
 
 // Disabled returns the endpoints whose status says they are disabled, for
-// dispatch.Options.Disabled, so a restart does not re-enable them. Call it
+// engine.Options.Disabled, so a restart does not re-enable them. Call it
 // after WaitForSync.
-func (r *Reporter) Disabled(ctx context.Context) ([]dispatch.DisabledEndpoint, error) {
+func (r *Reporter) Disabled(ctx context.Context) ([]engine.DisabledEndpoint, error) {
 	var err error
 	r.startOnce.Do(func() {
 		var eps []hooklinev1.WebhookEndpoint
@@ -170,8 +170,8 @@ func (r *Reporter) Disabled(ctx context.Context) ([]dispatch.DisabledEndpoint, e
 }
 
 // Observer turns the engine's signals into Events: pass it as
-// dispatch.Options.Observer.
-func (r *Reporter) Observer() dispatch.Observer { return r.events }
+// engine.Options.Observer.
+func (r *Reporter) Observer() engine.Observer { return r.events }
 
 // Run reports, follows status and records Events until ctx ends; while this
 // process holds the lease it also writes status. Call it after WaitForSync.

@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
 )
 
@@ -28,7 +28,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 	q := openQueue(t)
 	eng := &fakeEngine{process: "p1"}
 	delivered := time.Now().Add(-time.Minute)
-	eng.figures(ep, sub, dispatch.Counts{Delivered: 3, LastDeliveryTime: delivered}, dispatch.CircuitClosed)
+	eng.figures(ep, sub, engine.Counts{Delivered: 3, LastDeliveryTime: delivered}, engine.CircuitClosed)
 	backlog := fakeBacklog{queue.Backlog{
 		Endpoints: map[queue.EndpointKey]uint64{{Namespace: ns, Endpoint: "billing"}: 2},
 		Ordered:   map[queue.SubscriptionKey]uint64{{Namespace: ns, Subscription: "invoices"}: 1},
@@ -65,8 +65,8 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 	}
 
 	// Failing: Degraded with the last failure, never a response body.
-	eng.figures(ep, sub, dispatch.Counts{Delivered: 3, Failed: 2, ConsecutiveFailures: 2, LastDeliveryTime: delivered,
-		LastFailure: &dispatch.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, dispatch.CircuitClosed)
+	eng.figures(ep, sub, engine.Counts{Delivered: 3, Failed: 2, ConsecutiveFailures: 2, LastDeliveryTime: delivered,
+		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, engine.CircuitClosed)
 	eventually(t, 30*time.Second, func() (bool, string) {
 		e := getEndpoint(t, ns, "billing")
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDegraded)
@@ -79,8 +79,8 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 
 	// The circuit opens: held until the next probe, on the endpoint and its
 	// subscriptions.
-	eng.figures(ep, sub, dispatch.Counts{Delivered: 3, Failed: 5, ConsecutiveFailures: 5, LastDeliveryTime: delivered,
-		LastFailure: &dispatch.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, dispatch.CircuitOpen)
+	eng.figures(ep, sub, engine.Counts{Delivered: 3, Failed: 5, ConsecutiveFailures: 5, LastDeliveryTime: delivered,
+		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, engine.CircuitOpen)
 	eventually(t, 30*time.Second, func() (bool, string) {
 		e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
 		d, sd := condOf(e.Status.Conditions, hooklinev1.ConditionDegraded), condOf(s.Status.Conditions, hooklinev1.ConditionDegraded)
@@ -90,7 +90,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 	})
 
 	// The engine disables the endpoint (410 Gone).
-	eng.update(func(s *dispatch.Snapshot) {
+	eng.update(func(s *engine.Snapshot) {
 		s.Endpoints[0].Disabled, s.Endpoints[0].DisabledReason, s.Endpoints[0].DisabledSince = true, gone410, time.Now()
 	})
 	eventually(t, 30*time.Second, func() (bool, string) {
@@ -185,7 +185,7 @@ func TestStatusWritesAreBounded(t *testing.T) {
 	var n uint64
 	for time.Since(start) < 3*time.Second {
 		n++
-		eng.figures(ep, sub, dispatch.Counts{Delivered: n, LastDeliveryTime: time.Now()}, dispatch.CircuitClosed)
+		eng.figures(ep, sub, engine.Counts{Delivered: n, LastDeliveryTime: time.Now()}, engine.CircuitClosed)
 		time.Sleep(50 * time.Millisecond)
 	}
 	eventually(t, 30*time.Second, func() (bool, string) {
@@ -237,7 +237,7 @@ func TestApplyLeavesOperatorReadyAlone(t *testing.T) {
 	}
 	q := openQueue(t)
 	eng := &fakeEngine{process: "p1"}
-	eng.figures(ep, sub, dispatch.Counts{Delivered: 1, LastDeliveryTime: time.Now()}, dispatch.CircuitClosed)
+	eng.figures(ep, sub, engine.Counts{Delivered: 1, LastDeliveryTime: time.Now()}, engine.CircuitClosed)
 	startReporter(t, q, Options{Namespaces: []string{ns}, ReportEvery: 100 * time.Millisecond, WriteInterval: 200 * time.Millisecond}, eng)
 
 	eventually(t, 30*time.Second, func() (bool, string) {
@@ -255,8 +255,8 @@ func TestApplyLeavesOperatorReadyAlone(t *testing.T) {
 	// The operator applies again; the dispatcher's conditions stay, and the
 	// dispatcher's next write leaves the operator's Ready as it is.
 	applyReady(t, ep, "Still ready.")
-	eng.figures(ep, sub, dispatch.Counts{Delivered: 1, Failed: 1, ConsecutiveFailures: 1, LastDeliveryTime: time.Now().Add(-time.Second),
-		LastFailure: &dispatch.Failure{Time: time.Now(), StatusCode: 500, Reason: "HTTP 500 Internal Server Error"}}, dispatch.CircuitClosed)
+	eng.figures(ep, sub, engine.Counts{Delivered: 1, Failed: 1, ConsecutiveFailures: 1, LastDeliveryTime: time.Now().Add(-time.Second),
+		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 500, Reason: "HTTP 500 Internal Server Error"}}, engine.CircuitClosed)
 	eventually(t, 30*time.Second, func() (bool, string) {
 		e := getEndpoint(t, ns, "billing")
 		return condOf(e.Status.Conditions, hooklinev1.ConditionDegraded).Status == "True", describeConds(e.Status.Conditions)
@@ -287,8 +287,8 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 
 	// Replica one's engine disables the endpoint (410 Gone).
 	one := &fakeEngine{process: "one"}
-	one.figures(ep, sub, dispatch.Counts{Delivered: 1, LastDeliveryTime: time.Now()}, dispatch.CircuitClosed)
-	one.update(func(s *dispatch.Snapshot) {
+	one.figures(ep, sub, engine.Counts{Delivered: 1, LastDeliveryTime: time.Now()}, engine.CircuitClosed)
+	one.update(func(s *engine.Snapshot) {
 		s.Endpoints[0].Disabled, s.Endpoints[0].DisabledReason, s.Endpoints[0].DisabledSince = true, gone410, time.Now()
 	})
 	r1 := startReporter(t, q, opts, one)
@@ -341,7 +341,7 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 	// Disabled again later (auto-disable on replica one): it sticks, though
 	// the annotation still holds the value that re-enabled it before, and
 	// replica two follows.
-	one.update(func(s *dispatch.Snapshot) {
+	one.update(func(s *engine.Snapshot) {
 		s.Endpoints[0].Disabled, s.Endpoints[0].DisabledSince = true, time.Now()
 		s.Endpoints[0].DisabledReason = "Every delivery has failed for more than 1h0m0s (since 2026-11-26T12:00:00Z); last: HTTP 500 Internal Server Error."
 	})
@@ -377,8 +377,8 @@ func TestOneWriterAndFinalReports(t *testing.T) {
 	lease := &Lease{Namespace: ns, Duration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 300 * time.Millisecond}
 	opts := Options{Namespaces: []string{ns}, ReportEvery: 100 * time.Millisecond, WriteInterval: 200 * time.Millisecond, Lease: lease}
 	engines := map[string]*fakeEngine{"a": {process: "a"}, "b": {process: "b"}}
-	engines["a"].figures(ep, sub, dispatch.Counts{Delivered: 3, LastDeliveryTime: time.Now()}, dispatch.CircuitClosed)
-	engines["b"].figures(ep, sub, dispatch.Counts{Delivered: 4, LastDeliveryTime: time.Now()}, dispatch.CircuitClosed)
+	engines["a"].figures(ep, sub, engine.Counts{Delivered: 3, LastDeliveryTime: time.Now()}, engine.CircuitClosed)
+	engines["b"].figures(ep, sub, engine.Counts{Delivered: 4, LastDeliveryTime: time.Now()}, engine.CircuitClosed)
 	reporters := map[string]*running{"a": startReporter(t, q, opts, engines["a"]), "b": startReporter(t, q, opts, engines["b"])}
 
 	deliveredIs := func(n int64) func() (bool, string) {
@@ -410,7 +410,7 @@ func TestOneWriterAndFinalReports(t *testing.T) {
 	// process takes over, and nothing is lost or counted twice.
 	reporters[leader].stop()
 	eventually(t, 30*time.Second, func() (bool, string) { return holder() == other, "lease holder " + holder() })
-	engines[other].update(func(s *dispatch.Snapshot) {
+	engines[other].update(func(s *engine.Snapshot) {
 		s.Subscriptions[0].Delivered++
 		s.Endpoints[0].Delivered++
 	})

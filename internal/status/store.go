@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 )
 
 // Bucket is the JetStream key-value bucket holding the reports and the base.
@@ -177,15 +177,15 @@ type publisher struct {
 	mu      sync.Mutex
 	process string
 	epoch   int
-	rev     uint64             // revision of the last write; 0: the key is new
-	last    *dispatch.Snapshot // raw figures of the last report written
-	offset  *dispatch.Snapshot // figures already folded into the base
+	rev     uint64           // revision of the last write; 0: the key is new
+	last    *engine.Snapshot // raw figures of the last report written
+	offset  *engine.Snapshot // figures already folded into the base
 	closed  bool
 }
 
 var errFolded = errors.New("the report was folded into the base while this process ran")
 
-func (p *publisher) publish(ctx context.Context, snap dispatch.Snapshot, applied map[string]string, final bool) error {
+func (p *publisher) publish(ctx context.Context, snap engine.Snapshot, applied map[string]string, final bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

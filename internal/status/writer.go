@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/dispatch"
+	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
 )
 
@@ -88,17 +88,17 @@ func (w *writer) tick(ctx context.Context) error {
 
 // merge reads the reports, folds those of processes that are gone into the
 // base, and merges the rest on top of it.
-func (w *writer) merge(ctx context.Context, eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription) (dispatch.Snapshot, error) {
+func (w *writer) merge(ctx context.Context, eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription) (engine.Snapshot, error) {
 	ix := newIndex(eps, subs)
 	entries, b, rev, err := w.st.load(ctx, w.reports, w.log)
 	if err != nil {
-		return dispatch.Snapshot{}, err
+		return engine.Snapshot{}, err
 	}
 	if rev == 0 {
 		// No base yet: a new bucket. Whatever status shows was counted by
 		// processes whose reports are lost; it is where the figures resume.
 		if err := w.st.writeBase(ctx, seed(eps, subs), 0); err != nil {
-			return dispatch.Snapshot{}, err
+			return engine.Snapshot{}, err
 		}
 		w.log.Info("Started the delivery figures from the counts in status", "bucket", Bucket)
 		return w.merge(ctx, eps, subs)
@@ -109,7 +109,7 @@ func (w *writer) merge(ctx context.Context, eps []hooklinev1.WebhookEndpoint, su
 		// Compare-and-set: if another writer got there first, nothing is
 		// deleted and the next round starts from its base.
 		if err := w.st.writeBase(ctx, f.base, rev); err != nil {
-			return dispatch.Snapshot{}, err
+			return engine.Snapshot{}, err
 		}
 	}
 	for _, k := range f.remove {
@@ -120,13 +120,13 @@ func (w *writer) merge(ctx context.Context, eps []hooklinev1.WebhookEndpoint, su
 	return mergeReports(f.base.Snapshot, f.live, ix, now, w.present), nil
 }
 
-func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription, merged dispatch.Snapshot, now time.Time) error {
-	epStats := map[statKey]*dispatch.EndpointStats{}
+func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription, merged engine.Snapshot, now time.Time) error {
+	epStats := map[statKey]*engine.EndpointStats{}
 	for i := range merged.Endpoints {
 		s := &merged.Endpoints[i]
 		epStats[statKey{s.Namespace, s.Name, s.UID}] = s
 	}
-	subStats := map[statKey]*dispatch.SubscriptionStats{}
+	subStats := map[statKey]*engine.SubscriptionStats{}
 	for i := range merged.Subscriptions {
 		s := &merged.Subscriptions[i]
 		subStats[statKey{s.Namespace, s.Name, s.UID}] = s
@@ -236,7 +236,7 @@ func seed(eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription) base
 	for i := range eps {
 		ep := &eps[i]
 		if d := ep.Status.Delivery; d != nil {
-			b.Snapshot.Endpoints = append(b.Snapshot.Endpoints, dispatch.EndpointStats{
+			b.Snapshot.Endpoints = append(b.Snapshot.Endpoints, engine.EndpointStats{
 				Namespace: ep.Namespace, Name: ep.Name, UID: string(ep.UID), Counts: countsOf(d),
 			})
 		}
@@ -244,7 +244,7 @@ func seed(eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription) base
 	for i := range subs {
 		s := &subs[i]
 		if d := s.Status.Delivery; d != nil {
-			b.Snapshot.Subscriptions = append(b.Snapshot.Subscriptions, dispatch.SubscriptionStats{
+			b.Snapshot.Subscriptions = append(b.Snapshot.Subscriptions, engine.SubscriptionStats{
 				Namespace: s.Namespace, Name: s.Name, UID: string(s.UID), Counts: countsOf(d),
 			})
 		}
@@ -254,13 +254,13 @@ func seed(eps []hooklinev1.WebhookEndpoint, subs []hooklinev1.Subscription) base
 
 // countsOf reads counts back from status. The failure streak is left out:
 // the processes still running report theirs.
-func countsOf(d *hooklinev1.DeliveryStatus) dispatch.Counts {
-	c := dispatch.Counts{Delivered: uint64(max(d.Delivered, 0)), Failed: uint64(max(d.Failed, 0)), Dead: uint64(max(d.Dead, 0))}
+func countsOf(d *hooklinev1.DeliveryStatus) engine.Counts {
+	c := engine.Counts{Delivered: uint64(max(d.Delivered, 0)), Failed: uint64(max(d.Failed, 0)), Dead: uint64(max(d.Dead, 0))}
 	if d.LastDeliveryTime != nil {
 		c.LastDeliveryTime = d.LastDeliveryTime.Time
 	}
 	if f := d.LastFailure; f != nil {
-		c.LastFailure = &dispatch.Failure{Time: f.Time.Time, StatusCode: int(f.StatusCode), Reason: f.Reason}
+		c.LastFailure = &engine.Failure{Time: f.Time.Time, StatusCode: int(f.StatusCode), Reason: f.Reason}
 	}
 	return c
 }

@@ -30,22 +30,22 @@ import (
 	"github.com/hookline/hookline/internal/signing"
 )
 
-// process is a hookline process under test, its output in a log file.
-type process struct {
+// proc is a hookline process under test, its output in a log file.
+type proc struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
 }
 
-func startProcess(name, bin string, args ...string) *process {
+func startProcess(name, bin string, args ...string) *proc {
 	logPath := filepath.Join(workDir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
 	log, err := os.Create(logPath)
 	Expect(err).NotTo(HaveOccurred())
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	Expect(cmd.Start()).To(Succeed())
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		log.Close()
@@ -55,7 +55,7 @@ func startProcess(name, bin string, args ...string) *process {
 }
 
 // stop asks the process to stop and waits, killing it if it takes too long.
-func (p *process) stop() {
+func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -66,7 +66,7 @@ func (p *process) stop() {
 }
 
 // kill ends the process with SIGKILL, as a node failure or OOM kill would.
-func (p *process) kill() {
+func (p *proc) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hookline/hookline/internal/controlplane"
-	"github.com/hookline/hookline/internal/operator"
+	"github.com/hookline/hookline/internal/process"
 )
 
 var (
@@ -26,8 +26,8 @@ var (
 	hookline  string // the binary under test
 	kubectl   string
 	workDir   string
-	operatorP *process
-	dispP     *process
+	operatorP *proc
+	dispP     *proc
 	apiURL    string
 )
 
@@ -43,7 +43,7 @@ var _ = BeforeSuite(func() {
 	workDir = GinkgoT().TempDir()
 	env, err = controlplane.Start(controlplane.Options{ControllerManager: true})
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(env.Config, client.Options{Scheme: operator.Scheme()})
+	k8s, err = client.New(env.Config, client.Options{Scheme: process.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 
 	hookline = filepath.Join(workDir, "hookline")
@@ -62,7 +62,7 @@ var _ = BeforeSuite(func() {
 })
 
 var _ = AfterSuite(func() {
-	for _, p := range []*process{dispP, operatorP} {
+	for _, p := range []*proc{dispP, operatorP} {
 		if p != nil {
 			p.stop()
 		}
@@ -74,7 +74,7 @@ var _ = AfterSuite(func() {
 
 // startDispatcher runs `hookline dispatcher` on a fixed data directory, so a restart after a
 // kill reopens the same queue, and waits until it is ready.
-func startDispatcher() *process {
+func startDispatcher() *proc {
 	if apiURL == "" {
 		apiURL = "http://" + freeAddr()
 	}

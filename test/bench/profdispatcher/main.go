@@ -1,5 +1,5 @@
 // Command profdispatcher is the dispatcher as `hookline dispatcher` assembles it
-// (internal/dispatcher.Run), taking the flags the benchmark passes, plus a loopback
+// (internal/app/dispatcher.Run), taking the flags the benchmark passes, plus a loopback
 // listener that starts and stops CPU profiles, so `bench -profile-dir` can profile each
 // phase of the real workload. The released binary serves no pprof; both bind the same
 // flags through dispatcher.BindFlags.
@@ -16,7 +16,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/hookline/hookline/internal/dispatcher"
+	"github.com/hookline/hookline/internal/app/dispatcher"
 )
 
 func main() {

@@ -1,0 +1,358 @@
+// Package dispatcher assembles the `hookline dispatcher` process: the queue (embedded
+// NATS JetStream or an external cluster), the registry of endpoints and subscriptions, the
+// delivery engine, status reporting and the HTTP API (publishing and admin), and runs
+// them until stopped.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+
+	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/engine"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/registry"
+	"github.com/hookline/hookline/internal/server"
+	"github.com/hookline/hookline/internal/ssrf"
+	"github.com/hookline/hookline/internal/status"
+)
+
+// Config is the dispatcher's configuration, from its flags.
+type Config struct {
+	Listen        string // publishing and admin API
+	MetricsListen string // Prometheus metrics; empty disables
+	Queue         queue.Config
+	Namespaces    []string
+	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
+	Auth         string
+	MaxBodyBytes int64
+	AllowCIDRs   []string // destinations allowed despite the SSRF guard
+	DenyCIDRs    []string // more destinations to refuse (cluster networks)
+	Workers      int
+	// StatusInterval is the least time between two status writes of one endpoint or
+	// subscription; zero means status.DefaultWriteInterval.
+	StatusInterval time.Duration
+	// LeaseNamespace holds the Lease that elects the one replica writing status. Empty
+	// means the namespace the pod runs in; outside a pod, no Lease is taken and this
+	// process writes status, which is right only when it is the only dispatcher.
+	LeaseNamespace string
+	Logger         logr.Logger
+	Clock          clock.PassiveClock
+	// Ready, when set, is closed once the dispatcher serves and delivers.
+	Ready chan<- struct{}
+	// Listening, when set, receives the API's address once it listens (for port 0).
+	Listening func(api, metrics net.Addr)
+}
+
+// Validate checks the configuration, naming the flag at fault.
+func (c *Config) Validate() error {
+	switch c.Auth {
+	case "kubernetes", "none":
+	default:
+		return fmt.Errorf("--auth=%q: choose kubernetes (publishers authenticate with their ServiceAccount token) or none (local use only)", c.Auth)
+	}
+	if c.Listen == "" {
+		return errors.New("--listen is required, e.g. :8080")
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Run runs the dispatcher until ctx ends. cfg connects to the Kubernetes API.
+func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	d, err := assemble(ctx, restCfg, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	return d.run(ctx, lns)
+}
+
+// dispatcher is one dispatcher process's parts, assembled and not yet running.
+type dispatcher struct {
+	cfg      Config
+	log      logr.Logger
+	clk      clock.PassiveClock
+	q        *queue.Queue
+	pool     *delivery.Pool
+	reg      *registry.Registry
+	reporter *status.Reporter
+	metrics  *prometheus.Registry
+	api      http.Handler
+}
+
+// assemble opens the queue and builds every part around it: the registry of
+// endpoints and subscriptions, status reporting and the HTTP API. The engine
+// is built later, in runEngine, because it starts from what status says is
+// disabled.
+func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatcher, err error) {
+	d := &dispatcher{cfg: cfg, log: cfg.Logger, clk: cfg.Clock}
+	if d.clk == nil {
+		d.clk = clock.RealClock{}
+	}
+	policy, err := ssrf.ParsePolicy(cfg.AllowCIDRs, cfg.DenyCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-cidr/--deny-cidr: %w", err)
+	}
+	if d.q, err = queue.Open(ctx, cfg.Queue, d.log.WithName("queue")); err != nil {
+		return nil, fmt.Errorf("opening the queue: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+
+	// An endpoint may have up to 1,000 requests in flight (limits.maxInFlight); fewer idle
+	// connections than that would make every burst dial (and, over HTTPS, handshake) again.
+	d.pool = delivery.NewPool(delivery.PoolOptions{Clock: d.clk, MaxIdleConnsPerHost: 1000})
+	d.reg, err = registry.New(restCfg, registry.Options{
+		Namespaces: cfg.Namespaces, Pool: d.pool, SSRF: policy, Clock: d.clk, Logger: d.log.WithName("registry"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up the registry: %w", err)
+	}
+
+	d.metrics = prometheus.NewRegistry()
+	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if d.reporter, err = newReporter(restCfg, cfg, d.q, d.clk, d.log); err != nil {
+		return nil, fmt.Errorf("setting up status reporting: %w", err)
+	}
+
+	authz, err := authorizer(restCfg, cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	d.api, err = server.NewHandler(server.Options{
+		Publisher:    publisher{d.q},
+		Deliveries:   d.q,
+		Authorizer:   authz,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Namespaces:   cfg.Namespaces,
+		ReadyChecks: []server.Check{
+			{Name: "registry", Ready: d.reg.CheckReady},
+		},
+		Clock:  d.clk,
+		Logger: d.log.WithName("api"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *dispatcher) close() {
+	if d.pool != nil {
+		d.pool.CloseIdleConnections()
+	}
+	d.q.Close()
+}
+
+// newReporter sets up status reporting: the Lease holder among the replicas
+// writes status.
+func newReporter(restCfg *rest.Config, cfg Config, q *queue.Queue, clk clock.PassiveClock, log logr.Logger) (*status.Reporter, error) {
+	opts := status.Options{
+		Config: restCfg, Conn: q.Conn(), Replicas: cfg.Queue.Replicas, Backlog: q,
+		Namespaces: cfg.Namespaces, WriteInterval: cfg.StatusInterval, Logger: log.WithName("status"),
+	}
+	if c, ok := clk.(clock.WithTicker); ok {
+		opts.Clock = c
+	}
+	if ns := leaseNamespace(cfg.LeaseNamespace); ns != "" {
+		opts.Lease = &status.Lease{Namespace: ns}
+	} else {
+		log.Info("Not running in a pod and no lease namespace given: this process writes status without a Lease; run only one dispatcher like this")
+	}
+	return status.New(opts)
+}
+
+// listeners are the dispatcher's sockets: the API's, and the metrics' (nil when
+// disabled).
+type listeners struct{ api, metrics net.Listener }
+
+// listen opens the API's and the metrics' sockets, and reports their addresses
+// to cfg.Listening.
+func listen(cfg Config) (listeners, error) {
+	var l listeners
+	var err error
+	if l.api, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return l, fmt.Errorf("--listen=%s: %w", cfg.Listen, err)
+	}
+	if cfg.MetricsListen != "" {
+		if l.metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			_ = l.api.Close()
+			return l, fmt.Errorf("--metrics-listen=%s: %w", cfg.MetricsListen, err)
+		}
+	}
+	if cfg.Listening != nil {
+		var m net.Addr
+		if l.metrics != nil {
+			m = l.metrics.Addr()
+		}
+		cfg.Listening(l.api.Addr(), m)
+	}
+	return l, nil
+}
+
+// run starts every part and serves until ctx ends or a part fails.
+func (d *dispatcher) run(ctx context.Context, lns listeners) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.reg.Start(ctx) })
+	g.Go(func() error { return d.reporter.Start(ctx) })
+	g.Go(func() error { return d.runEngine(ctx) })
+	g.Go(func() error { return serve(ctx, lns.api, d.api) })
+	if lns.metrics != nil {
+		g.Go(func() error {
+			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}))
+		})
+	}
+	if d.cfg.Ready != nil {
+		g.Go(func() error {
+			if err := d.reg.WaitForSync(ctx); err == nil {
+				close(d.cfg.Ready)
+			}
+			return nil
+		})
+	}
+	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
+	return g.Wait()
+}
+
+// runEngine builds the delivery engine once status and the registry are synced,
+// runs it until ctx ends, and reports its figures until it has drained.
+func (d *dispatcher) runEngine(ctx context.Context) error {
+	// The engine starts with the endpoints that status says are disabled, so a
+	// restart does not re-enable them.
+	if err := d.reporter.WaitForSync(ctx); err != nil {
+		return err
+	}
+	disabled, err := d.reporter.Disabled(ctx)
+	if err != nil {
+		return fmt.Errorf("reading disabled endpoints: %w", err)
+	}
+	eng, err := engine.New(engine.Options{
+		Queue: d.q, Routes: d.reg, Clock: d.clk, Logger: d.log.WithName("engine"), Metrics: d.metrics, Workers: d.cfg.Workers,
+		Observer: d.reporter.Observer(), Disabled: disabled,
+	})
+	if err != nil {
+		return err
+	}
+	// Status is reported until the engine has stopped; a problem with it is logged,
+	// never a reason to stop delivering.
+	reportCtx, stopReporting := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		if err := d.reporter.Run(reportCtx, eng); err != nil {
+			d.log.Error(err, "Delivery status is not reported")
+		}
+	}()
+	err = d.reg.WaitForSync(ctx)
+	if err == nil {
+		err = eng.Run(ctx)
+	}
+	stopReporting()
+	<-reported
+	// The last report, marked final, counts what the engine did while draining.
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if cerr := d.reporter.Close(final); cerr != nil {
+		d.log.Error(cerr, "Reporting the last delivery figures")
+	}
+	return err
+}
+
+// leaseNamespace is the namespace of the status writer's Lease: the one given, else the
+// pod's own.
+func leaseNamespace(given string) string {
+	if given != "" {
+		return given
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func queueMode(c queue.Config) string {
+	if c.Embedded {
+		return "embedded:" + c.DataDir
+	}
+	return "external:" + c.URL
+}
+
+// serve runs an HTTP server on ln until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		return nil
+	}
+}
+
+// authorizer decides who may use the API: Kubernetes RBAC, through TokenReview
+// and SubjectAccessReview, or, for local use only, nobody is asked.
+func authorizer(restCfg *rest.Config, mode string) (server.Authorizer, error) {
+	if mode == "none" {
+		return server.AllowAll{}, nil
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	return server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}), nil
+}
+
+// publisher stores published events in the queue.
+type publisher struct{ q *queue.Queue }
+
+func (p publisher) Publish(ctx context.Context, ev server.Event) (server.PublishResult, error) {
+	res, err := p.q.PublishEvent(ctx, queue.Event(ev))
+	return server.PublishResult{Duplicate: res.Duplicate}, err
+}
+
+func (p publisher) PublishBatch(ctx context.Context, evs []server.Event) ([]server.PublishResult, error) {
+	qevs := make([]queue.Event, len(evs))
+	for i, ev := range evs {
+		qevs[i] = queue.Event(ev)
+	}
+	res, err := p.q.PublishEvents(ctx, qevs)
+	out := make([]server.PublishResult, len(res))
+	for i, r := range res {
+		out[i] = server.PublishResult{Duplicate: r.Duplicate}
+	}
+	return out, err
+}

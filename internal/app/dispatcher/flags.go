@@ -1,0 +1,88 @@
+package dispatcher
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/hookline/hookline/internal/process"
+	"github.com/hookline/hookline/internal/queue"
+)
+
+// Flags are the dispatcher's command-line flags. `hookline dispatcher` and the benchmark's
+// profiling build bind the same set, so they cannot drift apart.
+type Flags struct {
+	cfg                                   Config
+	mode, durability, namespaces, kubecfg string
+	allow, deny                           stringList
+	log                                   *zap.Options
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// BindFlags registers the dispatcher's flags on fs.
+func BindFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{}
+	c := &f.cfg
+	fs.StringVar(&c.Listen, "listen", ":8080", "address of the publishing and admin API")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", ":9090", "address of the Prometheus metrics endpoint; empty disables it")
+	fs.StringVar(&f.mode, "queue", "embedded", "embedded: a NATS JetStream server in this process, storing in --data-dir (one replica); external: a JetStream cluster at --nats-url (any number of replicas)")
+	fs.StringVar(&c.Queue.DataDir, "data-dir", "/var/lib/hookline", "where the embedded queue stores events (a persistent volume)")
+	fs.StringVar(&c.Queue.URL, "nats-url", "", "URL of the external NATS JetStream cluster, with --queue=external")
+	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "NATS credentials file for the external cluster")
+	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
+	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
+	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
+	fs.StringVar(&c.Auth, "auth", "kubernetes", "kubernetes: publishers authenticate with their ServiceAccount token and need RBAC create on events.hookline.io; none: no authentication (local use only)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 256<<10, "largest event body accepted")
+	fs.Var(&f.allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
+	fs.Var(&f.deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
+	fs.IntVar(&c.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
+	fs.DurationVar(&c.StatusInterval, "status-interval", 10*time.Second, "least time between two status writes of one WebhookEndpoint or Subscription")
+	fs.StringVar(&c.LeaseNamespace, "lease-namespace", "", "namespace of the Lease electing the replica that writes status (default: the pod's namespace; outside a pod this process writes status alone)")
+	fs.StringVar(&f.kubecfg, "kubeconfig", "", "kubeconfig file; empty uses in-cluster config or $KUBECONFIG")
+	f.log = process.BindLogFlags(fs)
+	return f
+}
+
+// Config checks the parsed flags, naming the flag at fault, and returns the dispatcher's
+// configuration (logging to stderr) and the Kubernetes client configuration.
+func (f *Flags) Config() (Config, *rest.Config, error) {
+	cfg := f.cfg
+	switch f.mode {
+	case "embedded":
+		cfg.Queue.Embedded = true
+	case "external":
+		if cfg.Queue.URL == "" {
+			return cfg, nil, fmt.Errorf("--queue=external needs --nats-url")
+		}
+	default:
+		return cfg, nil, fmt.Errorf("--queue=%q: choose embedded or external", f.mode)
+	}
+	switch f.durability {
+	case "default":
+		cfg.Queue.Sync = queue.SyncDefault
+	case "always":
+		cfg.Queue.Sync = queue.SyncAlways
+	default:
+		return cfg, nil, fmt.Errorf("--durability=%q: choose default or always", f.durability)
+	}
+	if f.namespaces != "" {
+		cfg.Namespaces = strings.Split(f.namespaces, ",")
+	}
+	cfg.AllowCIDRs, cfg.DenyCIDRs = f.allow, f.deny
+	cfg.Logger = process.NewLogger(f.log, os.Stderr)
+	restCfg, err := process.RESTConfig(f.kubecfg)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return cfg, restCfg, nil
+}

@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/queue"
+)
+
+// handle is the queue.Handler of every delivery, from the shared consumer
+// and from ordered lanes alike. An unordered delivery is only decided on and
+// queued for its endpoint's send goroutines, so the shared consumer never
+// waits for a slow endpoint; an ordered one is sent on the lane's goroutine.
+func (e *Engine) handle(ctx context.Context, job *queue.Job) {
+	d := job.Delivery()
+	ns := d.Event.Namespace
+	sub := e.routes.Subscription(ns, d.Subscription)
+	if sub == nil || string(sub.UID) != d.SubscriptionUID {
+		e.drop(job, &d)
+		return
+	}
+	st := e.endpoint(ns, sub.Endpoint)
+	now := e.clock.Now()
+	switch {
+	case e.stop.Err() != nil:
+		e.hold(job, st, now, holdShutdown)
+		return
+	case sub.Suspended || !sub.Usable:
+		// Suspended (or broken) after the delivery was queued: keep it.
+		e.hold(job, st, spread(now.Add(e.opts.SuspendedHold), e.opts.SuspendedHold), holdSuspended)
+		return
+	}
+	ep := e.routes.Endpoint(ns, sub.Endpoint)
+	if reason, until := e.gate(st, ep, now); reason != "" {
+		e.park(job, st, until, reason)
+		return
+	}
+	// The endpoint takes deliveries: if some were parked (it was unsuspended,
+	// say), bring them back.
+	e.unpark(st, false)
+	t := &task{job: job, d: d, sub: sub, renewed: now}
+	if d.Ordered {
+		if err := e.acquire(ctx, st, job); err != nil {
+			e.hold(job, st, e.clock.Now(), holdShutdown)
+			return
+		}
+		defer e.release(st)
+		e.attempt(st, t)
+		return
+	}
+	// The endpoint's send goroutine resolves the job.
+	job.Detach()
+	if !e.enqueue(st, t) {
+		e.hold(job, st, e.busyUntil(st, e.clock.Now()), holdBusy)
+	}
+}
+
+// attempt makes one HTTP attempt of a delivery that holds a send slot, and
+// resolves its job.
+func (e *Engine) attempt(st *endpointState, t *task) {
+	if e.stop.Err() != nil {
+		e.hold(t.job, st, e.clock.Now(), holdShutdown)
+		return
+	}
+	ep := e.routes.Endpoint(t.d.Event.Namespace, st.key.name)
+	adm, reason, until := e.admit(st, ep, e.clock.Now())
+	if adm == admitHold {
+		e.park(t.job, st, until, reason)
+		return
+	}
+	probe := adm == admitProbe
+	if !e.waitRate(st, t.job) {
+		e.abandon(st, probe)
+		e.hold(t.job, st, e.clock.Now(), holdShutdown)
+		return
+	}
+	if e.clock.Since(t.renewed) >= e.opts.LeaseRenewal {
+		_ = t.job.InProgress()
+	}
+	msg := delivery.Message{
+		ID:           t.d.Event.ID,
+		Type:         t.d.Event.Type,
+		Time:         t.d.Event.Time,
+		Data:         t.d.Event.Data,
+		Namespace:    t.d.Event.Namespace,
+		Subscription: t.d.Subscription,
+		Format:       t.sub.Format,
+	}
+	start := e.clock.Now()
+	res := delivery.SendTimeout(e.sendCtx, ep.Target, msg, start, t.sub.Timeout)
+	if e.sendCtx.Err() != nil {
+		// Cut off by shutdown: not the endpoint's failure, not an attempt.
+		e.abandon(st, probe)
+		e.hold(t.job, st, e.clock.Now(), holdShutdown)
+		return
+	}
+	e.settle(st, t, &res, start, probe)
+}
+
+func (e *Engine) abandon(st *endpointState, probe bool) {
+	st.mu.Lock()
+	st.health.neutral(probe)
+	st.mu.Unlock()
+}
+
+// settle records an attempt's outcome and resolves the job by its verdict.
+func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start time.Time, probe bool) {
+	d, sub := &t.d, t.sub
+	ns := d.Event.Namespace
+	now := e.clock.Now()
+	what := describe(res)
+
+	var (
+		resolve   func() error
+		next      string
+		delivered bool
+		dead      *queue.DeadInfo
+		disable   string
+	)
+	switch res.Verdict {
+	case delivery.Delivered:
+		delivered, resolve = true, t.job.Done
+	case delivery.DisableEndpoint:
+		disable = "The receiver asked to disable the endpoint (webhook-delivery: disable); deliveries are held until it is re-enabled."
+		if res.StatusCode == http.StatusGone {
+			disable = "The receiver answered 410 Gone; deliveries are held until the endpoint is re-enabled."
+		}
+		if res.StatusCode >= 200 && res.StatusCode < 300 {
+			delivered, resolve = true, t.job.Done
+		} else {
+			// The attempt is not spent: it is made again once a person
+			// re-enables the endpoint.
+			until := spread(now.Add(e.opts.DisabledHold), e.opts.DisabledHold)
+			resolve = func() error { return e.parkJob(t.job, st, until, holdDisabled) }
+			next = "held until the endpoint is re-enabled"
+		}
+	case delivery.Retry:
+		at, ok, why := sub.Policy.Next(d.Attempt, d.FirstAttempt, now, *res, nil)
+		if ok {
+			resolve = func() error { return t.job.RetryAt(at) }
+			next = why
+		} else {
+			dead = &queue.DeadInfo{StatusCode: res.StatusCode, Reason: what + "; " + why, Time: now}
+			next = "dead: " + why
+		}
+	default: // Abort, Failed
+		_, _, why := sub.Policy.Next(d.Attempt, d.FirstAttempt, now, *res, nil)
+		dead = &queue.DeadInfo{StatusCode: res.StatusCode, Reason: what + "; " + why, Time: now}
+		next = "dead: " + why
+	}
+	if dead != nil {
+		info := *dead
+		resolve = func() error { return t.job.Dead(info) }
+	}
+
+	a := queue.Attempt{Time: start, Attempt: d.Attempt, StatusCode: res.StatusCode, Latency: res.Latency, Response: string(res.Body)}
+	switch {
+	case !delivered:
+		a.Error = what + "; " + next
+	case disable != "":
+		a.Error = disable
+	}
+	if err := e.q.RecordAttempt(e.sendCtx, ns, d.Subscription, a); err != nil {
+		e.log.V(1).Info("Could not record a delivery attempt", "namespace", ns, "subscription", d.Subscription, "error", err.Error())
+	}
+	if err := resolve(); err != nil {
+		e.log.Error(err, "Resolving a delivery failed; it comes back when its lease runs out",
+			"namespace", ns, "subscription", d.Subscription, "event", d.Event.ID, "attempt", d.Attempt)
+	}
+
+	// Figures and the endpoint's health.
+	fail := Failure{Time: now, StatusCode: res.StatusCode, Reason: what}
+	e.subscriptionState(ns, sub.Name, string(sub.UID)).update(string(sub.UID), func(c *Counts) {
+		if delivered {
+			c.delivered(now)
+		} else {
+			c.failed(fail)
+		}
+		if dead != nil {
+			c.Dead++
+		}
+	})
+	st.mu.Lock()
+	if delivered {
+		st.c.delivered(now)
+	} else {
+		st.c.failed(fail)
+	}
+	if dead != nil {
+		st.c.Dead++
+	}
+	if res.Verdict != delivery.Failed {
+		st.observeLatencyLocked(res.Latency)
+	}
+	prev := st.health.state
+	autoDisable := false
+	switch {
+	case delivered:
+		st.health.success()
+	case res.Verdict == delivery.Retry:
+		st.health.failure(now, probe)
+		autoDisable = st.health.failedFor(now, st.limits.DisableAfter)
+	default:
+		st.health.neutral(probe)
+	}
+	cur, consecutive, cooldown, uid := st.health.state, st.health.consecutive, st.health.cooldown, st.uid
+	disableAfter, failingSince := st.limits.DisableAfter, st.health.failingSince
+	st.mu.Unlock()
+
+	switch {
+	case cur == CircuitOpen && prev == CircuitHalfOpen:
+		e.circuitChanged(st, prev, cur, now, res.StatusCode,
+			fmt.Sprintf("The probe delivery failed (%s); deliveries are held for %s.", what, cooldown))
+	case cur == CircuitOpen:
+		e.circuitChanged(st, prev, cur, now, res.StatusCode,
+			fmt.Sprintf("%d deliveries in a row failed (last: %s); deliveries are held for %s.", consecutive, what, cooldown))
+	default:
+		e.circuitChanged(st, prev, cur, now, res.StatusCode, "A delivery succeeded; deliveries resume.")
+		if prev != CircuitClosed && cur == CircuitClosed {
+			e.unpark(st, true)
+		}
+	}
+	if disable != "" {
+		e.disable(st, uid, now, disable)
+	}
+	if autoDisable {
+		e.disable(st, uid, now, fmt.Sprintf("Every delivery has failed for more than %s (since %s); last: %s.",
+			disableAfter, failingSince.UTC().Format(time.RFC3339), what))
+	}
+
+	class := attemptClass(res)
+	e.m.attempts.WithLabelValues(ns, sub.Name, class).Inc()
+	if class != attemptInvalid {
+		st.latencyObs.Observe(res.Latency.Seconds())
+	}
+	switch {
+	case delivered:
+		e.m.deliveries.WithLabelValues(ns, sub.Name, outcomeDelivered).Inc()
+	case dead != nil:
+		e.m.deliveries.WithLabelValues(ns, sub.Name, outcomeDead).Inc()
+		e.m.dead.WithLabelValues(ns, sub.Name).Inc()
+		e.signal(Signal{Kind: SignalDeliveryDead, Time: now, Namespace: ns, Endpoint: st.key.name,
+			Subscription: sub.Name, EventID: d.Event.ID, StatusCode: res.StatusCode,
+			Reason: fmt.Sprintf("Delivery of event %s failed for good after %d attempts: %s.", d.Event.ID, d.Attempt, dead.Reason)})
+	}
+}
+
+// describe says what went wrong with an attempt, in words fit for status:
+// the transport error (delivery names the endpoint by scheme and host only)
+// or the HTTP status, never the response body.
+func describe(res *delivery.Result) string {
+	switch {
+	case res.Err != nil:
+		return res.Err.Error()
+	case res.StatusCode >= 200 && res.StatusCode < 300:
+		return ""
+	}
+	if text := http.StatusText(res.StatusCode); text != "" {
+		return fmt.Sprintf("HTTP %d %s", res.StatusCode, text)
+	}
+	return fmt.Sprintf("HTTP %d", res.StatusCode)
+}
+
+// sentence capitalises the policy's reason for an Event or a condition.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	b := []byte(s)
+	if b[0] >= 'a' && b[0] <= 'z' {
+		b[0] -= 'a' - 'A'
+	}
+	if b[len(b)-1] != '.' {
+		b = append(b, '.')
+	}
+	return string(b)
+}
+
+// hold puts a delivery back until the given time without spending an
+// attempt.
+func (e *Engine) hold(job *queue.Job, st *endpointState, until time.Time, reason string) {
+	if err := job.Hold(until); err != nil {
+		d := job.Delivery()
+		e.log.Error(err, "Holding a delivery failed; it comes back when its lease runs out",
+			"namespace", st.key.ns, "subscription", d.Subscription, "event", d.Event.ID)
+	}
+	e.m.holds.WithLabelValues(st.key.ns, st.key.name, reason).Inc()
+}
+
+// drop acknowledges a delivery whose subscription is gone, or was deleted
+// and created again since the delivery was queued.
+func (e *Engine) drop(job *queue.Job, d *queue.Delivery) {
+	if err := job.Done(); err != nil {
+		e.log.Error(err, "Dropping a delivery of a deleted subscription failed",
+			"namespace", d.Event.Namespace, "subscription", d.Subscription)
+	}
+	e.m.deliveries.WithLabelValues(d.Event.Namespace, d.Subscription, outcomeDropped).Inc()
+}

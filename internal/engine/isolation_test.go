@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+func TestCircuitBreakerHoldsWithoutSpendingAttempts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		if r.n <= 4 {
+			w.WriteHeader(http.StatusServiceUnavailable - 1) // 502: not a throttle, retried on schedule
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.endpoint("erp", rc)
+	// Five attempts a second apart: without the breaker the delivery would
+	// be dead within about five seconds.
+	f.subscription("invoices", "erp", schedule("1s", "1s", "1s", "1s"))
+	opts := testOptions()
+	opts.Breaker = BreakerConfig{Threshold: 3, MinCooldown: 2 * time.Second, MaxCooldown: 8 * time.Second}
+	eng := f.start(opts)
+	f.publish("e1")
+
+	eventually(t, "delivery", func() bool { return f.subscriptionStats("invoices").Delivered == 1 })
+	eventually(t, "the attempt log", func() bool { return len(f.attempts("invoices")) == 5 })
+	// Every attempt number is a request the receiver got; holds in between
+	// spent none.
+	if got := attemptNumbers(f.attempts("invoices")); got != "5:204 4:502 3:502 2:502 1:502" {
+		t.Errorf("attempt log %s, want attempts 1-4 failing and 5 delivered", got)
+	}
+	if n := len(f.dead("invoices")); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	var moves []string
+	for _, s := range f.signals.of(SignalCircuitChanged) {
+		moves = append(moves, s.Circuit.String())
+	}
+	if got := strings.Join(moves, " "); got != "Open HalfOpen Open HalfOpen Closed" {
+		t.Errorf("circuit went %s, want Open HalfOpen Open HalfOpen Closed", got)
+	}
+	reqs := rc.requests()
+	// The probes wait out the cool-downs: 2s after the circuit opened, then
+	// 4s after the failed probe.
+	if gap := reqs[3].at.Sub(reqs[2].at); gap < 2*time.Second {
+		t.Errorf("first probe %s after the circuit opened, want at least 2s", gap)
+	}
+	if gap := reqs[4].at.Sub(reqs[3].at); gap < 4*time.Second {
+		t.Errorf("second probe %s after the first failed, want at least 4s", gap)
+	}
+	if n := metricValue(eng.m.holds.WithLabelValues(ns, "erp", holdCircuitOpen)); n < 1 {
+		t.Errorf("%v circuit holds, want some", n)
+	}
+	if n := metricValue(eng.m.circuitOpen.WithLabelValues(ns, "erp")); n != 0 {
+		t.Errorf("hookline_endpoint_circuit_open %v after closing", n)
+	}
+	if st := f.endpointStats("erp"); st.Circuit != CircuitClosed || st.Delivered != 1 || st.Failed != 4 || st.ConsecutiveFailures != 0 {
+		t.Errorf("endpoint figures %+v", st)
+	}
+}
+
+func TestAutoDisableAndInitialDisable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	back := make(chan struct{})
+	failing := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		select {
+		case <-back:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	parked := newReceiver(t, false, nil)
+	f.endpoint("flaky", failing, limits(func(l *hooklinev1.EndpointLimits) { l.DisableAfter = "3s" }))
+	f.endpoint("parked", parked)
+	f.subscription("flaky", "flaky", schedule("1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"))
+	f.subscription("parked", "parked")
+	opts := testOptions()
+	opts.Breaker = BreakerConfig{Threshold: 2, MinCooldown: time.Second, MaxCooldown: time.Second}
+	opts.Disabled = []DisabledEndpoint{{Namespace: ns, Name: "parked", Since: time.Now().Add(-time.Hour), Reason: "Gone yesterday."}}
+	eng := f.start(opts)
+	f.publish("e1")
+
+	eventually(t, "the auto-disable", func() bool {
+		for _, s := range f.signals.of(SignalEndpointDisabled) {
+			if s.Endpoint == "flaky" {
+				return true
+			}
+		}
+		return false
+	})
+	st := f.endpointStats("flaky")
+	if !st.Disabled || !strings.Contains(st.DisabledReason, "failed for more than 3s") {
+		t.Errorf("endpoint figures %+v, want disabled for failing 3s", st)
+	}
+	if n := len(f.dead("flaky")); n != 0 {
+		t.Errorf("%d dead letters: the delivery should be kept", n)
+	}
+	if parked.count() != 0 || !f.endpointStats("parked").Disabled {
+		t.Errorf("the endpoint disabled at start got %d requests", parked.count())
+	}
+
+	close(back)
+	eng.Enable(ns, "flaky")
+	eng.Enable(ns, "parked")
+	eventually(t, "deliveries after Enable", func() bool {
+		return f.subscriptionStats("flaky").Delivered == 1 && parked.count() == 1
+	})
+	if len(eng.Disabled()) != 0 {
+		t.Errorf("still disabled: %+v", eng.Disabled())
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rc := newReceiver(t, false, nil)
+	f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) {
+		rate, burst := int32(50), int32(1)
+		l.RateLimit, l.Burst = &rate, &burst
+	}))
+	f.subscription("invoices", "erp")
+	f.start(testOptions())
+	// More than fits the endpoint's in-memory queue (five seconds' worth),
+	// so some come back from holds.
+	const n = 300
+	f.publish(ids("e", n)...)
+
+	eventually(t, "every delivery", func() bool { return len(rc.byID()) == n })
+	reqs := rc.requests()
+	elapsed := reqs[len(reqs)-1].at.Sub(reqs[0].at)
+	rate := float64(len(reqs)-1) / elapsed.Seconds()
+	t.Logf("%d requests in %s: %.1f/s", len(reqs), elapsed, rate)
+	if rate > 55 || rate < 45 {
+		t.Errorf("observed %.1f requests/s, want 50 ± 10%%", rate)
+	}
+}
+
+func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	stuck := make(chan struct{})
+	hanging := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		<-stuck
+		w.WriteHeader(http.StatusNoContent)
+	})
+	// Unblock before the receiver closes (cleanups run last first).
+	t.Cleanup(func() { close(stuck) })
+	healthy := newReceiver(t, false, nil)
+	f.endpoint("hanging", hanging, limits(func(l *hooklinev1.EndpointLimits) {
+		l.Timeout = "30s"
+		inflight := int32(8)
+		l.MaxInFlight = &inflight
+	}))
+	f.endpoint("healthy", healthy)
+	f.subscription("to-hanging", "hanging")
+	f.subscription("to-healthy", "healthy")
+	eng := f.start(testOptions())
+	const n = 500
+	f.publish(ids("e", n)...)
+
+	eventually(t, "every healthy delivery", func() bool { return len(healthy.byID()) == n })
+	if got := hanging.inflight.Load(); got != 8 {
+		t.Errorf("%d requests stuck at the hanging endpoint, want its maxInFlight of 8", got)
+	}
+	if got := hanging.maxInflight.Load(); got > 8 {
+		t.Errorf("the hanging endpoint saw %d concurrent requests, more than its maxInFlight", got)
+	}
+	st := f.endpointStats("hanging")
+	if st.InFlight != 8 || st.Queued > 40 || st.Delivered != 0 {
+		t.Errorf("hanging endpoint %+v: 8 in flight and a bounded queue expected", st)
+	}
+	if h := metricValue(eng.m.holds.WithLabelValues(ns, "hanging", holdBusy)); h < 1 {
+		t.Errorf("no busy holds: the hanging endpoint's backlog should wait on disk")
+	}
+	// The receiver has a request before the engine has its answer.
+	eventually(t, "the healthy figures", func() bool { return f.subscriptionStats("to-healthy").Delivered == n })
+	if s := f.subscriptionStats("to-healthy"); s.Delivered != n || s.Failed != 0 {
+		t.Errorf("healthy subscription %+v", s)
+	}
+}
+
+func TestOrderedDeliveryKeepsOrderThroughFailure(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var rc *receiver
+	rc = newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		if r.id() == "e0003" && len(rc.byID()["e0003"]) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.endpoint("ledger", rc)
+	f.subscription("ledger-sync", "ledger", schedule("1s"), policy(func(p *hooklinev1.DeliveryPolicy) {
+		p.Ordering = hooklinev1.OrderingOrdered
+	}))
+	f.start(testOptions())
+	const n = 10
+	f.publish(ids("e", n)...)
+
+	eventually(t, "every delivery", func() bool { return rc.count() == n+1 })
+	var got []string
+	for _, r := range rc.requests() {
+		got = append(got, r.id())
+	}
+	want := append(ids("e", 4), ids("e", n)[3:]...) // e0003 twice: failed, then retried before e0004
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("received\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
+	}
+	if rc.maxInflight.Load() != 1 {
+		t.Errorf("%d ordered requests at once, want 1", rc.maxInflight.Load())
+	}
+}
+
+func TestShutdownPutsDeliveriesBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	released := make(chan struct{})
+	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		select {
+		case <-released:
+			w.WriteHeader(http.StatusNoContent)
+		case <-r.ctx.Done():
+		}
+	})
+	f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) {
+		inflight := int32(4)
+		l.MaxInFlight = &inflight
+	}))
+	f.subscription("invoices", "erp")
+	f.build()
+	opts := testOptions() // DrainTimeout 1s
+	opts.Metrics = prometheus.NewRegistry()
+	first, stop := f.run(opts)
+	const n = 20
+	f.publish(ids("e", n)...)
+	eventually(t, "sends in flight", func() bool { return rc.inflight.Load() == 4 })
+
+	// Stopping lets the stuck sends run out the drain time, cancels them and
+	// puts every delivery back, queued or in flight: none is lost and none
+	// spends an attempt.
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := first.Snapshot().Subscriptions; len(s) > 0 && (s[0].Failed != 0 || s[0].Delivered != 0) {
+		t.Errorf("the stopped engine counted %+v", s[0])
+	}
+	close(released)
+	opts.Metrics = prometheus.NewRegistry()
+	second, stop := f.run(opts)
+	t.Cleanup(func() { _ = stop() })
+	eventually(t, "every delivery by the next engine", func() bool {
+		s := second.Snapshot().Subscriptions
+		return len(s) == 1 && s[0].Delivered == n
+	})
+	eventually(t, "the attempt log", func() bool { return len(f.attempts("invoices")) == n })
+	for _, a := range f.attempts("invoices") {
+		if a.Attempt != 1 || a.StatusCode != 204 {
+			t.Fatalf("attempt log %s, want %d first attempts, delivered", attemptNumbers(f.attempts("invoices")), n)
+		}
+	}
+}

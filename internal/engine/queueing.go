@@ -1,0 +1,328 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/hookline/hookline/internal/queue"
+)
+
+// Endpoint isolation. The shared consumer's workers do not send: they put
+// an unordered delivery on its endpoint's bounded in-memory queue and go on.
+// Each endpoint runs at most maxInFlight sends, one goroutine each, paced by
+// its rate limiter. When the queue is full the delivery is held (put back on
+// disk without spending an attempt), spaced at the pace the endpoint takes
+// deliveries, so a slow endpoint's backlog stays in JetStream instead of in
+// memory or in the consumer's ack window. Only for an endpoint that is both
+// healthy and about as fast as the consumer does a worker wait briefly for
+// room instead (see enqueue).
+//
+// Ordered deliveries arrive one at a time per subscription on their lane's
+// goroutine and are sent right there, after waiting for a free slot of the
+// endpoint, so nothing can overtake them. Waiting ordered sends get the next
+// free slot before queued unordered ones, so a busy endpoint cannot starve a
+// lane.
+
+// queueSeconds is how much work, at the endpoint's pace, may wait in memory:
+// enough to keep an endpoint busy until held deliveries come back (they come
+// back on whole seconds), little enough that a wait stays far from a lease.
+// An endpoint that slows down is trimmed back to it (maintain).
+const (
+	queueSeconds = 5
+	maxQueue     = 1024
+	// initialLatency is assumed for the pace until an endpoint has
+	// answered. It is optimistic, for busy holds; an endpoint that hangs
+	// shows it soon by finishing nothing (see progress).
+	initialLatency = 50 * time.Millisecond
+)
+
+// queueCapLocked is how many deliveries may wait in memory for the endpoint.
+// Until it has answered once, two rounds of its concurrency: nothing is
+// known of its pace yet.
+func (st *endpointState) queueCapLocked(now time.Time) int {
+	if st.latency == 0 {
+		return 2 * st.limits.MaxInFlight
+	}
+	return min(max(int(st.paceLocked(now)*queueSeconds), 2), maxQueue)
+}
+
+// enqueue puts an unordered delivery on the endpoint's queue and starts a
+// send if a slot is free. It returns false when the delivery should be held
+// instead: the queue is full and the endpoint is not draining it quickly, or
+// this process holds MaxPending deliveries and the endpoint already fills
+// its send slots.
+//
+// When the queue is full but the endpoint is healthy and fast, the caller
+// (a worker of the shared consumer) waits up to BusyWait for room instead:
+// then the system as a whole is at capacity, and slowing the consumer down
+// is the right back-pressure, where holding would only add work. A slow or
+// stalled endpoint is never waited for, so it cannot slow the others.
+func (e *Engine) enqueue(st *endpointState, t *task) bool {
+	var deadline <-chan time.Time
+	for {
+		room, wait := e.tryEnqueue(st, t)
+		if room {
+			return true
+		}
+		if wait == nil {
+			return false
+		}
+		if deadline == nil {
+			timer := time.NewTimer(e.opts.BusyWait)
+			defer timer.Stop()
+			deadline = timer.C
+		}
+		select {
+		case <-wait:
+		case <-deadline:
+			return false
+		case <-e.stop.Done():
+			return false
+		}
+	}
+}
+
+// Waiting for room is worth it only for an endpoint that takes deliveries
+// about as fast as the shared consumer hands them out: at least minWaitPace
+// a second, with a send finished within maxWaitStall. While workers wait for
+// such an endpoint, the consumer runs at that endpoint's pace, which is no
+// loss when its deliveries are most of the stream; waiting for anything
+// slower would hold every other endpoint to that pace, so its overflow is
+// held instead.
+const (
+	minWaitPace  = 1000
+	maxWaitStall = 250 * time.Millisecond
+)
+
+// tryEnqueue queues t if there is room; otherwise it returns a channel that
+// is closed when room may have come, or nil if waiting is not worthwhile.
+func (e *Engine) tryEnqueue(st *endpointState, t *task) (bool, <-chan struct{}) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := e.clock.Now()
+	// Past MaxPending an endpoint may still fill its send slots, not queue.
+	if e.pending.Load() >= int64(e.opts.MaxPending) && st.pending >= max(2, st.limits.MaxInFlight) {
+		return false, nil
+	}
+	if len(st.queue)-st.head >= st.queueCapLocked(now) {
+		if st.health.state != CircuitClosed || st.paceLocked(now) < minWaitPace ||
+			(st.inflight > 0 && now.Sub(st.progress) > maxWaitStall) {
+			return false, nil
+		}
+		if st.room == nil {
+			st.room = make(chan struct{})
+		}
+		return false, st.room
+	}
+	st.queue = append(st.queue, t)
+	st.pending++
+	e.pending.Add(1)
+	e.dispatchLocked(st)
+	return true, nil
+}
+
+// dispatchLocked hands free slots out: to a waiting ordered send first,
+// then to queued deliveries, each on a goroutine of its own.
+func (e *Engine) dispatchLocked(st *endpointState) {
+	if st.inflight == 0 {
+		st.progress = e.clock.Now()
+	}
+	for st.inflight < st.limits.MaxInFlight {
+		if len(st.waiters) > 0 {
+			ch := st.waiters[0]
+			st.waiters = st.waiters[1:]
+			st.inflight++
+			close(ch)
+			continue
+		}
+		if st.head == len(st.queue) {
+			return
+		}
+		t := st.queue[st.head]
+		st.queue[st.head] = nil
+		st.head++
+		switch {
+		case st.head == len(st.queue):
+			st.queue, st.head = st.queue[:0], 0
+		case st.head >= 256 && 2*st.head >= len(st.queue):
+			// A queue that never empties would otherwise grow its array
+			// forever.
+			n := copy(st.queue, st.queue[st.head:])
+			clear(st.queue[n:])
+			st.queue, st.head = st.queue[:n], 0
+		}
+		if st.room != nil {
+			close(st.room)
+			st.room = nil
+		}
+		st.inflight++
+		e.sends.Add(1)
+		go e.run(st, t)
+	}
+}
+
+// run sends one queued delivery and frees its slot.
+func (e *Engine) run(st *endpointState, t *task) {
+	defer e.sends.Done()
+	e.attempt(st, t)
+	st.mu.Lock()
+	st.progress = e.clock.Now()
+	st.inflight--
+	st.pending--
+	e.pending.Add(-1)
+	e.dispatchLocked(st)
+	st.mu.Unlock()
+}
+
+// acquire waits for a send slot for an ordered delivery, extending its lease
+// while it waits.
+func (e *Engine) acquire(ctx context.Context, st *endpointState, job *queue.Job) error {
+	st.mu.Lock()
+	if st.inflight < st.limits.MaxInFlight && len(st.waiters) == 0 {
+		st.inflight++
+		st.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	st.waiters = append(st.waiters, ch)
+	st.mu.Unlock()
+
+	renew := time.NewTicker(e.opts.LeaseRenewal)
+	defer renew.Stop()
+	for {
+		select {
+		case <-ch:
+			return nil
+		case <-renew.C:
+			_ = job.InProgress()
+		case <-ctx.Done():
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			for i, w := range st.waiters {
+				if w == ch {
+					st.waiters = append(st.waiters[:i], st.waiters[i+1:]...)
+					return ctx.Err()
+				}
+			}
+			// Granted meanwhile: give the slot back.
+			st.inflight--
+			e.dispatchLocked(st)
+			return ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) release(st *endpointState) {
+	st.mu.Lock()
+	st.progress = e.clock.Now()
+	st.inflight--
+	e.dispatchLocked(st)
+	st.mu.Unlock()
+}
+
+// waitRate waits for the endpoint's rate limiter, extending the lease while
+// it waits. It returns false if the engine is stopping.
+func (e *Engine) waitRate(st *endpointState, job *queue.Job) bool {
+	st.mu.Lock()
+	lim := st.limiter
+	st.mu.Unlock()
+	if lim == nil {
+		return true
+	}
+	r := lim.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	renew := time.NewTicker(e.opts.LeaseRenewal)
+	defer renew.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-renew.C:
+			_ = job.InProgress()
+		case <-e.stop.Done():
+			r.Cancel()
+			return false
+		}
+	}
+}
+
+// busyUntil is when to bring back a delivery that found the queue full: the
+// next free slot at the endpoint's pace, starting a little before what is
+// queued now will have been sent and at least BusyHold ahead, and no more
+// than MaxBusyHold ahead.
+func (e *Engine) busyUntil(st *endpointState, now time.Time) time.Time {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pace := st.paceLocked(now)
+	drain := time.Duration(float64(len(st.queue)-st.head) / pace * float64(time.Second))
+	first, last := now.Add(max(e.opts.BusyHold, drain*3/4)), now.Add(e.opts.MaxBusyHold)
+	if st.cursor.Before(first) {
+		st.cursor = first
+	}
+	if st.cursor.After(last) {
+		return spread(first, max(last.Sub(first), 0))
+	}
+	at := st.cursor
+	st.cursor = st.cursor.Add(time.Duration(float64(time.Second) / pace))
+	return at
+}
+
+// paceLocked estimates the deliveries per second the endpoint takes: its
+// concurrency over its recent latency, or its rate limit if lower.
+func (st *endpointState) paceLocked(now time.Time) float64 {
+	lat := st.latency
+	if lat <= 0 {
+		lat = initialLatency
+	}
+	if st.inflight > 0 {
+		lat = max(lat, now.Sub(st.progress))
+	}
+	pace := float64(st.limits.MaxInFlight) / max(lat, 5*time.Millisecond).Seconds()
+	if st.limits.Rate > 0 {
+		pace = min(pace, float64(st.limits.Rate))
+	}
+	return pace
+}
+
+func (st *endpointState) observeLatencyLocked(d time.Duration) {
+	if st.latency == 0 {
+		st.latency = d
+		return
+	}
+	st.latency += (d - st.latency) / 8
+}
+
+// maintain extends the leases of deliveries that have waited in the
+// endpoint's queue for LeaseRenewal, so none is handed to another worker
+// while it waits, and holds the deliveries beyond the queue's capacity: an
+// endpoint that slowed down keeps no more in memory than it can send soon.
+func (e *Engine) maintain(st *endpointState, now time.Time) {
+	var renew, trim []*task
+	st.mu.Lock()
+	if n := len(st.queue) - st.head - st.queueCapLocked(now); n > 0 {
+		trim = append(trim, st.queue[len(st.queue)-n:]...)
+		clear(st.queue[len(st.queue)-n:])
+		st.queue = st.queue[:len(st.queue)-n]
+		st.pending -= n
+		e.pending.Add(-int64(n))
+	}
+	for _, t := range st.queue[st.head:] {
+		if now.Sub(t.renewed) >= e.opts.LeaseRenewal {
+			t.renewed = now
+			renew = append(renew, t)
+		}
+	}
+	st.mu.Unlock()
+	for _, t := range renew {
+		// ErrResolved: sent and resolved since; nothing to keep.
+		_ = t.job.InProgress()
+	}
+	for _, t := range trim {
+		e.hold(t.job, st, e.busyUntil(st, now), holdBusy)
+	}
+}

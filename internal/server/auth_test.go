@@ -1,0 +1,197 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/hookline/hookline/internal/controlplane"
+	"github.com/hookline/hookline/internal/server"
+)
+
+// TokenReview and SubjectAccessReview are answered by a real kube-apiserver, which
+// issues ServiceAccount tokens (envtest configures the issuer and signing keys) and
+// authorises with RBAC.
+
+var (
+	env     *controlplane.Env
+	admin   kubernetes.Interface
+	reviews atomic.Int64 // TokenReviews and SubjectAccessReviews sent by the authorizer
+	authCli kubernetes.Interface
+)
+
+func TestAuth(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	RunSpecs(t, "Ingest authorization")
+}
+
+var _ = BeforeSuite(func() {
+	var err error
+	env, err = controlplane.Start(controlplane.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	admin, err = kubernetes.NewForConfig(env.Config)
+	Expect(err).NotTo(HaveOccurred())
+
+	// The authorizer's client counts the reviews it sends, to check the cache.
+	counted := rest.CopyConfig(env.Config)
+	counted.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") || strings.HasSuffix(r.URL.Path, "/subjectaccessreviews") {
+				reviews.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	authCli, err = kubernetes.NewForConfig(counted)
+	Expect(err).NotTo(HaveOccurred())
+})
+
+var _ = AfterSuite(func() {
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func createNamespace(ctx context.Context) string {
+	ns, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ingest-"}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return ns.Name
+}
+
+// publisherToken creates a ServiceAccount in ns allowed to publish there, and returns a
+// token for it from the TokenRequest API.
+func publisherToken(ctx context.Context, ns string) string {
+	_, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "publisher"}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "hookline-publisher"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"hookline.io"}, Resources: []string{"events"}, Verbs: []string{"create"}}},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "hookline-publisher"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "hookline-publisher"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "publisher", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "publisher", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(tr.Status.Token).NotTo(BeEmpty())
+
+	// RBAC reaches the authorizer through an informer; wait until the API server itself
+	// allows the ServiceAccount, so the authorizer's cache never holds a stale "no".
+	Eventually(func() bool {
+		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:" + ns + ":publisher",
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "hookline.io", Resource: "events"},
+		}}, metav1.CreateOptions{})
+		return err == nil && sar.Status.Allowed
+	}).Should(BeTrue())
+	return tr.Status.Token
+}
+
+func ptr[T any](v T) *T { return &v }
+
+type response struct {
+	status int
+	body   string
+}
+
+func publish(url, token string) response {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, string(b)}
+}
+
+func errorMessage(body string) string {
+	var e errorBody
+	Expect(json.Unmarshal([]byte(body), &e)).To(Succeed(), body)
+	return e.Error.Message
+}
+
+var _ = Describe("KubernetesAuthorizer", func() {
+	It("lets a ServiceAccount publish where RBAC allows it, and nowhere else", func() {
+		ctx := context.Background()
+		allowed, other := createNamespace(ctx), createNamespace(ctx)
+		token := publisherToken(ctx, allowed)
+
+		clk := clocktesting.NewFakeClock(time.Now())
+		pub := &recorder{}
+		h, err := server.NewHandler(server.Options{
+			Publisher:  pub,
+			Authorizer: server.NewKubernetesAuthorizer(authCli, server.KubernetesAuthorizerOptions{Clock: clk}),
+		})
+		Expect(err).NotTo(HaveOccurred())
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		url := func(ns string) string { return srv.URL + "/v1/namespaces/" + ns + "/events" }
+
+		By("publishing where the Role grants it")
+		r := publish(url(allowed), token)
+		Expect(r.status).To(Equal(http.StatusAccepted), r.body)
+		Expect(pub.events).To(HaveLen(1))
+		Expect(pub.events[0].Namespace).To(Equal(allowed))
+
+		By("being refused in another namespace, with the rule that would grant it")
+		r = publish(url(other), token)
+		Expect(r.status).To(Equal(http.StatusForbidden), r.body)
+		msg := errorMessage(r.body)
+		Expect(msg).To(ContainSubstring("system:serviceaccount:" + allowed + ":publisher may not publish events to namespace \"" + other + "\""))
+		Expect(msg).To(ContainSubstring("{apiGroups: [hookline.io], resources: [events], verbs: [create]}"))
+
+		By("answering 401 to a garbage token and to none")
+		r = publish(url(allowed), "not-a-token")
+		Expect(r.status).To(Equal(http.StatusUnauthorized), r.body)
+		Expect(errorMessage(r.body)).To(ContainSubstring("not valid"))
+		r = publish(url(allowed), "")
+		Expect(r.status).To(Equal(http.StatusUnauthorized), r.body)
+		Expect(errorMessage(r.body)).To(ContainSubstring("Authorization: Bearer"))
+		Expect(pub.events).To(HaveLen(1))
+
+		By("answering repeated requests from the cache until the TTL passes")
+		before := reviews.Load()
+		for range 5 {
+			Expect(publish(url(allowed), token).status).To(Equal(http.StatusAccepted))
+			Expect(publish(url(other), token).status).To(Equal(http.StatusForbidden))
+			Expect(publish(url(allowed), "not-a-token").status).To(Equal(http.StatusUnauthorized))
+		}
+		Expect(reviews.Load()).To(Equal(before))
+		clk.Step(server.DefaultAuthCacheTTL)
+		Expect(publish(url(allowed), token).status).To(Equal(http.StatusAccepted))
+		Expect(reviews.Load()).To(Equal(before + 2)) // a TokenReview and a SubjectAccessReview
+	})
+})
