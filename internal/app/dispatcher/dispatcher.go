@@ -41,6 +41,10 @@ type Config struct {
 	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
 	Auth         string
 	MaxBodyBytes int64
+	// Limits bound slow and greedy clients on every listener.
+	Limits server.Limits
+	// MaxJSONDepth bounds the nesting of an event's data.
+	MaxJSONDepth int
 	AllowCIDRs   []string // destinations allowed despite the SSRF guard
 	DenyCIDRs    []string // more destinations to refuse (cluster networks)
 	Workers      int
@@ -71,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
+	}
+	if c.MaxJSONDepth < 0 {
+		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
 	}
 	return nil
 }
@@ -153,6 +160,8 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		Deliveries:   d.q,
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxJSONDepth: cfg.MaxJSONDepth,
+		Limits:       cfg.Limits,
 		Namespaces:   cfg.Namespaces,
 		ReadyChecks: []server.Check{
 			{Name: "registry", Ready: d.reg.CheckReady},
@@ -225,10 +234,10 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	g.Go(func() error { return d.reg.Start(ctx) })
 	g.Go(func() error { return d.reporter.Start(ctx) })
 	g.Go(func() error { return d.runEngine(ctx) })
-	g.Go(func() error { return serve(ctx, lns.api, d.api) })
+	g.Go(func() error { return serve(ctx, lns.api, d.api, d.cfg.Limits) })
 	if lns.metrics != nil {
 		g.Go(func() error {
-			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}))
+			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}), d.cfg.Limits)
 		})
 	}
 	if d.cfg.Ready != nil {
@@ -307,9 +316,13 @@ func queueMode(c queue.Config) string {
 	return "external:" + c.URL
 }
 
-// serve runs an HTTP server on ln until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+// serve runs an HTTP server on ln until ctx ends, then shuts it down
+// gracefully. Every listener has the same limits: timeouts, header size,
+// requests in flight and connections per client address.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, limits server.Limits) error {
+	limits = limits.WithDefaults()
+	srv := server.NewHTTPServer(h, limits)
+	ln = server.LimitListener(ln, limits.MaxConnsPerClient)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
