@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -184,8 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refusal is why a request may not go ahead: a status (401, 403 or 503) and
 // a message.
 type refusal struct {
-	status  int
-	message string
+	status     int
+	message    string
+	retryAfter time.Duration
 }
 
 // authorize asks the Authorizer whether r may have access in ns. A nil
@@ -196,11 +198,13 @@ func (h *Handler) authorize(r *http.Request, ns string, access Access) *refusal 
 	switch {
 	case err != nil:
 		h.opts.Logger.Error(err, "authorizing a request", "namespace", ns, "verb", access.Verb, "resource", access.Resource)
-		return &refusal{http.StatusServiceUnavailable, "the credentials could not be checked right now; retry shortly"}
+		return &refusal{status: http.StatusServiceUnavailable, message: "the credentials could not be checked right now; retry shortly"}
+	case !d.Authenticated && d.RetryAfter > 0:
+		return &refusal{status: http.StatusTooManyRequests, message: d.Reason, retryAfter: d.RetryAfter}
 	case !d.Authenticated:
-		return &refusal{http.StatusUnauthorized, d.Reason}
+		return &refusal{status: http.StatusUnauthorized, message: d.Reason}
 	case !d.Allowed:
-		return &refusal{http.StatusForbidden, d.Reason}
+		return &refusal{status: http.StatusForbidden, message: d.Reason}
 	}
 	return nil
 }
@@ -211,6 +215,8 @@ func (f *refusal) fieldError(w http.ResponseWriter) *fieldError {
 	switch f.status {
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", retryAfter)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hookline"`)
 		return &fieldError{status: f.status, field: "Authorization", message: f.message}

@@ -39,8 +39,14 @@ type Config struct {
 	Queue         queue.Config
 	Namespaces    []string
 	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
-	Auth         string
-	MaxBodyBytes int64
+	Auth string
+	// TokenAudience, when set, is the audience publishers' tokens must be
+	// issued for (projected ServiceAccount tokens).
+	TokenAudience string
+	// MaxConcurrentReviews bounds the TokenReviews and SubjectAccessReviews
+	// in flight.
+	MaxConcurrentReviews int
+	MaxBodyBytes         int64
 	// Limits bound slow and greedy clients on every listener.
 	Limits server.Limits
 	// MaxJSONDepth bounds the nesting of an event's data.
@@ -151,7 +157,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, fmt.Errorf("setting up status reporting: %w", err)
 	}
 
-	authz, err := authorizer(restCfg, cfg.Auth)
+	authz, err := authorizer(restCfg, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -338,15 +344,17 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, limits server.L
 
 // authorizer decides who may use the API: Kubernetes RBAC, through TokenReview
 // and SubjectAccessReview, or, for local use only, nobody is asked.
-func authorizer(restCfg *rest.Config, mode string) (server.Authorizer, error) {
-	if mode == "none" {
+func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
+	if cfg.Auth == "none" {
 		return server.AllowAll{}, nil
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
-	return server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}), nil
+	return server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{
+		Audience: cfg.TokenAudience, MaxConcurrentReviews: cfg.MaxConcurrentReviews,
+	}), nil
 }
 
 // publisher stores published events in the queue.

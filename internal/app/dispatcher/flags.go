@@ -43,6 +43,8 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
 	fs.StringVar(&c.Auth, "auth", "kubernetes", "kubernetes: publishers authenticate with their ServiceAccount token and need RBAC create on events.hookline.io; none: no authentication (local use only)")
+	fs.StringVar(&c.TokenAudience, "token-audience", "", "audience publishers' tokens must be issued for, e.g. hookline (projected ServiceAccount tokens); empty accepts the API server's default audience")
+	fs.IntVar(&c.MaxConcurrentReviews, "max-concurrent-reviews", server.DefaultMaxConcurrentReviews, "TokenReviews and SubjectAccessReviews in flight at once")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 256<<10, "largest event body accepted")
 	fs.IntVar(&c.MaxJSONDepth, "max-json-depth", server.DefaultMaxJSONDepth, "deepest nesting accepted in an event's data (receivers' parsers commonly stop near 1,000)")
 	fs.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time a client has to send a request's headers")
