@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,7 +43,17 @@ func garbageToken() string {
 // serveFrom serves one publish request from a client address, as the
 // dispatcher's server would see it.
 func serveFrom(h http.Handler, target, token, client string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`))
+	return serveRequest(h, http.MethodPost, target, token, client)
+}
+
+// serveRequest serves one request with a token from a client address; a
+// POST carries one event.
+func serveRequest(h http.Handler, method, target, token, client string) *httptest.ResponseRecorder {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`)
+	}
+	req := httptest.NewRequest(method, target, body)
 	req.RemoteAddr = client + ":40000"
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
