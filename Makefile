@@ -45,6 +45,27 @@ dev: control-plane ## Run the whole pipeline locally (embedded control plane whe
 build: ## Build bin/hookline, as the image ships it (static, stamped).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(HOOKLINE) ./cmd/hookline
 
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deep-copy code.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the markers (and their copies in the Helm chart).
+	$(CONTROLLER_GEN) crd rbac:roleName=hookline-operator paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Helm chart installs the same CRDs and operator rules: copies, checked by verify.
+	rm -f charts/hookline/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/hookline/crds/
+	cp config/rbac/role.yaml charts/hookline/files/role.yaml
+
+.PHONY: verify
+verify: ## Fail when generated files or formatting are stale, or go vet complains.
+	hack/verify.sh
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
 ##@ Release
 
 .PHONY: image
