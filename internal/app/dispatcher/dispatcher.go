@@ -51,9 +51,12 @@ type Config struct {
 	Limits server.Limits
 	// MaxJSONDepth bounds the nesting of an event's data.
 	MaxJSONDepth int
-	AllowCIDRs   []string // destinations allowed despite the SSRF guard
-	DenyCIDRs    []string // more destinations to refuse (cluster networks)
-	Workers      int
+	// AllowUnlabelledSecrets turns off the rule that a Secret whose value is
+	// sent to an endpoint must carry hookline.io/endpoint-secret: "true".
+	AllowUnlabelledSecrets bool
+	AllowCIDRs             []string // destinations allowed despite the SSRF guard
+	DenyCIDRs              []string // more destinations to refuse (cluster networks)
+	Workers                int
 	// StatusInterval is the least time between two status writes of one endpoint or
 	// subscription; zero means status.DefaultWriteInterval.
 	StatusInterval time.Duration
@@ -145,6 +148,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.pool = delivery.NewPool(delivery.PoolOptions{Clock: d.clk, MaxIdleConnsPerHost: 1000})
 	d.reg, err = registry.New(restCfg, registry.Options{
 		Namespaces: cfg.Namespaces, Pool: d.pool, SSRF: policy, Clock: d.clk, Logger: d.log.WithName("registry"),
+		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting up the registry: %w", err)

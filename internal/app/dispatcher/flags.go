@@ -21,6 +21,7 @@ type Flags struct {
 	cfg                                   Config
 	mode, durability, namespaces, kubecfg string
 	allow, deny                           stringList
+	requireOptIn                          bool
 	log                                   *zap.Options
 }
 
@@ -55,6 +56,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.IntVar(&c.Limits.MaxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request line and headers accepted")
 	fs.IntVar(&c.Limits.MaxConcurrent, "max-concurrent-requests", server.DefaultMaxConcurrent, "requests served at once; past it requests get 503 with Retry-After")
 	fs.IntVar(&c.Limits.MaxConnsPerClient, "max-conns-per-client", server.DefaultMaxConnsPerClient, "open connections from one client IP address; past it connections get 429 with Retry-After")
+	fs.BoolVar(&f.requireOptIn, "require-secret-opt-in", true, "use only Secrets labelled hookline.io/endpoint-secret: \"true\" for endpoints' headers, auth and tls (the operator's flag of the same name must agree)")
 	fs.Var(&f.allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
 	fs.Var(&f.deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
 	fs.IntVar(&c.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
@@ -91,6 +93,7 @@ func (f *Flags) Config() (Config, *rest.Config, error) {
 		cfg.Namespaces = strings.Split(f.namespaces, ",")
 	}
 	cfg.AllowCIDRs, cfg.DenyCIDRs = f.allow, f.deny
+	cfg.AllowUnlabelledSecrets = !f.requireOptIn
 	cfg.Logger = process.NewLogger(f.log, os.Stderr)
 	restCfg, err := process.RESTConfig(f.kubecfg)
 	if err != nil {
