@@ -67,7 +67,7 @@ type TargetConfig struct {
 	// SecretHeaderValues are the values of Headers that come from Secrets:
 	// like auth values, they are scrubbed from stored response bodies.
 	SecretHeaderValues []string
-	Auth    Auth
+	Auth               Auth
 	// CABundle, when set, replaces the system roots: an endpoint on a
 	// private PKI should not also accept any public certificate.
 	CABundle []byte

@@ -6,6 +6,7 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ import (
 // Config is the dispatcher's configuration, from its flags.
 type Config struct {
 	Listen        string // publishing and admin API
+	// TLSCertFile and TLSKeyFile, when set, have the API serve HTTPS with this
+	// certificate, reloaded when the files change (a mounted Secret).
+	TLSCertFile, TLSKeyFile string
 	MetricsListen string // Prometheus metrics; empty disables
 	Queue         queue.Config
 	Namespaces    []string
@@ -85,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
+	}
 	if c.MaxJSONDepth < 0 {
 		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
 	}
@@ -104,6 +111,17 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.TLSCertFile != "" {
+		certs, err := server.NewCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, d.clk, d.log.WithName("tls"))
+		if err != nil {
+			_ = lns.api.Close()
+			if lns.metrics != nil {
+				_ = lns.metrics.Close()
+			}
+			return err
+		}
+		lns.api = tls.NewListener(lns.api, certs.TLSConfig())
 	}
 	return d.run(ctx, lns)
 }
@@ -258,7 +276,7 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 			return nil
 		})
 	}
-	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
+	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "https", d.cfg.TLSCertFile != "", "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
 	return g.Wait()
 }
 
