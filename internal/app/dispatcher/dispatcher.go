@@ -35,13 +35,13 @@ import (
 
 // Config is the dispatcher's configuration, from its flags.
 type Config struct {
-	Listen        string // publishing and admin API
+	Listen string // publishing and admin API
 	// TLSCertFile and TLSKeyFile, when set, have the API serve HTTPS with this
 	// certificate, reloaded when the files change (a mounted Secret).
 	TLSCertFile, TLSKeyFile string
-	MetricsListen string // Prometheus metrics; empty disables
-	Queue         queue.Config
-	Namespaces    []string
+	MetricsListen           string // Prometheus metrics; empty disables
+	Queue                   queue.Config
+	Namespaces              []string
 	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
 	Auth string
 	// TokenAudience, when set, is the audience publishers' tokens must be
