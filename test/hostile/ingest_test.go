@@ -15,12 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/server"
 )
@@ -45,30 +42,11 @@ func storedEvents() uint64 {
 	return info.State.Msgs
 }
 
-// grant creates a ServiceAccount bound to rule in ns and returns its token,
-// once the API server grants the rule.
-func grant(ns, name string, rule rbacv1.PolicyRule, resource, sub string) string {
-	_, err := clientset.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+// grant creates a ServiceAccount bound to rule in ns and returns its token.
+func grant(ns, name string, rule rbacv1.PolicyRule) string {
+	token, err := controlplane.ServiceAccountToken(ctx, clientset, ns, name, rule)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = clientset.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	_, err = clientset.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	exp := int64(3600)
-	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	Eventually(func() bool {
-		sar, err := clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: "system:serviceaccount:" + ns + ":" + name, Groups: []string{"system:serviceaccounts", "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: rule.Verbs[0], Group: "hookline.io", Resource: resource, Subresource: sub},
-		}}, metav1.CreateOptions{})
-		return err == nil && sar.Status.Allowed
-	}).Should(BeTrue())
-	return tr.Status.Token
+	return token
 }
 
 func jwtOf(header, claims string) string {
@@ -108,8 +86,8 @@ var _ = Describe("Hostile ingest", Ordered, func() {
 	)
 	BeforeAll(func() {
 		ns, other = newNamespace("hostile-ingest-"), newNamespace("hostile-other-")
-		publisher = grant(ns, "publisher", rbacv1.PolicyRule{APIGroups: []string{"hookline.io"}, Resources: []string{"events"}, Verbs: []string{"create"}}, "events", "")
-		reader = grant(ns, "reader", rbacv1.PolicyRule{APIGroups: []string{"hookline.io"}, Resources: []string{"subscriptions/attempts"}, Verbs: []string{"get"}}, "subscriptions", "attempts")
+		publisher = grant(ns, "publisher", rbacv1.PolicyRule{APIGroups: []string{"hookline.io"}, Resources: []string{"events"}, Verbs: []string{"create"}})
+		reader = grant(ns, "reader", rbacv1.PolicyRule{APIGroups: []string{"hookline.io"}, Resources: []string{"subscriptions/attempts"}, Verbs: []string{"get"}})
 		pub = &queuePublisher{}
 		h, err := server.NewHandler(server.Options{
 			Publisher: pub, Deliveries: q,
