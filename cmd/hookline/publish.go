@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -26,6 +29,7 @@ func runPublish(args []string) error {
 	data := fs.String("data", "{}", "event data: JSON, or @file to read it from a file")
 	id := fs.String("id", "", "event id; publishing the same id again is stored once. Default: a new id")
 	tokenFile := fs.String("token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
+	caFile := fs.String("ca-file", os.Getenv("HOOKLINE_CA_FILE"), "PEM file of the CA that issued the dispatcher's certificate, for an https:// --server ($HOOKLINE_CA_FILE; default: the system's roots)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,7 +68,14 @@ func runPublish(args []string) error {
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	resp, err := (&http.Client{Timeout: *timeout}).Do(req)
+	hc, err := publishClient(*caFile, *timeout)
+	if err != nil {
+		return err
+	}
+	if req.URL.Scheme == "http" && req.Header.Get("Authorization") != "" && !isLoopback(req.URL.Hostname()) {
+		fmt.Fprintln(os.Stderr, "warning: sending a bearer token over plain HTTP; serve the dispatcher over HTTPS (docs/security.md) and use an https:// --server")
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -75,6 +86,33 @@ func runPublish(args []string) error {
 	}
 	fmt.Println(strings.TrimSpace(string(out)))
 	return nil
+}
+
+// publishClient trusts caFile's certificates, when given, instead of the
+// system's roots.
+func publishClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	hc := &http.Client{Timeout: timeout}
+	if caFile == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file=%s holds no PEM certificate", caFile)
+	}
+	hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	return hc, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func envOr(name, def string) string {

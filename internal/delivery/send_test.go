@@ -321,7 +321,7 @@ func TestErrorsAreRedacted(t *testing.T) {
 func TestEchoedSecretsAreScrubbed(t *testing.T) {
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		w.WriteHeader(400)
-		fmt.Fprintf(w, "bad auth %q query %q", r.Header.Get("Authorization"), r.URL.RawQuery)
+		fmt.Fprintf(w, "bad auth %q query %q tenant %q", r.Header.Get("Authorization"), r.URL.RawQuery, r.Header.Get("X-Tenant-Key"))
 	})
 	rc.Start()
 	p, _ := newTestPool(t)
@@ -330,7 +330,9 @@ func TestEchoedSecretsAreScrubbed(t *testing.T) {
 		{Basic: &BasicAuth{Username: "u", Password: "SECRETPW"}},
 		{BearerToken: "SECRETTOKEN"},
 	} {
-		tg := newTestTarget(t, p, TargetConfig{URL: rc.URL, Auth: auth})
+		// A header whose value came from a Secret is scrubbed like auth.
+		tg := newTestTarget(t, p, TargetConfig{URL: rc.URL, Auth: auth,
+			Headers: http.Header{"X-Tenant-Key": {"SECRETHEADER"}}, SecretHeaderValues: []string{"SECRETHEADER"}})
 		res := Send(context.Background(), tg, testMessage(), t0)
 		if bytes.Contains(res.Body, []byte("SECRET")) || bytes.Contains(res.Body, []byte("dTpTRUNSRVRQVw")) {
 			t.Errorf("stored body keeps a secret: %s", res.Body)

@@ -84,7 +84,7 @@ func (f *fixture) endpoint(name string, rc *receiver, mods ...func(*hooklinev1.W
 	}
 	if rc.TLS != nil {
 		pemCA := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.Certificate().Raw})
-		ca := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-ca"}, Data: map[string][]byte{"ca.crt": pemCA}}
+		ca := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-ca", Labels: map[string]string{hooklinev1.LabelEndpointSecret: "true"}}, Data: map[string][]byte{"ca.crt": pemCA}}
 		f.objs.Secrets = append(f.objs.Secrets, ca)
 		ep.Spec.TLS = &hooklinev1.EndpointTLS{CA: &hooklinev1.SecretKeyRef{Name: ca.Name, Key: "ca.crt"}}
 	}
