@@ -49,32 +49,51 @@ func runPublish(args []string) error {
 		Data json.RawMessage `json:"data"`
 	}{*typ, *id, raw})
 
-	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*server, "/")+"/v1/namespaces/"+*ns+"/events", bytes.NewReader(body))
+	out, err := callAPI(apiFlags{*server, *tokenFile, *timeout}, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if tf := *tokenFile; tf != "" || fileExists(serviceAccountToken) {
+	fmt.Println(out)
+	return nil
+}
+
+// apiFlags say how to reach the dispatcher's API.
+type apiFlags struct {
+	server, tokenFile string
+	timeout           time.Duration
+}
+
+// callAPI sends one request to the dispatcher's API, with the bearer token
+// of --token-file or the pod's ServiceAccount, and returns the answer's body
+// if its status is want.
+func callAPI(f apiFlags, method, path string, body []byte, want int) (string, error) {
+	req, err := http.NewRequest(method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tf := f.tokenFile; tf != "" || fileExists(serviceAccountToken) {
 		if tf == "" {
 			tf = serviceAccountToken
 		}
 		tok, err := os.ReadFile(tf)
 		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return "", fmt.Errorf("--token-file: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	resp, err := (&http.Client{Timeout: *timeout}).Do(req)
+	resp, err := (&http.Client{Timeout: f.timeout}).Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
+	if resp.StatusCode != want {
+		return "", fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
 	}
-	fmt.Println(strings.TrimSpace(string(out)))
-	return nil
+	return strings.TrimSpace(string(out)), nil
 }
 
 func envOr(name, def string) string {

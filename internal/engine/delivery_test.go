@@ -273,7 +273,7 @@ func TestDeadThenReplay(t *testing.T) {
 		t.Errorf("dead letter %+v, want attempt 2 and 502", d)
 	}
 	close(back)
-	n, err := f.q.Replay(context.Background(), ns, "invoices", time.Time{}, time.Time{})
+	n, err := f.q.Replay(context.Background(), f.subscriptionID("invoices"), time.Time{}, time.Time{})
 	if err != nil || n != 1 {
 		t.Fatalf("replay answered %d, %v, want replayed 1", n, err)
 	}

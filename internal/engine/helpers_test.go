@@ -239,9 +239,19 @@ func (f *fixture) publish(ids ...string) {
 	}
 }
 
+// subscriptionID is the current object of subscription name.
+func (f *fixture) subscriptionID(name string) queue.SubscriptionID {
+	f.t.Helper()
+	s := f.reg.Subscription(ns, name)
+	if s == nil {
+		f.t.Fatalf("no subscription %s", name)
+	}
+	return queue.SubscriptionID{Namespace: ns, Name: name, UID: string(s.UID)}
+}
+
 func (f *fixture) attempts(sub string) []queue.Attempt {
 	f.t.Helper()
-	as, err := f.q.RecentAttempts(context.Background(), ns, sub, 100)
+	as, err := f.q.RecentAttempts(context.Background(), f.subscriptionID(sub), 100)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -250,7 +260,7 @@ func (f *fixture) attempts(sub string) []queue.Attempt {
 
 func (f *fixture) dead(sub string) []queue.DeadDelivery {
 	f.t.Helper()
-	ds, err := f.q.ListDead(context.Background(), ns, sub, 100)
+	ds, err := f.q.ListDead(context.Background(), f.subscriptionID(sub), 100)
 	if err != nil {
 		f.t.Fatal(err)
 	}

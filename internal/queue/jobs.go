@@ -116,7 +116,7 @@ func (j *Job) Dead(info DeadInfo) error {
 			info.Time = time.Now()
 		}
 		m := &nats.Msg{
-			Subject: deadSubject(j.d.Event.Namespace, j.d.Subscription),
+			Subject: deadSubjectOf(&j.d),
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
 			Data:    encodeDead(&j.d, &info),
 		}

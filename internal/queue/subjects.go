@@ -118,10 +118,46 @@ func orderedSubject(ns, sub string) string {
 	return subjOrdered + "." + token(ns) + "." + token(sub)
 }
 
-func deadSubject(ns, sub string) string { return subjDead + "." + token(ns) + "." + token(sub) }
+// SubscriptionID names one Subscription object. Dead letters and the
+// attempt log are kept per object, under its UID, so that a subscription
+// deleted and created again under the same name starts clean.
+type SubscriptionID struct{ Namespace, Name, UID string }
 
-func attemptSubject(ns, sub string) string {
-	return subjAttempts + "." + token(ns) + "." + token(sub)
+func (id SubscriptionID) String() string { return id.Namespace + "/" + id.Name }
+
+func (id SubscriptionID) tokens() string {
+	return token(id.Namespace) + "." + token(id.Name) + "." + token(id.UID)
+}
+
+func deadSubject(id SubscriptionID) string { return subjDead + "." + id.tokens() }
+
+func attemptSubject(id SubscriptionID) string { return subjAttempts + "." + id.tokens() }
+
+// deadSubjectOf is the dead-letter subject of a delivery's subscription.
+func deadSubjectOf(d *Delivery) string {
+	return deadSubject(SubscriptionID{d.Event.Namespace, d.Subscription, d.SubscriptionUID})
+}
+
+// splitSubscription parses "<root>.<ns>.<name>.<uid>" back into its
+// SubscriptionID.
+func splitSubscription(subject, root string) (SubscriptionID, error) {
+	rest, ok := strings.CutPrefix(subject, root+".")
+	if !ok {
+		return SubscriptionID{}, fmt.Errorf("subject %q is not under %s", subject, root)
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return SubscriptionID{}, fmt.Errorf("subject %q does not have three tokens after %s", subject, root)
+	}
+	var out [3]string
+	for i, p := range parts {
+		v, err := untoken(p)
+		if err != nil {
+			return SubscriptionID{}, err
+		}
+		out[i] = v
+	}
+	return SubscriptionID{out[0], out[1], out[2]}, nil
 }
 
 // scheduleSubject is unique per message id because the server keeps one
