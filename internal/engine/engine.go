@@ -139,6 +139,9 @@ type Engine struct {
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
 	lanes     sync.Map // objKey → types.UID: ordered lanes ensured by this process
+	// relocating holds the queue.ParkedKeys whose backlog this process is
+	// moving to the subscription's current endpoint.
+	relocating sync.Map
 	// pending counts unordered deliveries taken off the shared consumer and
 	// not yet resolved.
 	pending atomic.Int64

@@ -332,6 +332,15 @@ type request struct {
 
 func (r request) id() string { return r.header.Get("Webhook-Id") }
 
+// eventID is the producer's id of the event, from the body.
+func (r request) eventID() string {
+	var env struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(r.body, &env)
+	return env.ID
+}
+
 // receiver is a loopback webhook receiver that answers as respond says (204
 // when nil) and records every request.
 type receiver struct {
@@ -391,11 +400,12 @@ func (rc *receiver) count() int {
 	return len(rc.got)
 }
 
-// byID groups requests by webhook-id, in arrival order.
+// byID groups requests by event id, in arrival order (one event per
+// subscription: one webhook-id).
 func (rc *receiver) byID() map[string][]request {
 	out := map[string][]request{}
 	for _, r := range rc.requests() {
-		out[r.id()] = append(out[r.id()], r)
+		out[r.eventID()] = append(out[r.eventID()], r)
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"time"
+
+	"github.com/hookline/hookline/internal/queue"
 )
 
 // sweep drops what the engine and the queue keep about endpoints and
@@ -61,6 +63,10 @@ func (e *Engine) sweepMemory() {
 // this one's. It returns what it found gone this time.
 func (e *Engine) forgetDeleted(ctx context.Context, wasGone map[any]bool) map[any]bool {
 	logs, lanes, err := e.q.Kept(ctx)
+	var parked map[queue.ParkedKey]uint64
+	if err == nil {
+		parked, err = e.q.ParkedSubscriptions(ctx)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error(err, "Could not list what the queue keeps per subscription; trying again later")
@@ -94,6 +100,17 @@ func (e *Engine) forgetDeleted(ctx context.Context, wasGone map[any]bool) map[an
 			continue
 		}
 		e.log.V(1).Info("Removed a deleted subscription's ordered lane", "namespace", k.Namespace, "subscription", k.Subscription)
+	}
+	for k := range parked {
+		if e.routes.Subscription(k.Namespace, k.Subscription) != nil {
+			continue
+		}
+		if gone[k] = true; !wasGone[k] {
+			continue
+		}
+		if err := e.q.PurgeParked(ctx, k); err != nil {
+			e.log.Error(err, "Could not remove a deleted subscription's parked deliveries", "namespace", k.Namespace, "subscription", k.Subscription)
+		}
 	}
 	return gone
 }

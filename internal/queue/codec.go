@@ -366,3 +366,21 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 	}
 	return out, nil
 }
+
+// encodeHolds stores the holds of the ordered delivery at stream sequence
+// seq, and when it was first attempted.
+func encodeHolds(seq uint64, holds int, first time.Time) []byte {
+	e := encoder{}
+	e.byte(codecV1)
+	e.uvarint(seq)
+	e.varint(int64(holds))
+	e.time(first)
+	return e.b
+}
+
+func decodeHolds(b []byte) (seq uint64, holds int, first time.Time, err error) {
+	d := decoder{b: b}
+	d.version("lane holds")
+	seq, holds, first = d.uvarint(), d.int(), d.time()
+	return seq, holds, first, d.err
+}

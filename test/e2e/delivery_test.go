@@ -52,7 +52,7 @@ func seenAll(r *endpointReceiver, prefix string, n int) func() []string {
 	return func() []string {
 		var missing []string
 		for i := 0; i < n; i++ {
-			if id := fmt.Sprintf("%s-%d", prefix, i); !r.Seen(id) {
+			if id := fmt.Sprintf("%s-%d", prefix, i); !r.SeenEvent(id) {
 				missing = append(missing, id)
 			}
 		}
