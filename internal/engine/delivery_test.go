@@ -32,8 +32,8 @@ func TestSignedDeliveryWithRetries(t *testing.T) {
 	reqs := rc.requests()
 	for _, r := range reqs {
 		rc.verify(t, r)
-		if want := delivery.WebhookIDOf(ns, "e1", "uid-sub-invoices"); r.id() != want {
-			t.Errorf("request %d has webhook-id %q, want %s on every attempt", r.n, r.id(), want)
+		if want := delivery.WebhookIDOf(ns, "e1", "uid-sub-invoices"); r.webhookID() != want {
+			t.Errorf("request %d has webhook-id %q, want %s on every attempt", r.n, r.webhookID(), want)
 		}
 	}
 	var body struct {

@@ -330,10 +330,14 @@ type request struct {
 	body   []byte
 }
 
-func (r request) id() string { return r.header.Get("Webhook-Id") }
+func (r request) webhookID() string { return r.header.Get("Webhook-Id") }
 
-// eventID is the producer's id of the event, from the body.
-func (r request) eventID() string {
+// id is the producer's id of the event, from the body: with one
+// subscription per receiver, one id per delivery.
+func (r request) id() string {
+	if id := r.header.Get("Ce-Id"); id != "" {
+		return id
+	}
 	var env struct {
 		ID string `json:"id"`
 	}
@@ -405,7 +409,7 @@ func (rc *receiver) count() int {
 func (rc *receiver) byID() map[string][]request {
 	out := map[string][]request{}
 	for _, r := range rc.requests() {
-		out[r.eventID()] = append(out[r.eventID()], r)
+		out[r.id()] = append(out[r.id()], r)
 	}
 	return out
 }
