@@ -57,4 +57,3 @@ func TestFilterCondition(t *testing.T) {
 		t.Errorf("conditions %+v after the filter was edited, want no FilterFailing", got.Conditions)
 	}
 }
-
