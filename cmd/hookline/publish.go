@@ -20,13 +20,11 @@ func init() {
 
 func runPublish(args []string) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	server := fs.String("server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	api := bindAPIFlags(fs)
 	ns := fs.String("n", "default", "namespace of the subscriptions that receive the event")
 	typ := fs.String("type", "", "event type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "event data: JSON, or @file to read it from a file")
 	id := fs.String("id", "", "event id; publishing the same id again is stored once. Default: a new id")
-	tokenFile := fs.String("token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +47,7 @@ func runPublish(args []string) error {
 		Data json.RawMessage `json:"data"`
 	}{*typ, *id, raw})
 
-	out, err := callAPI(apiFlags{*server, *tokenFile, *timeout}, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
+	out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
 	if err != nil {
 		return err
 	}
@@ -61,6 +59,15 @@ func runPublish(args []string) error {
 type apiFlags struct {
 	server, tokenFile string
 	timeout           time.Duration
+}
+
+// bindAPIFlags registers --server, --token-file and --timeout.
+func bindAPIFlags(fs *flag.FlagSet) *apiFlags {
+	f := &apiFlags{}
+	fs.StringVar(&f.server, "server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the dispatcher")
+	return f
 }
 
 // callAPI sends one request to the dispatcher's API, with the bearer token

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 )
 
 func init() {
@@ -15,12 +14,10 @@ func init() {
 
 func runResend(args []string) error {
 	fs := flag.NewFlagSet("resend", flag.ContinueOnError)
-	server := fs.String("server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	api := bindAPIFlags(fs)
 	ns := fs.String("n", "default", "namespace of the subscription")
 	sub := fs.String("subscription", "", "the subscription whose dead delivery to send again (required)")
 	id := fs.String("id", "", "the dead delivery's id: its seq in GET .../subscriptions/{name}/dead (required)")
-	tokenFile := fs.String("token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -31,7 +28,7 @@ func runResend(args []string) error {
 		return fmt.Errorf("--id must be the seq of a dead delivery as GET .../subscriptions/%s/dead lists it, got %q", *sub, *id)
 	}
 	path := "/v1/namespaces/" + url.PathEscape(*ns) + "/subscriptions/" + url.PathEscape(*sub) + "/deliveries/" + *id + "/resend"
-	out, err := callAPI(apiFlags{*server, *tokenFile, *timeout}, http.MethodPost, path, nil, http.StatusOK)
+	out, err := callAPI(*api, http.MethodPost, path, nil, http.StatusOK)
 	if err != nil {
 		return err
 	}

@@ -178,6 +178,28 @@ func (f *fixture) start(opts Options) *Engine {
 	return f.eng
 }
 
+// startRoutes runs the engine with routes a test switches between (the
+// fixture's queue, metrics and signals) until the test ends.
+func (f *fixture) startRoutes(routes Routes, opts Options) *Engine {
+	f.t.Helper()
+	opts.Queue, opts.Routes, opts.Metrics, opts.Observer = f.q, routes, f.metrics, &f.signals
+	eng, err := New(opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.eng = eng
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("Run: %v", err)
+		}
+	})
+	return eng
+}
+
 // build builds the static registry from the declared objects.
 func (f *fixture) build() {
 	f.t.Helper()

@@ -103,22 +103,8 @@ func TestDeletedSubscriptionLeavesNothing(t *testing.T) {
 
 	opts := testOptions()
 	opts.SweepEvery = 100 * time.Millisecond
-	opts.Queue, opts.Routes, opts.Metrics = f.q, routes, f.metrics
 	f.reg = before
-	eng, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.eng = eng
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	f.startRoutes(routes, opts)
 
 	f.publish("fail", "o1")
 	eventually(t, "the dead letter", func() bool { return len(f.dead("invoices")) == 1 })

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"testing"
@@ -53,21 +52,7 @@ func TestParkedBacklogFollowsTheSubscription(t *testing.T) {
 	opts.Breaker = BreakerConfig{Threshold: 3, MinCooldown: time.Hour, MaxCooldown: time.Hour}
 	opts.UnparkCheck = 200 * time.Millisecond
 	opts.SweepEvery = 200 * time.Millisecond
-	opts.Queue, opts.Routes, opts.Metrics = f.q, routes, f.metrics
-	eng, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.eng = eng
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	eng := f.startRoutes(routes, opts)
 
 	const n = 20
 	f.publish(ids("e", n)...)
