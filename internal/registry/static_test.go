@@ -127,7 +127,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		{"missing-key", hooklinev1.ReasonSecretInvalid, `Secret "empty" has no key "token"`},
 		{"no-keys", registry.ReasonSigningKeyPending, strconv.Quote(signing.SecretName("no-keys")) + " does not exist yet"},
 		{"bad-keys", hooklinev1.ReasonSigningKeyInvalid, `data key "current"`},
-		{"bad-ca", registry.ReasonInvalidConfiguration, "CA bundle"},
+		{"bad-ca", hooklinev1.ReasonTLSInvalid, "CA bundle"},
 		{"insecure", registry.ReasonInvalidConfiguration, "allowInsecureHTTP"},
 	} {
 		e := reg.Endpoint("a", tc.name)
