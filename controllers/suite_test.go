@@ -48,9 +48,20 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(env.Config, client.Options{Scheme: process.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
-	fakeClock = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	fakeClock = clocktesting.NewFakeClock(clockStart)
 	startManager()
 })
+
+// Each spec gets its own fake clock, starting at clockStart, and an operator that uses it:
+// a spec that moves time cannot fire another spec's rotations.
+var _ = BeforeEach(func() {
+	stopManager()
+	<-managerDone
+	fakeClock = clocktesting.NewFakeClock(clockStart)
+	startManager()
+})
+
+var clockStart = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 var _ = AfterSuite(func() {
 	if stopManager != nil {
