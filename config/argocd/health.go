@@ -1,26 +1,26 @@
-// Package argocd holds hookline's Argo CD health checks, one Lua script per kind, and
-// evaluates them the way Argo CD does (gopher-lua, the script's global obj set to the
-// object), so tests run the shipped scripts against real objects.
+// Package argocd holds hookline's Argo CD health check, one Lua script configured for each
+// kind (both follow the same status contract), and evaluates it the way Argo CD does
+// (gopher-lua, the script's global obj set to the object), so tests run the shipped
+// script against real objects.
 package argocd
 
 import (
-	"embed"
+	_ "embed"
 	"fmt"
-	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 )
 
-//go:embed *.lua
-var scripts embed.FS
+//go:embed health.lua
+var script string
 
-// Script returns the health check of a hookline kind, e.g. "WebhookEndpoint".
+// Script returns the health check of a hookline kind, "WebhookEndpoint" or "Subscription".
 func Script(kind string) (string, error) {
-	b, err := scripts.ReadFile(strings.ToLower(kind) + ".lua")
-	if err != nil {
-		return "", fmt.Errorf("no Argo CD health check for kind %q: %w", kind, err)
+	switch kind {
+	case "WebhookEndpoint", "Subscription":
+		return script, nil
 	}
-	return string(b), nil
+	return "", fmt.Errorf("no Argo CD health check for kind %q", kind)
 }
 
 // Health runs the kind's script on obj (an object as JSON decodes it) and returns Argo

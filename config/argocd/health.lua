@@ -1,9 +1,10 @@
--- Argo CD health check for hookline.io/Subscription (argocd-cm:
--- resource.customizations.health.hookline.io_Subscription). It reads the status
--- contract of docs/status.md: observedGeneration, then Stalled, Ready and Reconciling.
+-- Argo CD health check for both hookline kinds (argocd-cm:
+-- resource.customizations.health.hookline.io_WebhookEndpoint and
+-- resource.customizations.health.hookline.io_Subscription). Both follow one status
+-- contract (docs/status.md): observedGeneration, then Stalled, Ready and Reconciling.
 -- Delivery health (Delivering, Degraded) is deliberately not part of it: a receiver that
--- is down for a minute must not fail a sync. A Subscription whose endpoint is Stalled, or
--- whose filter does not compile, is Stalled and shows Degraded.
+-- is down for a minute must not fail a sync. An endpoint the dispatcher disabled, and a
+-- subscription whose filter does not compile, are Ready=False and Stalled=True: Degraded.
 local hs = {}
 if obj.status == nil or obj.status.observedGeneration == nil or obj.metadata.generation == nil
     or obj.status.observedGeneration ~= obj.metadata.generation then
