@@ -29,7 +29,8 @@ func TestDevStopsWhatItStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "hookline")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	// As `make dev` builds it: only the dev tag links the local control plane.
+	build := exec.Command("go", "build", "-tags", "dev", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building hookline: %v\n%s", err, out)
 	}
