@@ -8,10 +8,12 @@ export GOFLAGS ?= -buildvcs=false
 BIN            := $(CURDIR)/bin
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_VERSION       := v2.15.0
+ACTIONLINT_VERSION     := v1.7.12
 HELM_VERSION           := v3.22.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_VERSION)
 HELM           := $(BIN)/helm-$(HELM_VERSION)
+ACTIONLINT     := $(BIN)/actionlint-$(ACTIONLINT_VERSION)
 HOOKLINE       := $(BIN)/hookline
 # The release the chart and config/default install by default; the image's tag.
 APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
@@ -68,9 +70,13 @@ deploy: ## Install into the cluster of your kubeconfig, with IMG (kubectl apply 
 control-plane: ## Build etcd, kube-apiserver and kube-controller-manager into bin/k8s (once).
 	hack/build-control-plane.sh >/dev/null
 
+.PHONY: node
+node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node, install runc, CNI plugins, iptables (once).
+	hack/build-node.sh >/dev/null
+
 .PHONY: test
-test: verify control-plane helm ## Run every test: unit, integration on a real API server, end to end, the Helm chart.
-	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test $(GO_TEST_FLAGS) ./...
+test: verify control-plane node helm ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
+	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: build control-plane ## Run the delivery benchmark (a few minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.
@@ -81,6 +87,10 @@ bench: build control-plane ## Run the delivery benchmark (a few minutes) and pri
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/.tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/.tmp/controller-gen $@ && ln -sf $(notdir $@) $(BIN)/controller-gen
+
+$(ACTIONLINT):
+	GOBIN=$(BIN)/.tmp go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv $(BIN)/.tmp/actionlint $@ && ln -sf $(notdir $@) $(BIN)/actionlint
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
