@@ -26,6 +26,7 @@ LDFLAGS        := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DEFAULT_IMG    := ghcr.io/hookline/hookline:$(APP_VERSION)
 IMG            ?= $(DEFAULT_IMG)
 IMAGE_ARCHIVE  ?= $(BIN)/hookline-image.tar
+INSTALLER      ?= dist/install.yaml
 KUBECTL        ?= $(shell command -v kubectl 2>/dev/null || echo $(CONTROL_PLANE)/kubectl)
 # Where hack/build-control-plane.sh puts etcd, kube-apiserver and kube-controller-manager.
 CONTROL_PLANE  := $(BIN)/k8s/current
@@ -56,9 +57,9 @@ image: ## Build the image with no container engine into bin/hookline-image.tar (
 
 .PHONY: build-installer
 build-installer: ## Write dist/install.yaml (CRDs, RBAC, operator) installing IMG (pin a digest with IMG=repo@sha256:...).
-	mkdir -p dist
-	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' > dist/install.yaml
-	@echo "dist/install.yaml installs $(IMG)"
+	mkdir -p $(dir $(INSTALLER))
+	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' > $(INSTALLER)
+	@echo "$(INSTALLER) installs $(IMG)"
 
 .PHONY: deploy
 deploy: ## Install into the cluster of your kubeconfig, with IMG (kubectl apply --server-side -k config/default).

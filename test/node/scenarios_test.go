@@ -184,7 +184,7 @@ func (k *cluster) helmInstallUninstall(t *testing.T) {
 	const ns = "hookline-helm"
 	args := []string{"--kubeconfig", k.kubeconfig(), "-n", ns}
 	out, err := run(k.root, nil, helm, append(args, "install", "hookline", "charts/hookline", "--create-namespace",
-		"--set", "image.repository="+repo, "--set", "image.tag="+tag,
+		"--set", "image.registry=", "--set", "image.repository="+repo, "--set", "image.tag="+tag,
 		"--set", "dispatcher.imagePullPolicy=Never", "--set", "dispatcher.storage.size=1Gi",
 		"--set", "dispatcher.extraArgs={--allow-cidr="+nodeIP+"/32}",
 		"--wait", "--timeout", "3m")...)
