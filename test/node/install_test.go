@@ -44,6 +44,7 @@ func TestInstallOnRealNode(t *testing.T) {
 		k.usersNamespace(t, url)
 		rx := serveReceiver(t, k, l)
 		k.publishThroughKill(t, rx)
+		k.checkBundleMetrics(t)
 		k.checkDrift(t)
 	})
 	t.Run("helm", func(t *testing.T) {
@@ -61,7 +62,7 @@ func listenOnNode(t *testing.T) (net.Listener, string) {
 		t.Fatalf("listening on the node's address %s: %v", nodeIP, err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
-	return l, "http://" + l.Addr().String() + "/hooks"
+	return l, "http://" + l.Addr().String()
 }
 
 // serveReceiver serves a receiver on l that verifies every delivery with the endpoint's live
@@ -76,7 +77,12 @@ func serveReceiver(t *testing.T, k *cluster, l net.Listener) *receiver.Receiver 
 		return err
 	})
 	rx := &receiver.Receiver{Secrets: keys}
-	srv := &http.Server{Handler: rx, ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/hooks", rx)
+	// Receivers that go away for good and that fail, so the alerts' metrics have series.
+	mux.HandleFunc("/gone", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) })
+	mux.HandleFunc("/failing", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return rx
@@ -176,7 +182,7 @@ metadata:
 apiVersion: hookline.io/v1alpha1
 kind: WebhookEndpoint
 metadata: {name: node-receiver, namespace: %[1]s}
-spec: {url: "%[2]s"}
+spec: {url: "%[2]s/hooks", allowInsecureHTTP: true}
 ---
 apiVersion: hookline.io/v1alpha1
 kind: Subscription
@@ -184,6 +190,34 @@ metadata: {name: everything, namespace: %[1]s}
 spec:
   endpointRef: {name: node-receiver}
   eventTypes: ["order.*"]
+---
+apiVersion: hookline.io/v1alpha1
+kind: WebhookEndpoint
+metadata: {name: node-gone, namespace: %[1]s}
+spec:
+  url: "%[2]s/gone"
+  allowInsecureHTTP: true
+  signing: {rotation: {every: 720h, overlap: 24h}}
+---
+apiVersion: hookline.io/v1alpha1
+kind: Subscription
+metadata: {name: to-gone, namespace: %[1]s}
+spec:
+  endpointRef: {name: node-gone}
+  eventTypes: ["order.*"]
+---
+apiVersion: hookline.io/v1alpha1
+kind: WebhookEndpoint
+metadata: {name: node-failing, namespace: %[1]s}
+spec: {url: "%[2]s/failing", allowInsecureHTTP: true}
+---
+apiVersion: hookline.io/v1alpha1
+kind: Subscription
+metadata: {name: to-failing, namespace: %[1]s}
+spec:
+  endpointRef: {name: node-failing}
+  eventTypes: ["order.*"]
+  delivery: {maxAttempts: 1}
 ---
 apiVersion: v1
 kind: ServiceAccount
