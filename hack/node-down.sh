@@ -111,7 +111,7 @@ if [ -f "${STATE}/snapshot/links" ]; then
   done
   ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort > "${now}/links"
   awk '{print $5}' /proc/self/mountinfo | sort > "${now}/mounts"
-  { ls -1 /run/containerd 2>/dev/null; ls -1 /run/containerd/s 2>/dev/null; ls -1 /run/netns 2>/dev/null; } | sort > "${now}/run"
+  { ls -1 /run/containerd /run/containerd/s /run/netns 2>/dev/null || true; } | sort > "${now}/run"
   for s in "${NODE_SYSCTLS[@]}"; do printf '%s=%s\n' "${s}" "$(sysctl -n "${s}")"; done > "${now}/sysctls"
   for f in iptables ip6tables links mounts run sysctls; do
     d="$(diff <(sort "${STATE}/snapshot/${f}") <(sort "${now}/${f}") | grep '^>' )"
