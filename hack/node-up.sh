@@ -123,6 +123,7 @@ start kube-apiserver "${CONTROL_PLANE_BIN}/kube-apiserver" --etcd-servers "http:
   --service-cluster-ip-range "${SERVICE_CIDR}" \
   --tls-cert-file "${PKI}/apiserver.crt" --tls-private-key-file "${PKI}/apiserver.key" \
   --client-ca-file "${PKI}/ca.crt" --authorization-mode Node,RBAC \
+  --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "${PKI}/sa.pub" --service-account-signing-key-file "${PKI}/sa.key"
 wait_for kube-apiserver 90 curl_api /readyz
