@@ -77,10 +77,15 @@ done
 # containerd's shim sockets and run dirs that were not there before.
 for d in /run/containerd/s/* /run/containerd/*; do
   [ -e "${d}" ] || continue
+  [ "${d}" = /run/containerd/s ] && grep -qx "/run/containerd/s:" "${STATE}/snapshot/run" 2>/dev/null && continue
   grep -qx "$(basename "${d}")" "${STATE}/snapshot/run" 2>/dev/null || rm -rf "${d}"
 done
-[ -d /run/containerd ] && ! grep -qx containerd "${STATE}/snapshot/run" 2>/dev/null &&
-  [ -z "$(ls -A /run/containerd 2>/dev/null)" ] && rmdir /run/containerd 2>/dev/null
+# The directories themselves, when they were not there before (the snapshot lists each
+# existing one as a "DIR:" header).
+for d in /run/containerd/s /run/containerd /run/netns; do
+  [ -d "${d}" ] && ! grep -qx "${d}:" "${STATE}/snapshot/run" 2>/dev/null &&
+    [ -z "$(ls -A "${d}" 2>/dev/null)" ] && rmdir "${d}" 2>/dev/null
+done
 
 # 5. Interfaces: the bridge (its veths went with the pods' namespaces) and the node's.
 ip link del "${POD_BRIDGE}" 2>/dev/null

@@ -199,7 +199,7 @@ func (k *cluster) helmInstallUninstall(t *testing.T) {
 	}
 	k.kubectl(t, nil, "get", "crd", "webhookendpoints.hookline.io", "subscriptions.hookline.io")
 	k.kubectl(t, nil, "-n", users, "get", "webhookendpoint/node-receiver", "subscription/everything")
-	if out, err := k.kubectlErr(nil, "-n", ns, "get", "deployment", "hookline-operator"); err == nil {
+	if out, err := k.kubectlErr(nil, "-n", ns, "get", "deployment", "hookline-operator", "--ignore-not-found", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("helm uninstall left the operator's Deployment: %s", out)
 	}
 }
