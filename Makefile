@@ -48,6 +48,31 @@ dev: control-plane ## Run the whole pipeline locally (embedded control plane whe
 build: ## Build bin/hookline, as the image ships it (static, stamped).
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(HOOKLINE) ./cmd/hookline
 
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deep-copy code.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the markers (and their copies in the Helm chart).
+	$(CONTROLLER_GEN) crd rbac:roleName=hookline-operator paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Helm chart installs the same CRDs and operator rules: copies, checked by verify.
+	rm -f charts/hookline/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/hookline/crds/
+	cp config/rbac/role.yaml charts/hookline/files/role.yaml
+	@# And the observability bundle's rules and dashboard (checked by test/monitoring).
+	cp config/monitoring/prometheusrule.yaml charts/hookline/files/monitoring/prometheusrule.yaml
+	cp config/monitoring/dashboards/hookline.json charts/hookline/files/monitoring/hookline.json
+
+.PHONY: verify
+verify: ## Fail when generated files or formatting are stale, or go vet complains.
+	hack/verify.sh
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the GitHub workflows.
+	$(GOLANGCI_LINT) run ./...
+	$(ACTIONLINT) -shellcheck= .github/workflows/*.yaml
+
 ##@ Release
 
 .PHONY: image
