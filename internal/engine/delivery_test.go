@@ -85,7 +85,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	f.endpoint("erp", rc)
-	f.subscription("invoices", "erp", schedule("1s"), policy(func(p *hooklinev1.DeliveryPolicy) { p.RetryAfterMax = "2s" }))
+	f.subscription("invoices", "erp", schedule("1s"), policy(func(p *hooklinev1.DeliveryPolicy) { p.RetryAfterMax = dur("2s") }))
 	f.start(testOptions())
 	f.publish("e1")
 

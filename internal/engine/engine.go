@@ -243,6 +243,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fanout, err := e.q.OpenFanout(runCtx)
+	if err != nil {
+		return stopped(ctx, fmt.Errorf("fanning out events: %w", err))
+	}
+	deliveries, err := e.q.OpenDeliveries(runCtx, min(max(4*e.opts.Workers, 256), 1024))
+	if err != nil {
+		return stopped(ctx, fmt.Errorf("running deliveries: %w", err))
+	}
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	e.stop, e.sendCtx = runCtx, sendCtx
@@ -256,29 +264,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	})
 	defer drain()
 
-	errs := make(chan error, 2)
-	go func() {
-		err := e.q.RunFanout(runCtx, e.Match)
-		if err != nil {
-			err = fmt.Errorf("fanning out events: %w", err)
-			cancel()
-		}
-		errs <- err
-	}()
-	go func() {
-		err := e.q.RunDeliveries(runCtx, e.opts.Workers, e.handle)
-		if err != nil {
-			err = fmt.Errorf("running deliveries: %w", err)
-			cancel()
-		}
-		errs <- err
-	}()
+	var consumers sync.WaitGroup
+	consumers.Go(func() { e.fanOut(runCtx, fanout) })
+	consumers.Go(func() { e.deliver(runCtx, deliveries) })
 	go e.sweep(runCtx)
 	go e.keepLeases(runCtx)
 	go e.watchParked(runCtx)
 
-	err := errors.Join(<-errs, <-errs)
-	// Ordered sends are done (their lanes stopped with RunDeliveries); the
+	consumers.Wait()
+	// Ordered sends are done (their lanes stopped with the consumers); the
 	// unordered ones finish or are cancelled after DrainTimeout.
 	e.sends.Wait()
 	// Unparking stops between batches.
@@ -287,8 +281,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.life.ctx = nil
 	e.life.mu.Unlock()
 	e.life.wg.Wait()
+	return nil
+}
+
+// stopped is nil when ctx ended, since err is then only the cancellation's
+// echo.
+func stopped(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		// Stopped as asked; errors are only the cancellation's echo.
 		return nil
 	}
 	return err

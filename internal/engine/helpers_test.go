@@ -137,7 +137,21 @@ func policy(mod func(*hooklinev1.DeliveryPolicy)) func(*hooklinev1.Subscription)
 
 // schedule sets a short retry schedule with one more attempt than steps.
 func schedule(steps ...string) func(*hooklinev1.Subscription) {
-	return policy(func(p *hooklinev1.DeliveryPolicy) { p.Schedule = steps })
+	return policy(func(p *hooklinev1.DeliveryPolicy) {
+		p.Schedule = nil
+		for _, s := range steps {
+			p.Schedule = append(p.Schedule, *dur(s))
+		}
+	})
+}
+
+// dur parses a Go duration for an API field.
+func dur(s string) *hooklinev1.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return hooklinev1.DurationOf(d)
 }
 
 func loopback() ssrf.Policy {

@@ -12,7 +12,7 @@ import (
 	"github.com/hookline/hookline/internal/registry"
 )
 
-// Match is the queue.MatchFunc of the fan-out: one delivery per subscription
+// Match gives the deliveries of one event in the fan-out: one per subscription
 // of the event's namespace whose patterns match its type and whose filter,
 // if any, accepts it. The registry memoises the pattern matching per event
 // type and leaves out suspended and unusable subscriptions, so the common

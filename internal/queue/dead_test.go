@@ -11,11 +11,11 @@ func TestDeadListAndReplay(t *testing.T) {
 	q := openTest(t, testConfig(t.TempDir()))
 	ctx := context.Background()
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
-	run(t, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("billing", "erp")) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("billing", "erp")) })
 
 	var replayed recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			d := j.Delivery()
 			var err error
 			if d.Replay == 0 {

@@ -6,6 +6,11 @@
 // store on a volume, no network listener unless asked) and against an
 // external JetStream cluster; only Open differs.
 //
+// Calls go one way: the engine consumes. OpenFanout hands out batches of
+// events for the engine to match and Store; OpenDeliveries hands out jobs
+// (Jobs) and ordered lanes (Lanes) for it to range over. The queue never
+// calls back into the engine.
+//
 // The shape follows what was measured (see DESIGN.md, "Queue engine"):
 //
 //   - Events land on one work-queue stream. A single fan-out consumer reads

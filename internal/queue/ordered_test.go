@@ -16,7 +16,7 @@ func TestOrderedLaneHoldsLaterDeliveries(t *testing.T) {
 	ctx := context.Background()
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
 	run(t, func(ctx context.Context) error {
-		return q.RunFanout(ctx, func(_ context.Context, ev Event) ([]Delivery, error) {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
 			return []Delivery{
 				{Subscription: "ledger.sync", SubscriptionUID: "u1", Ordered: true},
 				{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "siem"},
@@ -27,7 +27,7 @@ func TestOrderedLaneHoldsLaterDeliveries(t *testing.T) {
 
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			d := j.Delivery()
 			if !d.Ordered {
 				_ = j.Done()
@@ -101,8 +101,8 @@ func TestFanoutKeepsEventOrderAcrossReplicas(t *testing.T) {
 	match := func(_ context.Context, ev Event) ([]Delivery, error) {
 		return []Delivery{{Subscription: "ledger", SubscriptionUID: "u1", Ordered: true}}, nil
 	}
-	run(t, func(ctx context.Context) error { return q1.RunFanout(ctx, match) })
-	run(t, func(ctx context.Context) error { return q2.RunFanout(ctx, match) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q1, match) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q2, match) })
 	eventually(t, "fan-out", func() bool { return streamMsgs(t, q1, streamEvents) == 0 })
 
 	// A work queue admits no second consumer on the lane's subject: read the

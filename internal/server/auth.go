@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -70,6 +73,9 @@ type Decision struct {
 	// Reason is a sentence for the caller when the request is refused; it never
 	// contains a credential.
 	Reason string
+	// RetryAfter, on an unauthenticated decision, says the client has failed
+	// too often and may try again after it (429).
+	RetryAfter time.Duration
 }
 
 // Authorizer decides whether a request may publish events to a namespace. An error means
@@ -88,28 +94,57 @@ func (AllowAll) Authorize(context.Context, *http.Request, string, Access) (Decis
 
 // Defaults of KubernetesAuthorizer.
 const (
-	DefaultAuthCacheTTL     = 10 * time.Second
-	DefaultAuthCacheEntries = 10_000
+	DefaultAuthCacheTTL         = 10 * time.Second
+	DefaultAuthCacheEntries     = 10_000
+	DefaultNegativeCacheTTL     = 5 * time.Second
+	DefaultMaxConcurrentReviews = 8
+	DefaultFailureBurst         = 10
+	DefaultFailureRefill        = 6 * time.Second
+	// reviewWait is the longest a request waits for a review slot before it
+	// gets a 503.
+	reviewWait = 5 * time.Second
+	// maxBudgetClients bounds the client addresses whose failures are counted.
+	maxBudgetClients = 10_000
 )
 
 // KubernetesAuthorizerOptions tune a KubernetesAuthorizer; zero values take the defaults.
 type KubernetesAuthorizerOptions struct {
-	// TTL is how long an answer, positive or negative, is reused. A revoked token or
+	// TTL is how long a positive answer is reused. A revoked token or
 	// RoleBinding keeps working for up to this long.
 	TTL time.Duration
-	// MaxEntries bounds the cache, which producers can grow with invalid tokens.
+	// MaxEntries bounds each cache: tokens that authenticated, tokens that did
+	// not, and access decisions. Only tokens the API server authenticated
+	// enter the first and the last, so invalid tokens cannot evict valid ones.
 	MaxEntries int
-	// Audiences, when set, are the audiences a token must be issued for (TokenReview's
-	// spec.audiences); empty accepts the API server's default audience.
-	Audiences []string
-	Clock     clock.PassiveClock
+	// NegativeTTL is how long a token the API server refused is refused
+	// without asking again.
+	NegativeTTL time.Duration
+	// MaxConcurrentReviews bounds the TokenReviews and SubjectAccessReviews
+	// in flight at once.
+	MaxConcurrentReviews int
+	// FailureBurst failed authentications are allowed per client address at
+	// once, and one more every FailureRefill; past them the client gets 429
+	// with Retry-After and nothing is reviewed.
+	FailureBurst  int
+	FailureRefill time.Duration
+	// Audience, when set, is the audience a token must be issued for: it is
+	// checked in the token before any review, and by the TokenReview.
+	// Projected ServiceAccount tokens with this audience are then the only
+	// ones accepted, so a token stolen from the dispatcher is useless against
+	// the API server and the API server's own tokens are useless here.
+	Audience string
+	Clock    clock.PassiveClock
 }
 
-// KubernetesAuthorizer authenticates the bearer token with a TokenReview and authorises
-// the user with a SubjectAccessReview for verb create on events.hookline.io in the
-// namespace, so publishing rights are ordinary RBAC. Answers are cached per token and
-// namespace for a short TTL, so the API server is not asked on every request, and
-// concurrent requests with the same token share one lookup.
+// KubernetesAuthorizer authenticates the bearer token with a TokenReview and
+// authorises the user with a SubjectAccessReview for the request's Access in
+// the namespace, so every right is ordinary RBAC. It protects the API server
+// from the clients: a token that cannot be a valid ServiceAccount token is
+// refused without a review, reviews are bounded in number at once, a refused
+// token is remembered briefly, and an address that keeps failing gets 429
+// until its budget refills. Answers for valid tokens are cached per token
+// hash (the token itself is never kept) for a short TTL, and concurrent
+// requests with the same token share one lookup.
 //
 // The dispatcher needs create on tokenreviews (authentication.k8s.io) and
 // subjectaccessreviews (authorization.k8s.io).
@@ -117,26 +152,20 @@ type KubernetesAuthorizer struct {
 	client kubernetes.Interface
 	opts   KubernetesAuthorizerOptions
 
-	mu       sync.Mutex
-	cache    map[authKey]authEntry
-	inflight map[authKey]*authCall
+	users     *expiringMap[tokenHash, authenticationv1.UserInfo] // tokens that authenticated
+	rejected  *expiringMap[tokenHash, string]                    // tokens that did not, with the reason
+	decisions *expiringMap[authKey, Decision]
+	budget    *failureBudget
+	reviews   chan struct{} // review slots
+	calls     singleflight.Group
 }
+
+type tokenHash [sha256.Size]byte
 
 type authKey struct {
-	token     [sha256.Size]byte // the token itself is not kept
+	token     tokenHash
 	namespace string
 	access    Access
-}
-
-type authEntry struct {
-	d       Decision
-	expires time.Time
-}
-
-type authCall struct {
-	done chan struct{}
-	d    Decision
-	err  error
 }
 
 // NewKubernetesAuthorizer returns an authorizer that asks the API server through client.
@@ -147,10 +176,29 @@ func NewKubernetesAuthorizer(client kubernetes.Interface, opts KubernetesAuthori
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultAuthCacheEntries
 	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = DefaultNegativeCacheTTL
+	}
+	if opts.MaxConcurrentReviews <= 0 {
+		opts.MaxConcurrentReviews = DefaultMaxConcurrentReviews
+	}
+	if opts.FailureBurst <= 0 {
+		opts.FailureBurst = DefaultFailureBurst
+	}
+	if opts.FailureRefill <= 0 {
+		opts.FailureRefill = DefaultFailureRefill
+	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &KubernetesAuthorizer{client: client, opts: opts, cache: map[authKey]authEntry{}, inflight: map[authKey]*authCall{}}
+	return &KubernetesAuthorizer{
+		client: client, opts: opts,
+		users:     newExpiringMap[tokenHash, authenticationv1.UserInfo](opts.MaxEntries),
+		rejected:  newExpiringMap[tokenHash, string](opts.MaxEntries),
+		decisions: newExpiringMap[authKey, Decision](opts.MaxEntries),
+		budget:    newFailureBudget(opts.FailureBurst, opts.FailureRefill, maxBudgetClients),
+		reviews:   make(chan struct{}, opts.MaxConcurrentReviews),
+	}
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>" header.
@@ -162,77 +210,141 @@ func bearerToken(r *http.Request) string {
 	return strings.TrimSpace(h[7:])
 }
 
+// remoteIP is the address part of r.RemoteAddr.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 func (a *KubernetesAuthorizer) Authorize(ctx context.Context, r *http.Request, namespace string, access Access) (Decision, error) {
 	token := bearerToken(r)
 	if token == "" {
 		return Decision{Reason: "send a ServiceAccount token in the Authorization header: \"Authorization: Bearer <token>\" (in a pod, the token is in /var/run/secrets/kubernetes.io/serviceaccount/token)"}, nil
 	}
-	key := authKey{token: sha256.Sum256([]byte(token)), namespace: namespace, access: access}
+	h := tokenHash(sha256.Sum256([]byte(token)))
 	now := a.opts.Clock.Now()
-
-	a.mu.Lock()
-	if e, ok := a.cache[key]; ok && now.Before(e.expires) {
-		a.mu.Unlock()
-		return e.d, nil
-	}
-	if c, ok := a.inflight[key]; ok {
-		a.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.d, c.err
-		case <-ctx.Done():
-			return Decision{}, ctx.Err()
+	user, known := a.users.get(h, now)
+	if !known {
+		client := remoteIP(r)
+		if wait := a.budget.wait(client, now); wait > 0 {
+			return Decision{RetryAfter: wait, Reason: "too many failed authentications from this address; send a valid ServiceAccount token after the Retry-After delay"}, nil
+		}
+		reason, err := a.authenticate(ctx, token, h, now)
+		if err != nil {
+			return Decision{}, err
+		}
+		if reason != "" {
+			a.budget.fail(client, now)
+			return Decision{Reason: reason}, nil
+		}
+		if user, known = a.users.get(h, now); !known {
+			return Decision{}, errors.New("a token that authenticated was not remembered; retry")
 		}
 	}
-	c := &authCall{done: make(chan struct{})}
-	a.inflight[key] = c
-	a.mu.Unlock()
-
-	// The lookup is shared, so one caller giving up must not fail the others.
-	c.d, c.err = a.review(context.WithoutCancel(ctx), token, namespace, access)
-
-	a.mu.Lock()
-	delete(a.inflight, key)
-	if c.err == nil {
-		a.store(key, authEntry{d: c.d, expires: a.opts.Clock.Now().Add(a.opts.TTL)}, now)
-	}
-	a.mu.Unlock()
-	close(c.done)
-	return c.d, c.err
+	return a.authorize(ctx, h, user, namespace, access, now)
 }
 
-// store adds an entry, making room first: expired entries go, and if the cache is still
-// full, arbitrary ones (Go's map order is random). Called with a.mu held.
-func (a *KubernetesAuthorizer) store(key authKey, e authEntry, now time.Time) {
-	if len(a.cache) >= a.opts.MaxEntries {
-		for k, old := range a.cache {
-			if !now.Before(old.expires) {
-				delete(a.cache, k)
-			}
-		}
-		for k := range a.cache {
-			if len(a.cache) < a.opts.MaxEntries*9/10 {
-				break
-			}
-			delete(a.cache, k)
-		}
+// authenticate finds out whether token is valid: from the negative cache,
+// from its shape, or from a TokenReview. It returns why it is not, or "" and
+// remembers the user.
+func (a *KubernetesAuthorizer) authenticate(ctx context.Context, token string, h tokenHash, now time.Time) (string, error) {
+	if reason, ok := a.rejected.get(h, now); ok {
+		return reason, nil
 	}
-	a.cache[key] = e
+	exp, reason := checkTokenShape(token, now, a.opts.Audience)
+	if reason != "" {
+		a.rejected.put(h, reason, now.Add(a.opts.NegativeTTL), now)
+		return reason, nil
+	}
+	v, err, _ := a.calls.Do("token:"+string(h[:]), func() (any, error) {
+		// The lookup is shared, so one caller giving up must not fail the others.
+		return a.reviewToken(context.WithoutCancel(ctx), token, h, exp)
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
 }
 
-func (a *KubernetesAuthorizer) review(ctx context.Context, token, namespace string, access Access) (Decision, error) {
+// acquire takes a review slot, waiting at most reviewWait.
+func (a *KubernetesAuthorizer) acquire(ctx context.Context) (func(), error) {
+	t := time.NewTimer(reviewWait)
+	defer t.Stop()
+	select {
+	case a.reviews <- struct{}{}:
+		return func() { <-a.reviews }, nil
+	case <-t.C:
+		return nil, fmt.Errorf("all %d review slots stayed busy for %s", cap(a.reviews), reviewWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// reviewToken asks the API server about a token, and remembers the answer:
+// the user until the token's expiry or the TTL, a refusal for NegativeTTL.
+func (a *KubernetesAuthorizer) reviewToken(ctx context.Context, token string, h tokenHash, exp time.Time) (string, error) {
+	release, err := a.acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reviewing a bearer token: %w", err)
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	var audiences []string
+	if a.opts.Audience != "" {
+		audiences = []string{a.opts.Audience}
+	}
 	tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: a.opts.Audiences},
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return Decision{}, fmt.Errorf("reviewing a bearer token: %w", err)
+		return "", fmt.Errorf("reviewing a bearer token: %w", err)
 	}
+	now := a.opts.Clock.Now()
 	if !tr.Status.Authenticated {
-		return Decision{Reason: "the bearer token is not valid (expired, revoked, or not issued by this cluster); send a current ServiceAccount token"}, nil
+		reason := "the bearer token is not valid (expired, revoked, or not issued by this cluster); send a current ServiceAccount token"
+		a.rejected.put(h, reason, now.Add(a.opts.NegativeTTL), now)
+		return reason, nil
 	}
-	u := tr.Status.User
+	expires := now.Add(a.opts.TTL)
+	if !exp.IsZero() && exp.Before(expires) {
+		expires = exp
+	}
+	a.users.put(h, tr.Status.User, expires, now)
+	return "", nil
+}
+
+// authorize decides access for an authenticated user, from the cache or a
+// SubjectAccessReview.
+func (a *KubernetesAuthorizer) authorize(ctx context.Context, h tokenHash, u authenticationv1.UserInfo, namespace string, access Access, now time.Time) (Decision, error) {
+	key := authKey{token: h, namespace: namespace, access: access}
+	if d, ok := a.decisions.get(key, now); ok {
+		return d, nil
+	}
+	v, err, _ := a.calls.Do(fmt.Sprintf("access:%x/%s/%+v", h[:], namespace, access), func() (any, error) {
+		release, err := a.acquire(ctx)
+		if err != nil {
+			return Decision{}, fmt.Errorf("reviewing access of %s to namespace %s: %w", u.Username, namespace, err)
+		}
+		defer release()
+		d, err := a.review(context.WithoutCancel(ctx), u, namespace, access)
+		if err == nil {
+			a.decisions.put(key, d, a.opts.Clock.Now().Add(a.opts.TTL), a.opts.Clock.Now())
+		}
+		return d, err
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	return v.(Decision), nil
+}
+
+func (a *KubernetesAuthorizer) review(ctx context.Context, u authenticationv1.UserInfo, namespace string, access Access) (Decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	extra := make(map[string]authorizationv1.ExtraValue, len(u.Extra))
 	for k, v := range u.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)

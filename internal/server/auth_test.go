@@ -34,7 +34,9 @@ var (
 	env     *controlplane.Env
 	admin   kubernetes.Interface
 	reviews atomic.Int64 // TokenReviews and SubjectAccessReviews sent by the authorizer
-	authCli kubernetes.Interface
+	// tokenReviews counts the TokenReviews alone.
+	tokenReviews atomic.Int64
+	authCli      kubernetes.Interface
 )
 
 func TestAuth(t *testing.T) {
@@ -57,6 +59,9 @@ var _ = BeforeSuite(func() {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if strings.HasSuffix(r.URL.Path, "/tokenreviews") || strings.HasSuffix(r.URL.Path, "/subjectaccessreviews") {
 				reviews.Add(1)
+			}
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") {
+				tokenReviews.Add(1)
 			}
 			return rt.RoundTrip(r)
 		})
@@ -173,8 +178,11 @@ var _ = Describe("KubernetesAuthorizer", func() {
 		Expect(msg).To(ContainSubstring("system:serviceaccount:" + allowed + ":publisher may not publish events to namespace \"" + other + "\""))
 		Expect(msg).To(ContainSubstring("{apiGroups: [hookline.io], resources: [events], verbs: [create]}"))
 
-		By("answering 401 to a garbage token and to none")
+		By("answering 401 to a garbage token, a forged one and none")
 		r = publish(url(allowed), "not-a-token")
+		Expect(r.status).To(Equal(http.StatusUnauthorized), r.body)
+		Expect(errorMessage(r.body)).To(ContainSubstring("not a ServiceAccount token"))
+		r = publish(url(allowed), forgedToken(""))
 		Expect(r.status).To(Equal(http.StatusUnauthorized), r.body)
 		Expect(errorMessage(r.body)).To(ContainSubstring("not valid"))
 		r = publish(url(allowed), "")

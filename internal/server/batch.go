@@ -78,7 +78,7 @@ func (h *Handler) decodeBatch(body []byte) ([]wireEvent, *fieldError) {
 	if ferr := checkUTF8(body); ferr != nil {
 		return nil, ferr
 	}
-	s := scanner{b: body}
+	s := scanner{b: body, maxDepth: h.opts.MaxJSONDepth}
 	invalid := func(field string, err *syntaxError) ([]wireEvent, *fieldError) {
 		return nil, badRequest(field, "the body is not valid JSON %v", err)
 	}

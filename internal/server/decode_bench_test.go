@@ -17,7 +17,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.SetBytes(int64(len(benchBody)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeEvent(benchBody); err != nil {
+			if _, err := decodeEvent(benchBody, DefaultMaxJSONDepth); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -78,12 +78,13 @@ type wireEvent struct {
 
 const knownFields = "type, id, time and data"
 
-// decodeEvent parses one event from body, which holds nothing else.
-func decodeEvent(body []byte) (wireEvent, *fieldError) {
+// decodeEvent parses one event from body, which holds nothing else, its data
+// nested at most maxDepth levels deep.
+func decodeEvent(body []byte, maxDepth int) (wireEvent, *fieldError) {
 	if ferr := checkUTF8(body); ferr != nil {
 		return wireEvent{}, ferr
 	}
-	s := scanner{b: body}
+	s := scanner{b: body, maxDepth: maxDepth}
 	w, ferr := s.event("")
 	if ferr != nil {
 		return w, ferr

@@ -12,12 +12,13 @@ import (
 // event's data is validated, not decoded: it is stored and delivered as sent.
 // FuzzScanner checks it against encoding/json.
 
-// maxDepth is the deepest nesting accepted in data, as in encoding/json.
-const maxDepth = 10000
-
 type scanner struct {
 	b []byte
 	i int
+	// maxDepth is the deepest nesting accepted in a value; zero means
+	// DefaultMaxJSONDepth. Receivers' parsers stop near 1,000 levels, some
+	// much sooner, so deeper data would be accepted here only to fail there.
+	maxDepth int
 }
 
 // syntaxError is a malformed body, with the byte offset where it went wrong.
@@ -200,8 +201,8 @@ func (s *scanner) value() ([]byte, *syntaxError) {
 		// A value is expected here.
 		switch c := s.peek(); {
 		case c == '{' || c == '[':
-			if len(stack) == maxDepth {
-				return nil, s.fail("the JSON is nested more than %d levels deep", maxDepth)
+			if max := s.depthLimit(); len(stack) == max {
+				return nil, s.fail("the JSON is nested more than %d levels deep (the dispatcher's --max-json-depth)", max)
 			}
 			s.i++
 			closing := byte('}')
@@ -270,6 +271,13 @@ func (s *scanner) value() ([]byte, *syntaxError) {
 			return nil, s.unexpected("',' or ']'")
 		}
 	}
+}
+
+func (s *scanner) depthLimit() int {
+	if s.maxDepth <= 0 {
+		return DefaultMaxJSONDepth
+	}
+	return s.maxDepth
 }
 
 // member scans an object member's key and colon.

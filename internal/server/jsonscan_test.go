@@ -32,7 +32,8 @@ func FuzzScanner(f *testing.F) {
 			// before scanning.
 			return
 		}
-		s := scanner{b: b}
+		// encoding/json nests up to 10,000 levels.
+		s := scanner{b: b, maxDepth: 10000}
 		raw, err := s.value()
 		ok := err == nil && s.end()
 		if ok != json.Valid(b) {
@@ -42,7 +43,7 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("value %q is not the start of %q", raw, b)
 		}
 
-		w, ferr := decodeEvent(b)
+		w, ferr := decodeEvent(b, DefaultMaxJSONDepth)
 		if ferr != nil {
 			return
 		}
@@ -73,12 +74,22 @@ func FuzzScanner(f *testing.F) {
 }
 
 func TestDeepNesting(t *testing.T) {
-	deep := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
-	if _, err := (&scanner{b: []byte(deep)}).value(); err != nil {
-		t.Errorf("%d levels: %v", maxDepth, err)
-	}
-	tooDeep := "[" + deep + "]"
-	if _, err := (&scanner{b: []byte(tooDeep)}).value(); err == nil || !strings.Contains(err.Error(), "nested more than") {
-		t.Errorf("%d levels: %v", maxDepth+1, err)
+	for _, max := range []int{0, 1, 64, 1000} {
+		limit := max
+		if limit == 0 {
+			limit = DefaultMaxJSONDepth
+		}
+		deep := strings.Repeat("[", limit) + strings.Repeat("]", limit)
+		if _, err := (&scanner{b: []byte(deep), maxDepth: max}).value(); err != nil {
+			t.Errorf("limit %d, %d levels: %v", max, limit, err)
+		}
+		tooDeep := "[" + deep + "]"
+		if _, err := (&scanner{b: []byte(tooDeep), maxDepth: max}).value(); err == nil || !strings.Contains(err.Error(), "nested more than") {
+			t.Errorf("limit %d, %d levels: %v", max, limit+1, err)
+		}
+		tooDeepObj := strings.Repeat(`{"a":`, limit+1) + "1" + strings.Repeat("}", limit+1)
+		if _, err := (&scanner{b: []byte(tooDeepObj), maxDepth: max}).value(); err == nil || !strings.Contains(err.Error(), "nested more than") {
+			t.Errorf("limit %d, %d levels of objects: %v", max, limit+1, err)
+		}
 	}
 }

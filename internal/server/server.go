@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,6 +49,12 @@ type Options struct {
 	ReadyChecks []Check
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Limits bound reading request bodies (BodyReadTimeout, MinBodyRate); the
+	// same Limits go to NewHTTPServer and LimitListener for the rest.
+	Limits Limits
+	// MaxJSONDepth bounds the nesting of an event's data; DefaultMaxJSONDepth
+	// when zero. Receivers' parsers commonly stop near 1,000 levels.
+	MaxJSONDepth int
 	// Deliveries, when set, serves the admin API under
 	// /v1/namespaces/{ns}/subscriptions/{name}/: the attempt log, dead letters and replay.
 	Deliveries AdminQueue
@@ -83,6 +90,10 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.MaxJSONDepth <= 0 {
+		opts.MaxJSONDepth = DefaultMaxJSONDepth
+	}
+	opts.Limits = opts.Limits.WithDefaults()
 	h := &Handler{opts: opts}
 	if opts.Deliveries != nil {
 		h.admin = newAdmin(opts.Deliveries, h)
@@ -159,7 +170,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = h.opts.MaxBatchBodyBytes
 	}
 	// The body is not pooled: the events' data are slices of it, handed to the Publisher.
-	body, ferr := readBody(r, limit)
+	body, ferr := h.readBody(w, r, limit)
 	if ferr != nil {
 		writeError(w, ferr)
 		return
@@ -174,8 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refusal is why a request may not go ahead: a status (401, 403 or 503) and
 // a message.
 type refusal struct {
-	status  int
-	message string
+	status     int
+	message    string
+	retryAfter time.Duration
 }
 
 // authorize asks the Authorizer whether r may have access in ns. A nil
@@ -186,11 +198,13 @@ func (h *Handler) authorize(r *http.Request, ns string, access Access) *refusal 
 	switch {
 	case err != nil:
 		h.opts.Logger.Error(err, "authorizing a request", "namespace", ns, "verb", access.Verb, "resource", access.Resource)
-		return &refusal{http.StatusServiceUnavailable, "the credentials could not be checked right now; retry shortly"}
+		return &refusal{status: http.StatusServiceUnavailable, message: "the credentials could not be checked right now; retry shortly"}
+	case !d.Authenticated && d.RetryAfter > 0:
+		return &refusal{status: http.StatusTooManyRequests, message: d.Reason, retryAfter: d.RetryAfter}
 	case !d.Authenticated:
-		return &refusal{http.StatusUnauthorized, d.Reason}
+		return &refusal{status: http.StatusUnauthorized, message: d.Reason}
 	case !d.Allowed:
-		return &refusal{http.StatusForbidden, d.Reason}
+		return &refusal{status: http.StatusForbidden, message: d.Reason}
 	}
 	return nil
 }
@@ -201,6 +215,8 @@ func (f *refusal) fieldError(w http.ResponseWriter) *fieldError {
 	switch f.status {
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", retryAfter)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hookline"`)
 		return &fieldError{status: f.status, field: "Authorization", message: f.message}
@@ -219,22 +235,26 @@ func isJSON(ct string) bool {
 	return rest == "" || rest[0] == ';'
 }
 
-// readBody reads at most limit bytes, in one allocation when the length is announced.
-func readBody(r *http.Request, limit int64) ([]byte, *fieldError) {
+// readBody reads at most limit bytes as they arrive, within the body
+// deadlines of the Limits. A body that arrives too slowly gets a 408 and the
+// connection is closed.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *fieldError) {
 	tooLarge := &fieldError{status: http.StatusRequestEntityTooLarge, message: fmt.Sprintf("the body is larger than the limit of %d bytes (%d KiB); send smaller events", limit, limit>>10)}
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	var body []byte
-	var err error
-	if r.ContentLength >= 0 {
-		// net/http stops the body at Content-Length.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	// Deadlines are the connection's, so they come from the wall clock.
+	start := time.Now()
+	br := &bodyReader{
+		body: r.Body, rc: http.NewResponseController(w), rate: h.opts.Limits.MinBodyRate,
+		start: start, hardStop: start.Add(h.opts.Limits.BodyReadTimeout),
 	}
+	body, err := readAll(br, limit)
 	if err != nil {
+		if isTimeout(err) {
+			w.Header().Set("Connection", "close")
+			return nil, &fieldError{status: http.StatusRequestTimeout, message: fmt.Sprintf("the body arrived too slowly: it must come at %d bytes per second or faster and in %s at most", h.opts.Limits.MinBodyRate, h.opts.Limits.BodyReadTimeout)}
+		}
 		return nil, &fieldError{status: http.StatusBadRequest, message: "the body could not be read: " + err.Error()}
 	}
 	if int64(len(body)) > limit {
@@ -244,7 +264,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *fieldError) {
 }
 
 func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, body []byte) {
-	wire, ferr := decodeEvent(body)
+	wire, ferr := decodeEvent(body, h.opts.MaxJSONDepth)
 	if ferr != nil {
 		writeError(w, ferr)
 		return

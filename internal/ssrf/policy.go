@@ -125,33 +125,41 @@ func (p Policy) Control(network, address string, _ syscall.RawConn) error {
 }
 
 // Check reports whether a connection to ip is allowed, returning a
-// *DeniedError when it is not.
+// *DeniedError when it is not. An IPv6 address that carries an IPv4 address
+// the connection can reach (mapped, compatible, NAT64, 6to4, Teredo) is judged
+// twice: as itself, and as that IPv4 address. Both must pass, so opening
+// 2002::/16 with an allow entry does not open 6to4's path to 10.0.0.0/8.
 func (p Policy) Check(ip netip.Addr) error {
 	// Prefix.Contains never matches an address with a zone, so a zoned
 	// link-local address would slip through every range without this.
 	shown := ip
 	ip = ip.WithZone("")
-	// Match IPv4 ranges against the IPv4 address that an IPv4-mapped,
-	// IPv4-compatible or NAT64 address reaches.
-	check := ip
-	if v4, ok := embeddedIPv4(ip); ok {
-		check = v4
+	if err := p.judge(ip, shown, ""); err != nil {
+		return err
 	}
+	if v4, form, ok := embeddedIPv4(ip); ok {
+		return p.judge(v4, shown, form)
+	}
+	return nil
+}
 
-	allowBits := longestMatch(p.Allow, check, ip)
-	denyBits := longestMatch(p.ExtraDeny, check, ip)
+// judge applies the policy to one address. form names how the address was
+// embedded in shown, or is empty.
+func (p Policy) judge(a, shown netip.Addr, form string) error {
+	allowBits := longestMatch(p.Allow, a)
+	denyBits := longestMatch(p.ExtraDeny, a)
 	if denyBits >= 0 && denyBits >= allowBits {
-		r := matching(p.ExtraDeny, check, ip, denyBits)
+		r := matching(p.ExtraDeny, a, denyBits)
 		return &DeniedError{Addr: shown, Reason: "address in denied range " + r.String(), Range: r}
 	}
 	if allowBits >= 0 {
 		return nil
 	}
 	for _, b := range builtin {
-		if b.prefix.Contains(check) || b.prefix.Contains(ip) {
+		if b.prefix.Contains(a) {
 			reason := b.reason
-			if check != ip {
-				reason += " (embedded in IPv6 address)"
+			if form != "" {
+				reason += " (embedded in IPv6 address as " + form + ")"
 			}
 			return &DeniedError{Addr: shown, Reason: reason, Range: b.prefix, Builtin: true}
 		}
@@ -159,77 +167,23 @@ func (p Policy) Check(ip netip.Addr) error {
 	return nil
 }
 
-// longestMatch returns the length of the longest prefix in ps containing
-// either form of the address, or -1.
-func longestMatch(ps []netip.Prefix, a, b netip.Addr) int {
+// longestMatch returns the length of the longest prefix in ps containing a,
+// or -1.
+func longestMatch(ps []netip.Prefix, a netip.Addr) int {
 	best := -1
 	for _, p := range ps {
-		if (p.Contains(a) || p.Contains(b)) && p.Bits() > best {
+		if p.Contains(a) && p.Bits() > best {
 			best = p.Bits()
 		}
 	}
 	return best
 }
 
-func matching(ps []netip.Prefix, a, b netip.Addr, bits int) netip.Prefix {
+func matching(ps []netip.Prefix, a netip.Addr, bits int) netip.Prefix {
 	for _, p := range ps {
-		if p.Bits() == bits && (p.Contains(a) || p.Contains(b)) {
+		if p.Bits() == bits && p.Contains(a) {
 			return p
 		}
 	}
 	return netip.Prefix{}
-}
-
-var (
-	nat64      = netip.MustParsePrefix("64:ff9b::/96")
-	v4compat   = netip.MustParsePrefix("::/96")
-	unspecV6   = netip.IPv6Unspecified()
-	loopbackV6 = netip.IPv6Loopback()
-)
-
-// embeddedIPv4 extracts the IPv4 address that an IPv6 address carries when
-// connecting to it can reach that IPv4 host: IPv4-mapped (::ffff:a.b.c.d),
-// the deprecated IPv4-compatible form (::a.b.c.d) and the NAT64 well-known
-// prefix (64:ff9b::a.b.c.d).
-func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
-	if ip.Is4() {
-		return ip, false
-	}
-	if ip.Is4In6() {
-		return ip.Unmap(), true
-	}
-	if ip == unspecV6 || ip == loopbackV6 {
-		return ip, false
-	}
-	if nat64.Contains(ip) || v4compat.Contains(ip) {
-		b := ip.As16()
-		return netip.AddrFrom4([4]byte(b[12:16])), true
-	}
-	return ip, false
-}
-
-type builtinRange struct {
-	prefix netip.Prefix
-	reason string
-}
-
-// builtin lists what no webhook receiver should be: addresses that reach the
-// node itself, the cluster network, the cloud metadata service or nothing
-// routable at all.
-var builtin = []builtinRange{
-	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified address"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback address"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local address (cloud metadata lives here)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "private address"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private address"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private address"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT address"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast address"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved address"},
-	{netip.MustParsePrefix("::/128"), "unspecified address"},
-	{netip.MustParsePrefix("::1/128"), "loopback address"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local address"},
-	{netip.MustParsePrefix("fec0::/10"), "site-local address"},
-	{netip.MustParsePrefix("fc00::/7"), "private address"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast address"},
 }

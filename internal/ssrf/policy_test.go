@@ -49,12 +49,12 @@ func TestCheck(t *testing.T) {
 		{name: "just outside cgnat", addr: "100.128.0.1"},
 		{name: "multicast v4", addr: "224.0.0.251", reason: "multicast address"},
 		{name: "multicast v6", addr: "ff02::1", reason: "multicast address"},
-		{name: "broadcast", addr: "255.255.255.255", reason: "reserved address"},
+		{name: "broadcast", addr: "255.255.255.255", reason: "limited broadcast address"},
 		{name: "mapped loopback", addr: "::ffff:127.0.0.1", reason: "loopback address (embedded"},
-		{name: "mapped private", addr: "::ffff:10.1.2.3", reason: "private address (embedded"},
+		{name: "mapped private", addr: "::ffff:10.1.2.3", reason: "private address (RFC 1918) (embedded"},
 		{name: "mapped metadata", addr: "::ffff:169.254.169.254", reason: "link-local"},
 		{name: "mapped public", addr: "::ffff:8.8.8.8"},
-		{name: "nat64 private", addr: "64:ff9b::10.0.0.1", reason: "private address (embedded"},
+		{name: "nat64 private", addr: "64:ff9b::10.0.0.1", reason: "private address (RFC 1918) (embedded"},
 		{name: "nat64 public", addr: "64:ff9b::8.8.8.8"},
 		{name: "v4-compatible loopback", addr: "::127.0.0.1", reason: "loopback address (embedded"},
 
@@ -101,9 +101,9 @@ func TestErrorMessage(t *testing.T) {
 		deny []string
 		want string
 	}{
-		{addr: "10.0.0.5:443", want: "ssrf: refusing to connect to 10.0.0.5: private address (allow it with --allow-cidr 10.0.0.0/8)"},
+		{addr: "10.0.0.5:443", want: "ssrf: refusing to connect to 10.0.0.5: private address (RFC 1918) (allow it with --allow-cidr 10.0.0.0/8)"},
 		{addr: "[::1]:80", want: "ssrf: refusing to connect to ::1: loopback address (allow it with --allow-cidr ::1/128)"},
-		{addr: "[::ffff:127.0.0.1]:80", want: "ssrf: refusing to connect to ::ffff:127.0.0.1: loopback address (embedded in IPv6 address) (allow it with --allow-cidr 127.0.0.0/8)"},
+		{addr: "[::ffff:127.0.0.1]:80", want: "ssrf: refusing to connect to ::ffff:127.0.0.1: loopback address (embedded in IPv6 address as IPv4-mapped) (allow it with --allow-cidr 127.0.0.0/8)"},
 		{addr: "169.254.169.254:80", want: "ssrf: refusing to connect to 169.254.169.254: link-local address (cloud metadata lives here) (allow it with --allow-cidr 169.254.0.0/16)"},
 		{addr: "10.96.0.1:443", deny: []string{"10.96.0.0/12"}, want: "ssrf: refusing to connect to 10.96.0.1: address in denied range 10.96.0.0/12"},
 	}

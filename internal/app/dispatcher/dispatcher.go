@@ -39,8 +39,18 @@ type Config struct {
 	Queue         queue.Config
 	Namespaces    []string
 	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
-	Auth         string
-	MaxBodyBytes int64
+	Auth string
+	// TokenAudience, when set, is the audience publishers' tokens must be
+	// issued for (projected ServiceAccount tokens).
+	TokenAudience string
+	// MaxConcurrentReviews bounds the TokenReviews and SubjectAccessReviews
+	// in flight.
+	MaxConcurrentReviews int
+	MaxBodyBytes         int64
+	// Limits bound slow and greedy clients on every listener.
+	Limits server.Limits
+	// MaxJSONDepth bounds the nesting of an event's data.
+	MaxJSONDepth int
 	AllowCIDRs   []string // destinations allowed despite the SSRF guard
 	DenyCIDRs    []string // more destinations to refuse (cluster networks)
 	Workers      int
@@ -71,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
+	}
+	if c.MaxJSONDepth < 0 {
+		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
 	}
 	return nil
 }
@@ -144,7 +157,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, fmt.Errorf("setting up status reporting: %w", err)
 	}
 
-	authz, err := authorizer(restCfg, cfg.Auth)
+	authz, err := authorizer(restCfg, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +166,8 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		Deliveries:   d.q,
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxJSONDepth: cfg.MaxJSONDepth,
+		Limits:       cfg.Limits,
 		Namespaces:   cfg.Namespaces,
 		ReadyChecks: []server.Check{
 			{Name: "registry", Ready: d.reg.CheckReady},
@@ -225,10 +240,10 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	g.Go(func() error { return d.reg.Start(ctx) })
 	g.Go(func() error { return d.reporter.Start(ctx) })
 	g.Go(func() error { return d.runEngine(ctx) })
-	g.Go(func() error { return serve(ctx, lns.api, d.api) })
+	g.Go(func() error { return serve(ctx, lns.api, d.api, d.cfg.Limits) })
 	if lns.metrics != nil {
 		g.Go(func() error {
-			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}))
+			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}), d.cfg.Limits)
 		})
 	}
 	if d.cfg.Ready != nil {
@@ -307,9 +322,13 @@ func queueMode(c queue.Config) string {
 	return "external:" + c.URL
 }
 
-// serve runs an HTTP server on ln until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+// serve runs an HTTP server on ln until ctx ends, then shuts it down
+// gracefully. Every listener has the same limits: timeouts, header size,
+// requests in flight and connections per client address.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, limits server.Limits) error {
+	limits = limits.WithDefaults()
+	srv := server.NewHTTPServer(h, limits)
+	ln = server.LimitListener(ln, limits.MaxConnsPerClient)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -325,15 +344,17 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 
 // authorizer decides who may use the API: Kubernetes RBAC, through TokenReview
 // and SubjectAccessReview, or, for local use only, nobody is asked.
-func authorizer(restCfg *rest.Config, mode string) (server.Authorizer, error) {
-	if mode == "none" {
+func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
+	if cfg.Auth == "none" {
 		return server.AllowAll{}, nil
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
-	return server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}), nil
+	return server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{
+		Audience: cfg.TokenAudience, MaxConcurrentReviews: cfg.MaxConcurrentReviews,
+	}), nil
 }
 
 // publisher stores published events in the queue.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/server"
 )
 
 // Flags are the dispatcher's command-line flags. `hookline dispatcher` and the benchmark's
@@ -42,7 +43,18 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
 	fs.StringVar(&c.Auth, "auth", "kubernetes", "kubernetes: publishers authenticate with their ServiceAccount token and need RBAC create on events.hookline.io; none: no authentication (local use only)")
+	fs.StringVar(&c.TokenAudience, "token-audience", "", "audience publishers' tokens must be issued for, e.g. hookline (projected ServiceAccount tokens); empty accepts the API server's default audience")
+	fs.IntVar(&c.MaxConcurrentReviews, "max-concurrent-reviews", server.DefaultMaxConcurrentReviews, "TokenReviews and SubjectAccessReviews in flight at once")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 256<<10, "largest event body accepted")
+	fs.IntVar(&c.MaxJSONDepth, "max-json-depth", server.DefaultMaxJSONDepth, "deepest nesting accepted in an event's data (receivers' parsers commonly stop near 1,000)")
+	fs.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time a client has to send a request's headers")
+	fs.DurationVar(&c.Limits.BodyReadTimeout, "body-read-timeout", server.DefaultBodyReadTimeout, "time a client has to send a request's body, however fast it comes")
+	fs.Int64Var(&c.Limits.MinBodyRate, "min-body-rate", server.DefaultMinBodyRate, "slowest a request body may arrive, in bytes per second after its first 2 seconds; slower bodies get 408 and the connection is closed")
+	fs.DurationVar(&c.Limits.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "time from a request's headers to the end of its response")
+	fs.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "idle keep-alive connections are closed after this long")
+	fs.IntVar(&c.Limits.MaxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request line and headers accepted")
+	fs.IntVar(&c.Limits.MaxConcurrent, "max-concurrent-requests", server.DefaultMaxConcurrent, "requests served at once; past it requests get 503 with Retry-After")
+	fs.IntVar(&c.Limits.MaxConnsPerClient, "max-conns-per-client", server.DefaultMaxConnsPerClient, "open connections from one client IP address; past it connections get 429 with Retry-After")
 	fs.Var(&f.allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
 	fs.Var(&f.deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
 	fs.IntVar(&c.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
