@@ -28,12 +28,14 @@ stop() { # stop NAME...: SIGTERM, 10 s, then SIGKILL; by recorded PID only
   for name in "$@"; do rm -f "${STATE}/pids/${name}"; done
 }
 
-# 1. Nothing may recreate pods; then the kubelet removes every pod (CNI DEL, netns, mounts).
+# 1. Nothing may recreate pods; then the kubelet stops every pod (CNI DEL, netns, mounts).
 stop kube-controller-manager kube-scheduler
 if alive kubelet && alive kube-apiserver; then
   "${KUBECTL[@]}" delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1
-  for _ in $(seq 1 120); do
-    [ -z "$(ctr_ containers list -q 2>/dev/null)" ] && break
+  # Every task gone means every sandbox stopped (its network torn down by CNI DEL); the
+  # exited containers themselves the kubelet removes only at its next garbage collection.
+  for _ in $(seq 1 60); do
+    [ -z "$(ctr_ tasks list -q 2>/dev/null)" ] && break
     sleep 0.5
   done
 fi

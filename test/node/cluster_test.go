@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/hookline/hookline/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -74,6 +76,7 @@ func startNode(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctrllog.SetLogger(testr.New(t))
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
