@@ -28,6 +28,10 @@ type WebhookEndpointReconciler struct {
 	client.Client
 	Clock    clock.WithDelayedExecution
 	Recorder events.EventRecorder
+	// AllowUnlabelledSecrets turns off the rule that a Secret whose value is
+	// sent to the endpoint must carry hookline.io/endpoint-secret: "true"
+	// (--require-secret-opt-in=false).
+	AllowUnlabelledSecrets bool
 
 	wakeups *wakeup.Scheduler
 }
@@ -96,6 +100,9 @@ func (r *WebhookEndpointReconciler) checkSecrets(ctx context.Context, ep *hookli
 		if s == nil {
 			problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, Missing: true})
 			continue
+		}
+		if ref.SentToEndpoint && !r.AllowUnlabelledSecrets && !secretrefs.OptedIn(s.Labels) {
+			problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, NotOptedIn: true})
 		}
 		for _, k := range ref.Keys {
 			if _, ok := s.Data[k]; !ok {

@@ -54,7 +54,7 @@ var _ = Describe("WebhookEndpoint", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
-	It("is SecretNotFound until a referenced Secret exists, then Ready", func() {
+	It("is SecretNotFound until a referenced Secret exists, SecretNotOptedIn until it is labelled, then Ready", func() {
 		ep := newEndpoint(ns, "billing")
 		ep.Spec.Auth = &hooklinev1.EndpointAuth{Bearer: &hooklinev1.SecretKeyRef{Name: "billing-token", Key: "token"}}
 		Expect(k8sClient.Create(ctx, ep)).To(Succeed())
@@ -67,6 +67,18 @@ var _ = Describe("WebhookEndpoint", func() {
 		Expect(readyOf(ep)(Default).Message).To(ContainSubstring(`Secret "billing-token" has no key "token"`))
 
 		secret.Data = map[string][]byte{"token": []byte("t0ken")}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(readyOf(ep)).Should(haveReady(metav1.ConditionFalse, hooklinev1.ReasonSecretNotOptedIn))
+		msg := readyOf(ep)(Default).Message
+		Expect(msg).To(ContainSubstring(`spec.auth.bearer refers to Secret "billing-token", which is not labelled hookline.io/endpoint-secret: "true"`))
+		Expect(msg).To(ContainSubstring("kubectl label secret billing-token hookline.io/endpoint-secret=true"))
+		Expect(msg).NotTo(ContainSubstring("t0ken"))
+		var signingSecret corev1.Secret
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.SecretName("billing")}, &signingSecret))).To(BeTrue(),
+			"nothing is set up for an endpoint whose Secrets did not opt in")
+
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+		secret.Labels = map[string]string{hooklinev1.LabelEndpointSecret: "true"}
 		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 		Eventually(readyOf(ep)).Should(haveReady(metav1.ConditionTrue, hooklinev1.ReasonReady))
 	})

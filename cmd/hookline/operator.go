@@ -26,6 +26,7 @@ func runOperator(args []string) error {
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch (the operator's and the dispatcher's); empty watches all")
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses in-cluster config or $KUBECONFIG")
+	requireOptIn := fs.Bool("require-secret-opt-in", true, "WebhookEndpoints may use only Secrets labelled hookline.io/endpoint-secret: \"true\" for headers, auth and tls (false turns the rule off for the installation, the dispatcher's too)")
 	manage := bindDispatcherFlags(fs)
 	zapOpts := process.BindLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -40,6 +41,18 @@ func runOperator(args []string) error {
 	s, err := manage.settings(fs, os.Getenv)
 	if err != nil {
 		return err
+	}
+	opts.AllowUnlabelledSecrets = !*requireOptIn
+	if s != nil {
+		// One switch for the installation: the flag, when given, decides for the
+		// dispatcher too; otherwise the settings file can turn the rule off.
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "require-secret-opt-in" })
+		if given {
+			s.RequireSecretOptIn = requireOptIn
+		} else if s.RequireSecretOptIn != nil && !*s.RequireSecretOptIn {
+			opts.AllowUnlabelledSecrets = true
+		}
 	}
 	opts.Dispatcher = s
 	opts.Logger = process.NewLogger(zapOpts, os.Stderr)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -20,13 +23,11 @@ func init() {
 
 func runPublish(args []string) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	server := fs.String("server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	api := bindAPIFlags(fs)
 	ns := fs.String("n", "default", "namespace of the subscriptions that receive the event")
 	typ := fs.String("type", "", "event type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "event data: JSON, or @file to read it from a file")
 	id := fs.String("id", "", "event id; publishing the same id again is stored once. Default: a new id")
-	tokenFile := fs.String("token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher")
 	count := fs.Int("count", 1, "publish this many events, one after another; with --id, their ids are <id>-1 ... <id>-<count>")
 	interval := fs.Duration("interval", 0, "pause between events (with --count)")
 	retryFor := fs.Duration("retry-for", 0, "keep retrying an event that was not accepted, with the same id (stored once), for this long")
@@ -52,8 +53,6 @@ func runPublish(args []string) error {
 	if *count > 1 && *id == "" {
 		return fmt.Errorf("--count needs --id: retries and repeats are only safe with ids the dispatcher can recognise")
 	}
-	url := strings.TrimRight(*server, "/") + "/v1/namespaces/" + *ns + "/events"
-	client := &http.Client{Timeout: *timeout}
 	for i := 1; i <= *count; i++ {
 		eventID := *id
 		if *count > 1 {
@@ -66,7 +65,7 @@ func runPublish(args []string) error {
 		}{*typ, eventID, raw})
 		deadline := time.Now().Add(*retryFor)
 		for {
-			out, err := publishOnce(client, url, *tokenFile, body)
+			out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
 			if err == nil {
 				fmt.Println(out)
 				break
@@ -84,14 +83,34 @@ func runPublish(args []string) error {
 	return nil
 }
 
-// publishOnce posts one event and returns the dispatcher's answer when it accepted it.
-func publishOnce(client *http.Client, url, tokenFile string, body []byte) (string, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+// apiFlags say how to reach the dispatcher's API.
+type apiFlags struct {
+	server, tokenFile, caFile string
+	timeout                   time.Duration
+}
+
+// bindAPIFlags registers --server, --token-file, --ca-file and --timeout.
+func bindAPIFlags(fs *flag.FlagSet) *apiFlags {
+	f := &apiFlags{}
+	fs.StringVar(&f.server, "server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("HOOKLINE_CA_FILE"), "PEM file of the CA that issued the dispatcher's certificate, for an https:// --server ($HOOKLINE_CA_FILE; default: the system's roots)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the dispatcher")
+	return f
+}
+
+// callAPI sends one request to the dispatcher's API, with the bearer token
+// of --token-file or the pod's ServiceAccount, and returns the answer's body
+// if its status is want.
+func callAPI(f apiFlags, method, path string, body []byte, want int) (string, error) {
+	req, err := http.NewRequest(method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if tf := tokenFile; tf != "" || fileExists(serviceAccountToken) {
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tf := f.tokenFile; tf != "" || fileExists(serviceAccountToken) {
 		if tf == "" {
 			tf = serviceAccountToken
 		}
@@ -101,16 +120,50 @@ func publishOnce(client *http.Client, url, tokenFile string, body []byte) (strin
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	resp, err := client.Do(req)
+	hc, err := apiClient(f.caFile, f.timeout)
+	if err != nil {
+		return "", err
+	}
+	if req.URL.Scheme == "http" && req.Header.Get("Authorization") != "" && !isLoopback(req.URL.Hostname()) {
+		fmt.Fprintln(os.Stderr, "warning: sending a bearer token over plain HTTP; serve the dispatcher over HTTPS (docs/security.md) and use an https:// --server")
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusAccepted {
+	if resp.StatusCode != want {
 		return "", fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// apiClient trusts caFile's certificates, when given, instead of the
+// system's roots.
+func apiClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	hc := &http.Client{Timeout: timeout}
+	if caFile == "" {
+		return hc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file=%s holds no PEM certificate", caFile)
+	}
+	hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	return hc, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func envOr(name, def string) string {

@@ -35,7 +35,7 @@ func TestSendStandardWebhooks(t *testing.T) {
 	if h.Get("Content-Type") != "application/json" {
 		t.Errorf("content-type %q", h.Get("Content-Type"))
 	}
-	if h.Get("Webhook-Id") != m.ID {
+	if h.Get("Webhook-Id") != m.WebhookID {
 		t.Errorf("webhook-id %q", h.Get("Webhook-Id"))
 	}
 	if h.Get("Webhook-Timestamp") != strconv.FormatInt(t0.Unix(), 10) {
@@ -110,7 +110,7 @@ func TestSendCloudEvents(t *testing.T) {
 			checkEvent(t, *ev, m)
 
 			h := got.Header
-			if h.Get("Webhook-Id") != m.ID || h.Get("Webhook-Signature") != "v1,"+sign(m.ID, h.Get("Webhook-Timestamp"), got.Body) {
+			if h.Get("Webhook-Id") != m.WebhookID || h.Get("Webhook-Signature") != "v1,"+sign(m.WebhookID, h.Get("Webhook-Timestamp"), got.Body) {
 				t.Errorf("Standard Webhooks headers missing or wrong: %v", h)
 			}
 			if f == CloudEventsBinary {
@@ -187,7 +187,7 @@ func TestReservedHeadersWinOverTemplate(t *testing.T) {
 	m := testMessage()
 	Send(context.Background(), tg, m, t0)
 	h := rc.last(t).Header
-	if h.Get("Webhook-Id") != m.ID || len(h.Values("Webhook-Id")) != 1 || h.Get("Content-Type") != "application/json" {
+	if h.Get("Webhook-Id") != m.WebhookID || len(h.Values("Webhook-Id")) != 1 || h.Get("Content-Type") != "application/json" {
 		t.Errorf("headers %v", h)
 	}
 }
@@ -321,7 +321,7 @@ func TestErrorsAreRedacted(t *testing.T) {
 func TestEchoedSecretsAreScrubbed(t *testing.T) {
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		w.WriteHeader(400)
-		fmt.Fprintf(w, "bad auth %q query %q", r.Header.Get("Authorization"), r.URL.RawQuery)
+		fmt.Fprintf(w, "bad auth %q query %q tenant %q", r.Header.Get("Authorization"), r.URL.RawQuery, r.Header.Get("X-Tenant-Key"))
 	})
 	rc.Start()
 	p, _ := newTestPool(t)
@@ -330,7 +330,9 @@ func TestEchoedSecretsAreScrubbed(t *testing.T) {
 		{Basic: &BasicAuth{Username: "u", Password: "SECRETPW"}},
 		{BearerToken: "SECRETTOKEN"},
 	} {
-		tg := newTestTarget(t, p, TargetConfig{URL: rc.URL, Auth: auth})
+		// A header whose value came from a Secret is scrubbed like auth.
+		tg := newTestTarget(t, p, TargetConfig{URL: rc.URL, Auth: auth,
+			Headers: http.Header{"X-Tenant-Key": {"SECRETHEADER"}}, SecretHeaderValues: []string{"SECRETHEADER"}})
 		res := Send(context.Background(), tg, testMessage(), t0)
 		if bytes.Contains(res.Body, []byte("SECRET")) || bytes.Contains(res.Body, []byte("dTpTRUNSRVRQVw")) {
 			t.Errorf("stored body keeps a secret: %s", res.Body)

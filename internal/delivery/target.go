@@ -64,7 +64,10 @@ type TargetConfig struct {
 	// Headers are sent on every request. Names that hookline sets itself
 	// (webhook-*, content-type, the CloudEvents attributes) are refused.
 	Headers http.Header
-	Auth    Auth
+	// SecretHeaderValues are the values of Headers that come from Secrets:
+	// like auth values, they are scrubbed from stored response bodies.
+	SecretHeaderValues []string
+	Auth               Auth
 	// CABundle, when set, replaces the system roots: an endpoint on a
 	// private PKI should not also accept any public certificate.
 	CABundle []byte
@@ -179,6 +182,12 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 				return nil, fmt.Errorf("endpoint %s: header %s has a value with control characters", display, key)
 			}
 			t.header[key] = append(t.header[key], v)
+		}
+	}
+
+	for _, v := range cfg.SecretHeaderValues {
+		if v != "" {
+			t.secrets = append(t.secrets, []byte(v))
 		}
 	}
 

@@ -17,7 +17,7 @@ func (e *Engine) fanOut(ctx context.Context, f *queue.Fanout) {
 				evs := b.Events()
 				ms := make([]queue.Matched, len(evs))
 				for i := range evs {
-					ms[i].Deliveries, ms[i].Err = e.Match(ctx, evs[i])
+					ms[i] = e.matchEvent(ctx, evs[i])
 				}
 				b.Store(ms)
 			}

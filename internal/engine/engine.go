@@ -103,6 +103,9 @@ type Options struct {
 	// DrainTimeout bounds how long Run lets sends in flight finish after its
 	// context ends; then they are cancelled and put back.
 	DrainTimeout time.Duration
+	// SweepEvery is how often the engine drops what it and the queue keep
+	// about deleted subscriptions and endpoints (sweep.go).
+	SweepEvery time.Duration
 }
 
 // Defaults of Options.
@@ -116,6 +119,7 @@ const (
 	DefaultUnparkCheck   = 10 * time.Second
 	DefaultLeaseRenewal  = 10 * time.Second
 	DefaultDrainTimeout  = 20 * time.Second
+	DefaultSweepEvery    = time.Minute
 )
 
 // Engine delivers what the queue holds: it fans events out to subscriptions
@@ -135,6 +139,9 @@ type Engine struct {
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
 	lanes     sync.Map // objKey → types.UID: ordered lanes ensured by this process
+	// relocating holds the queue.ParkedKeys whose backlog this process is
+	// moving to the subscription's current endpoint.
+	relocating sync.Map
 	// pending counts unordered deliveries taken off the shared consumer and
 	// not yet resolved.
 	pending atomic.Int64
@@ -182,6 +189,7 @@ func New(opts Options) (*Engine, error) {
 	setDefault(&opts.UnparkCheck, DefaultUnparkCheck)
 	setDefault(&opts.LeaseRenewal, DefaultLeaseRenewal)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&opts.SweepEvery, DefaultSweepEvery)
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
 	}
@@ -291,45 +299,6 @@ func stopped(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// sweepEvery is how often state of deleted objects is dropped.
-const sweepEvery = time.Minute
-
-// sweep drops what the engine keeps about endpoints and subscriptions that no
-// longer exist, so memory and metric series follow the objects.
-func (e *Engine) sweep(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		e.subs.Range(func(k, v any) bool {
-			key := k.(objKey)
-			if e.routes.Subscription(key.ns, key.name) == nil {
-				e.subs.Delete(k)
-				e.m.forgetSubscription(key.ns, key.name)
-			}
-			return true
-		})
-		e.lanes.Range(func(k, _ any) bool {
-			if key := k.(objKey); e.routes.Subscription(key.ns, key.name) == nil {
-				e.lanes.Delete(k)
-			}
-			return true
-		})
-		e.endpoints.Range(func(k, v any) bool {
-			key, st := k.(objKey), v.(*endpointState)
-			if e.routes.Endpoint(key.ns, key.name) == nil && st.idle() {
-				e.endpoints.Delete(k)
-				e.m.forgetEndpoint(key.ns, key.name)
-			}
-			return true
-		})
-	}
 }
 
 // keepLeases extends the leases of deliveries waiting in endpoint queues,

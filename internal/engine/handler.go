@@ -22,6 +22,12 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 		e.drop(job, &d)
 		return
 	}
+	if d.Endpoint != sub.Endpoint {
+		// The subscription points elsewhere now: whatever becomes of the
+		// delivery (sent, retried, held, parked) is for its current endpoint.
+		job.Retarget(sub.Endpoint)
+		d.Endpoint = sub.Endpoint
+	}
 	st := e.endpoint(ns, sub.Endpoint)
 	now := e.clock.Now()
 	switch {
@@ -82,6 +88,7 @@ func (e *Engine) attempt(st *endpointState, t *task) {
 	}
 	msg := delivery.Message{
 		ID:           t.d.Event.ID,
+		WebhookID:    delivery.WebhookIDOf(t.d.Event.Namespace, t.d.Event.ID, t.d.SubscriptionUID),
 		Type:         t.d.Event.Type,
 		Time:         t.d.Event.Time,
 		Data:         t.d.Event.Data,

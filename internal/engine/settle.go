@@ -142,7 +142,7 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 
 	a := queue.Attempt{Time: start, Attempt: d.Attempt, StatusCode: res.StatusCode, Latency: res.Latency,
 		Response: string(res.Body), Error: o.attemptError}
-	if err := e.q.RecordAttempt(e.sendCtx, ns, d.Subscription, a); err != nil {
+	if err := e.q.RecordAttempt(e.sendCtx, subscriptionID(d), a); err != nil {
 		e.log.V(1).Info("Could not record a delivery attempt", "namespace", ns, "subscription", d.Subscription, "error", err.Error())
 	}
 	if err := e.resolve(st, t.job, &o, now); err != nil {
@@ -184,6 +184,11 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 			disableAfter, failingSince.UTC().Format(time.RFC3339), o.what))
 	}
 	e.countAttempt(st, sub.Name, d, res, &o, now)
+}
+
+// subscriptionID names the subscription object a delivery belongs to.
+func subscriptionID(d *queue.Delivery) queue.SubscriptionID {
+	return queue.SubscriptionID{Namespace: d.Event.Namespace, Name: d.Subscription, UID: d.SubscriptionUID}
 }
 
 // resolve resolves the job as the outcome says.

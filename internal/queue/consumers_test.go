@@ -70,3 +70,6 @@ func runDeliveries(ctx context.Context, q *Queue, concurrency int, handler Handl
 	wg.Wait()
 	return nil
 }
+
+// sid is the subscription object toEndpoint's deliveries belong to.
+func sid(ns, name string) SubscriptionID { return SubscriptionID{ns, name, "uid-" + name} }

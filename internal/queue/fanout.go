@@ -68,7 +68,18 @@ type EventBatch struct {
 // that keeps it from being fanned out now.
 type Matched struct {
 	Deliveries []Delivery
-	Err        error
+	// Rejected are deliveries that go straight to the dead letters: their
+	// subscription cannot decide whether it wants the event (its filter
+	// failed on it). They are stored with the deliveries, before the event
+	// is acknowledged.
+	Rejected []Rejected
+	Err      error
+}
+
+// Rejected is a delivery that is dead from the start, and why.
+type Rejected struct {
+	Delivery Delivery
+	Info     DeadInfo
 }
 
 // OpenFanout starts reading events until ctx ends.
@@ -203,6 +214,9 @@ func (b *EventBatch) Store(matched []Matched) {
 			if it.err == nil {
 				futures, it.err = q.publishDeliveries(b.events[i], matched[i].Deliveries, futures)
 			}
+			if it.err == nil {
+				futures, it.err = q.publishRejected(b.events[i], matched[i].Rejected, futures)
+			}
 		}
 		it.to = len(futures)
 		items[i] = it
@@ -249,6 +263,27 @@ func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.P
 		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
 		if err != nil {
 			return futures, fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	return futures, nil
+}
+
+func (q *Queue) publishRejected(ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+	for i := range rs {
+		d := &rs[i].Delivery
+		d.Event = ev
+		if d.Attempt == 0 {
+			d.Attempt = 1
+		}
+		m := &nats.Msg{
+			Subject: deadSubjectOf(d),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d) + "/dead"}},
+			Data:    encodeDead(d, &rs[i].Info),
+		}
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+		if err != nil {
+			return futures, fmt.Errorf("storing a rejected delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
 		}
 		futures = append(futures, f)
 	}

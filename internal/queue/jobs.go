@@ -116,7 +116,7 @@ func (j *Job) Dead(info DeadInfo) error {
 			info.Time = time.Now()
 		}
 		m := &nats.Msg{
-			Subject: deadSubject(j.d.Event.Namespace, j.d.Subscription),
+			Subject: deadSubjectOf(&j.d),
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
 			Data:    encodeDead(&j.d, &info),
 		}
@@ -277,6 +277,11 @@ func (q *Queue) job(m jetstream.Msg, l *lane) *Job {
 	}
 	return j
 }
+
+// Retarget points the delivery at its subscription's current endpoint, so
+// that a retry, hold or park follows the subscription rather than the
+// endpoint it was fanned out to.
+func (j *Job) Retarget(endpoint string) { j.d.Endpoint = endpoint }
 
 // Unresolved reports a job that is neither resolved nor passed on (Detach):
 // a bug in whoever took it, since it now waits for its lease to run out.

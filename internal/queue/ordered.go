@@ -20,8 +20,10 @@ import (
 // small; the unordered majority shares one.
 //
 // Because a NAK cannot change the message, the attempt number is derived from
-// the server's delivery count, less the holds this process has seen for the
-// message. Holds seen by a process that has since stopped count as attempts.
+// the server's delivery count, less the holds of the message. Holds are
+// stored (one message per lane on holdSubject, written before the NAK), so a
+// restart or another replica taking the lane over never counts a hold as an
+// attempt.
 
 // EnsureOrdered creates the ordered lane of a subscription, and starts
 // consuming it if deliveries are open (OpenDeliveries). Deliveries with Ordered set are
@@ -55,6 +57,9 @@ func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
 	}
 	if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(orderedSubject(ns, sub))); err != nil {
 		return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
+	}
+	if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(holdSubject(name))); err != nil {
+		return fmt.Errorf("purging the holds of ordered lane %s/%s: %w", ns, sub, err)
 	}
 	return nil
 }
@@ -205,7 +210,7 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		}
 		msgs := make(chan jetstream.Msg)
 		go q.pump(ctx, consumer, 1, false, msgs)
-		st := &lane{}
+		st := &lane{q: q, subject: holdSubject(name)}
 		stopped := false
 		for m := range msgs {
 			if stopped || ctx.Err() != nil {
@@ -225,6 +230,9 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 
 // lane tracks the one message in flight on an ordered lane.
 type lane struct {
+	q       *Queue
+	subject string // holdSubject of the lane
+
 	mu    sync.Mutex
 	seq   uint64
 	holds int
@@ -232,7 +240,8 @@ type lane struct {
 }
 
 // observe fills in the attempt number and first-attempt time of a
-// (re)delivered message.
+// (re)delivered message, reading its stored holds when it is new to this
+// process.
 func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	md, err := m.Metadata()
 	if err != nil {
@@ -242,6 +251,7 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	defer l.mu.Unlock()
 	if md.Sequence.Stream != l.seq {
 		l.seq, l.holds, l.first = md.Sequence.Stream, 0, time.Now()
+		l.loadLocked()
 	}
 	d.Attempt += int(md.NumDelivered) - 1 - l.holds
 	d.Holds = l.holds
@@ -250,7 +260,41 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	}
 }
 
+// loadLocked reads the stored holds of the message l.seq. Without a record
+// for it (none held it, or the record is of an earlier message) it has none.
+func (l *lane) loadLocked() {
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	m, err := l.q.holds.GetLastMsgForSubject(ctx, l.subject)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			l.q.log.Error(err, "Could not read the holds of an ordered delivery; counting none", "subject", l.subject)
+		}
+		return
+	}
+	seq, holds, first, err := decodeHolds(m.Data)
+	if err != nil {
+		l.q.log.Error(err, "Ignoring undecodable holds of an ordered delivery", "subject", l.subject)
+		return
+	}
+	if seq == l.seq {
+		l.holds, l.first = holds, first
+	}
+}
+
 func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
+	if hold {
+		// Stored before the NAK: a crash in between leaves one hold too
+		// many against one redelivery the server counts, which cancel out.
+		l.mu.Lock()
+		seq, holds, first := l.seq, l.holds+1, l.first
+		l.mu.Unlock()
+		ctx, cancel := resolveContext(context.Background())
+		defer cancel()
+		if _, err := l.q.js.Publish(ctx, l.subject, encodeHolds(seq, holds, first)); err != nil {
+			return fmt.Errorf("storing the holds of an ordered delivery: %w", err)
+		}
+	}
 	if err := m.NakWithDelay(max(time.Until(t), 0)); err != nil {
 		return err
 	}
@@ -262,8 +306,19 @@ func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
 	return nil
 }
 
+// forget drops the holds of the message just resolved.
 func (l *lane) forget() {
 	l.mu.Lock()
+	held := l.holds > 0
 	l.seq, l.holds = 0, 0
 	l.mu.Unlock()
+	if !held {
+		return
+	}
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	if err := l.q.holds.Purge(ctx, jetstream.WithPurgeSubject(l.subject)); err != nil {
+		// Harmless: a record of an earlier message is ignored.
+		l.q.log.V(1).Info("Could not remove the holds of a resolved ordered delivery", "subject", l.subject, "error", err.Error())
+	}
 }

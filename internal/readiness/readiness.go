@@ -2,11 +2,13 @@ package readiness
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/secretrefs"
 )
 
 // Result is the Ready condition to write.
@@ -70,12 +72,17 @@ type SecretProblem struct {
 	Key     string // empty when the whole Secret is missing
 	Missing bool   // the Secret does not exist (otherwise the key is missing or invalid)
 	Detail  string // what is wrong with the value, never the value itself
+	// NotOptedIn: the value would be sent to the endpoint, and the Secret does
+	// not carry the opt-in label.
+	NotOptedIn bool
 }
 
 func (p SecretProblem) String() string {
 	switch {
 	case p.Missing:
 		return fmt.Sprintf("%s refers to Secret %q, which does not exist", p.Field, p.Secret)
+	case p.NotOptedIn:
+		return secretrefs.NotOptedIn(secretrefs.Ref{Field: p.Field, Secret: p.Secret})
 	case p.Detail != "":
 		return fmt.Sprintf("%s: key %q of Secret %q %s", p.Field, p.Key, p.Secret, p.Detail)
 	default:
@@ -93,16 +100,35 @@ type EndpointInput struct {
 // Endpoint decides a WebhookEndpoint's Ready condition.
 func Endpoint(in EndpointInput) Result {
 	if len(in.SecretProblems) > 0 {
-		reason := hooklinev1.ReasonSecretInvalid
+		reason := ""
 		msgs := make([]string, 0, len(in.SecretProblems))
+		var notOptedIn []string
+		notOptedInRefs := 0
 		for _, p := range in.SecretProblems {
-			if p.Missing {
+			switch {
+			case p.Missing:
 				reason = hooklinev1.ReasonSecretNotFound
+			case p.NotOptedIn:
+				notOptedInRefs++
+				if reason == "" {
+					reason = hooklinev1.ReasonSecretNotOptedIn
+				}
+				if !slices.Contains(notOptedIn, p.Secret) {
+					notOptedIn = append(notOptedIn, p.Secret)
+				}
+			case reason != hooklinev1.ReasonSecretNotFound:
+				reason = hooklinev1.ReasonSecretInvalid
 			}
 			msgs = append(msgs, p.String())
 		}
-		return Result{metav1.ConditionFalse, reason,
-			strings.Join(msgs, "; ") + ". Create the Secret or fix the reference."}
+		msg := strings.Join(msgs, "; ") + "."
+		if notOptedInRefs < len(in.SecretProblems) {
+			msg += " Create the Secret or fix the reference."
+		}
+		if len(notOptedIn) > 0 {
+			msg += " " + secretrefs.OptInHint(notOptedIn) + "."
+		}
+		return Result{metav1.ConditionFalse, reason, msg}
 	}
 	if in.SigningError != nil {
 		return Result{metav1.ConditionFalse, hooklinev1.ReasonSigningKeyInvalid, in.SigningError.Error()}

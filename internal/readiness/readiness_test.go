@@ -51,6 +51,8 @@ func TestEndpoint(t *testing.T) {
 	missing := SecretProblem{Field: "spec.auth.bearer", Secret: "tok", Missing: true}
 	noKey := SecretProblem{Field: "spec.headers[0].valueFrom", Secret: "cfg", Key: "region"}
 	bad := SecretProblem{Field: "spec.tls.ca", Secret: "ca", Key: "ca.crt", Detail: "is not PEM"}
+	notOptedIn := SecretProblem{Field: "spec.auth.bearer", Secret: "db-password", NotOptedIn: true}
+	notOptedInHeader := SecretProblem{Field: "spec.headers[1].valueFrom", Secret: "db-password", NotOptedIn: true}
 	tests := []struct {
 		name     string
 		in       EndpointInput
@@ -67,6 +69,11 @@ func TestEndpoint(t *testing.T) {
 			[]string{`spec.tls.ca: key "ca.crt" of Secret "ca" is not PEM`}},
 		{"a missing Secret names the reason even after a bad key", EndpointInput{SecretProblems: []SecretProblem{noKey, missing}},
 			metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound, []string{"region", "tok"}},
+		{"Secret not opted in", EndpointInput{SecretProblems: []SecretProblem{notOptedIn, notOptedInHeader}}, metav1.ConditionFalse, hooklinev1.ReasonSecretNotOptedIn,
+			[]string{`spec.auth.bearer refers to Secret "db-password", which is not labelled hookline.io/endpoint-secret: "true"`,
+				"kubectl label secret db-password hookline.io/endpoint-secret=true", "--require-secret-opt-in=false"}},
+		{"a missing Secret comes before opting in", EndpointInput{SecretProblems: []SecretProblem{notOptedIn, missing}}, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound,
+			[]string{"Create the Secret", "kubectl label secret db-password "}},
 		{"signing problem", EndpointInput{SigningError: errors.New("key is too short")}, metav1.ConditionFalse,
 			hooklinev1.ReasonSigningKeyInvalid, []string{"key is too short"}},
 		{"suspended", EndpointInput{Suspended: true}, metav1.ConditionTrue, hooklinev1.ReasonSuspended, []string{"spec.suspend"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,8 @@ type builder struct {
 	pool  *delivery.Pool
 	ssrf  ssrf.Policy
 	clock clock.PassiveClock
+	// allowUnlabelled: Options.AllowUnlabelledSecrets.
+	allowUnlabelled bool
 }
 
 // secretGetter reads a referenced Secret; a missing one is an apierrors NotFound.
@@ -226,7 +229,8 @@ func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, 
 // as reason and message.
 func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoint, get secretGetter) (cfg delivery.TargetConfig, reason, msg string, err error) {
 	secrets := map[string]*corev1.Secret{}
-	var problems []string
+	var problems, notOptedIn []string
+	notOptedInRefs := 0
 	for _, ref := range secretrefs.Endpoint(&ep.Spec) {
 		if ref.Field == "spec.signing.secretRef" {
 			continue // mirrored into the signing Secret by the operator
@@ -247,9 +251,22 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 			problems = append(problems, fmt.Sprintf("%s refers to Secret %q, which does not exist", ref.Field, ref.Secret))
 			continue
 		}
+		// The operator refuses these too; the dispatcher checks again so that
+		// a Secret's value reaches an endpoint only if the Secret opted in.
+		if ref.SentToEndpoint && !b.allowUnlabelled && !secretrefs.OptedIn(s.Labels) {
+			if reason == "" {
+				reason = hooklinev1.ReasonSecretNotOptedIn
+			}
+			problems = append(problems, secretrefs.NotOptedIn(ref))
+			notOptedInRefs++
+			if !slices.Contains(notOptedIn, ref.Secret) {
+				notOptedIn = append(notOptedIn, ref.Secret)
+			}
+			continue
+		}
 		for _, k := range ref.Keys {
 			if _, ok := s.Data[k]; !ok {
-				if reason == "" {
+				if reason == "" || reason == hooklinev1.ReasonSecretNotOptedIn {
 					reason = hooklinev1.ReasonSecretInvalid
 				}
 				problems = append(problems, fmt.Sprintf("%s: Secret %q has no key %q", ref.Field, ref.Secret, k))
@@ -257,7 +274,14 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 		}
 	}
 	if len(problems) > 0 {
-		return cfg, reason, strings.Join(problems, "; ") + ". Create the Secret or fix the reference.", nil
+		msg := strings.Join(problems, "; ") + "."
+		if notOptedInRefs < len(problems) {
+			msg += " Create the Secret or fix the reference."
+		}
+		if len(notOptedIn) > 0 {
+			msg += " " + secretrefs.OptInHint(notOptedIn) + "."
+		}
+		return cfg, reason, msg, nil
 	}
 	// value reads a text value; `kubectl create secret --from-file` keeps a file's final
 	// newline, which is never part of a token and is not allowed in a header.
@@ -276,6 +300,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 				v = *h.Value
 			} else if h.ValueFrom != nil {
 				v = value(*h.ValueFrom)
+				cfg.SecretHeaderValues = append(cfg.SecretHeaderValues, v)
 			}
 			cfg.Headers.Add(h.Name, v)
 		}

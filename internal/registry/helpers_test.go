@@ -53,8 +53,9 @@ func subscriptionObj(ns, name, endpoint string, patterns ...string) hooklinev1.S
 	}
 }
 
+// secretObj is a Secret that endpoints may use (it opts in).
 func secretObj(ns, name string, data map[string]string) corev1.Secret {
-	s := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{}}
+	s := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{hooklinev1.LabelEndpointSecret: "true"}}, Data: map[string][]byte{}}
 	for k, v := range data {
 		s.Data[k] = []byte(v)
 	}

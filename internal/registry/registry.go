@@ -33,6 +33,9 @@ type Options struct {
 	// APIReader reads the Secrets endpoints refer to, which the dispatcher does not
 	// watch. It must not be a cache. nil: a client built from the REST config.
 	APIReader client.Reader
+	// AllowUnlabelledSecrets turns off the rule that a Secret whose value is
+	// sent to an endpoint must carry hookline.io/endpoint-secret: "true".
+	AllowUnlabelledSecrets bool
 	// BuildConcurrency bounds the endpoints built at once, each of which may read
 	// Secrets from the API. Default 8.
 	BuildConcurrency int
@@ -181,7 +184,7 @@ func newRegistry(opts Options) *Registry {
 	}
 	r := &Registry{
 		synced: make(chan struct{}),
-		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock},
+		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock, allowUnlabelled: opts.AllowUnlabelledSecrets},
 		log:    opts.Logger,
 	}
 	r.snap.Store(&snapshot{namespaces: map[string]*view{}})

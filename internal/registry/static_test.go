@@ -94,10 +94,14 @@ func TestStaticEndpointReadiness(t *testing.T) {
 	insecure := endpointObj("a", "insecure", "http://example.com/hook")
 	insecure.Spec.AllowInsecureHTTP = false
 
+	// A Secret that has not opted in: its value must not reach any endpoint.
+	unlabelled := secretObj("a", "db-password", map[string]string{"token": "hunter2"})
+	unlabelled.Labels = nil
 	eps := []hooklinev1.WebhookEndpoint{
 		withBearer("ok", "token"),
 		withBearer("missing-secret", "nope"),
 		withBearer("missing-key", "empty"),
+		withBearer("not-opted-in", "db-password"),
 		endpointObj("a", "no-keys", "https://example.com/hook"),
 		endpointObj("a", "bad-keys", "https://example.com/hook"),
 		withCA, insecure,
@@ -106,6 +110,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		secretObj("a", "token", map[string]string{"token": "t0ken\n"}),
 		secretObj("a", "empty", map[string]string{"other": "x"}),
 		secretObj("a", "ca", map[string]string{"ca.crt": "not PEM"}),
+		unlabelled,
 		registry.SigningSecret("a", "bad-keys", signing.KeySet{Current: signing.Key{ID: "x", Secret: "whsec_short", CreatedAt: t0}}),
 	}
 	for _, ep := range eps {
@@ -119,12 +124,23 @@ func TestStaticEndpointReadiness(t *testing.T) {
 	}
 	defer reg.Close()
 
+	// With the rule turned off for the installation, the same endpoint is ready.
+	optOut, err := registry.NewStatic(registry.StaticObjects{Endpoints: eps, Secrets: secrets}, registry.Options{AllowUnlabelledSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer optOut.Close()
+	if e := optOut.Endpoint("a", "not-opted-in"); e == nil || !e.Ready {
+		t.Errorf("with AllowUnlabelledSecrets, not-opted-in = %+v, want ready", e)
+	}
+
 	for _, tc := range []struct {
 		name, reason, message string
 	}{
 		{"ok", hooklinev1.ReasonReady, ""},
 		{"missing-secret", hooklinev1.ReasonSecretNotFound, `spec.auth.bearer refers to Secret "nope", which does not exist`},
 		{"missing-key", hooklinev1.ReasonSecretInvalid, `Secret "empty" has no key "token"`},
+		{"not-opted-in", hooklinev1.ReasonSecretNotOptedIn, `kubectl label secret db-password hookline.io/endpoint-secret=true`},
 		{"no-keys", registry.ReasonSigningKeyPending, strconv.Quote(signing.SecretName("no-keys")) + " does not exist yet"},
 		{"bad-keys", hooklinev1.ReasonSigningKeyInvalid, `data key "current"`},
 		{"bad-ca", registry.ReasonInvalidConfiguration, "CA bundle"},
@@ -141,7 +157,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		if e.Ready != (e.Target != nil) {
 			t.Errorf("%s: ready=%v but target=%v", tc.name, e.Ready, e.Target)
 		}
-		if strings.Contains(e.Message, "t0ken") {
+		if strings.Contains(e.Message, "t0ken") || strings.Contains(e.Message, "hunter2") {
 			t.Errorf("%s: message leaks a secret: %s", tc.name, e.Message)
 		}
 	}

@@ -4,7 +4,9 @@
 package secretrefs
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -14,6 +16,9 @@ type Ref struct {
 	Field  string   // e.g. spec.auth.bearer
 	Secret string   // Secret name
 	Keys   []string // data keys that must be present
+	// SentToEndpoint: the value goes to (or shapes the connection to) the
+	// endpoint's URL, so the Secret must opt in (LabelEndpointSecret).
+	SentToEndpoint bool
 }
 
 // Default data keys of the Secrets that auth methods read.
@@ -29,23 +34,23 @@ func Endpoint(spec *hooklinev1.WebhookEndpointSpec) []Ref {
 	var refs []Ref
 	for i, h := range spec.Headers {
 		if h.ValueFrom != nil {
-			refs = append(refs, Ref{Field: "spec.headers[" + strconv.Itoa(i) + "].valueFrom", Secret: h.ValueFrom.Name, Keys: []string{h.ValueFrom.Key}})
+			refs = append(refs, Ref{Field: "spec.headers[" + strconv.Itoa(i) + "].valueFrom", Secret: h.ValueFrom.Name, Keys: []string{h.ValueFrom.Key}, SentToEndpoint: true})
 		}
 	}
 	if a := spec.Auth; a != nil {
 		switch {
 		case a.APIKey != nil:
-			refs = append(refs, Ref{Field: "spec.auth.apiKey.valueFrom", Secret: a.APIKey.ValueFrom.Name, Keys: []string{a.APIKey.ValueFrom.Key}})
+			refs = append(refs, Ref{Field: "spec.auth.apiKey.valueFrom", Secret: a.APIKey.ValueFrom.Name, Keys: []string{a.APIKey.ValueFrom.Key}, SentToEndpoint: true})
 		case a.Basic != nil:
-			refs = append(refs, Ref{Field: "spec.auth.basic", Secret: a.Basic.Name, Keys: []string{BasicUsernameKey, BasicPasswordKey}})
+			refs = append(refs, Ref{Field: "spec.auth.basic", Secret: a.Basic.Name, Keys: []string{BasicUsernameKey, BasicPasswordKey}, SentToEndpoint: true})
 		case a.Bearer != nil:
-			refs = append(refs, Ref{Field: "spec.auth.bearer", Secret: a.Bearer.Name, Keys: []string{a.Bearer.Key}})
+			refs = append(refs, Ref{Field: "spec.auth.bearer", Secret: a.Bearer.Name, Keys: []string{a.Bearer.Key}, SentToEndpoint: true})
 		case a.MTLS != nil:
-			refs = append(refs, Ref{Field: "spec.auth.mtls", Secret: a.MTLS.Name, Keys: []string{TLSCertKey, TLSKeyKey}})
+			refs = append(refs, Ref{Field: "spec.auth.mtls", Secret: a.MTLS.Name, Keys: []string{TLSCertKey, TLSKeyKey}, SentToEndpoint: true})
 		}
 	}
 	if t := spec.TLS; t != nil && t.CA != nil {
-		refs = append(refs, Ref{Field: "spec.tls.ca", Secret: t.CA.Name, Keys: []string{t.CA.Key}})
+		refs = append(refs, Ref{Field: "spec.tls.ca", Secret: t.CA.Name, Keys: []string{t.CA.Key}, SentToEndpoint: true})
 	}
 	if s := spec.Signing; s != nil && s.SecretRef != nil {
 		refs = append(refs, Ref{Field: "spec.signing.secretRef", Secret: s.SecretRef.Name, Keys: []string{s.SecretRef.Key}})
@@ -64,4 +69,23 @@ func Names(spec *hooklinev1.WebhookEndpointSpec) []string {
 		}
 	}
 	return names
+}
+
+// OptedIn reports whether a Secret with these labels may be referenced where
+// its value is sent to an endpoint.
+func OptedIn(labels map[string]string) bool {
+	return labels[hooklinev1.LabelEndpointSecret] == "true"
+}
+
+// NotOptedIn words the problem of one reference to a Secret that has not
+// opted in.
+func NotOptedIn(r Ref) string {
+	return fmt.Sprintf("%s refers to Secret %q, which is not labelled %s: \"true\"", r.Field, r.Secret, hooklinev1.LabelEndpointSecret)
+}
+
+// OptInHint says how to fix NotOptedIn problems, naming the Secrets.
+func OptInHint(secrets []string) string {
+	return fmt.Sprintf("An endpoint sends what it reads from a Secret to the URL it names, so the Secret must opt in: kubectl label secret %s %s=true "+
+		"(or, for the whole installation, turn the rule off with the operator's and dispatcher's --require-secret-opt-in=false)",
+		strings.Join(secrets, " "), hooklinev1.LabelEndpointSecret)
 }

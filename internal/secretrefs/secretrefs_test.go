@@ -19,9 +19,10 @@ func TestEndpoint(t *testing.T) {
 		Signing: &hooklinev1.Signing{SecretRef: &hooklinev1.SecretKeyRef{Name: "key", Key: "secret"}},
 	}
 	want := []Ref{
-		{Field: "spec.headers[1].valueFrom", Secret: "cfg", Keys: []string{"tenant"}},
-		{Field: "spec.auth.basic", Secret: "creds", Keys: []string{"username", "password"}},
-		{Field: "spec.tls.ca", Secret: "cfg", Keys: []string{"ca.crt"}},
+		{Field: "spec.headers[1].valueFrom", Secret: "cfg", Keys: []string{"tenant"}, SentToEndpoint: true},
+		{Field: "spec.auth.basic", Secret: "creds", Keys: []string{"username", "password"}, SentToEndpoint: true},
+		{Field: "spec.tls.ca", Secret: "cfg", Keys: []string{"ca.crt"}, SentToEndpoint: true},
+		// The signing key is never sent: only signatures made with it.
 		{Field: "spec.signing.secretRef", Secret: "key", Keys: []string{"secret"}},
 	}
 	if got := Endpoint(spec); !reflect.DeepEqual(got, want) {
@@ -44,11 +45,27 @@ func TestEndpointAuthKinds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		refs := Endpoint(&hooklinev1.WebhookEndpointSpec{Auth: &tt.auth})
-		if len(refs) != 1 || refs[0].Field != tt.field || !reflect.DeepEqual(refs[0].Keys, tt.keys) {
+		if len(refs) != 1 || refs[0].Field != tt.field || !reflect.DeepEqual(refs[0].Keys, tt.keys) || !refs[0].SentToEndpoint {
 			t.Errorf("%s: got %+v", tt.field, refs)
 		}
 	}
 	if refs := Endpoint(&hooklinev1.WebhookEndpointSpec{}); len(refs) != 0 {
 		t.Errorf("an endpoint without references: got %+v", refs)
+	}
+}
+
+func TestOptedIn(t *testing.T) {
+	for labels, want := range map[*map[string]string]bool{
+		{hooklinev1.LabelEndpointSecret: "true"}:  true,
+		{hooklinev1.LabelEndpointSecret: "yes"}:   false,
+		{hooklinev1.LabelEndpointSecret: "false"}: false,
+		{"other": "true"}:                         false,
+	} {
+		if got := OptedIn(*labels); got != want {
+			t.Errorf("OptedIn(%v) = %v, want %v", *labels, got, want)
+		}
+	}
+	if OptedIn(nil) {
+		t.Error("OptedIn(nil)")
 	}
 }

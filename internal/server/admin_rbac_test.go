@@ -9,14 +9,11 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/server"
 )
@@ -29,42 +26,12 @@ var (
 	replayRule      = rbacv1.PolicyRule{APIGroups: []string{"hookline.io"}, Resources: []string{"subscriptions"}, Verbs: []string{"replay"}}
 )
 
-// saToken creates a ServiceAccount in ns bound to a Role with rule, waits
-// until the API server grants it, and returns a token for it.
+// saToken creates a ServiceAccount in ns bound to a Role with rule and
+// returns a token for it.
 func saToken(ctx context.Context, ns, name string, rule rbacv1.PolicyRule) string {
-	_, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	token, err := controlplane.ServiceAccountToken(ctx, admin, ns, name, rule)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	resource, sub, _ := cutSlash(rule.Resources[0])
-	Eventually(func() bool {
-		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               "system:serviceaccount:" + ns + ":" + name,
-			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: rule.Verbs[0], Group: "hookline.io", Resource: resource, Subresource: sub},
-		}}, metav1.CreateOptions{})
-		return err == nil && sar.Status.Allowed
-	}).Should(BeTrue())
-	return tr.Status.Token
-}
-
-func cutSlash(s string) (string, string, bool) {
-	for i := range len(s) {
-		if s[i] == '/' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
+	return token
 }
 
 // countingAdmin counts what reached the queue through the admin API.
@@ -80,20 +47,28 @@ func (c *countingAdmin) count(what string) {
 	c.calls[what]++
 }
 
-func (c *countingAdmin) RecentAttempts(ctx context.Context, ns, sub string, limit int) ([]queue.Attempt, error) {
+func (c *countingAdmin) RecentAttempts(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.Attempt, error) {
 	c.count("attempts")
-	return c.q.RecentAttempts(ctx, ns, sub, limit)
+	return c.q.RecentAttempts(ctx, sub, limit)
 }
 
-func (c *countingAdmin) ListDead(ctx context.Context, ns, sub string, limit int) ([]queue.DeadDelivery, error) {
+func (c *countingAdmin) ListDead(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.DeadDelivery, error) {
 	c.count("dead")
-	return c.q.ListDead(ctx, ns, sub, limit)
+	return c.q.ListDead(ctx, sub, limit)
 }
 
-func (c *countingAdmin) Replay(ctx context.Context, ns, sub string, from, to time.Time) (int, error) {
+func (c *countingAdmin) Replay(ctx context.Context, sub queue.SubscriptionID, from, to time.Time) (int, error) {
 	c.count("replay")
-	return c.q.Replay(ctx, ns, sub, from, to)
+	return c.q.Replay(ctx, sub, from, to)
 }
+
+func (c *countingAdmin) Resend(ctx context.Context, sub queue.SubscriptionID, seq uint64) error {
+	c.count("resend")
+	return c.q.Resend(ctx, sub, seq)
+}
+
+// anySubscription makes every subscription name exist, with a UID of its own.
+func anySubscription(_, name string) (string, bool) { return "uid-" + name, true }
 
 func (c *countingAdmin) snapshot() map[string]int {
 	c.mu.Lock()
@@ -120,7 +95,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		pub := &recorder{}
 		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
-			Publisher: pub, Deliveries: q,
+			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(authCli, server.KubernetesAuthorizerOptions{}),
 		})
 		Expect(err).NotTo(HaveOccurred())
@@ -157,7 +132,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		pub := &recorder{}
 		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
-			Publisher: pub, Deliveries: q,
+			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}),
 		})
 		Expect(err).NotTo(HaveOccurred())

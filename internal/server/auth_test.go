@@ -13,10 +13,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -89,36 +86,9 @@ func createNamespace(ctx context.Context) string {
 // publisherToken creates a ServiceAccount in ns allowed to publish there, and returns a
 // token for it from the TokenRequest API.
 func publisherToken(ctx context.Context, ns string) string {
-	_, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "publisher"}}, metav1.CreateOptions{})
+	token, err := controlplane.ServiceAccountToken(ctx, admin, ns, "publisher", publisherRule)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "hookline-publisher"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"hookline.io"}, Resources: []string{"events"}, Verbs: []string{"create"}}},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "hookline-publisher"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "hookline-publisher"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "publisher", Namespace: ns}},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "publisher", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))},
-	}, metav1.CreateOptions{})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(tr.Status.Token).NotTo(BeEmpty())
-
-	// RBAC reaches the authorizer through an informer; wait until the API server itself
-	// allows the ServiceAccount, so the authorizer's cache never holds a stale "no".
-	Eventually(func() bool {
-		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               "system:serviceaccount:" + ns + ":publisher",
-			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "create", Group: "hookline.io", Resource: "events"},
-		}}, metav1.CreateOptions{})
-		return err == nil && sar.Status.Allowed
-	}).Should(BeTrue())
-	return tr.Status.Token
+	return token
 }
 
 func ptr[T any](v T) *T { return &v }

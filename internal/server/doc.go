@@ -19,5 +19,13 @@
 // replaying are separate rights on subscriptions, so none comes with another.
 // KubernetesAuthorizer asks the API server (TokenReview, SubjectAccessReview) and caches
 // its answers briefly; AllowAll is for local development and benchmarks. An API server
-// that cannot answer makes a 503 with Retry-After, never a 403.
+// that cannot answer makes a 503 with Retry-After, never a 403. Before any review, a token
+// must look like a ServiceAccount token and the client address must have failures left
+// (authguard.go), so no client can spend the API server's capacity.
+//
+// Every listener is served by NewHTTPServer behind LimitListener (limits.go): header,
+// body and write timeouts, a minimum body rate, a header size limit, a bound on requests
+// in flight and on connections per client address. Bodies are read as they arrive, never
+// allocated from their announced length. CertReloader serves HTTPS from files that a
+// renewal replaces.
 package server

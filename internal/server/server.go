@@ -58,8 +58,13 @@ type Options struct {
 	// Deliveries, when set, serves the admin API under
 	// /v1/namespaces/{ns}/subscriptions/{name}/: the attempt log, dead letters and replay.
 	Deliveries AdminQueue
-	Clock      clock.PassiveClock
-	Logger     logr.Logger
+	// SubscriptionUID, required with Deliveries, says which object a
+	// subscription name stands for now: the admin API shows and resends
+	// only that object's deliveries, and answers 404 for a name that has
+	// none.
+	SubscriptionUID func(ns, name string) (uid string, ok bool)
+	Clock           clock.PassiveClock
+	Logger          logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -95,6 +100,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	opts.Limits = opts.Limits.WithDefaults()
 	h := &Handler{opts: opts}
+	if opts.Deliveries != nil && opts.SubscriptionUID == nil {
+		return nil, errors.New("server: SubscriptionUID is required with Deliveries")
+	}
 	if opts.Deliveries != nil {
 		h.admin = newAdmin(opts.Deliveries, h)
 	}
@@ -250,16 +258,22 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		start: start, hardStop: start.Add(h.opts.Limits.BodyReadTimeout),
 	}
 	body, err := readAll(br, limit)
-	if err != nil {
-		if isTimeout(err) {
-			w.Header().Set("Connection", "close")
+	if err != nil || int64(len(body)) > limit {
+		// The rest of the body is not wanted: the connection closes after the
+		// answer, and the body deadline stays, so net/http's discarding of what
+		// is left cannot be held open either.
+		w.Header().Set("Connection", "close")
+		switch {
+		case err == nil:
+			return nil, tooLarge
+		case isTimeout(err):
 			return nil, &fieldError{status: http.StatusRequestTimeout, message: fmt.Sprintf("the body arrived too slowly: it must come at %d bytes per second or faster and in %s at most", h.opts.Limits.MinBodyRate, h.opts.Limits.BodyReadTimeout)}
+		default:
+			return nil, &fieldError{status: http.StatusBadRequest, message: "the body could not be read: " + err.Error()}
 		}
-		return nil, &fieldError{status: http.StatusBadRequest, message: "the body could not be read: " + err.Error()}
 	}
-	if int64(len(body)) > limit {
-		return nil, tooLarge
-	}
+	// The body deadline ends with the body: net/http clears it when it starts
+	// watching for the client going away, once the body is read to its end.
 	return body, nil
 }
 

@@ -46,6 +46,7 @@ const (
 	MetricsPort  = 9090
 	DataDir      = "/var/lib/hookline"
 	natsCredsDir = "/etc/hookline/nats"
+	tlsDir       = "/etc/hookline/tls"
 	// NATSCredentialsKey is the key of the credentials Secret that holds the creds file.
 	NATSCredentialsKey = "creds"
 )
@@ -147,6 +148,12 @@ func Args(s Settings) []string {
 	}
 	args = append(args, "--max-body-bytes="+strconv.FormatInt(s.MaxBodyBytes, 10))
 	args = append(args, "--lease-namespace="+s.Namespace)
+	if s.RequireSecretOptIn != nil && !*s.RequireSecretOptIn {
+		args = append(args, "--require-secret-opt-in=false")
+	}
+	if s.TLS != nil {
+		args = append(args, "--tls-cert-file="+tlsDir+"/"+corev1.TLSCertKey, "--tls-key-file="+tlsDir+"/"+corev1.TLSPrivateKeyKey)
+	}
 	if s.LogLevel != "" {
 		args = append(args, "--zap-log-level="+s.LogLevel)
 	}
@@ -198,6 +205,17 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 				WithItems(corev1ac.KeyToPath().WithKey(NATSCredentialsKey).WithPath(NATSCredentialsKey))))
 		mounts = append(mounts, corev1ac.VolumeMount().WithName("nats-creds").WithMountPath(natsCredsDir).WithReadOnly(true))
 	}
+	scheme := corev1.URISchemeHTTP
+	if s.TLS != nil {
+		// Mounted as a directory, not with subPath, so that a renewed certificate
+		// reaches the running pod, which reloads it.
+		volumes = append(volumes, corev1ac.Volume().WithName("tls").WithSecret(
+			corev1ac.SecretVolumeSource().WithSecretName(s.TLS.SecretName).
+				WithItems(corev1ac.KeyToPath().WithKey(corev1.TLSCertKey).WithPath(corev1.TLSCertKey),
+					corev1ac.KeyToPath().WithKey(corev1.TLSPrivateKeyKey).WithPath(corev1.TLSPrivateKeyKey))))
+		mounts = append(mounts, corev1ac.VolumeMount().WithName("tls").WithMountPath(tlsDir).WithReadOnly(true))
+		scheme = corev1.URISchemeHTTPS
+	}
 
 	container := corev1ac.Container().
 		WithName("dispatcher").
@@ -214,9 +232,9 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL"))).
 		// Recovering a large embedded store can take a while; the startup probe keeps the
 		// liveness probe from killing the pod meanwhile.
-		WithStartupProbe(probe("/healthz").WithPeriodSeconds(5).WithFailureThreshold(60)).
-		WithLivenessProbe(probe("/healthz").WithPeriodSeconds(10).WithFailureThreshold(3)).
-		WithReadinessProbe(probe("/readyz").WithPeriodSeconds(5).WithFailureThreshold(2))
+		WithStartupProbe(probe("/healthz", scheme).WithPeriodSeconds(5).WithFailureThreshold(60)).
+		WithLivenessProbe(probe("/healthz", scheme).WithPeriodSeconds(10).WithFailureThreshold(3)).
+		WithReadinessProbe(probe("/readyz", scheme).WithPeriodSeconds(5).WithFailureThreshold(2))
 	if s.ImagePullPolicy != "" {
 		container.WithImagePullPolicy(s.ImagePullPolicy)
 	}
@@ -247,8 +265,14 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 			WithVolumes(volumes...))
 }
 
-func probe(path string) *corev1ac.ProbeApplyConfiguration {
-	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString("http")))
+// probe checks path on the API port; scheme is set only for HTTPS, so the
+// plain-HTTP Deployment stays as it was.
+func probe(path string, scheme corev1.URIScheme) *corev1ac.ProbeApplyConfiguration {
+	get := corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString("http"))
+	if scheme == corev1.URISchemeHTTPS {
+		get.WithScheme(scheme)
+	}
+	return corev1ac.Probe().WithHTTPGet(get)
 }
 
 func resources(r corev1.ResourceRequirements) *corev1ac.ResourceRequirementsApplyConfiguration {

@@ -76,6 +76,17 @@ func TestRenderWorkload(t *testing.T) {
 				"--queue=embedded", "--durability=always", "--watch-namespaces=billing,shipping", "--max-body-bytes=1048576",
 				"--lease-namespace=hookline-system", "--zap-log-level=debug", "--max-body-bytes=2048"},
 		},
+		{
+			name:       "HTTPS from a mounted Secret; the Secret opt-in rule turned off",
+			s:          Settings{TLS: &TLS{SecretName: "dispatcher-tls"}, RequireSecretOptIn: ptrTo(false)}.Default(image),
+			replicas:   1,
+			strategy:   appsv1.RecreateDeploymentStrategyType,
+			dataVolume: func(v corev1.VolumeSource) bool { return v.PersistentVolumeClaim != nil },
+			args: []string{"dispatcher", "--listen=:8080", "--metrics-listen=:9090", "--data-dir=/var/lib/hookline",
+				"--queue=embedded", "--durability=default", "--max-body-bytes=262144", "--lease-namespace=hookline-system",
+				"--require-secret-opt-in=false", "--tls-cert-file=/etc/hookline/tls/tls.crt", "--tls-key-file=/etc/hookline/tls/tls.key"},
+			extraMounts: []string{"/etc/hookline/tls"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,5 +295,41 @@ func TestRenderLabelsEverything(t *testing.T) {
 				t.Errorf("object without kind or name: %+v", o)
 			}
 		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// TestRenderTLSProbesAndVolume: with TLS the probes speak HTTPS and the
+// Secret is mounted whole (no subPath), so a renewed certificate reaches the
+// running pod.
+func TestRenderTLSProbesAndVolume(t *testing.T) {
+	d := typed[appsv1.Deployment](t, deployment(Settings{TLS: &TLS{SecretName: "dispatcher-tls"}}.Default(image)))
+	c := d.Spec.Template.Spec.Containers[0]
+	for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
+		if p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("probe %s scheme %q, want HTTPS", p.HTTPGet.Path, p.HTTPGet.Scheme)
+		}
+	}
+	found := false
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == "dispatcher-tls" {
+			found = true
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/etc/hookline/tls" && (m.SubPath != "" || !m.ReadOnly) {
+			t.Errorf("TLS mount %+v: want read-only, without subPath", m)
+		}
+	}
+	if !found {
+		t.Error("no volume for the TLS Secret")
+	}
+	plain := typed[appsv1.Deployment](t, deployment(embedded()))
+	if s := plain.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Scheme; s != "" {
+		t.Errorf("plain HTTP probe scheme %q, want unset", s)
+	}
+	if err := (Settings{TLS: &TLS{SecretName: "Not_A_Name"}}.Default(image)).Validate(); err == nil {
+		t.Error("an invalid TLS Secret name was accepted")
 	}
 }

@@ -89,11 +89,25 @@ type Settings struct {
 	WatchNamespaces []string `json:"watchNamespaces,omitempty"`
 	// MaxBodyBytes limits a published event's body; default 256 KiB.
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// RequireSecretOptIn: WebhookEndpoints may use only Secrets labelled
+	// hookline.io/endpoint-secret: "true" for headers, auth and tls. nil means
+	// true; false turns the rule off for the operator and the dispatcher.
+	RequireSecretOptIn *bool `json:"requireSecretOptIn,omitempty"`
+	// TLS, when set, has the dispatcher serve its API over HTTPS.
+	TLS *TLS `json:"tls,omitempty"`
 	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
 	LogLevel string `json:"logLevel,omitempty"`
 	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
 	// so they can override them.
 	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// TLS is the publishing API's certificate.
+type TLS struct {
+	// SecretName is a kubernetes.io/tls Secret in the dispatcher's namespace
+	// (tls.crt, tls.key), e.g. one cert-manager issues. It is mounted as
+	// files, which the dispatcher reloads when they change.
+	SecretName string `json:"secretName"`
 }
 
 // Storage is the embedded queue's PersistentVolumeClaim.
@@ -181,6 +195,11 @@ func (s Settings) Validate() error {
 	}
 	for _, msg := range validation.IsDNS1123Label(s.Namespace) {
 		bad("--dispatcher-namespace=%s: %s", s.Namespace, msg)
+	}
+	if s.TLS != nil {
+		for _, msg := range validation.IsDNS1123Subdomain(s.TLS.SecretName) {
+			bad("tls.secretName %q: %s; name the kubernetes.io/tls Secret holding the API's certificate", s.TLS.SecretName, msg)
+		}
 	}
 	if s.Replicas < 1 {
 		bad("--dispatcher-replicas=%d: must be at least 1", s.Replicas)

@@ -85,5 +85,6 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- with $d.maxBodyBytes }}{{ $_ := set $s "maxBodyBytes" (int64 .) }}{{ end -}}
 {{- with $d.logLevel }}{{ $_ := set $s "logLevel" (toString .) }}{{ end -}}
 {{- with $d.extraArgs }}{{ $_ := set $s "extraArgs" . }}{{ end -}}
+{{- include "hookline.securitySettings" (dict "root" . "settings" $s) -}}
 {{- toYaml $s -}}
 {{- end -}}

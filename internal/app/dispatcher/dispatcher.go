@@ -6,6 +6,7 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -34,10 +35,13 @@ import (
 
 // Config is the dispatcher's configuration, from its flags.
 type Config struct {
-	Listen        string // publishing and admin API
-	MetricsListen string // Prometheus metrics; empty disables
-	Queue         queue.Config
-	Namespaces    []string
+	Listen string // publishing and admin API
+	// TLSCertFile and TLSKeyFile, when set, have the API serve HTTPS with this
+	// certificate, reloaded when the files change (a mounted Secret).
+	TLSCertFile, TLSKeyFile string
+	MetricsListen           string // Prometheus metrics; empty disables
+	Queue                   queue.Config
+	Namespaces              []string
 	// Auth is "kubernetes" (TokenReview + SubjectAccessReview) or "none" (local use only).
 	Auth string
 	// TokenAudience, when set, is the audience publishers' tokens must be
@@ -51,9 +55,12 @@ type Config struct {
 	Limits server.Limits
 	// MaxJSONDepth bounds the nesting of an event's data.
 	MaxJSONDepth int
-	AllowCIDRs   []string // destinations allowed despite the SSRF guard
-	DenyCIDRs    []string // more destinations to refuse (cluster networks)
-	Workers      int
+	// AllowUnlabelledSecrets turns off the rule that a Secret whose value is
+	// sent to an endpoint must carry hookline.io/endpoint-secret: "true".
+	AllowUnlabelledSecrets bool
+	AllowCIDRs             []string // destinations allowed despite the SSRF guard
+	DenyCIDRs              []string // more destinations to refuse (cluster networks)
+	Workers                int
 	// StatusInterval is the least time between two status writes of one endpoint or
 	// subscription; zero means status.DefaultWriteInterval.
 	StatusInterval time.Duration
@@ -82,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
+	}
 	if c.MaxJSONDepth < 0 {
 		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
 	}
@@ -101,6 +111,17 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.TLSCertFile != "" {
+		certs, err := server.NewCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, d.clk, d.log.WithName("tls"))
+		if err != nil {
+			_ = lns.api.Close()
+			if lns.metrics != nil {
+				_ = lns.metrics.Close()
+			}
+			return err
+		}
+		lns.api = tls.NewListener(lns.api, certs.TLSConfig())
 	}
 	return d.run(ctx, lns)
 }
@@ -145,6 +166,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.pool = delivery.NewPool(delivery.PoolOptions{Clock: d.clk, MaxIdleConnsPerHost: 1000})
 	d.reg, err = registry.New(restCfg, registry.Options{
 		Namespaces: cfg.Namespaces, Pool: d.pool, SSRF: policy, Clock: d.clk, Logger: d.log.WithName("registry"),
+		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting up the registry: %w", err)
@@ -162,8 +184,14 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, err
 	}
 	d.api, err = server.NewHandler(server.Options{
-		Publisher:    publisher{d.q},
-		Deliveries:   d.q,
+		Publisher:  publisher{d.q},
+		Deliveries: d.q,
+		SubscriptionUID: func(ns, name string) (string, bool) {
+			if s := d.reg.Subscription(ns, name); s != nil {
+				return string(s.UID), true
+			}
+			return "", false
+		},
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxJSONDepth: cfg.MaxJSONDepth,
@@ -254,7 +282,7 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 			return nil
 		})
 	}
-	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
+	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "https", d.cfg.TLSCertFile != "", "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
 	return g.Wait()
 }
 

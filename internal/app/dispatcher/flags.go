@@ -21,6 +21,7 @@ type Flags struct {
 	cfg                                   Config
 	mode, durability, namespaces, kubecfg string
 	allow, deny                           stringList
+	requireOptIn                          bool
 	log                                   *zap.Options
 }
 
@@ -34,10 +35,13 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	c := &f.cfg
 	fs.StringVar(&c.Listen, "listen", ":8080", "address of the publishing and admin API")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate of the API (with --tls-key-file): serve HTTPS, reloading the files when they change, e.g. a mounted kubernetes.io/tls Secret")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of the API's certificate (with --tls-cert-file)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", ":9090", "address of the Prometheus metrics endpoint; empty disables it")
 	fs.StringVar(&f.mode, "queue", "embedded", "embedded: a NATS JetStream server in this process, storing in --data-dir (one replica); external: a JetStream cluster at --nats-url (any number of replicas)")
 	fs.StringVar(&c.Queue.DataDir, "data-dir", "/var/lib/hookline", "where the embedded queue stores events (a persistent volume)")
 	fs.StringVar(&c.Queue.URL, "nats-url", "", "URL of the external NATS JetStream cluster, with --queue=external")
+	fs.StringVar(&c.Queue.Listen, "nats-listen", "", "with --queue=embedded, a host:port where the embedded NATS server accepts clients (the nats CLI, tests); empty opens no port")
 	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "NATS credentials file for the external cluster")
 	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
@@ -55,6 +59,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.IntVar(&c.Limits.MaxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request line and headers accepted")
 	fs.IntVar(&c.Limits.MaxConcurrent, "max-concurrent-requests", server.DefaultMaxConcurrent, "requests served at once; past it requests get 503 with Retry-After")
 	fs.IntVar(&c.Limits.MaxConnsPerClient, "max-conns-per-client", server.DefaultMaxConnsPerClient, "open connections from one client IP address; past it connections get 429 with Retry-After")
+	fs.BoolVar(&f.requireOptIn, "require-secret-opt-in", true, "use only Secrets labelled hookline.io/endpoint-secret: \"true\" for endpoints' headers, auth and tls (the operator's flag of the same name must agree)")
 	fs.Var(&f.allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
 	fs.Var(&f.deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
 	fs.IntVar(&c.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
@@ -91,6 +96,7 @@ func (f *Flags) Config() (Config, *rest.Config, error) {
 		cfg.Namespaces = strings.Split(f.namespaces, ",")
 	}
 	cfg.AllowCIDRs, cfg.DenyCIDRs = f.allow, f.deny
+	cfg.AllowUnlabelledSecrets = !f.requireOptIn
 	cfg.Logger = process.NewLogger(f.log, os.Stderr)
 	restCfg, err := process.RESTConfig(f.kubecfg)
 	if err != nil {

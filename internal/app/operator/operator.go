@@ -36,6 +36,11 @@ type Options struct {
 	// the dispatcher alone (--manage-dispatcher=false).
 	Dispatcher *workload.Settings
 
+	// AllowUnlabelledSecrets turns off, for the whole installation, the rule
+	// that a Secret whose value a WebhookEndpoint sends must carry
+	// hookline.io/endpoint-secret: "true" (--require-secret-opt-in=false).
+	AllowUnlabelledSecrets bool
+
 	// SkipNameValidation allows a second manager in the same process, as tests that
 	// restart the operator need; controller names are otherwise unique per process.
 	SkipNameValidation bool
@@ -71,7 +76,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := Setup(context.Background(), mgr, opts.Clock); err != nil {
+	if err := setup(context.Background(), mgr, opts.Clock, opts.AllowUnlabelledSecrets); err != nil {
 		return nil, err
 	}
 	if opts.Dispatcher != nil {
@@ -88,8 +93,13 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-// Setup registers hookline's indexes and reconcilers with mgr.
+// Setup registers hookline's indexes and reconcilers with mgr, with the
+// default rules.
 func Setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution) error {
+	return setup(ctx, mgr, clk, false)
+}
+
+func setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution, allowUnlabelledSecrets bool) error {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -100,6 +110,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution
 		Client:   mgr.GetClient(),
 		Clock:    clk,
 		Recorder: mgr.GetEventRecorder("hookline-operator"),
+
+		AllowUnlabelledSecrets: allowUnlabelledSecrets,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up WebhookEndpoint controller: %w", err)
 	}
