@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,7 +50,8 @@ func runPublish(args []string) error {
 		Data json.RawMessage `json:"data"`
 	}{*typ, *id, raw})
 
-	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*server, "/")+"/v1/namespaces/"+*ns+"/events", bytes.NewReader(body))
+	// One short command: the client's --timeout bounds the request, and Ctrl-C ends the process.
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, strings.TrimRight(*server, "/")+"/v1/namespaces/"+*ns+"/events", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
