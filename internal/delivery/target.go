@@ -138,23 +138,12 @@ func isReserved(canonical string) bool {
 	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "Webhook-")
 }
 
+// buildTarget checks cfg and turns it into a Target, in three steps: the URL,
+// the configured headers, the auth.
 func buildTarget(cfg TargetConfig) (*Target, error) {
-	u, err := url.Parse(cfg.URL)
+	u, display, err := parseEndpointURL(cfg.URL)
 	if err != nil {
-		// url.Parse quotes the whole URL, which may hold a key.
-		return nil, errors.New("endpoint URL does not parse")
-	}
-	// Only scheme and host are ever shown: Slack, Discord and Teams put the
-	// webhook's secret in the path.
-	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("endpoint %s: scheme must be http or https", display)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("endpoint %s: URL has no host", display)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+		return nil, err
 	}
 	if cfg.Sign == nil {
 		return nil, fmt.Errorf("endpoint %s: no signer", display)
@@ -165,24 +154,64 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 	if t.timeout <= 0 {
 		t.timeout = DefaultTimeout
 	}
+	if err := t.addHeaders(cfg.Headers); err != nil {
+		return nil, err
+	}
+	if err := t.addAuth(cfg.Auth, u); err != nil {
+		return nil, err
+	}
+	t.reqURL = u
+	return t, nil
+}
 
-	for name, values := range cfg.Headers {
+// parseEndpointURL parses an endpoint's URL and returns it with the part of it
+// that may be shown (scheme and host).
+func parseEndpointURL(raw string) (*url.URL, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole URL, which may hold a key.
+		return nil, "", errors.New("endpoint URL does not parse")
+	}
+	// Only scheme and host are ever shown: Slack, Discord and Teams put the
+	// webhook's secret in the path.
+	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, "", fmt.Errorf("endpoint %s: scheme must be http or https", display)
+	}
+	if u.Host == "" {
+		return nil, "", fmt.Errorf("endpoint %s: URL has no host", display)
+	}
+	if u.User != nil {
+		return nil, "", fmt.Errorf("endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+	}
+	return u, display, nil
+}
+
+// addHeaders adds the endpoint's configured headers, refusing invalid ones and
+// those hookline sets itself.
+func (t *Target) addHeaders(headers http.Header) error {
+	for name, values := range headers {
 		if !validHeaderName(name) {
-			return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, name)
+			return fmt.Errorf("endpoint %s: %q is not a valid header name", t.display, name)
 		}
 		key := http.CanonicalHeaderKey(name)
 		if isReserved(key) {
-			return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot be configured", display, key)
+			return fmt.Errorf("endpoint %s: header %s is set by hookline and cannot be configured", t.display, key)
 		}
 		for _, v := range values {
 			if !validHeaderValue(v) {
-				return nil, fmt.Errorf("endpoint %s: header %s has a value with control characters", display, key)
+				return fmt.Errorf("endpoint %s: header %s has a value with control characters", t.display, key)
 			}
 			t.header[key] = append(t.header[key], v)
 		}
 	}
+	return nil
+}
 
-	a := cfg.Auth
+// addAuth adds the one kind of auth a sets, as a header or, for an API key in
+// a query parameter, to u; it remembers the secret values so they can be
+// scrubbed from what receivers echo.
+func (t *Target) addAuth(a Auth, u *url.URL) error {
 	kinds := 0
 	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.BearerToken != ""} {
 		if set {
@@ -190,59 +219,54 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 		}
 	}
 	if kinds > 1 {
-		return nil, fmt.Errorf("endpoint %s: use one of API key, basic and bearer auth", display)
-	}
-	setAuth := func(key, value string) error {
-		if _, ok := t.header[key]; ok {
-			return fmt.Errorf("endpoint %s: header %s is set both by auth and by headers", display, key)
-		}
-		if !validHeaderValue(value) {
-			return fmt.Errorf("endpoint %s: auth value for %s has control characters", display, key)
-		}
-		t.header[key] = []string{value}
-		return nil
+		return fmt.Errorf("endpoint %s: use one of API key, basic and bearer auth", t.display)
 	}
 	switch {
 	case a.APIKey != nil:
 		k := a.APIKey
 		if k.Value == "" || (k.Header == "") == (k.QueryParam == "") {
-			return nil, fmt.Errorf("endpoint %s: an API key needs a value and exactly one of header and query parameter", display)
+			return fmt.Errorf("endpoint %s: an API key needs a value and exactly one of header and query parameter", t.display)
 		}
 		t.secrets = append(t.secrets, []byte(k.Value))
-		if k.Header != "" {
-			if !validHeaderName(k.Header) {
-				return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, k.Header)
-			}
-			key := http.CanonicalHeaderKey(k.Header)
-			if isReserved(key) {
-				return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot carry an API key", display, key)
-			}
-			if err := setAuth(key, k.Value); err != nil {
-				return nil, err
-			}
-		} else {
+		if k.Header == "" {
 			if u.RawQuery != "" {
 				u.RawQuery += "&"
 			}
 			u.RawQuery += url.QueryEscape(k.QueryParam) + "=" + url.QueryEscape(k.Value)
+			return nil
 		}
+		if !validHeaderName(k.Header) {
+			return fmt.Errorf("endpoint %s: %q is not a valid header name", t.display, k.Header)
+		}
+		key := http.CanonicalHeaderKey(k.Header)
+		if isReserved(key) {
+			return fmt.Errorf("endpoint %s: header %s is set by hookline and cannot carry an API key", t.display, key)
+		}
+		return t.setAuthHeader(key, k.Value)
 	case a.Basic != nil:
 		cred := base64.StdEncoding.EncodeToString([]byte(a.Basic.Username + ":" + a.Basic.Password))
 		if a.Basic.Password != "" {
 			t.secrets = append(t.secrets, []byte(a.Basic.Password))
 		}
 		t.secrets = append(t.secrets, []byte(cred))
-		if err := setAuth("Authorization", "Basic "+cred); err != nil {
-			return nil, err
-		}
+		return t.setAuthHeader("Authorization", "Basic "+cred)
 	case a.BearerToken != "":
 		t.secrets = append(t.secrets, []byte(a.BearerToken))
-		if err := setAuth("Authorization", "Bearer "+a.BearerToken); err != nil {
-			return nil, err
-		}
+		return t.setAuthHeader("Authorization", "Bearer "+a.BearerToken)
 	}
-	t.reqURL = u
-	return t, nil
+	return nil
+}
+
+// setAuthHeader sets an auth header, which no configured header may also set.
+func (t *Target) setAuthHeader(key, value string) error {
+	if _, ok := t.header[key]; ok {
+		return fmt.Errorf("endpoint %s: header %s is set both by auth and by headers", t.display, key)
+	}
+	if !validHeaderValue(value) {
+		return fmt.Errorf("endpoint %s: auth value for %s has control characters", t.display, key)
+	}
+	t.header[key] = []string{value}
+	return nil
 }
 
 func validHeaderName(s string) bool {

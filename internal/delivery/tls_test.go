@@ -182,7 +182,7 @@ func TestOldTLSRefused(t *testing.T) {
 	_, _, serverCert := ca.issue(t, "receiver", nil, localhostIPs, x509.ExtKeyUsageServerAuth)
 	rc := tlsReceiver(t, &tls.Config{
 		Certificates: []tls.Certificate{serverCert},
-		MinVersion:   tls.VersionTLS10,
+		MinVersion:   tls.VersionTLS10, //nolint:gosec // G402: a receiver on old TLS is what this test refuses
 		MaxVersion:   tls.VersionTLS11,
 	}, false)
 	p, _ := newTestPool(t)
