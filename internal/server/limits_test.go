@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -75,7 +76,12 @@ func heapAndStacks() uint64 {
 }
 
 func publishTo(addr, body string) (int, error) {
-	resp, err := http.Post("http://"+addr+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -233,6 +239,7 @@ func TestConnectionsPerClient(t *testing.T) {
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
 			got = resp.Header.Get("Retry-After") + " " + string(b)
 			_ = c.Close()
 			break
@@ -253,6 +260,7 @@ func TestConnectionsPerClient(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("another address: %v %v", resp, err)
 	}
+	resp.Body.Close()
 }
 
 // TestConcurrentRequests holds the only request slots with stalled uploads:
@@ -283,7 +291,11 @@ func TestConcurrentRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("third request: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	probe, err := http.Get("http://" + addr + "/healthz")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := http.DefaultClient.Do(req)
 	if err != nil || probe.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz under load: %v %v", probe, err)
 	}
