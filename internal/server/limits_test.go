@@ -21,7 +21,7 @@ import (
 // LimitListener) on a loopback port, and returns its address.
 func serveLimited(t testing.TB, h http.Handler, l server.Limits) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,12 @@ func TestConcurrentRequests(t *testing.T) {
 	var resp *http.Response
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var err error
-		resp, err = http.Post("http://"+addr+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(`{"type":"a.b","data":1}`))
+		req, rerr := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,7 +315,7 @@ func TestHeaderLimit(t *testing.T) {
 	t.Parallel()
 	pub := &recorder{}
 	addr := serveLimited(t, newLimitedHandler(t, pub, server.Limits{}), server.Limits{})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Padding", strings.Repeat("p", 100<<10))
 	resp, err := http.DefaultClient.Do(req)
