@@ -353,7 +353,7 @@ func TestInvalidMessageFails(t *testing.T) {
 }
 
 func TestIPv6Loopback(t *testing.T) {
-	ln, err := net.Listen("tcp6", "[::1]:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp6", "[::1]:0")
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
