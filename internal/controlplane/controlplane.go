@@ -143,7 +143,9 @@ func (e *Env) startControllerManager(assets string) error {
 	if err != nil {
 		return err
 	}
-	e.kcm = exec.Command(bin, //nolint:gosec // G204: the binary from the assets directory checked above; a local dev and test tool
+	// The binary from the assets directory checked above (a local dev and test tool); it
+	// runs until Stop kills it, not for a caller's request.
+	e.kcm = exec.Command(bin, //nolint:gosec,noctx // G204 and noctx: see above
 		"--kubeconfig="+e.Kubeconfig,
 		"--authentication-kubeconfig="+e.Kubeconfig,
 		"--authorization-kubeconfig="+e.Kubeconfig,

@@ -45,7 +45,7 @@ const (
 	APIPort      = 8080
 	MetricsPort  = 9090
 	DataDir      = "/var/lib/hookline"
-	natsCredsDir = "/etc/hookline/nats"
+	natsCredsDir = "/etc/hookline/nats" //nolint:gosec // G101: where the credentials are mounted, not credentials
 	// NATSCredentialsKey is the key of the credentials Secret that holds the creds file.
 	NATSCredentialsKey = "creds"
 )
