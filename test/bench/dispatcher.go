@@ -34,7 +34,7 @@ type dispatcherProc struct {
 }
 
 func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
@@ -167,6 +167,10 @@ func (d *dispatcherProc) peakMemory() (hwm int64, err error) {
 }
 
 // scrapeMetrics returns the hookline_* delivery counters of /metrics, one per line.
+// It runs when a run ends, cancelled or not, so on its own context; hc's timeout
+// bounds it.
+//
+//nolint:contextcheck // see above
 func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	// hc's timeout bounds the scrape.
@@ -201,6 +205,10 @@ func (d *dispatcherProc) startProfile(file string) error {
 // stopProfile stops the CPU profile; a no-op for bin/hookline.
 func (d *dispatcherProc) stopProfile() error { return d.profileControl("/stop") }
 
+// profileControl starts or stops the profile, on its own context: the stop
+// must run even when the phase it profiled was cancelled.
+//
+//nolint:contextcheck // see above
 func (d *dispatcherProc) profileControl(path string) error {
 	if d.profile == "" {
 		return nil
