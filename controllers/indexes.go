@@ -17,7 +17,7 @@ import (
 // listing the namespace.
 const (
 	indexSubscriptionEndpoint = "spec.endpointRef.name"
-	indexEndpointSecrets      = "hookline.io/secret-refs"
+	indexEndpointSecrets      = "hookline.io/secret-refs" //nolint:gosec // G101: an index's name, not a credential
 )
 
 // SetupIndexes registers the field indexes the reconcilers use.

@@ -45,11 +45,11 @@ func RotationRequest(annotations map[string]string, lastHandled string) rotation
 	return rotation.Request{Token: token, Immediate: immediate != "" && immediate != lastImmediate}
 }
 
-// errSigningKey is a problem with the signing key that the user has to fix; it becomes the
+// signingKeyError is a problem with the signing key that the user has to fix; it becomes the
 // Ready condition's message rather than a reconcile error.
-type errSigningKey struct{ msg string }
+type signingKeyError struct{ msg string }
 
-func (e errSigningKey) Error() string { return e.msg }
+func (e signingKeyError) Error() string { return e.msg }
 
 // reconcileSigningKeys keeps the endpoint's signing Secret in place: generated and rotated
 // on schedule, or mirrored from the user's Secret, so the dispatcher reads keys from one
@@ -64,7 +64,7 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 	}
 	if exists && !metav1.IsControlledBy(&secret, ep) {
-		return errSigningKey{fmt.Sprintf("Secret %q exists and is not managed by this endpoint; hookline keeps the signing keys there. Rename or delete that Secret.", name)}, nil
+		return signingKeyError{fmt.Sprintf("Secret %q exists and is not managed by this endpoint; hookline keeps the signing keys there. Rename or delete that Secret.", name)}, nil
 	}
 
 	var keys signing.KeySet
@@ -74,12 +74,12 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 		ref := ep.Spec.Signing.SecretRef
 		keys, err = signing.KeySetFromUserSecret(userSecrets[ref.Name].Data, ref.Key)
 		if err != nil {
-			return errSigningKey{fmt.Sprintf("spec.signing.secretRef: key %q of Secret %q is not a usable signing key: %v", ref.Key, ref.Name, err)}, nil
+			return signingKeyError{fmt.Sprintf("spec.signing.secretRef: key %q of Secret %q is not a usable signing key: %v", ref.Key, ref.Name, err)}, nil
 		}
 	} else {
 		policy, perr := RotationPolicy(&ep.Spec)
 		if perr != nil {
-			return errSigningKey{perr.Error()}, nil
+			return signingKeyError{perr.Error()}, nil
 		}
 		var current signing.KeySet
 		hasKeys := false
@@ -90,7 +90,7 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 			// replacing it would silently break every receiver.
 			hasKeys = err == nil && secret.Annotations[annotationKeySource] != keySourceUser
 			if err != nil && secret.Annotations[annotationKeySource] != keySourceUser {
-				return errSigningKey{fmt.Sprintf("Secret %q does not hold valid signing keys (%v). Delete it to have a new key generated (receivers must then be given the new key).", name, err)}, nil
+				return signingKeyError{fmt.Sprintf("Secret %q does not hold valid signing keys (%v). Delete it to have a new key generated (receivers must then be given the new key).", name, err)}, nil
 			}
 		}
 		decision = rotation.Plan(current, hasKeys, policy, RotationRequest(ep.Annotations, current.LastRequest), now)

@@ -27,7 +27,7 @@ const (
 	// versions of the other Secrets the endpoint refers to (auth, headers, CA). The
 	// operator updates it when one of them changes, so the dispatcher, which watches only
 	// the labelled signing Secrets, knows to re-read them.
-	AnnotationReferencedSecrets = "hookline.io/referenced-secrets"
+	AnnotationReferencedSecrets = "hookline.io/referenced-secrets" //nolint:gosec // G101: an annotation's name, not a credential
 
 	// LabelEndpoint names the WebhookEndpoint a generated Secret belongs to.
 	LabelEndpoint = "hookline.io/endpoint"

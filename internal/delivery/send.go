@@ -265,7 +265,7 @@ func parseRetryAfter(v string, received time.Time) time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	if err == nil {
-		return time.Duration(secs) * time.Second
+		return time.Duration(secs) * time.Second //nolint:gosec // G115: secs <= MaxInt64/time.Second, checked above
 	}
 	if at, err := http.ParseTime(v); err == nil {
 		if d := at.Sub(received); d > 0 {

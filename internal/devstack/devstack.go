@@ -61,7 +61,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	logPath := filepath.Join(opts.Dir, "operator.log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.Create(logPath) //nolint:gosec // G304: under the developer's own --dir
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func Run(ctx context.Context, opts Options) error {
 	logger := process.NewLogger(opts.LogOptions, logFile)
 	ctrl.SetLogger(logger)
 
-	cfg, kubeconfig, stop, err := connect(ctx, root, opts)
+	cfg, kubeconfig, stop, err := connect(opts)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // connect uses the configured cluster when one answers, else starts a local control plane.
-func connect(ctx context.Context, root string, opts Options) (*rest.Config, string, func(), error) {
+func connect(opts Options) (*rest.Config, string, func(), error) {
 	if !opts.Embedded {
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
 		if cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig(); err == nil && reachable(cfg) {

@@ -47,7 +47,7 @@ func demoObjects(receiverAddr string) []*unstructured.Unstructured {
 // startReceiver listens for deliveries to the demo endpoint and prints them. Signatures are
 // verified with the endpoint's live keys once the operator has generated them.
 func startReceiver(ctx context.Context, c client.Client, opts Options, log logr.Logger) (string, error) {
-	ln, err := net.Listen("tcp", opts.ReceiverListen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", opts.ReceiverListen)
 	if err != nil {
 		return "", fmt.Errorf("the demo receiver cannot listen on %s (use --receiver-listen): %w", opts.ReceiverListen, err)
 	}
@@ -111,7 +111,11 @@ func startDispatcher(ctx context.Context, cfg *rest.Config, opts Options) (<-cha
 			return nil, fmt.Errorf("starting the dispatcher: %w", err)
 		case <-time.After(200 * time.Millisecond):
 		}
-		resp, err := http.Get("http://" + opts.APIListen + "/readyz")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+opts.APIListen+"/readyz", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -303,7 +303,7 @@ func TestSuspendedSubscriptionGetsNothingQueued(t *testing.T) {
 	if err != nil || len(ds) != 1 || ds[0].Subscription != "live" {
 		t.Fatalf("Match = %+v, %v; want only the live subscription", ds, err)
 	}
-	f.publish(ids("e", 20)...)
+	f.publish(ids(20)...)
 	eventually(t, "the live deliveries", func() bool { return live.count() == 20 })
 	b, err := f.q.Backlog(context.Background())
 	if err != nil {

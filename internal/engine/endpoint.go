@@ -180,7 +180,7 @@ func (e *Engine) admit(st *endpointState, ep *registry.Endpoint, now time.Time) 
 // spread returns a time between at and at+d, at random, so holds that begin
 // together do not end together.
 func spread(at time.Time, d time.Duration) time.Time {
-	return at.Add(time.Duration(rand.Int64N(int64(d) + 1)))
+	return at.Add(time.Duration(rand.Int64N(int64(d) + 1))) //nolint:gosec // G404: jitter for hold ends, not a secret
 }
 
 // idle reports whether nothing is queued, running or waiting.

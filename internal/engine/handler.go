@@ -129,21 +129,6 @@ func describe(res *delivery.Result) string {
 	return fmt.Sprintf("HTTP %d", res.StatusCode)
 }
 
-// sentence capitalises the policy's reason for an Event or a condition.
-func sentence(s string) string {
-	if s == "" {
-		return s
-	}
-	b := []byte(s)
-	if b[0] >= 'a' && b[0] <= 'z' {
-		b[0] -= 'a' - 'A'
-	}
-	if b[len(b)-1] != '.' {
-		b = append(b, '.')
-	}
-	return string(b)
-}
-
 // hold puts a delivery back until the given time without spending an
 // attempt.
 func (e *Engine) hold(job *queue.Job, st *endpointState, until time.Time, reason string) {

@@ -459,10 +459,11 @@ func (rc *receiver) verify(t testing.TB, r request) {
 	}
 }
 
-func ids(prefix string, n int) []string {
+// ids returns n event ids in publishing order: e0000, e0001, ...
+func ids(n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("%s%04d", prefix, i)
+		out[i] = fmt.Sprintf("e%04d", i)
 	}
 	return out
 }

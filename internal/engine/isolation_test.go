@@ -133,7 +133,7 @@ func TestRateLimit(t *testing.T) {
 	// More than fits the endpoint's in-memory queue (five seconds' worth),
 	// so some come back from holds.
 	const n = 300
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
 	eventually(t, "every delivery", func() bool { return len(rc.byID()) == n })
 	reqs := rc.requests()
@@ -166,7 +166,7 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	f.subscription("to-healthy", "healthy")
 	eng := f.start(testOptions())
 	const n = 500
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
 	eventually(t, "every healthy delivery", func() bool { return len(healthy.byID()) == n })
 	if got := hanging.inflight.Load(); got != 8 {
@@ -206,14 +206,14 @@ func TestOrderedDeliveryKeepsOrderThroughFailure(t *testing.T) {
 	}))
 	f.start(testOptions())
 	const n = 10
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
 	eventually(t, "every delivery", func() bool { return rc.count() == n+1 })
 	var got []string
 	for _, r := range rc.requests() {
 		got = append(got, r.id())
 	}
-	want := append(ids("e", 4), ids("e", n)[3:]...) // e0003 twice: failed, then retried before e0004
+	want := append(ids(4), ids(n)[3:]...) // e0003 twice: failed, then retried before e0004
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("received\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
 	}
@@ -243,7 +243,7 @@ func TestShutdownPutsDeliveriesBack(t *testing.T) {
 	opts.Metrics = prometheus.NewRegistry()
 	first, stop := f.run(opts)
 	const n = 20
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 	eventually(t, "sends in flight", func() bool { return rc.inflight.Load() == 4 })
 
 	// Stopping lets the stuck sends run out the drain time, cancels them and

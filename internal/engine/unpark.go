@@ -112,6 +112,8 @@ func (e *Engine) unparked(st *endpointState) {
 
 // goParking runs f while Run runs; Run waits for it before returning. It
 // reports false if Run is not running.
+//
+//nolint:contextcheck // unparking outlives the delivery or check that started it: it runs under Run's context.
 func (e *Engine) goParking(f func(ctx context.Context)) bool {
 	e.life.mu.Lock()
 	defer e.life.mu.Unlock()

@@ -13,13 +13,14 @@ import (
 	"github.com/hookline/hookline/internal/registry"
 )
 
-func (f *fixture) parked(endpoint string) uint64 {
+// parked counts the deliveries parked for erp, the endpoint these tests park.
+func (f *fixture) parked() uint64 {
 	f.t.Helper()
 	p, err := f.q.Parked(context.Background())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return p[queue.EndpointKey{Namespace: ns, Endpoint: endpoint}]
+	return p[queue.EndpointKey{Namespace: ns, Endpoint: "erp"}]
 }
 
 // successes counts, per webhook-id, the requests a receiver answered with a
@@ -75,9 +76,9 @@ func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
 	opts.Breaker = BreakerConfig{Threshold: 3, MinCooldown: time.Second, MaxCooldown: 2 * time.Second}
 	eng := f.start(opts)
 	const n = 60
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") >= n-2 })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked() >= n-2 })
 	if st := f.endpointStats("erp"); st.Circuit == CircuitClosed {
 		t.Fatalf("circuit %s while the endpoint is down", st.Circuit)
 	}
@@ -95,7 +96,7 @@ func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
 			t.Errorf("%s delivered %d times", id, c)
 		}
 	}
-	if p := f.parked("erp"); p != 0 {
+	if p := f.parked(); p != 0 {
 		t.Errorf("%d still parked", p)
 	}
 	if st := f.endpointStats("erp"); st.Circuit != CircuitClosed || st.Failed < uint64(failed) {
@@ -140,13 +141,13 @@ func TestDisabledEndpointParksUntilEnable(t *testing.T) {
 	opts.Disabled = []DisabledEndpoint{{Namespace: ns, Name: "erp", UID: "uid-ep-erp", Since: time.Now(), Reason: "Gone."}}
 	eng := f.start(opts)
 	const n = 50
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
 	// The periodic check does not unpark a disabled endpoint.
 	time.Sleep(2 * opts.UnparkCheck)
-	if c := rc.count(); c != 0 || f.parked("erp") != n {
-		t.Fatalf("%d requests and %d parked while disabled", c, f.parked("erp"))
+	if c := rc.count(); c != 0 || f.parked() != n {
+		t.Fatalf("%d requests and %d parked while disabled", c, f.parked())
 	}
 	if !eng.Enable(ns, "erp") {
 		t.Fatal("Enable reported the endpoint was not disabled")
@@ -158,7 +159,7 @@ func TestDisabledEndpointParksUntilEnable(t *testing.T) {
 			t.Fatalf("attempt log %s, want only attempt 1: parking spends no attempt", attemptNumbers(f.attempts("invoices")))
 		}
 	}
-	if p := f.parked("erp"); p != 0 {
+	if p := f.parked(); p != 0 {
 		t.Errorf("%d still parked", p)
 	}
 	// Counted once the round ends.
@@ -209,9 +210,9 @@ func TestSuspendedEndpointParksUntilUnsuspended(t *testing.T) {
 	opts := testOptions()
 	eng := f.startRoutes(routes, opts)
 	const n = 30
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
 	if got := metricValue(eng.m.parks.WithLabelValues(ns, "erp", holdSuspended)); got != n {
 		t.Errorf("%v parked as suspended, want %d", got, n)
 	}
@@ -256,8 +257,8 @@ func TestCrashWhileUnparkingLosesNothing(t *testing.T) {
 	opts.Disabled = []DisabledEndpoint{{Namespace: ns, Name: "erp", Since: time.Now(), Reason: "Gone."}}
 	eng, stop := f.run(opts)
 	const n = 600
-	f.publish(ids("e", n)...)
-	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
+	f.publish(ids(n)...)
+	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
 
 	eng.Enable(ns, "erp")
 	eventually(t, "unparking under way", func() bool { c := len(ok.get()); return c >= 100 })

@@ -299,7 +299,7 @@ func encodeAttemptEntry(a *Attempt) []byte {
 // attemptBatchSize is the encoded size of a batch of n entries of
 // entryBytes bytes in all, length prefixes not included.
 func attemptBatchSize(n, entryBytes int) int {
-	return 1 + uvarintLen(uint64(n)) + entryBytes
+	return 1 + uvarintLen(uint64(n)) + entryBytes //nolint:gosec // G115: n counts entries, never negative
 }
 
 // attemptEntryCost is what one entry adds to a batch: its length prefix and
@@ -398,7 +398,7 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 		return out, fmt.Errorf("decoding attempt batch: %w", d.err)
 	}
 	start := len(out)
-	out = slices.Grow(out, int(n))
+	out = slices.Grow(out, int(n)) //nolint:gosec // G115: n <= len(d.b), checked above
 	for range n {
 		a, err := decodeEntry(d.bytes(), v == codecAttemptBatch)
 		if d.err != nil {

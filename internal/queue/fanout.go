@@ -164,6 +164,8 @@ func (f *Fanout) Batches() iter.Seq[*EventBatch] {
 
 // Close hands the fan-out over to another replica; call it once every range
 // over Batches has ended.
+//
+//nolint:contextcheck // the hand-over runs after the reader's context ended, on resolveContext's own deadline.
 func (f *Fanout) Close() {
 	if !f.pinned.Load() {
 		return

@@ -145,6 +145,11 @@ func (j *Job) InProgress() error {
 	return j.msg.InProgress()
 }
 
+// resolve runs one settlement of the job's message on its own deadline (see
+// shortWait), not under any caller's context: a caller cancelled mid-settlement
+// must not leave the message half-settled.
+//
+//nolint:contextcheck // a settlement's fresh context is the design; this also clears Done, RetryAt, Hold, Dead and Park's callers.
 func (j *Job) resolve(f func(context.Context) error) error {
 	if !j.state.CompareAndSwap(0, 1) {
 		return ErrResolved

@@ -125,6 +125,11 @@ func (ls *lanes) add(name string) {
 	}
 }
 
+// runLocked starts the named lane under the deliveries reader's context
+// (ls.ctx), which the lane lives as long as, not under the context of whoever
+// asked for the lane (CreateOrdered's caller).
+//
+//nolint:contextcheck // a lane's life is the reader's (ls.ctx), not the request's that created it.
 func (ls *lanes) runLocked(name string) {
 	if _, ok := ls.running[name]; ok {
 		return
@@ -253,7 +258,7 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 		l.seq, l.holds, l.first = md.Sequence.Stream, 0, time.Now()
 		l.loadLocked()
 	}
-	d.Attempt += int(md.NumDelivered) - 1 - l.holds
+	d.Attempt += int(md.NumDelivered) - 1 - l.holds //nolint:gosec // G115: a count of one message's deliveries, far below MaxInt
 	d.Holds = l.holds
 	if d.FirstAttempt.IsZero() {
 		d.FirstAttempt = l.first

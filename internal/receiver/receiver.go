@@ -42,7 +42,7 @@ type Receiver struct {
 	// OnDelivery, if set, is called for every accepted delivery.
 	OnDelivery func(Delivery)
 
-	failWith atomic.Int32 // HTTP status to answer instead of accepting; 0 accepts
+	failWith atomic.Int64 // HTTP status to answer instead of accepting; 0 accepts
 	hang     atomic.Pointer[chan struct{}]
 
 	mu       sync.Mutex
@@ -54,7 +54,7 @@ type Receiver struct {
 
 // FailWith makes the receiver answer every request with status (e.g. 503) until
 // FailWith(0).
-func (r *Receiver) FailWith(status int) { r.failWith.Store(int32(status)) }
+func (r *Receiver) FailWith(status int) { r.failWith.Store(int64(status)) }
 
 // Hang makes every request block until Release, like a receiver that stopped answering.
 func (r *Receiver) Hang() {

@@ -17,7 +17,7 @@ func signedRequest(t *testing.T, secret, id string, ts time.Time, body string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewBufferString(body))
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", bytes.NewBufferString(body))
 	s.SetHeaders(req.Header, id, ts, []byte(body))
 	return req
 }
@@ -55,13 +55,13 @@ func TestFailsOnDemand(t *testing.T) {
 	r := &Receiver{}
 	r.FailWith(http.StatusServiceUnavailable)
 	w := httptest.NewRecorder()
-	r.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", bytes.NewBufferString(`{}`)))
+	r.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", bytes.NewBufferString(`{}`)))
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d while failing", w.Code)
 	}
 	r.FailWith(0)
 	w = httptest.NewRecorder()
-	r.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", bytes.NewBufferString(`{}`)))
+	r.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", bytes.NewBufferString(`{}`)))
 	if w.Code != http.StatusNoContent || r.Stats().Accepted != 1 {
 		t.Fatalf("status %d after recovering, stats %+v", w.Code, r.Stats())
 	}
@@ -74,7 +74,13 @@ func TestHangUntilReleased(t *testing.T) {
 	r.Hang()
 	done := make(chan int, 1)
 	go func() {
-		resp, err := http.Post(srv.URL, "application/json", bytes.NewBufferString(`{}`))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, bytes.NewBufferString(`{}`))
+		if err != nil {
+			done <- 0
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			done <- 0
 			return

@@ -55,7 +55,7 @@ func (f authorizerFunc) Authorize(_ context.Context, r *http.Request, namespace 
 func doJSON(t testing.TB, h http.Handler, method, target string, want int) map[string]any {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, target, nil))
 	if rec.Code != want {
 		t.Fatalf("%s %s: status %d, want %d; body %s", method, target, rec.Code, want, rec.Body)
 	}

@@ -53,7 +53,7 @@ func serveRequest(h http.Handler, method, target, token, client string) *httptes
 	if method == http.MethodPost {
 		body = strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`)
 	}
-	req := httptest.NewRequest(method, target, body)
+	req := httptest.NewRequestWithContext(context.Background(), method, target, body)
 	req.RemoteAddr = client + ":40000"
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -99,7 +99,7 @@ type response struct {
 }
 
 func publish(url, token string) response {
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(`{"type":"invoice.paid","data":{"n":1}}`))
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {

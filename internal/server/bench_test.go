@@ -32,7 +32,7 @@ func BenchmarkHandlerOneEvent(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		// One request, its body reset each time: what is measured is the handler, not
 		// building requests.
-		req := httptest.NewRequest(http.MethodPost, "/v1/namespaces/shop/events", nil)
+		req := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/v1/namespaces/shop/events", nil)
 		req.Header.Set("Content-Type", "application/json")
 		req.ContentLength = int64(len(body))
 		rd := bytes.NewReader(body)
@@ -59,7 +59,7 @@ func BenchmarkHandlerBatch100(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/v1/namespaces/shop/events:batch", bytes.NewReader(body))
+		req := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/v1/namespaces/shop/events:batch", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

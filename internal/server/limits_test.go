@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ import (
 // LimitListener) on a loopback port, and returns its address.
 func serveLimited(t testing.TB, h http.Handler, l server.Limits) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,12 @@ func heapAndStacks() uint64 {
 }
 
 func publishTo(addr, body string) (int, error) {
-	resp, err := http.Post("http://"+addr+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -233,6 +239,7 @@ func TestConnectionsPerClient(t *testing.T) {
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
 			got = resp.Header.Get("Retry-After") + " " + string(b)
 			_ = c.Close()
 			break
@@ -253,6 +260,7 @@ func TestConnectionsPerClient(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("another address: %v %v", resp, err)
 	}
+	resp.Body.Close()
 }
 
 // TestConcurrentRequests holds the only request slots with stalled uploads:
@@ -270,7 +278,12 @@ func TestConcurrentRequests(t *testing.T) {
 	var resp *http.Response
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var err error
-		resp, err = http.Post("http://"+addr+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(`{"type":"a.b","data":1}`))
+		req, rerr := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +296,11 @@ func TestConcurrentRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("third request: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	probe, err := http.Get("http://" + addr + "/healthz")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := http.DefaultClient.Do(req)
 	if err != nil || probe.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz under load: %v %v", probe, err)
 	}
@@ -298,7 +315,7 @@ func TestHeaderLimit(t *testing.T) {
 	t.Parallel()
 	pub := &recorder{}
 	addr := serveLimited(t, newLimitedHandler(t, pub, server.Limits{}), server.Limits{})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":1}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Padding", strings.Repeat("p", 100<<10))
 	resp, err := http.DefaultClient.Do(req)

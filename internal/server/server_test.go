@@ -80,7 +80,7 @@ func newHandler(t testing.TB, opts server.Options) *server.Handler {
 }
 
 func post(h http.Handler, path, contentType, body string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, path, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -296,7 +296,7 @@ func TestNamespaceRestrictionAndProbes(t *testing.T) {
 	}
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil))
 		return rec
 	}
 	if rec := get("/v1/namespaces/shop/events"); rec.Code != http.StatusMethodNotAllowed {

@@ -148,7 +148,7 @@ func TestParsePolicy(t *testing.T) {
 // TestDialer checks the guard where it runs in production: inside a real
 // net.Dialer, after the name has been resolved.
 func TestDialer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

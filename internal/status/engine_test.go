@@ -101,7 +101,7 @@ func TestWithTheDeliveryEngine(t *testing.T) {
 	}
 	delivered := func(n int64) func() (bool, string) {
 		return func() (bool, string) {
-			e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
+			e, s := billing(t, ns), invoices(t, ns)
 			ok := e.Status.Delivery != nil && e.Status.Delivery.Delivered == n && s.Status.Delivery != nil && s.Status.Delivery.Delivered == n &&
 				condOf(e.Status.Conditions, hooklinev1.ConditionDelivering).Status == "True" &&
 				condOf(e.Status.Conditions, hooklinev1.ConditionDisabled).Status == "False"
@@ -114,7 +114,7 @@ func TestWithTheDeliveryEngine(t *testing.T) {
 	answer.Store(http.StatusGone)
 	publish("evt_2")
 	eventually(t, 60*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDisabled)
 		return d.Status == "True" && d.Reason == hooklinev1.ReasonEndpointGone, describeConds(e.Status.Conditions)
 	})
@@ -130,12 +130,12 @@ func TestWithTheDeliveryEngine(t *testing.T) {
 	answer.Store(http.StatusOK)
 	patch := client.RawPatch("application/merge-patch+json",
 		fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"now"}}}`, hooklinev1.AnnotationEnable))
-	if err := k8s.Patch(ctx, getEndpoint(t, ns, "billing"), patch); err != nil {
+	if err := k8s.Patch(ctx, billing(t, ns), patch); err != nil {
 		t.Fatal(err)
 	}
 	// The held delivery comes back and goes through.
 	eventually(t, 60*time.Second, delivered(2))
-	if h := getEndpoint(t, ns, "billing").Status.LastHandledEnable; h != "now" {
+	if h := billing(t, ns).Status.LastHandledEnable; h != "now" {
 		t.Fatalf("lastHandledEnable %q", h)
 	}
 }

@@ -258,7 +258,7 @@ func (e *events) event(ev pendingEvent) *eventsv1.Event {
 		// Named like client-go names Events, with a random suffix rather
 		// than the time, so two Events in the same instant never collide.
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%016x", truncate(ev.key.name, 200), rand.Uint64()),
+			Name:      fmt.Sprintf("%s.%016x", truncate(ev.key.name, 200), rand.Uint64()), //nolint:gosec // G404: a name suffix against collisions, not a secret
 			Namespace: ev.key.ns,
 		},
 		EventTime:           metav1.NewMicroTime(ev.time),

@@ -32,7 +32,7 @@ import (
 var (
 	envOnce sync.Once
 	env     *controlplane.Env
-	envErr  error
+	errEnv  error
 	k8s     client.WithWatch
 )
 
@@ -49,16 +49,16 @@ func TestMain(m *testing.M) {
 func cluster(t *testing.T) {
 	t.Helper()
 	envOnce.Do(func() {
-		if env, envErr = controlplane.Start(controlplane.Options{}); envErr != nil {
+		if env, errEnv = controlplane.Start(controlplane.Options{}); errEnv != nil {
 			return
 		}
 		scheme := runtime.NewScheme()
 		_ = clientgoscheme.AddToScheme(scheme)
 		_ = hooklinev1.AddToScheme(scheme)
-		k8s, envErr = client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+		k8s, errEnv = client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
 	})
-	if envErr != nil {
-		t.Fatalf("starting the control plane: %v", envErr)
+	if errEnv != nil {
+		t.Fatalf("starting the control plane: %v", errEnv)
 	}
 }
 
@@ -276,19 +276,21 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-func getEndpoint(t *testing.T, ns, name string) *hooklinev1.WebhookEndpoint {
+// billing reads the fixture's endpoint, billing, in ns.
+func billing(t *testing.T, ns string) *hooklinev1.WebhookEndpoint {
 	t.Helper()
 	ep := &hooklinev1.WebhookEndpoint{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, ep); err != nil {
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "billing"}, ep); err != nil {
 		t.Fatal(err)
 	}
 	return ep
 }
 
-func getSubscription(t *testing.T, ns, name string) *hooklinev1.Subscription {
+// invoices reads the fixture's subscription, invoices, in ns.
+func invoices(t *testing.T, ns string) *hooklinev1.Subscription {
 	t.Helper()
 	s := &hooklinev1.Subscription{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "invoices"}, s); err != nil {
 		t.Fatal(err)
 	}
 	return s

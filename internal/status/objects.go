@@ -101,6 +101,14 @@ func (o *objects) subscriptions(ctx context.Context) ([]hooklinev1.Subscription,
 }
 
 // uid returns the UID of an object, or "" if it is not known.
+// cachedUID is uid for an Event being recorded, which has no context of its own:
+// the read is of the local cache, so there is no caller's request to cancel.
+//
+//nolint:contextcheck // Event recording carries no context; the cache read is local.
+func (o *objects) cachedUID(kind objKind, ns, name string) string {
+	return o.uid(context.Background(), kind, ns, name)
+}
+
 func (o *objects) uid(ctx context.Context, kind objKind, ns, name string) string {
 	var obj client.Object = &hooklinev1.WebhookEndpoint{}
 	if kind == kindSubscription {

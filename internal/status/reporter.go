@@ -143,7 +143,7 @@ func New(opts Options) (*Reporter, error) {
 	}
 	log := opts.Logger
 	ev := newEvents(opts.Events, opts.Clock, opts.EventWindow, opts.Instance, log.WithName("events"))
-	ev.uid = func(kind objKind, ns, name string) string { return objs.uid(context.Background(), kind, ns, name) }
+	ev.uid = objs.cachedUID
 	return &Reporter{
 		opts: opts, objs: objs, client: c, cs: cs, events: ev, metrics: m,
 		sync: newSyncer(ev, log), log: log,

@@ -37,7 +37,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 		WriteInterval: 200 * time.Millisecond, Backlog: backlog}, eng)
 
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
+		e, s := billing(t, ns), invoices(t, ns)
 		ok := e.Status.Delivery != nil && e.Status.Delivery.Delivered == 3 && e.Status.Delivery.Backlog == 3 &&
 			condOf(e.Status.Conditions, hooklinev1.ConditionDelivering).Status == "True" &&
 			condOf(e.Status.Conditions, hooklinev1.ConditionDegraded).Status == "False" &&
@@ -47,11 +47,11 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 		return ok, fmt.Sprintf("endpoint %+v %s; subscription %+v %s", e.Status.Delivery, describeConds(e.Status.Conditions),
 			s.Status.Delivery, describeConds(s.Status.Conditions))
 	})
-	e := getEndpoint(t, ns, "billing")
+	e := billing(t, ns)
 	if got := e.Status.Delivery.LastDeliveryTime; got == nil || !got.Time.Equal(delivered.UTC().Truncate(time.Second)) {
 		t.Fatalf("lastDeliveryTime %v, want %v", got, delivered)
 	}
-	if c := condOf(getSubscription(t, ns, "invoices").Status.Conditions, hooklinev1.ConditionDisabled); c.Type != "" {
+	if c := condOf(invoices(t, ns).Status.Conditions, hooklinev1.ConditionDisabled); c.Type != "" {
 		t.Fatalf("a subscription got a Disabled condition: %+v", c)
 	}
 	managed := false
@@ -68,7 +68,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 	eng.figures(ep, sub, engine.Counts{Delivered: 3, Failed: 2, ConsecutiveFailures: 2, LastDeliveryTime: delivered,
 		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, engine.CircuitClosed)
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDegraded)
 		ok := d.Status == "True" && d.Reason == hooklinev1.ReasonDeliveryFailing && strings.Contains(d.Message, "HTTP 503") &&
 			condOf(e.Status.Conditions, hooklinev1.ConditionDelivering).Status == "False" &&
@@ -82,7 +82,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 	eng.figures(ep, sub, engine.Counts{Delivered: 3, Failed: 5, ConsecutiveFailures: 5, LastDeliveryTime: delivered,
 		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 503, Reason: "HTTP 503 Service Unavailable"}}, engine.CircuitOpen)
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
+		e, s := billing(t, ns), invoices(t, ns)
 		d, sd := condOf(e.Status.Conditions, hooklinev1.ConditionDegraded), condOf(s.Status.Conditions, hooklinev1.ConditionDegraded)
 		ok := d.Reason == hooklinev1.ReasonCircuitOpen && strings.Contains(d.Message, stamp(t0.Add(time.Hour))) &&
 			sd.Reason == hooklinev1.ReasonCircuitOpen && strings.Contains(sd.Message, `Endpoint "billing"`)
@@ -94,7 +94,7 @@ func TestReporterWritesDeliveryStatus(t *testing.T) {
 		s.Endpoints[0].Disabled, s.Endpoints[0].DisabledReason, s.Endpoints[0].DisabledSince = true, gone410, time.Now()
 	})
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
+		e, s := billing(t, ns), invoices(t, ns)
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDisabled)
 		ok := d.Status == "True" && d.Reason == hooklinev1.ReasonEndpointGone &&
 			strings.Contains(d.Message, "kubectl annotate webhookendpoint billing -n "+ns+" hookline.io/enable=") &&
@@ -173,7 +173,7 @@ func TestStatusWritesAreBounded(t *testing.T) {
 
 	// The first status (nothing delivered yet), then quiet.
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		return condOf(e.Status.Conditions, hooklinev1.ConditionDelivering).Reason == hooklinev1.ReasonNoDeliveries, describeConds(e.Status.Conditions)
 	})
 	r.waitTicks(t, 3)
@@ -208,7 +208,7 @@ func TestStatusWritesAreBounded(t *testing.T) {
 	// the rounds marks the end of the watch's window.
 	before := map[string]int{"endpoint": len(eps.snapshot()), "subscription": len(subs.snapshot())}
 	r.waitTicks(t, 10)
-	for _, obj := range []client.Object{getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")} {
+	for _, obj := range []client.Object{billing(t, ns), invoices(t, ns)} {
 		patch := client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"labels":{"sentinel":"1"}}}`))
 		if err := k8s.Patch(ctx, obj, patch); err != nil {
 			t.Fatal(err)
@@ -231,7 +231,7 @@ func TestApplyLeavesOperatorReadyAlone(t *testing.T) {
 	ns := newNamespace(t)
 	ep, sub := createObjects(t, ns)
 	applyReady(t, ep, "The endpoint is ready.")
-	before := condOf(getEndpoint(t, ns, "billing").Status.Conditions, hooklinev1.ConditionReady)
+	before := condOf(billing(t, ns).Status.Conditions, hooklinev1.ConditionReady)
 	if before.Status != "True" {
 		t.Fatalf("Ready not applied: %+v", before)
 	}
@@ -241,10 +241,10 @@ func TestApplyLeavesOperatorReadyAlone(t *testing.T) {
 	startReporter(t, q, Options{Namespaces: []string{ns}, ReportEvery: 100 * time.Millisecond, WriteInterval: 200 * time.Millisecond}, eng)
 
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		return condOf(e.Status.Conditions, hooklinev1.ConditionDelivering).Status == "True", describeConds(e.Status.Conditions)
 	})
-	e := getEndpoint(t, ns, "billing")
+	e := billing(t, ns)
 	if after := condOf(e.Status.Conditions, hooklinev1.ConditionReady); after != before {
 		t.Fatalf("Ready changed by the dispatcher's apply:\nbefore %+v\nafter  %+v", before, after)
 	}
@@ -258,10 +258,10 @@ func TestApplyLeavesOperatorReadyAlone(t *testing.T) {
 	eng.figures(ep, sub, engine.Counts{Delivered: 1, Failed: 1, ConsecutiveFailures: 1, LastDeliveryTime: time.Now().Add(-time.Second),
 		LastFailure: &engine.Failure{Time: time.Now(), StatusCode: 500, Reason: "HTTP 500 Internal Server Error"}}, engine.CircuitClosed)
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		return condOf(e.Status.Conditions, hooklinev1.ConditionDegraded).Status == "True", describeConds(e.Status.Conditions)
 	})
-	e = getEndpoint(t, ns, "billing")
+	e = billing(t, ns)
 	if r := condOf(e.Status.Conditions, hooklinev1.ConditionReady); r.Message != "Still ready." || r.Status != "True" {
 		t.Fatalf("Ready after both wrote: %+v", r)
 	}
@@ -293,7 +293,7 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 	})
 	r1 := startReporter(t, q, opts, one)
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		return condOf(e.Status.Conditions, hooklinev1.ConditionDisabled).Status == "True", describeConds(e.Status.Conditions)
 	})
 
@@ -312,7 +312,9 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 	annotate := func(value string) {
 		patch := client.RawPatch("application/merge-patch+json",
 			fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, hooklinev1.AnnotationEnable, value))
-		if err := k8s.Patch(ctx, getEndpoint(t, ns, "billing"), patch); err != nil {
+		// A merge patch needs only the object's name: no read first.
+		ep := &hooklinev1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"}}
+		if err := k8s.Patch(ctx, ep, patch); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -320,7 +322,7 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 	eventually(t, 30*time.Second, func() (bool, string) {
 		e1, _ := one.calls()
 		e2, _ := two.calls()
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDisabled)
 		ok := slices.Contains(e1, ns+"/billing") && slices.Contains(e2, ns+"/billing") &&
 			e.Status.LastHandledEnable == "ticket-1" && d.Status == "False" && d.Reason == hooklinev1.ReasonEnabled &&
@@ -346,7 +348,7 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 		s.Endpoints[0].DisabledReason = "Every delivery has failed for more than 1h0m0s (since 2026-11-26T12:00:00Z); last: HTTP 500 Internal Server Error."
 	})
 	eventually(t, 30*time.Second, func() (bool, string) {
-		e := getEndpoint(t, ns, "billing")
+		e := billing(t, ns)
 		d := condOf(e.Status.Conditions, hooklinev1.ConditionDisabled)
 		_, d2 := two.calls()
 		return d.Status == "True" && d.Reason == hooklinev1.ReasonFailingTooLong && e.Status.LastHandledEnable == "ticket-1" && len(d2) == 2,
@@ -360,7 +362,7 @@ func TestReEnableFlowsToEveryReplica(t *testing.T) {
 			t.Fatalf("%s enabled %v, want once", eng.process, e)
 		}
 	}
-	if d := condOf(getEndpoint(t, ns, "billing").Status.Conditions, hooklinev1.ConditionDisabled); d.Status != "True" {
+	if d := condOf(billing(t, ns).Status.Conditions, hooklinev1.ConditionDisabled); d.Status != "True" {
 		t.Fatalf("re-applying a handled value re-enabled the endpoint: %+v", d)
 	}
 	if n := enabledEvents(); n != 1 {
@@ -383,7 +385,7 @@ func TestOneWriterAndFinalReports(t *testing.T) {
 
 	deliveredIs := func(n int64) func() (bool, string) {
 		return func() (bool, string) {
-			e, s := getEndpoint(t, ns, "billing"), getSubscription(t, ns, "invoices")
+			e, s := billing(t, ns), invoices(t, ns)
 			ok := e.Status.Delivery != nil && e.Status.Delivery.Delivered == n && s.Status.Delivery != nil && s.Status.Delivery.Delivered == n
 			return ok, fmt.Sprintf("endpoint %+v, subscription %+v, want %d", e.Status.Delivery, s.Status.Delivery, n)
 		}

@@ -137,7 +137,7 @@ func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint,
 	ordered := map[nsName]int64{}
 	for i := range subs {
 		s := &subs[i]
-		n := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}])
+		n := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}]) //nolint:gosec // G115: a count of stored messages, far below MaxInt64
 		ordered[nsName{s.Namespace, s.Spec.EndpointRef.Name}] += n
 	}
 
@@ -148,7 +148,7 @@ func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint,
 	for i := range eps {
 		ep := &eps[i]
 		k := nsName{ep.Namespace, ep.Name}
-		backlog := int64(w.backlogs.Endpoints[queue.EndpointKey{Namespace: ep.Namespace, Endpoint: ep.Name}]) + ordered[k]
+		backlog := int64(w.backlogs.Endpoints[queue.EndpointKey{Namespace: ep.Namespace, Endpoint: ep.Name}]) + ordered[k] //nolint:gosec // G115: a count of stored messages, far below MaxInt64
 		desired, h := endpointStatus(ep, epStats[statKey{ep.Namespace, ep.Name, string(ep.UID)}], backlog, now)
 		health[k] = h
 		cur := owned(ep.Status.Conditions, endpointConditions, ep.Status.Delivery, ep.Status.LastHandledEnable)
@@ -168,7 +168,7 @@ func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint,
 	}
 	for i := range subs {
 		s := &subs[i]
-		backlog := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}])
+		backlog := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}]) //nolint:gosec // G115: a count of stored messages, far below MaxInt64
 		desired := subscriptionStatus(s, subStats[statKey{s.Namespace, s.Name, string(s.UID)}],
 			health[nsName{s.Namespace, s.Spec.EndpointRef.Name}], backlog, now)
 		cur := owned(s.Status.Conditions, subscriptionConditions, s.Status.Delivery, "")

@@ -34,7 +34,7 @@ type dispatcherProc struct {
 }
 
 func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
@@ -104,7 +104,11 @@ func (d *dispatcherProc) waitReady(ctx context.Context, timeout time.Duration) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		resp, err := hc.Get("http://" + d.api + "/readyz")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.api+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -133,43 +137,48 @@ func (d *dispatcherProc) crashed() error {
 	}
 }
 
-// memory reads VmHWM (peak resident set) and VmRSS from /proc, in bytes.
-func (d *dispatcherProc) memory() (hwm, rss int64, err error) {
+// peakMemory reads VmHWM (peak resident set) from /proc, in bytes.
+func (d *dispatcherProc) peakMemory() (hwm int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmHWM" && name != "VmRSS") {
+		if !ok || name != "VmHWM" {
 			continue
 		}
 		fields := strings.Fields(value) // "123456 kB"
 		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, 0, fmt.Errorf("unexpected %s line %q", name, sc.Text())
+			return 0, fmt.Errorf("unexpected %s line %q", name, sc.Text())
 		}
 		kb, err := strconv.ParseInt(fields[0], 10, 64)
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		if name == "VmHWM" {
-			hwm = kb << 10
-		} else {
-			rss = kb << 10
-		}
+		hwm = kb << 10
 	}
 	if hwm == 0 {
-		return 0, 0, errors.New("no VmHWM in /proc/<pid>/status")
+		return 0, errors.New("no VmHWM in /proc/<pid>/status")
 	}
-	return hwm, rss, sc.Err()
+	return hwm, sc.Err()
 }
 
 // scrapeMetrics returns the hookline_* delivery counters of /metrics, one per line.
+// It runs when a run ends, cancelled or not, so on its own context; hc's timeout
+// bounds it.
+//
+//nolint:contextcheck // see above
 func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
 	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Get("http://" + d.metrics + "/metrics")
+	// hc's timeout bounds the scrape.
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+d.metrics+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -196,11 +205,20 @@ func (d *dispatcherProc) startProfile(file string) error {
 // stopProfile stops the CPU profile; a no-op for bin/hookline.
 func (d *dispatcherProc) stopProfile() error { return d.profileControl("/stop") }
 
+// profileControl starts or stops the profile, on its own context: the stop
+// must run even when the phase it profiled was cancelled.
+//
+//nolint:contextcheck // see above
 func (d *dispatcherProc) profileControl(path string) error {
 	if d.profile == "" {
 		return nil
 	}
-	resp, err := http.Post("http://"+d.profile+path, "text/plain", nil)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+d.profile+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

@@ -216,6 +216,13 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 	row("load average at the end of the run", "", func(r *runResult) string { return r.LoadEnd })
 	tw.Flush()
 
+	reportPhases(out, runs)
+	reportTimeline(out, runs, c.timeline)
+	reportCounters(out, runs)
+}
+
+// reportPhases prints each run's phases: how long, the cores used, connections.
+func reportPhases(out io.Writer, runs []*runResult) {
 	fmt.Fprintf(out, "\nphases: duration; cores used on average by the dispatcher + this program (publishers, receivers) + everything else;\n")
 	fmt.Fprintf(out, "connections opened to the receiver; load average and dispatcher VmHWM at the end:\n")
 	for _, r := range runs {
@@ -227,7 +234,12 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 			fmt.Fprintf(out, "  %-8s FAILED: %v\n", r.Durability, r.Err)
 		}
 	}
-	fmt.Fprintf(out, "\nworst latency of the events sent in each %s of the latency phases:\n", c.timeline)
+}
+
+// reportTimeline prints the worst latency per interval of the latency phases,
+// to tell a steady tail from a stall.
+func reportTimeline(out io.Writer, runs []*runResult, timeline time.Duration) {
+	fmt.Fprintf(out, "\nworst latency of the events sent in each %s of the latency phases:\n", timeline)
 	for _, r := range runs {
 		for _, l := range []struct {
 			name string
@@ -243,6 +255,10 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 			fmt.Fprintf(out, "  %-8s %-10s %s ms\n", r.Durability, l.name, strings.Join(parts, " "))
 		}
 	}
+}
+
+// reportCounters prints the dispatcher's counters at the end of each run.
+func reportCounters(out io.Writer, runs []*runResult) {
 	fmt.Fprintf(out, "\ndispatcher counters at the end of each run (from /metrics):\n")
 	for _, r := range runs {
 		for _, line := range summarizeCounters(r.Counters) {

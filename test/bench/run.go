@@ -128,7 +128,7 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 			err = perr
 		}
 		note := phaseNote{Name: name, Took: time.Since(start), Load: loadAvg(), CPU: shareBetween(before, sampleCPU(r.d.cmd.Process.Pid)), Conns: b.sinkSrv.conns.Load() - conns}
-		note.HWM, _, _ = r.d.memory()
+		note.HWM, _ = r.d.peakMemory()
 		res.Phases = append(res.Phases, note)
 		if crash := r.d.crashed(); crash != nil {
 			return crash
@@ -203,7 +203,7 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 // is stopped, also after a failed phase.
 func (b *bench) collect(r *run, res *runResult) {
 	var err error
-	if res.PeakRSS, _, err = r.d.memory(); err != nil {
+	if res.PeakRSS, err = r.d.peakMemory(); err != nil {
 		b.logf("reading the dispatcher's memory: %v", err)
 	}
 	if res.Counters, err = r.d.scrapeMetrics(); err != nil {

@@ -72,7 +72,7 @@ func (p *proc) kill() {
 }
 
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	defer l.Close()
 	return l.Addr().String()
@@ -127,7 +127,7 @@ func publish(ns, token, id, typ string, data any) {
 	var lastErr error
 	// A publish is retried with the same id, as a producer would: it is stored once.
 	for i := 0; i < 50; i++ {
-		req, _ := http.NewRequest(http.MethodPost, apiURL+"/v1/namespaces/"+ns+"/events", bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, apiURL+"/v1/namespaces/"+ns+"/events", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)

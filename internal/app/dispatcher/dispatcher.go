@@ -108,7 +108,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return err
 	}
 	defer d.close()
-	lns, err := listen(cfg)
+	lns, err := listen(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -240,14 +240,15 @@ type listeners struct{ api, metrics net.Listener }
 
 // listen opens the API's and the metrics' sockets, and reports their addresses
 // to cfg.Listening.
-func listen(cfg Config) (listeners, error) {
+func listen(ctx context.Context, cfg Config) (listeners, error) {
 	var l listeners
+	var lc net.ListenConfig
 	var err error
-	if l.api, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if l.api, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {
 		return l, fmt.Errorf("--listen=%s: %w", cfg.Listen, err)
 	}
 	if cfg.MetricsListen != "" {
-		if l.metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+		if l.metrics, err = lc.Listen(ctx, "tcp", cfg.MetricsListen); err != nil {
 			_ = l.api.Close()
 			return l, fmt.Errorf("--metrics-listen=%s: %w", cfg.MetricsListen, err)
 		}
@@ -363,7 +364,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, limits server.L
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 		return nil

@@ -47,6 +47,8 @@ type Options struct {
 }
 
 // NewManager builds a manager with hookline's reconcilers registered.
+//
+//nolint:contextcheck // Setup's context only registers field indexes on a cache not yet started, which never waits; the manager's life is Start's context.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	mgrOpts := ctrl.Options{
 		Scheme:                  process.Scheme(),
