@@ -55,7 +55,7 @@ func TestParkedBacklogFollowsTheSubscription(t *testing.T) {
 	eng := f.startRoutes(routes, opts)
 
 	const n = 20
-	f.publish(ids("e", n)...)
+	f.publish(ids(n)...)
 	eventually(t, "the backlog parked for the dead endpoint", func() bool { return f.parked("old") == n })
 	failed := down.count()
 
