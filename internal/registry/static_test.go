@@ -186,7 +186,7 @@ func TestStaticEndpointDelivers(t *testing.T) {
 	if e.Timeout != 3*time.Second || e.Limits != (registry.Limits{Rate: 5, Burst: 7, MaxInFlight: 32, DisableAfter: time.Hour}) {
 		t.Errorf("limits: timeout %v %+v", e.Timeout, e.Limits)
 	}
-	res := delivery.Send(context.Background(), e.Target, delivery.Message{ID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
+	res := delivery.Send(context.Background(), e.Target, delivery.Message{ID: "evt_1", WebhookID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
 	if res.Verdict != delivery.Delivered {
 		t.Fatalf("send: %+v", res)
 	}
