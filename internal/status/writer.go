@@ -166,7 +166,8 @@ func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint,
 	}
 	for i := range subs {
 		s := &subs[i]
-		backlog := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}])
+		key := queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}
+		backlog := int64(w.backlogs.Ordered[key] + w.backlogs.ParkedBySubscription[key])
 		desired := subscriptionStatus(s, subStats[statKey{s.Namespace, s.Name, string(s.UID)}],
 			health[nsName{s.Namespace, s.Spec.EndpointRef.Name}], backlog, now)
 		cur := owned(s.Status.Conditions, subscriptionConditions, s.Status.Delivery, "")
