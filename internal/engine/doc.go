@@ -1,6 +1,17 @@
-// Package dispatch is the dispatcher's delivery engine: it fans accepted
+// Package engine is the dispatcher's delivery engine: it fans accepted
 // events out to the subscriptions that match them and delivers each one to
-// its endpoint, signed, with retries, over the durable queue.
+// its endpoint, signed, with retries, over the durable queue. It consumes
+// the queue (consume.go): it ranges over the queue's event batches, jobs and
+// ordered lanes; the queue never calls back into it. What an attempt's
+// result means is decided by a pure function (settle.go: decide) and then
+// applied.
+//
+// Deliveries follow their subscription: each is retargeted to the
+// subscription's current endpoint before it is sent, retried, held or
+// parked, and a re-pointed subscription's parked backlog is moved along
+// (unpark.go). The sweep (sweep.go) removes what the queue keeps for deleted
+// subscriptions. A filter that fails on an event makes a FilterError dead
+// letter (match.go).
 //
 // The engine keeps endpoints apart. One shared consumer feeds every
 // unordered delivery to a per-endpoint in-memory queue of bounded size; each

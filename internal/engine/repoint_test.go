@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/registry"
 )
 
@@ -68,6 +70,14 @@ func TestParkedBacklogFollowsTheSubscription(t *testing.T) {
 			t.Fatalf("%d parked while the subscription points at a deleted endpoint, want all %d kept", p, n)
 		}
 		time.Sleep(opts.UnparkCheck / 2)
+	}
+	// Status counts it as the subscription's backlog.
+	bl, err := f.q.Backlog(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bl.ParkedBySubscription[queue.SubscriptionKey{Namespace: ns, Subscription: "invoices"}]; got != n {
+		t.Errorf("backlog of the subscription %d, want %d parked", got, n)
 	}
 	if m := metricValue(eng.m.unparks.WithLabelValues(ns, "old")); m != moved {
 		t.Errorf("%v deliveries unparked for a deleted endpoint, want none", m-moved)

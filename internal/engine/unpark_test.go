@@ -13,14 +13,13 @@ import (
 	"github.com/hookline/hookline/internal/registry"
 )
 
-// parked counts the deliveries parked for erp, the endpoint these tests park.
-func (f *fixture) parked() uint64 {
+func (f *fixture) parked(endpoint string) uint64 {
 	f.t.Helper()
 	p, err := f.q.Parked(context.Background())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return p[queue.EndpointKey{Namespace: ns, Endpoint: "erp"}]
+	return p[queue.EndpointKey{Namespace: ns, Endpoint: endpoint}]
 }
 
 // successes counts, per webhook-id, the requests a receiver answered with a
@@ -78,7 +77,7 @@ func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
 	const n = 60
 	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked() >= n-2 })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") >= n-2 })
 	if st := f.endpointStats("erp"); st.Circuit == CircuitClosed {
 		t.Fatalf("circuit %s while the endpoint is down", st.Circuit)
 	}
@@ -96,7 +95,7 @@ func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
 			t.Errorf("%s delivered %d times", id, c)
 		}
 	}
-	if p := f.parked(); p != 0 {
+	if p := f.parked("erp"); p != 0 {
 		t.Errorf("%d still parked", p)
 	}
 	if st := f.endpointStats("erp"); st.Circuit != CircuitClosed || st.Failed < uint64(failed) {
@@ -143,11 +142,11 @@ func TestDisabledEndpointParksUntilEnable(t *testing.T) {
 	const n = 50
 	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
 	// The periodic check does not unpark a disabled endpoint.
 	time.Sleep(2 * opts.UnparkCheck)
-	if c := rc.count(); c != 0 || f.parked() != n {
-		t.Fatalf("%d requests and %d parked while disabled", c, f.parked())
+	if c := rc.count(); c != 0 || f.parked("erp") != n {
+		t.Fatalf("%d requests and %d parked while disabled", c, f.parked("erp"))
 	}
 	if !eng.Enable(ns, "erp") {
 		t.Fatal("Enable reported the endpoint was not disabled")
@@ -159,7 +158,7 @@ func TestDisabledEndpointParksUntilEnable(t *testing.T) {
 			t.Fatalf("attempt log %s, want only attempt 1: parking spends no attempt", attemptNumbers(f.attempts("invoices")))
 		}
 	}
-	if p := f.parked(); p != 0 {
+	if p := f.parked("erp"); p != 0 {
 		t.Errorf("%d still parked", p)
 	}
 	// Counted once the round ends.
@@ -212,7 +211,7 @@ func TestSuspendedEndpointParksUntilUnsuspended(t *testing.T) {
 	const n = 30
 	f.publish(ids(n)...)
 
-	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
 	if got := metricValue(eng.m.parks.WithLabelValues(ns, "erp", holdSuspended)); got != n {
 		t.Errorf("%v parked as suspended, want %d", got, n)
 	}
@@ -258,7 +257,7 @@ func TestCrashWhileUnparkingLosesNothing(t *testing.T) {
 	eng, stop := f.run(opts)
 	const n = 600
 	f.publish(ids(n)...)
-	eventually(t, "the backlog to be parked", func() bool { return f.parked() == n })
+	eventually(t, "the backlog to be parked", func() bool { return f.parked("erp") == n })
 
 	eng.Enable(ns, "erp")
 	eventually(t, "unparking under way", func() bool { c := len(ok.get()); return c >= 100 })

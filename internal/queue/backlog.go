@@ -24,11 +24,17 @@ type Backlog struct {
 	// endpoint to come back.
 	Parked  map[EndpointKey]uint64
 	Ordered map[SubscriptionKey]uint64
+	// ParkedBySubscription is the parked deliveries per subscription,
+	// whatever endpoint they were parked for: a subscription whose endpoint
+	// was deleted keeps its backlog parked, and counts it, until it points at
+	// one that exists.
+	ParkedBySubscription map[SubscriptionKey]uint64
 }
 
 // Backlog reads the per-subject counts of the deliveries stream.
 func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
-	b := Backlog{Endpoints: map[EndpointKey]uint64{}, Parked: map[EndpointKey]uint64{}, Ordered: map[SubscriptionKey]uint64{}}
+	b := Backlog{Endpoints: map[EndpointKey]uint64{}, Parked: map[EndpointKey]uint64{}, Ordered: map[SubscriptionKey]uint64{},
+		ParkedBySubscription: map[SubscriptionKey]uint64{}}
 	counts, err := q.subjectCounts(ctx, subjDeliver+".>")
 	if err != nil {
 		return b, err
@@ -41,13 +47,15 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 		}
 		b.Endpoints[EndpointKey{ns, ep}] = n
 	}
-	parked, err := q.Parked(ctx)
+	parked, err := q.ParkedSubscriptions(ctx)
 	if err != nil {
 		return b, err
 	}
 	for k, n := range parked {
-		b.Parked[k] = n
-		b.Endpoints[k] += n
+		ep := EndpointKey{k.Namespace, k.Endpoint}
+		b.Parked[ep] += n
+		b.Endpoints[ep] += n
+		b.ParkedBySubscription[SubscriptionKey{k.Namespace, k.Subscription}] += n
 	}
 	if counts, err = q.subjectCounts(ctx, subjOrdered+".>"); err != nil {
 		return b, err

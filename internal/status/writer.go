@@ -168,7 +168,8 @@ func (w *writer) writeAll(ctx context.Context, eps []hooklinev1.WebhookEndpoint,
 	}
 	for i := range subs {
 		s := &subs[i]
-		backlog := int64(w.backlogs.Ordered[queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}]) //nolint:gosec // G115: a count of stored messages, far below MaxInt64
+		key := queue.SubscriptionKey{Namespace: s.Namespace, Subscription: s.Name}
+		backlog := int64(w.backlogs.Ordered[key] + w.backlogs.ParkedBySubscription[key]) //nolint:gosec // G115: a count of stored messages, far below MaxInt64
 		desired := subscriptionStatus(s, subStats[statKey{s.Namespace, s.Name, string(s.UID)}],
 			health[nsName{s.Namespace, s.Spec.EndpointRef.Name}], backlog, now)
 		cur := owned(s.Status.Conditions, subscriptionConditions, s.Status.Delivery, "")

@@ -172,6 +172,7 @@ var _ = Describe("Delivery", func() {
 			return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "orders"}, &hooklinev1.Subscription{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 		// The dispatcher has seen the deletion once its admin API no longer knows the name.
+		grantAttemptLog(ns)
 		Eventually(func() int { return adminStatus(ns, token, "orders") }).Should(Equal(http.StatusNotFound))
 		before := r.Stats().Accepted
 		for i := 0; i < 5; i++ {

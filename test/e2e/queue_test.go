@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // queueHolds lists what the dispatcher's queue keeps that mentions ns: the
@@ -47,6 +49,22 @@ func queueHolds(ns string) []string {
 	Expect(names.Err()).NotTo(HaveOccurred())
 	sort.Strings(out)
 	return out
+}
+
+// grantAttemptLog lets the namespace's publisher read attempt logs.
+func grantAttemptLog(ns string) {
+	ctx := context.Background()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "attempt-reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"hookline.io"}, Resources: []string{"subscriptions/attempts"},
+			Verbs: []string{"get"}}},
+	}
+	Expect(k8s.Create(ctx, role)).To(Succeed())
+	Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "attempt-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "publisher", Namespace: ns}},
+	})).To(Succeed())
 }
 
 // adminStatus is the status the admin API answers for a subscription's
