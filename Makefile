@@ -13,6 +13,18 @@ CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_VERSION)
 HELM           := $(BIN)/helm-$(HELM_VERSION)
 HOOKLINE       := $(BIN)/hookline
+# The release the chart and config/default install by default; the image's tag.
+APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
+# Stamped into the binary (`hookline version`) and the image's labels.
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT         ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS        := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# The image `make image` tags, `make deploy` and `make build-installer` install. Pin a digest
+# with IMG=ghcr.io/hookline/hookline@sha256:<digest>.
+DEFAULT_IMG    := ghcr.io/hookline/hookline:$(APP_VERSION)
+IMG            ?= $(DEFAULT_IMG)
+IMAGE_ARCHIVE  ?= $(BIN)/hookline-image.tar
+KUBECTL        ?= $(shell command -v kubectl 2>/dev/null || echo $(CONTROL_PLANE)/kubectl)
 # Where hack/build-control-plane.sh puts etcd, kube-apiserver and kube-controller-manager.
 CONTROL_PLANE  := $(BIN)/k8s/current
 GO_TEST_FLAGS  ?=
@@ -24,12 +36,14 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: dev
-dev: build control-plane ## Run the whole pipeline locally (embedded control plane when no cluster is configured).
-	$(HOOKLINE) dev
+dev: control-plane ## Run the whole pipeline locally (embedded control plane when no cluster is configured).
+	@# Only development builds link the local control plane (build tag dev).
+	go build -tags dev -ldflags "$(LDFLAGS)" -o $(BIN)/hookline-dev ./cmd/hookline
+	$(BIN)/hookline-dev dev
 
 .PHONY: build
-build: ## Build bin/hookline.
-	go build -o $(HOOKLINE) ./cmd/hookline
+build: ## Build bin/hookline, as the image ships it (static, stamped).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(HOOKLINE) ./cmd/hookline
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deep-copy code.
@@ -51,6 +65,23 @@ verify: ## Fail when generated files or formatting are stale, or go vet complain
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
+
+##@ Release
+
+.PHONY: image
+image: ## Build the image with no container engine into bin/hookline-image.tar (docker/podman load, ctr images import), tagged IMG.
+	go run ./hack/image -out $(IMAGE_ARCHIVE) -tag $(IMG) -version $(VERSION) -commit $(COMMIT)
+	@ls -l $(IMAGE_ARCHIVE)
+
+.PHONY: build-installer
+build-installer: ## Write dist/install.yaml (CRDs, RBAC, operator) installing IMG (pin a digest with IMG=repo@sha256:...).
+	mkdir -p dist
+	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' > dist/install.yaml
+	@echo "dist/install.yaml installs $(IMG)"
+
+.PHONY: deploy
+deploy: ## Install into the cluster of your kubeconfig, with IMG (kubectl apply --server-side -k config/default).
+	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' | $(KUBECTL) apply --server-side -f -
 
 ##@ Testing
 

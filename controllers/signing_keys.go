@@ -20,23 +20,14 @@ import (
 )
 
 // RotationPolicy returns the endpoint's rotation schedule, with the defaults filled in.
+// The CRD bounds both durations; Validate guards the combinations it cannot express.
 func RotationPolicy(spec *hooklinev1.WebhookEndpointSpec) (rotation.Policy, error) {
-	p := rotation.DefaultPolicy
-	if spec.Signing == nil || spec.Signing.Rotation == nil {
-		return p, nil
+	r := spec.GetRotation()
+	p := rotation.Policy{Every: r.GetEvery(), Overlap: r.GetOverlap()}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("spec.signing.rotation: %w", err)
 	}
-	var err error
-	if r := spec.Signing.Rotation; r.Every != "" {
-		if p.Every, err = time.ParseDuration(r.Every); err != nil {
-			return p, fmt.Errorf("spec.signing.rotation.every: %w", err)
-		}
-	}
-	if r := spec.Signing.Rotation; r.Overlap != "" {
-		if p.Overlap, err = time.ParseDuration(r.Overlap); err != nil {
-			return p, fmt.Errorf("spec.signing.rotation.overlap: %w", err)
-		}
-	}
-	return p, p.Validate()
+	return p, nil
 }
 
 // RotationRequest reads the manual rotation annotations. The token records both values,

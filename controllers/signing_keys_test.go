@@ -18,9 +18,9 @@ func TestRotationPolicy(t *testing.T) {
 	}{
 		{nil, rotation.DefaultPolicy, ""},
 		{&hooklinev1.Signing{SecretRef: &hooklinev1.SecretKeyRef{Name: "k", Key: "secret"}}, rotation.DefaultPolicy, ""},
-		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: "720h", Overlap: "1h30m"}}, rotation.Policy{Every: 720 * time.Hour, Overlap: 90 * time.Minute}, ""},
-		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: "2h", Overlap: "2h"}}, rotation.Policy{}, "shorter"},
-		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: "soon"}}, rotation.Policy{}, "spec.signing.rotation.every"},
+		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: hooklinev1.DurationOf(720 * time.Hour), Overlap: hooklinev1.DurationOf(90 * time.Minute)}}, rotation.Policy{Every: 720 * time.Hour, Overlap: 90 * time.Minute}, ""},
+		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: hooklinev1.DurationOf(2 * time.Hour), Overlap: hooklinev1.DurationOf(2 * time.Hour)}}, rotation.Policy{}, "shorter"},
+		{&hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: hooklinev1.DurationOf(0)}}, rotation.Policy{}, "spec.signing.rotation: rotation interval must be positive"},
 	}
 	for _, tt := range tests {
 		got, err := controllers.RotationPolicy(&hooklinev1.WebhookEndpointSpec{Signing: tt.signing})

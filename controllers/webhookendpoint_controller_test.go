@@ -34,7 +34,7 @@ func statusOf(g Gomega, ep *hooklinev1.WebhookEndpoint) hooklinev1.WebhookEndpoi
 
 func rotatingEndpoint(ns, name, every, overlap string) *hooklinev1.WebhookEndpoint {
 	ep := newEndpoint(ns, name)
-	ep.Spec.Signing = &hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: every, Overlap: overlap}}
+	ep.Spec.Signing = &hooklinev1.Signing{Rotation: &hooklinev1.Rotation{Every: mustDuration(every), Overlap: mustDuration(overlap)}}
 	return ep
 }
 
@@ -271,4 +271,10 @@ func eventReasons(g Gomega, ns, name string) []string {
 		}
 	}
 	return reasons
+}
+
+func mustDuration(s string) *hooklinev1.Duration {
+	d, err := time.ParseDuration(s)
+	Expect(err).NotTo(HaveOccurred())
+	return hooklinev1.DurationOf(d)
 }

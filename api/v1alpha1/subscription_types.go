@@ -21,9 +21,11 @@ type SubscriptionSpec struct {
 	EventTypes []string `json:"eventTypes"`
 
 	// Filter is a CEL expression over the event that must return true for the event to be
-	// delivered, e.g. `data.amount > 1000`. Variables: type, id, time, namespace, data.
-	// An expression that does not compile makes the Subscription Ready=False with reason
-	// InvalidFilter and the compiler's message.
+	// delivered, e.g. `data.amount > 1000`. Variables: type (string), id (string), time
+	// (timestamp) and data (the event's JSON payload, dynamically typed). The namespace is
+	// not a variable: a Subscription only ever sees its own namespace's events.
+	// An expression that does not compile makes the Subscription Ready=False and
+	// Stalled=True with reason InvalidFilter and the compiler's message.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=4096
@@ -82,10 +84,8 @@ type DeliveryPolicy struct {
 	// +optional
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=50
-	// +kubebuilder:validation:items:MaxLength=32
-	// +kubebuilder:validation:items:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:items:XValidation:rule="duration(self) <= duration('168h')",message="each delay in delivery.schedule must be at most 168h"
-	Schedule []string `json:"schedule,omitempty"`
+	Schedule []Duration `json:"schedule,omitempty"`
 
 	// Exponential retries with growing delays instead of a fixed schedule.
 	// +optional
@@ -100,25 +100,20 @@ type DeliveryPolicy struct {
 
 	// MaxAge stops retrying a delivery this long after its first attempt (1m to 720h).
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="delivery.maxAge must be between 1m and 720h (30 days)"
-	MaxAge string `json:"maxAge,omitempty"`
+	MaxAge *Duration `json:"maxAge,omitempty"`
 
 	// Timeout for one attempt; overrides the endpoint's limits.timeout (1s to 60s).
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('60s')",message="delivery.timeout must be between 1s and 60s"
-	Timeout string `json:"timeout,omitempty"`
+	Timeout *Duration `json:"timeout,omitempty"`
 
 	// RetryAfterMax caps how long a receiver's Retry-After header can delay a retry
-	// (1s to 24h). Default 1h.
+	// (1s to 24h).
+	// +kubebuilder:default="1h"
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="delivery.retryAfterMax must be between 1s and 24h"
-	RetryAfterMax string `json:"retryAfterMax,omitempty"`
+	RetryAfterMax *Duration `json:"retryAfterMax,omitempty"`
 
 	// ClientErrors says what a 4xx answer means: Retry (default; every non-2xx is retried) or
 	// Drop (a 4xx other than 408 and 429 fails the delivery at once, as HubSpot does).
@@ -137,18 +132,14 @@ type DeliveryPolicy struct {
 // ExponentialBackoff grows the delay by Multiplier after each failure, up to MaxInterval.
 type ExponentialBackoff struct {
 	// InitialInterval before the first retry (1s to 1h).
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="exponential.initialInterval must be between 1s and 1h"
-	InitialInterval string `json:"initialInterval"`
+	InitialInterval Duration `json:"initialInterval"`
 
 	// MaxInterval caps one delay (1s to 168h).
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('168h')",message="exponential.maxInterval must be between 1s and 168h"
-	MaxInterval string `json:"maxInterval"`
+	MaxInterval Duration `json:"maxInterval"`
 
-	// Multiplier applied after each failure (2 to 10). Default 2.
+	// Multiplier applied after each failure (2 to 10).
 	// +optional
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=2

@@ -158,28 +158,23 @@ type Rotation struct {
 	// Every is how long a key is current before the next one replaces it (at least 1h, at most 8760h).
 	// +kubebuilder:default="2160h"
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="rotation.every must be between 1h and 8760h (one year)"
-	Every string `json:"every,omitempty"`
+	Every *Duration `json:"every,omitempty"`
 
 	// Overlap is how long the previous key still signs after a rotation (at most 720h).
 	// +kubebuilder:default="24h"
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="rotation.overlap must be at most 720h (30 days)"
-	Overlap string `json:"overlap,omitempty"`
+	Overlap *Duration `json:"overlap,omitempty"`
 }
 
 // EndpointLimits bound how hard hookline pushes an endpoint.
 type EndpointLimits struct {
-	// Timeout for one delivery attempt, connect to last byte (1s to 60s). Default 15s.
+	// Timeout for one delivery attempt, connect to last byte (1s to 60s).
+	// +kubebuilder:default="15s"
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('60s')",message="limits.timeout must be between 1s and 60s"
-	Timeout string `json:"timeout,omitempty"`
+	Timeout *Duration `json:"timeout,omitempty"`
 
 	// RateLimit caps requests per second to this endpoint, across all its subscriptions.
 	// +optional
@@ -193,19 +188,19 @@ type EndpointLimits struct {
 	// +kubebuilder:validation:Maximum=100000
 	Burst *int32 `json:"burst,omitempty"`
 
-	// MaxInFlight caps concurrent requests to this endpoint. Default 32.
+	// MaxInFlight caps concurrent requests to this endpoint.
+	// +kubebuilder:default=32
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
 
 	// DisableAfter disables an endpoint that has only failed for this long (at least 1h).
-	// The clock starts after repeated failures. Default 120h (5 days).
+	// The clock starts after repeated failures. The default is 120h (5 days).
+	// +kubebuilder:default="120h"
 	// +optional
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="limits.disableAfter must be at least 1h"
-	DisableAfter string `json:"disableAfter,omitempty"`
+	DisableAfter *Duration `json:"disableAfter,omitempty"`
 }
 
 // WebhookEndpointStatus reports whether the endpoint is usable and how delivery goes.

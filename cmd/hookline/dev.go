@@ -1,3 +1,9 @@
+//go:build dev
+
+// The local control plane (envtest-style etcd and kube-apiserver) is linked only into
+// development builds (`make dev`, `go build -tags dev`): the shipped binary and image
+// carry no test machinery.
+
 package main
 
 import (

@@ -23,14 +23,11 @@ func init() {
 
 func runPublish(args []string) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	server := fs.String("server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	api := bindAPIFlags(fs)
 	ns := fs.String("n", "default", "namespace of the subscriptions that receive the event")
 	typ := fs.String("type", "", "event type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "event data: JSON, or @file to read it from a file")
 	id := fs.String("id", "", "event id; publishing the same id again is stored once. Default: a new id")
-	tokenFile := fs.String("token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
-	caFile := fs.String("ca-file", os.Getenv("HOOKLINE_CA_FILE"), "PEM file of the CA that issued the dispatcher's certificate, for an https:// --server ($HOOKLINE_CA_FILE; default: the system's roots)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the dispatcher")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,44 +50,73 @@ func runPublish(args []string) error {
 		Data json.RawMessage `json:"data"`
 	}{*typ, *id, raw})
 
-	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*server, "/")+"/v1/namespaces/"+*ns+"/events", bytes.NewReader(body))
+	out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if tf := *tokenFile; tf != "" || fileExists(serviceAccountToken) {
+	fmt.Println(out)
+	return nil
+}
+
+// apiFlags say how to reach the dispatcher's API.
+type apiFlags struct {
+	server, tokenFile, caFile string
+	timeout                   time.Duration
+}
+
+// bindAPIFlags registers --server, --token-file, --ca-file and --timeout.
+func bindAPIFlags(fs *flag.FlagSet) *apiFlags {
+	f := &apiFlags{}
+	fs.StringVar(&f.server, "server", envOr("HOOKLINE_SERVER", "http://127.0.0.1:8080"), "the dispatcher's URL ($HOOKLINE_SERVER)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file with a bearer token (default: the pod's ServiceAccount token when there is one)")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("HOOKLINE_CA_FILE"), "PEM file of the CA that issued the dispatcher's certificate, for an https:// --server ($HOOKLINE_CA_FILE; default: the system's roots)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for the dispatcher")
+	return f
+}
+
+// callAPI sends one request to the dispatcher's API, with the bearer token
+// of --token-file or the pod's ServiceAccount, and returns the answer's body
+// if its status is want.
+func callAPI(f apiFlags, method, path string, body []byte, want int) (string, error) {
+	req, err := http.NewRequest(method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tf := f.tokenFile; tf != "" || fileExists(serviceAccountToken) {
 		if tf == "" {
 			tf = serviceAccountToken
 		}
 		tok, err := os.ReadFile(tf)
 		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return "", fmt.Errorf("--token-file: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
-	hc, err := publishClient(*caFile, *timeout)
+	hc, err := apiClient(f.caFile, f.timeout)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if req.URL.Scheme == "http" && req.Header.Get("Authorization") != "" && !isLoopback(req.URL.Hostname()) {
 		fmt.Fprintln(os.Stderr, "warning: sending a bearer token over plain HTTP; serve the dispatcher over HTTPS (docs/security.md) and use an https:// --server")
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
+	if resp.StatusCode != want {
+		return "", fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
 	}
-	fmt.Println(strings.TrimSpace(string(out)))
-	return nil
+	return strings.TrimSpace(string(out)), nil
 }
 
-// publishClient trusts caFile's certificates, when given, instead of the
+// apiClient trusts caFile's certificates, when given, instead of the
 // system's roots.
-func publishClient(caFile string, timeout time.Duration) (*http.Client, error) {
+func apiClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	hc := &http.Client{Timeout: timeout}
 	if caFile == "" {
 		return hc, nil

@@ -55,7 +55,8 @@ func loopback(t testing.TB) ssrf.Policy {
 
 func testMessage() Message {
 	return Message{
-		ID:           "msg_2Qe7mXbK1",
+		ID:           "inv_2041-paid",
+		WebhookID:    "msg_2Qe7mXbK1",
 		Type:         "invoice.paid",
 		Time:         time.Date(2026, 11, 26, 19, 59, 58, 123000000, time.UTC),
 		Data:         []byte(`{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}`),

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -36,10 +38,13 @@ func (f Format) String() string {
 
 // Message is one event on its way to one subscription.
 type Message struct {
-	// ID is the event id, sent as webhook-id (and the CloudEvents id) and
-	// identical on every attempt so receivers can de-duplicate.
-	ID   string
-	Type string
+	// ID is the producer's event id: the "id" of a Standard Webhooks body
+	// and the CloudEvents id.
+	ID string
+	// WebhookID is the webhook-id header (WebhookIDOf), identical on every
+	// attempt, replay and restart so receivers can de-duplicate on it.
+	WebhookID string
+	Type      string
 	// Time is when the event happened, not when it is being sent.
 	Time time.Time
 	// Data must be valid JSON; ingest has checked it, and it is copied into
@@ -81,9 +86,28 @@ func (m *Message) appendSource(b []byte) []byte {
 	return append(b, m.Subscription...)
 }
 
+// WebhookIDOf is the webhook-id of event id of a namespace delivered
+// through the subscription object with that UID: "msg_" and 24 characters of
+// URL-safe base64 of a SHA-256 over the three. Producer ids are unique only
+// within their namespace and one event reaches a receiver once per
+// subscription, so the id covers all three; it stays the same across
+// retries, replays and restarts, and is new for a subscription created
+// again under the same name.
+func WebhookIDOf(namespace, eventID, subscriptionUID string) string {
+	h := sha256.New()
+	for _, s := range []string{namespace, eventID, subscriptionUID} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "msg_" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
+}
+
 func (m *Message) validate() error {
 	if m.ID == "" {
 		return fmt.Errorf("message has no id")
+	}
+	if m.WebhookID == "" {
+		return fmt.Errorf("message %s has no webhook id", m.ID)
 	}
 	if m.Type == "" {
 		return fmt.Errorf("message %s has no type", m.ID)
@@ -115,7 +139,7 @@ func (m *Message) bodySize() int {
 		return len(`{"specversion":"1.0","id":"","source":"/namespaces//subscriptions/","type":"","time":"","datacontenttype":"application/json","data":}`) +
 			len(m.ID) + len(m.Namespace) + len(m.Subscription) + len(m.Type) + rfc3339Len + len(m.data())
 	default:
-		return len(`{"type":"","timestamp":"","data":}`) + len(m.Type) + rfc3339Len + len(m.data())
+		return len(`{"id":"","type":"","timestamp":"","data":}`) + len(m.ID) + len(m.Type) + rfc3339Len + len(m.data())
 	}
 }
 
@@ -139,7 +163,9 @@ func AppendBody(dst []byte, m *Message) []byte {
 		dst = append(dst, m.data()...)
 		return append(dst, '}')
 	default:
-		dst = append(dst, `{"type":`...)
+		dst = append(dst, `{"id":`...)
+		dst = appendJSONString(dst, m.ID)
+		dst = append(dst, `,"type":`...)
 		dst = appendJSONString(dst, m.Type)
 		dst = append(dst, `,"timestamp":"`...)
 		dst = m.Time.UTC().AppendFormat(dst, time.RFC3339Nano)

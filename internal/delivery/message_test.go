@@ -18,8 +18,8 @@ func TestAppendBodyGolden(t *testing.T) {
 		format Format
 		want   string
 	}{
-		{StandardWebhooks, `{"type":"odd \"type\"\n","timestamp":"2026-11-26T19:59:58.123Z","data":{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}}`},
-		{CloudEventsStructured, `{"specversion":"1.0","id":"msg_2Qe7mXbK1","source":"/namespaces/billing/subscriptions/invoices-to-erp","type":"odd \"type\"\n","time":"2026-11-26T19:59:58.123Z","datacontenttype":"application/json","data":{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}}`},
+		{StandardWebhooks, `{"id":"inv_2041-paid","type":"odd \"type\"\n","timestamp":"2026-11-26T19:59:58.123Z","data":{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}}`},
+		{CloudEventsStructured, `{"specversion":"1.0","id":"inv_2041-paid","source":"/namespaces/billing/subscriptions/invoices-to-erp","type":"odd \"type\"\n","time":"2026-11-26T19:59:58.123Z","datacontenttype":"application/json","data":{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}}`},
 		{CloudEventsBinary, `{"invoice":"in_1","amount":4200,"lines":[{"sku":"a"}]}`},
 	}
 	for _, tt := range tests {
@@ -42,6 +42,7 @@ func TestAppendBodyMatchesEncodingJSON(t *testing.T) {
 	m := testMessage()
 	m.Time = time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("CET", 3600))
 	type standard struct {
+		ID        string          `json:"id"`
 		Type      string          `json:"type"`
 		Timestamp time.Time       `json:"timestamp"`
 		Data      json.RawMessage `json:"data"`
@@ -65,7 +66,7 @@ func TestAppendBodyMatchesEncodingJSON(t *testing.T) {
 		return string(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 	}
 	m.Format = StandardWebhooks
-	if got, want := string(AppendBody(nil, &m)), enc(standard{m.Type, m.Time.UTC(), m.Data}); got != want {
+	if got, want := string(AppendBody(nil, &m)), enc(standard{m.ID, m.Type, m.Time.UTC(), m.Data}); got != want {
 		t.Errorf("StandardWebhooks\n got %s\nwant %s", got, want)
 	}
 	m.Format = CloudEventsStructured
@@ -77,7 +78,7 @@ func TestAppendBodyMatchesEncodingJSON(t *testing.T) {
 func TestAppendBodyEmptyDataIsNull(t *testing.T) {
 	m := testMessage()
 	m.Data = nil
-	if got := string(AppendBody(nil, &m)); got != `{"type":"invoice.paid","timestamp":"2026-11-26T19:59:58.123Z","data":null}` {
+	if got := string(AppendBody(nil, &m)); got != `{"id":"inv_2041-paid","type":"invoice.paid","timestamp":"2026-11-26T19:59:58.123Z","data":null}` {
 		t.Errorf("got %s", got)
 	}
 }
@@ -184,4 +185,32 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, w)
 		}
 	})
+}
+
+// TestWebhookIDOf: the webhook-id tells apart the same producer id in two
+// namespaces and through two subscriptions, and is the same every time.
+func TestWebhookIDOf(t *testing.T) {
+	base := WebhookIDOf("shop", "order-1", "uid-a")
+	if base != WebhookIDOf("shop", "order-1", "uid-a") {
+		t.Fatal("WebhookIDOf is not stable")
+	}
+	for _, other := range []string{
+		WebhookIDOf("billing", "order-1", "uid-a"),
+		WebhookIDOf("shop", "order-1", "uid-b"),
+		WebhookIDOf("shop", "order-2", "uid-a"),
+		// The parts are kept apart, not just joined.
+		WebhookIDOf("shopo", "rder-1", "uid-a"),
+	} {
+		if other == base {
+			t.Errorf("%s collides", other)
+		}
+	}
+	if len(base) != len("msg_")+24 || base[:4] != "msg_" {
+		t.Errorf("webhook-id %q, want msg_ and 24 characters", base)
+	}
+	for _, c := range base[4:] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			t.Errorf("webhook-id %q has %q, outside URL-safe base64", base, c)
+		}
+	}
 }

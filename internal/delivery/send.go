@@ -181,9 +181,9 @@ func (t *Target) requestHeader(msg *Message, attemptTime time.Time, body []byte)
 		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set("Content-Type", msg.contentType())
-	set("Webhook-Id", msg.ID)
+	set("Webhook-Id", msg.WebhookID)
 	set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
-	set("Webhook-Signature", t.sign(msg.ID, time.Unix(ts, 0), body))
+	set("Webhook-Signature", t.sign(msg.WebhookID, time.Unix(ts, 0), body))
 	if msg.Format == CloudEventsBinary {
 		set("Ce-Specversion", ceSpecVersion)
 		set("Ce-Id", ceHeaderValue(msg.ID))

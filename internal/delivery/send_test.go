@@ -35,7 +35,7 @@ func TestSendStandardWebhooks(t *testing.T) {
 	if h.Get("Content-Type") != "application/json" {
 		t.Errorf("content-type %q", h.Get("Content-Type"))
 	}
-	if h.Get("Webhook-Id") != m.ID {
+	if h.Get("Webhook-Id") != m.WebhookID {
 		t.Errorf("webhook-id %q", h.Get("Webhook-Id"))
 	}
 	if h.Get("Webhook-Timestamp") != strconv.FormatInt(t0.Unix(), 10) {
@@ -110,7 +110,7 @@ func TestSendCloudEvents(t *testing.T) {
 			checkEvent(t, *ev, m)
 
 			h := got.Header
-			if h.Get("Webhook-Id") != m.ID || h.Get("Webhook-Signature") != "v1,"+sign(m.ID, h.Get("Webhook-Timestamp"), got.Body) {
+			if h.Get("Webhook-Id") != m.WebhookID || h.Get("Webhook-Signature") != "v1,"+sign(m.WebhookID, h.Get("Webhook-Timestamp"), got.Body) {
 				t.Errorf("Standard Webhooks headers missing or wrong: %v", h)
 			}
 			if f == CloudEventsBinary {
@@ -187,7 +187,7 @@ func TestReservedHeadersWinOverTemplate(t *testing.T) {
 	m := testMessage()
 	Send(context.Background(), tg, m, t0)
 	h := rc.last(t).Header
-	if h.Get("Webhook-Id") != m.ID || len(h.Values("Webhook-Id")) != 1 || h.Get("Content-Type") != "application/json" {
+	if h.Get("Webhook-Id") != m.WebhookID || len(h.Values("Webhook-Id")) != 1 || h.Get("Content-Type") != "application/json" {
 		t.Errorf("headers %v", h)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/queue"
 )
 
@@ -31,15 +32,16 @@ func TestSignedDeliveryWithRetries(t *testing.T) {
 	reqs := rc.requests()
 	for _, r := range reqs {
 		rc.verify(t, r)
-		if r.id() != "e1" {
-			t.Errorf("request %d has webhook-id %q, want e1 on every attempt", r.n, r.id())
+		if want := delivery.WebhookIDOf(ns, "e1", "uid-sub-invoices"); r.webhookID() != want {
+			t.Errorf("request %d has webhook-id %q, want %s on every attempt", r.n, r.webhookID(), want)
 		}
 	}
 	var body struct {
+		ID   string          `json:"id"`
 		Type string          `json:"type"`
 		Data json.RawMessage `json:"data"`
 	}
-	if err := json.Unmarshal(reqs[0].body, &body); err != nil || body.Type != "invoice.paid" || string(body.Data) != `{"id":"e1","amount":42}` {
+	if err := json.Unmarshal(reqs[0].body, &body); err != nil || body.ID != "e1" || body.Type != "invoice.paid" || string(body.Data) != `{"id":"e1","amount":42}` {
 		t.Errorf("body %s (%v)", reqs[0].body, err)
 	}
 	// The schedule's delays with their ±20% jitter: a retry may come late,
@@ -85,7 +87,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	f.endpoint("erp", rc)
-	f.subscription("invoices", "erp", schedule("1s"), policy(func(p *hooklinev1.DeliveryPolicy) { p.RetryAfterMax = "2s" }))
+	f.subscription("invoices", "erp", schedule("1s"), policy(func(p *hooklinev1.DeliveryPolicy) { p.RetryAfterMax = dur("2s") }))
 	f.start(testOptions())
 	f.publish("e1")
 
@@ -273,7 +275,7 @@ func TestDeadThenReplay(t *testing.T) {
 		t.Errorf("dead letter %+v, want attempt 2 and 502", d)
 	}
 	close(back)
-	n, err := f.q.Replay(context.Background(), ns, "invoices", time.Time{}, time.Time{})
+	n, err := f.q.Replay(context.Background(), f.subscriptionID("invoices"), time.Time{}, time.Time{})
 	if err != nil || n != 1 {
 		t.Fatalf("replay answered %d, %v, want replayed 1", n, err)
 	}

@@ -103,6 +103,9 @@ type Options struct {
 	// DrainTimeout bounds how long Run lets sends in flight finish after its
 	// context ends; then they are cancelled and put back.
 	DrainTimeout time.Duration
+	// SweepEvery is how often the engine drops what it and the queue keep
+	// about deleted subscriptions and endpoints (sweep.go).
+	SweepEvery time.Duration
 }
 
 // Defaults of Options.
@@ -116,6 +119,7 @@ const (
 	DefaultUnparkCheck   = 10 * time.Second
 	DefaultLeaseRenewal  = 10 * time.Second
 	DefaultDrainTimeout  = 20 * time.Second
+	DefaultSweepEvery    = time.Minute
 )
 
 // Engine delivers what the queue holds: it fans events out to subscriptions
@@ -135,6 +139,9 @@ type Engine struct {
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
 	lanes     sync.Map // objKey → types.UID: ordered lanes ensured by this process
+	// relocating holds the queue.ParkedKeys whose backlog this process is
+	// moving to the subscription's current endpoint.
+	relocating sync.Map
 	// pending counts unordered deliveries taken off the shared consumer and
 	// not yet resolved.
 	pending atomic.Int64
@@ -182,6 +189,7 @@ func New(opts Options) (*Engine, error) {
 	setDefault(&opts.UnparkCheck, DefaultUnparkCheck)
 	setDefault(&opts.LeaseRenewal, DefaultLeaseRenewal)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&opts.SweepEvery, DefaultSweepEvery)
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
 	}
@@ -243,6 +251,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fanout, err := e.q.OpenFanout(runCtx)
+	if err != nil {
+		return stopped(ctx, fmt.Errorf("fanning out events: %w", err))
+	}
+	deliveries, err := e.q.OpenDeliveries(runCtx, min(max(4*e.opts.Workers, 256), 1024))
+	if err != nil {
+		return stopped(ctx, fmt.Errorf("running deliveries: %w", err))
+	}
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	e.stop, e.sendCtx = runCtx, sendCtx
@@ -256,29 +272,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	})
 	defer drain()
 
-	errs := make(chan error, 2)
-	go func() {
-		err := e.q.RunFanout(runCtx, e.Match)
-		if err != nil {
-			err = fmt.Errorf("fanning out events: %w", err)
-			cancel()
-		}
-		errs <- err
-	}()
-	go func() {
-		err := e.q.RunDeliveries(runCtx, e.opts.Workers, e.handle)
-		if err != nil {
-			err = fmt.Errorf("running deliveries: %w", err)
-			cancel()
-		}
-		errs <- err
-	}()
+	var consumers sync.WaitGroup
+	consumers.Go(func() { e.fanOut(runCtx, fanout) })
+	consumers.Go(func() { e.deliver(runCtx, deliveries) })
 	go e.sweep(runCtx)
 	go e.keepLeases(runCtx)
 	go e.watchParked(runCtx)
 
-	err := errors.Join(<-errs, <-errs)
-	// Ordered sends are done (their lanes stopped with RunDeliveries); the
+	consumers.Wait()
+	// Ordered sends are done (their lanes stopped with the consumers); the
 	// unordered ones finish or are cancelled after DrainTimeout.
 	e.sends.Wait()
 	// Unparking stops between batches.
@@ -287,50 +289,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.life.ctx = nil
 	e.life.mu.Unlock()
 	e.life.wg.Wait()
+	return nil
+}
+
+// stopped is nil when ctx ended, since err is then only the cancellation's
+// echo.
+func stopped(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		// Stopped as asked; errors are only the cancellation's echo.
 		return nil
 	}
 	return err
-}
-
-// sweepEvery is how often state of deleted objects is dropped.
-const sweepEvery = time.Minute
-
-// sweep drops what the engine keeps about endpoints and subscriptions that no
-// longer exist, so memory and metric series follow the objects.
-func (e *Engine) sweep(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		e.subs.Range(func(k, v any) bool {
-			key := k.(objKey)
-			if e.routes.Subscription(key.ns, key.name) == nil {
-				e.subs.Delete(k)
-				e.m.forgetSubscription(key.ns, key.name)
-			}
-			return true
-		})
-		e.lanes.Range(func(k, _ any) bool {
-			if key := k.(objKey); e.routes.Subscription(key.ns, key.name) == nil {
-				e.lanes.Delete(k)
-			}
-			return true
-		})
-		e.endpoints.Range(func(k, v any) bool {
-			key, st := k.(objKey), v.(*endpointState)
-			if e.routes.Endpoint(key.ns, key.name) == nil && st.idle() {
-				e.endpoints.Delete(k)
-				e.m.forgetEndpoint(key.ns, key.name)
-			}
-			return true
-		})
-	}
 }
 
 // keepLeases extends the leases of deliveries waiting in endpoint queues,

@@ -10,7 +10,7 @@ import (
 	"github.com/hookline/hookline/internal/queue"
 )
 
-// handle is the queue.Handler of every delivery, from the shared consumer
+// handle takes every delivery, from the shared consumer
 // and from ordered lanes alike. An unordered delivery is only decided on and
 // queued for its endpoint's send goroutines, so the shared consumer never
 // waits for a slow endpoint; an ordered one is sent on the lane's goroutine.
@@ -21,6 +21,12 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 	if sub == nil || string(sub.UID) != d.SubscriptionUID {
 		e.drop(job, &d)
 		return
+	}
+	if d.Endpoint != sub.Endpoint {
+		// The subscription points elsewhere now: whatever becomes of the
+		// delivery (sent, retried, held, parked) is for its current endpoint.
+		job.Retarget(sub.Endpoint)
+		d.Endpoint = sub.Endpoint
 	}
 	st := e.endpoint(ns, sub.Endpoint)
 	now := e.clock.Now()
@@ -82,6 +88,7 @@ func (e *Engine) attempt(st *endpointState, t *task) {
 	}
 	msg := delivery.Message{
 		ID:           t.d.Event.ID,
+		WebhookID:    delivery.WebhookIDOf(t.d.Event.Namespace, t.d.Event.ID, t.d.SubscriptionUID),
 		Type:         t.d.Event.Type,
 		Time:         t.d.Event.Time,
 		Data:         t.d.Event.Data,
@@ -104,148 +111,6 @@ func (e *Engine) abandon(st *endpointState, probe bool) {
 	st.mu.Lock()
 	st.health.neutral(probe)
 	st.mu.Unlock()
-}
-
-// settle records an attempt's outcome and resolves the job by its verdict.
-func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start time.Time, probe bool) {
-	d, sub := &t.d, t.sub
-	ns := d.Event.Namespace
-	now := e.clock.Now()
-	what := describe(res)
-
-	var (
-		resolve   func() error
-		next      string
-		delivered bool
-		dead      *queue.DeadInfo
-		disable   string
-	)
-	switch res.Verdict {
-	case delivery.Delivered:
-		delivered, resolve = true, t.job.Done
-	case delivery.DisableEndpoint:
-		disable = "The receiver asked to disable the endpoint (webhook-delivery: disable); deliveries are held until it is re-enabled."
-		if res.StatusCode == http.StatusGone {
-			disable = "The receiver answered 410 Gone; deliveries are held until the endpoint is re-enabled."
-		}
-		if res.StatusCode >= 200 && res.StatusCode < 300 {
-			delivered, resolve = true, t.job.Done
-		} else {
-			// The attempt is not spent: it is made again once a person
-			// re-enables the endpoint.
-			until := spread(now.Add(e.opts.DisabledHold), e.opts.DisabledHold)
-			resolve = func() error { return e.parkJob(t.job, st, until, holdDisabled) }
-			next = "held until the endpoint is re-enabled"
-		}
-	case delivery.Retry:
-		at, ok, why := sub.Policy.Next(d.Attempt, d.FirstAttempt, now, *res, nil)
-		if ok {
-			resolve = func() error { return t.job.RetryAt(at) }
-			next = why
-		} else {
-			dead = &queue.DeadInfo{StatusCode: res.StatusCode, Reason: what + "; " + why, Time: now}
-			next = "dead: " + why
-		}
-	default: // Abort, Failed
-		_, _, why := sub.Policy.Next(d.Attempt, d.FirstAttempt, now, *res, nil)
-		dead = &queue.DeadInfo{StatusCode: res.StatusCode, Reason: what + "; " + why, Time: now}
-		next = "dead: " + why
-	}
-	if dead != nil {
-		info := *dead
-		resolve = func() error { return t.job.Dead(info) }
-	}
-
-	a := queue.Attempt{Time: start, Attempt: d.Attempt, StatusCode: res.StatusCode, Latency: res.Latency, Response: string(res.Body)}
-	switch {
-	case !delivered:
-		a.Error = what + "; " + next
-	case disable != "":
-		a.Error = disable
-	}
-	if err := e.q.RecordAttempt(e.sendCtx, ns, d.Subscription, a); err != nil {
-		e.log.V(1).Info("Could not record a delivery attempt", "namespace", ns, "subscription", d.Subscription, "error", err.Error())
-	}
-	if err := resolve(); err != nil {
-		e.log.Error(err, "Resolving a delivery failed; it comes back when its lease runs out",
-			"namespace", ns, "subscription", d.Subscription, "event", d.Event.ID, "attempt", d.Attempt)
-	}
-
-	// Figures and the endpoint's health.
-	fail := Failure{Time: now, StatusCode: res.StatusCode, Reason: what}
-	e.subscriptionState(ns, sub.Name, string(sub.UID)).update(string(sub.UID), func(c *Counts) {
-		if delivered {
-			c.delivered(now)
-		} else {
-			c.failed(fail)
-		}
-		if dead != nil {
-			c.Dead++
-		}
-	})
-	st.mu.Lock()
-	if delivered {
-		st.c.delivered(now)
-	} else {
-		st.c.failed(fail)
-	}
-	if dead != nil {
-		st.c.Dead++
-	}
-	if res.Verdict != delivery.Failed {
-		st.observeLatencyLocked(res.Latency)
-	}
-	prev := st.health.state
-	autoDisable := false
-	switch {
-	case delivered:
-		st.health.success()
-	case res.Verdict == delivery.Retry:
-		st.health.failure(now, probe)
-		autoDisable = st.health.failedFor(now, st.limits.DisableAfter)
-	default:
-		st.health.neutral(probe)
-	}
-	cur, consecutive, cooldown, uid := st.health.state, st.health.consecutive, st.health.cooldown, st.uid
-	disableAfter, failingSince := st.limits.DisableAfter, st.health.failingSince
-	st.mu.Unlock()
-
-	switch {
-	case cur == CircuitOpen && prev == CircuitHalfOpen:
-		e.circuitChanged(st, prev, cur, now, res.StatusCode,
-			fmt.Sprintf("The probe delivery failed (%s); deliveries are held for %s.", what, cooldown))
-	case cur == CircuitOpen:
-		e.circuitChanged(st, prev, cur, now, res.StatusCode,
-			fmt.Sprintf("%d deliveries in a row failed (last: %s); deliveries are held for %s.", consecutive, what, cooldown))
-	default:
-		e.circuitChanged(st, prev, cur, now, res.StatusCode, "A delivery succeeded; deliveries resume.")
-		if prev != CircuitClosed && cur == CircuitClosed {
-			e.unpark(st, true)
-		}
-	}
-	if disable != "" {
-		e.disable(st, uid, now, disable)
-	}
-	if autoDisable {
-		e.disable(st, uid, now, fmt.Sprintf("Every delivery has failed for more than %s (since %s); last: %s.",
-			disableAfter, failingSince.UTC().Format(time.RFC3339), what))
-	}
-
-	class := attemptClass(res)
-	e.m.attempts.WithLabelValues(ns, sub.Name, class).Inc()
-	if class != attemptInvalid {
-		st.latencyObs.Observe(res.Latency.Seconds())
-	}
-	switch {
-	case delivered:
-		e.m.deliveries.WithLabelValues(ns, sub.Name, outcomeDelivered).Inc()
-	case dead != nil:
-		e.m.deliveries.WithLabelValues(ns, sub.Name, outcomeDead).Inc()
-		e.m.dead.WithLabelValues(ns, sub.Name).Inc()
-		e.signal(Signal{Kind: SignalDeliveryDead, Time: now, Namespace: ns, Endpoint: st.key.name,
-			Subscription: sub.Name, EventID: d.Event.ID, StatusCode: res.StatusCode,
-			Reason: fmt.Sprintf("Delivery of event %s failed for good after %d attempts: %s.", d.Event.ID, d.Attempt, dead.Reason)})
-	}
 }
 
 // describe says what went wrong with an attempt, in words fit for status:

@@ -137,7 +137,21 @@ func policy(mod func(*hooklinev1.DeliveryPolicy)) func(*hooklinev1.Subscription)
 
 // schedule sets a short retry schedule with one more attempt than steps.
 func schedule(steps ...string) func(*hooklinev1.Subscription) {
-	return policy(func(p *hooklinev1.DeliveryPolicy) { p.Schedule = steps })
+	return policy(func(p *hooklinev1.DeliveryPolicy) {
+		p.Schedule = nil
+		for _, s := range steps {
+			p.Schedule = append(p.Schedule, *dur(s))
+		}
+	})
+}
+
+// dur parses a Go duration for an API field.
+func dur(s string) *hooklinev1.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return hooklinev1.DurationOf(d)
 }
 
 func loopback() ssrf.Policy {
@@ -176,6 +190,28 @@ func (f *fixture) start(opts Options) *Engine {
 		}
 	})
 	return f.eng
+}
+
+// startRoutes runs the engine with routes a test switches between (the
+// fixture's queue, metrics and signals) until the test ends.
+func (f *fixture) startRoutes(routes Routes, opts Options) *Engine {
+	f.t.Helper()
+	opts.Queue, opts.Routes, opts.Metrics, opts.Observer = f.q, routes, f.metrics, &f.signals
+	eng, err := New(opts)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.eng = eng
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("Run: %v", err)
+		}
+	})
+	return eng
 }
 
 // build builds the static registry from the declared objects.
@@ -239,9 +275,19 @@ func (f *fixture) publish(ids ...string) {
 	}
 }
 
+// subscriptionID is the current object of subscription name.
+func (f *fixture) subscriptionID(name string) queue.SubscriptionID {
+	f.t.Helper()
+	s := f.reg.Subscription(ns, name)
+	if s == nil {
+		f.t.Fatalf("no subscription %s", name)
+	}
+	return queue.SubscriptionID{Namespace: ns, Name: name, UID: string(s.UID)}
+}
+
 func (f *fixture) attempts(sub string) []queue.Attempt {
 	f.t.Helper()
-	as, err := f.q.RecentAttempts(context.Background(), ns, sub, 100)
+	as, err := f.q.RecentAttempts(context.Background(), f.subscriptionID(sub), 100)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -250,7 +296,7 @@ func (f *fixture) attempts(sub string) []queue.Attempt {
 
 func (f *fixture) dead(sub string) []queue.DeadDelivery {
 	f.t.Helper()
-	ds, err := f.q.ListDead(context.Background(), ns, sub, 100)
+	ds, err := f.q.ListDead(context.Background(), f.subscriptionID(sub), 100)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -320,7 +366,20 @@ type request struct {
 	body   []byte
 }
 
-func (r request) id() string { return r.header.Get("Webhook-Id") }
+func (r request) webhookID() string { return r.header.Get("Webhook-Id") }
+
+// id is the producer's id of the event, from the body: with one
+// subscription per receiver, one id per delivery.
+func (r request) id() string {
+	if id := r.header.Get("Ce-Id"); id != "" {
+		return id
+	}
+	var env struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(r.body, &env)
+	return env.ID
+}
 
 // receiver is a loopback webhook receiver that answers as respond says (204
 // when nil) and records every request.
@@ -381,7 +440,8 @@ func (rc *receiver) count() int {
 	return len(rc.got)
 }
 
-// byID groups requests by webhook-id, in arrival order.
+// byID groups requests by event id, in arrival order (one event per
+// subscription: one webhook-id).
 func (rc *receiver) byID() map[string][]request {
 	out := map[string][]request{}
 	for _, r := range rc.requests() {

@@ -80,7 +80,7 @@ func TestAutoDisableAndInitialDisable(t *testing.T) {
 		}
 	})
 	parked := newReceiver(t, false, nil)
-	f.endpoint("flaky", failing, limits(func(l *hooklinev1.EndpointLimits) { l.DisableAfter = "3s" }))
+	f.endpoint("flaky", failing, limits(func(l *hooklinev1.EndpointLimits) { l.DisableAfter = dur("3s") }))
 	f.endpoint("parked", parked)
 	f.subscription("flaky", "flaky", schedule("1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"))
 	f.subscription("parked", "parked")
@@ -157,7 +157,7 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	t.Cleanup(func() { close(stuck) })
 	healthy := newReceiver(t, false, nil)
 	f.endpoint("hanging", hanging, limits(func(l *hooklinev1.EndpointLimits) {
-		l.Timeout = "30s"
+		l.Timeout = dur("30s")
 		inflight := int32(8)
 		l.MaxInFlight = &inflight
 	}))

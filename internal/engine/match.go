@@ -12,22 +12,32 @@ import (
 	"github.com/hookline/hookline/internal/registry"
 )
 
-// Match is the queue.MatchFunc of the fan-out: one delivery per subscription
+// Match gives the deliveries of one event in the fan-out: one per subscription
 // of the event's namespace whose patterns match its type and whose filter,
-// if any, accepts it. The registry memoises the pattern matching per event
-// type and leaves out suspended and unusable subscriptions, so the common
-// event costs two map reads and one small allocation; the event's data is
-// decoded only when a matching subscription has a filter, and then once.
+// if any, accepts it (see matchEvent).
+func (e *Engine) Match(ctx context.Context, ev queue.Event) ([]queue.Delivery, error) {
+	m := e.matchEvent(ctx, ev)
+	return m.Deliveries, m.Err
+}
+
+// matchEvent matches one event. The registry memoises the pattern matching
+// per event type and leaves out suspended and unusable subscriptions, so the
+// common event costs two map reads and one small allocation; the event's
+// data is decoded only when a matching subscription has a filter, and then
+// once.
 //
 // A filter that fails to evaluate on an event (a missing field, the cost
-// limit) skips that subscription for that event and is counted in
-// hookline_filter_errors_total: retrying cannot change the outcome.
-func (e *Engine) Match(ctx context.Context, ev queue.Event) ([]queue.Delivery, error) {
+// limit, data that is not JSON) cannot say whether the subscription wants
+// it, and retrying cannot change that: the delivery becomes a dead letter
+// with reason FilterError, counted as dead, and the failure is kept for the
+// Subscription's FilterFailing condition.
+func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
+	var out queue.Matched
 	subs := e.routes.Matching(ev.Namespace, ev.Type)
 	if len(subs) == 0 {
-		return nil, nil
+		return out
 	}
-	ds := make([]queue.Delivery, 0, len(subs))
+	out.Deliveries = make([]queue.Delivery, 0, len(subs))
 	var (
 		in        *match.FilterInput
 		decodeErr error
@@ -35,6 +45,12 @@ func (e *Engine) Match(ctx context.Context, ev queue.Event) ([]queue.Delivery, e
 	for _, s := range subs {
 		if s.Suspended || !s.Usable {
 			continue
+		}
+		d := queue.Delivery{
+			Subscription:    s.Name,
+			SubscriptionUID: string(s.UID),
+			Endpoint:        s.Endpoint,
+			Ordered:         s.Ordered,
 		}
 		if s.Filter != nil {
 			if in == nil && decodeErr == nil {
@@ -46,9 +62,7 @@ func (e *Engine) Match(ctx context.Context, ev queue.Event) ([]queue.Delivery, e
 				ok, err = s.Filter.EvalContext(ctx, *in)
 			}
 			if err != nil {
-				e.m.filterErrors.WithLabelValues(ev.Namespace, s.Name).Inc()
-				e.log.V(1).Info("Filter failed on an event; not delivering it to this subscription",
-					"namespace", ev.Namespace, "subscription", s.Name, "event", ev.ID, "error", err.Error())
+				out.Rejected = append(out.Rejected, e.filterFailed(ev, s, d, err))
 				continue
 			}
 			if !ok {
@@ -56,16 +70,28 @@ func (e *Engine) Match(ctx context.Context, ev queue.Event) ([]queue.Delivery, e
 			}
 		}
 		if err := e.ensureLane(ctx, s); err != nil {
-			return nil, err
+			return queue.Matched{Err: err}
 		}
-		ds = append(ds, queue.Delivery{
-			Subscription:    s.Name,
-			SubscriptionUID: string(s.UID),
-			Endpoint:        s.Endpoint,
-			Ordered:         s.Ordered,
-		})
+		out.Deliveries = append(out.Deliveries, d)
 	}
-	return ds, nil
+	return out
+}
+
+// filterFailed counts a filter's failure on an event and returns the dead
+// letter it makes.
+func (e *Engine) filterFailed(ev queue.Event, s *registry.Subscription, d queue.Delivery, err error) queue.Rejected {
+	now := e.clock.Now()
+	reason := "FilterError: the filter failed on this event: " + err.Error()
+	e.m.filterErrors.WithLabelValues(ev.Namespace, s.Name).Inc()
+	e.m.deliveries.WithLabelValues(ev.Namespace, s.Name, outcomeDead).Inc()
+	e.m.dead.WithLabelValues(ev.Namespace, s.Name).Inc()
+	e.subscriptionState(ev.Namespace, s.Name, string(s.UID)).update(string(s.UID), func(c *Counts) {
+		c.Dead++
+		c.LastFilterError = &FilterFailure{Time: now, Generation: s.Generation, EventID: ev.ID, Reason: err.Error()}
+	})
+	e.log.V(1).Info("Filter failed on an event; it is a dead letter for this subscription",
+		"namespace", ev.Namespace, "subscription", s.Name, "event", ev.ID, "error", err.Error())
+	return queue.Rejected{Delivery: d, Info: queue.DeadInfo{Reason: reason, Time: now}}
 }
 
 func filterInput(ev *queue.Event) (*match.FilterInput, error) {

@@ -41,6 +41,19 @@ type Counts struct {
 	FailingSince        time.Time `json:"failingSince,omitzero"`
 	LastDeliveryTime    time.Time `json:"lastDeliveryTime,omitzero"`
 	LastFailure         *Failure  `json:"lastFailure,omitempty"`
+	// LastFilterError is the latest event a subscription's filter failed on
+	// (those events are dead letters with reason FilterError).
+	LastFilterError *FilterFailure `json:"lastFilterError,omitempty"`
+}
+
+// FilterFailure is a filter that failed to evaluate on an event.
+type FilterFailure struct {
+	Time time.Time `json:"time"`
+	// Generation is the Subscription's generation whose filter failed: an
+	// edit of the filter makes the failure history.
+	Generation int64  `json:"generation"`
+	EventID    string `json:"eventId"`
+	Reason     string `json:"reason"`
 }
 
 func (c *Counts) delivered(now time.Time) {
@@ -72,6 +85,10 @@ func (c Counts) merge(o Counts) Counts {
 	}
 	if o.LastFailure != nil && (out.LastFailure == nil || o.LastFailure.Time.After(out.LastFailure.Time)) {
 		out.LastFailure = o.LastFailure
+	}
+	out.LastFilterError = c.LastFilterError
+	if f := o.LastFilterError; f != nil && (out.LastFilterError == nil || f.Time.After(out.LastFilterError.Time)) {
+		out.LastFilterError = f
 	}
 	for _, x := range [2]Counts{c, o} {
 		if x.ConsecutiveFailures > 0 && x.FailingSince.After(out.LastDeliveryTime) {

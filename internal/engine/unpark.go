@@ -11,8 +11,11 @@ import (
 // Parking. A delivery to an endpoint that cannot take it for an unknown
 // time (its circuit is open, it is disabled, suspended, not ready or
 // missing) is parked (queue.Job.Park): stored on the endpoint's parking
-// subject, where a backlog costs disk but no memory and, unlike a hold, does
-// not come back by itself. Short waits (a full in-memory queue, the rate
+// subject for its subscription, where a backlog costs disk but no memory
+// and, unlike a hold, does not come back by itself. A subscription pointed
+// at another endpoint takes its parked backlog along (relocate); one that
+// points at a deleted endpoint keeps it parked until it points at one that
+// exists. Short waits (a full in-memory queue, the rate
 // limit, shutdown) are still holds. Ordered deliveries are always held: their
 // lane keeps them in order, one message at a time, so they cost nothing per
 // delivery anyway.
@@ -242,29 +245,58 @@ func (e *Engine) probeParked(st *endpointState, now time.Time) {
 }
 
 // watchParked unparks, every UnparkCheck, the parked backlogs of endpoints
-// that are usable, starting at once.
+// that are usable, and relocates those of subscriptions that point at
+// another endpoint now, starting at once.
 func (e *Engine) watchParked(ctx context.Context) {
 	t := time.NewTicker(e.opts.UnparkCheck)
 	defer t.Stop()
 	for {
-		parked, err := e.q.Parked(ctx)
+		parked, err := e.q.ParkedSubscriptions(ctx)
 		if err != nil && ctx.Err() == nil {
 			e.log.V(1).Info("Could not list parked deliveries", "error", err.Error())
 		}
 		for k, n := range parked {
-			// An endpoint that does not exist keeps its parked deliveries
-			// until one of that name does.
-			if n == 0 || e.routes.Endpoint(k.Namespace, k.Endpoint) == nil {
-				continue
+			sub := e.routes.Subscription(k.Namespace, k.Subscription)
+			switch {
+			case n == 0 || sub == nil:
+				// A deleted subscription's backlog goes with it (sweep).
+			case sub.Endpoint != k.Endpoint:
+				e.relocate(k)
+			case e.routes.Endpoint(k.Namespace, k.Endpoint) != nil:
+				st := e.endpoint(k.Namespace, k.Endpoint)
+				st.parked.Store(true)
+				e.unpark(st, false)
 			}
-			st := e.endpoint(k.Namespace, k.Endpoint)
-			st.parked.Store(true)
-			e.unpark(st, false)
+			// Otherwise the subscription's endpoint does not exist: its
+			// backlog stays parked until the subscription points at one.
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// relocate moves the parked backlog of a subscription that points at
+// another endpoint now back for delivery, where handle sends or parks it for
+// the current endpoint, unless this process is moving it already.
+func (e *Engine) relocate(k queue.ParkedKey) {
+	if _, busy := e.relocating.LoadOrStore(k, true); busy {
+		return
+	}
+	if !e.goParking(func(ctx context.Context) {
+		defer e.relocating.Delete(k)
+		n, err := e.q.Relocate(ctx, k, 0)
+		if err != nil && ctx.Err() == nil {
+			e.log.Error(err, "Moving a re-pointed subscription's parked deliveries failed; trying again at the next check",
+				"namespace", k.Namespace, "subscription", k.Subscription, "from", k.Endpoint)
+		}
+		if n > 0 {
+			e.log.V(1).Info("Moved a re-pointed subscription's parked deliveries", "namespace", k.Namespace,
+				"subscription", k.Subscription, "from", k.Endpoint, "deliveries", n)
+		}
+	}) {
+		e.relocating.Delete(k)
 	}
 }

@@ -207,21 +207,7 @@ func TestSuspendedEndpointParksUntilUnsuspended(t *testing.T) {
 	routes.cur.Store(suspended)
 
 	opts := testOptions()
-	opts.Queue, opts.Routes, opts.Metrics = f.q, routes, f.metrics
-	eng, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.eng = eng
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	eng := f.startRoutes(routes, opts)
 	const n = 30
 	f.publish(ids("e", n)...)
 

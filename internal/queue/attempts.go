@@ -81,11 +81,11 @@ var errAttemptLogClosed = errors.New("the queue is closed")
 // of the attempt log, and never a delivery. Storing failures are logged and
 // counted in DroppedAttempts. The log keeps the most recent Config.AttemptLog
 // entries per subscription. It fails only after Close.
-func (q *Queue) RecordAttempt(ctx context.Context, ns, sub string, a Attempt) error {
+func (q *Queue) RecordAttempt(ctx context.Context, sub SubscriptionID, a Attempt) error {
 	a.Response = cutUTF8(a.Response, MaxResponseBytes)
 	a.Error = cutUTF8(a.Error, MaxErrorBytes)
-	if err := q.alog.add(q, attemptSubject(ns, sub), encodeAttemptEntry(&a)); err != nil {
-		return fmt.Errorf("recording an attempt for %s/%s: %w", ns, sub, err)
+	if err := q.alog.add(q, attemptSubject(sub), encodeAttemptEntry(&a)); err != nil {
+		return fmt.Errorf("recording an attempt for %s: %w", sub, err)
 	}
 	return nil
 }
@@ -108,12 +108,12 @@ func (q *Queue) DroppedAttempts() uint64 { return q.alog.dropped.Load() }
 // RecentAttempts returns up to limit of the subscription's latest attempts,
 // newest first, at most Config.AttemptLog. Attempts this process recorded and
 // has not stored yet are included.
-func (q *Queue) RecentAttempts(ctx context.Context, ns, sub string, limit int) ([]Attempt, error) {
+func (q *Queue) RecentAttempts(ctx context.Context, sub SubscriptionID, limit int) ([]Attempt, error) {
 	limit = min(limit, q.cfg.AttemptLog)
 	if limit <= 0 {
 		return nil, nil
 	}
-	subject := attemptSubject(ns, sub)
+	subject := attemptSubject(sub)
 	// The log is bounded per subject, so reading all of it is cheap; the
 	// server offers no reverse read.
 	var out []Attempt
@@ -131,7 +131,7 @@ func (q *Queue) RecentAttempts(ctx context.Context, ns, sub string, limit int) (
 		return true, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading attempt log of %s/%s: %w", ns, sub, err)
+		return nil, fmt.Errorf("reading attempt log of %s: %w", sub, err)
 	}
 	// Read after the stream: an entry stored in between is missed (until the
 	// next read) rather than returned twice.

@@ -27,15 +27,15 @@ func TestAttemptLogIsBounded(t *testing.T) {
 			a.Response = strings.Repeat("é", MaxResponseBytes) // 2 bytes each
 			a.Error = strings.Repeat("ü", MaxErrorBytes)
 		}
-		if err := q.RecordAttempt(ctx, "team-a", "billing", a); err != nil {
+		if err := q.RecordAttempt(ctx, sid("team-a", "billing"), a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.RecordAttempt(ctx, "team-a", "other", Attempt{Attempt: 1}); err != nil {
+	if err := q.RecordAttempt(ctx, sid("team-a", "other"), Attempt{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitStored(t, q, "team-a", "billing")
-	got, err := q.RecentAttempts(ctx, "team-a", "billing", 100)
+	got, err := q.RecentAttempts(ctx, sid("team-a", "billing"), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,26 +53,26 @@ func TestAttemptLogIsBounded(t *testing.T) {
 	if e := got[0].Error; len(e) > MaxErrorBytes || len(e) < MaxErrorBytes-1 || !utf8.ValidString(e) {
 		t.Errorf("error kept %d bytes, want it cut to %d on a rune boundary", len(e), MaxErrorBytes)
 	}
-	if three, err := q.RecentAttempts(ctx, "team-a", "billing", 3); err != nil || len(three) != 3 || three[0].Attempt != 12 {
+	if three, err := q.RecentAttempts(ctx, sid("team-a", "billing"), 3); err != nil || len(three) != 3 || three[0].Attempt != 12 {
 		t.Errorf("limit 3: %v, %v", three, err)
 	}
 
 	// Buffered entries are dropped by a purge too: they must not come back
 	// with the next flush.
-	if err := q.RecordAttempt(ctx, "team-a", "billing", Attempt{Attempt: 13}); err != nil {
+	if err := q.RecordAttempt(ctx, sid("team-a", "billing"), Attempt{Attempt: 13}); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.PurgeSubscription(ctx, "team-a", "billing"); err != nil {
+	if err := q.Forget(ctx, sid("team-a", "billing")); err != nil {
 		t.Fatal(err)
 	}
-	if left, err := q.RecentAttempts(ctx, "team-a", "billing", 10); err != nil || len(left) != 0 {
+	if left, err := q.RecentAttempts(ctx, sid("team-a", "billing"), 10); err != nil || len(left) != 0 {
 		t.Fatalf("after purge: %d, %v", len(left), err)
 	}
 	time.Sleep(2 * attemptFlushEvery)
-	if left, err := q.RecentAttempts(ctx, "team-a", "billing", 10); err != nil || len(left) != 0 {
+	if left, err := q.RecentAttempts(ctx, sid("team-a", "billing"), 10); err != nil || len(left) != 0 {
 		t.Fatalf("a flush after the purge: %d, %v", len(left), err)
 	}
-	if other, err := q.RecentAttempts(ctx, "team-a", "other", 10); err != nil || len(other) != 1 {
+	if other, err := q.RecentAttempts(ctx, sid("team-a", "other"), 10); err != nil || len(other) != 1 {
 		t.Fatalf("purge touched another subscription: %d, %v", len(other), err)
 	}
 }
@@ -86,7 +86,7 @@ func TestAttemptLogKeepsLastBatches(t *testing.T) {
 	q := openTest(t, cfg)
 	ctx := context.Background()
 	for i := 1; i <= 7; i++ {
-		if err := q.RecordAttempt(ctx, "ns", "quiet", Attempt{Attempt: i}); err != nil {
+		if err := q.RecordAttempt(ctx, sid("ns", "quiet"), Attempt{Attempt: i}); err != nil {
 			t.Fatal(err)
 		}
 		waitStored(t, q, "ns", "quiet")
@@ -94,7 +94,7 @@ func TestAttemptLogKeepsLastBatches(t *testing.T) {
 	if n := storedMessages(t, q, "ns", "quiet"); n != 4 {
 		t.Errorf("stream keeps %d messages, want 4 (AttemptLog)", n)
 	}
-	got, err := q.RecentAttempts(ctx, "ns", "quiet", 100)
+	got, err := q.RecentAttempts(ctx, sid("ns", "quiet"), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +109,17 @@ func TestAttemptLogFlushesOnClose(t *testing.T) {
 	q := openTest(t, testConfig(dir))
 	ctx := context.Background()
 	for i := 1; i <= 3; i++ {
-		if err := q.RecordAttempt(ctx, "ns", "sub", Attempt{Attempt: i, StatusCode: 502}); err != nil {
+		if err := q.RecordAttempt(ctx, sid("ns", "sub"), Attempt{Attempt: i, StatusCode: 502}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	q.Close()
-	if err := q.RecordAttempt(ctx, "ns", "sub", Attempt{Attempt: 4}); err == nil {
+	if err := q.RecordAttempt(ctx, sid("ns", "sub"), Attempt{Attempt: 4}); err == nil {
 		t.Error("RecordAttempt after Close succeeded")
 	}
 
 	q = openTest(t, testConfig(dir))
-	got, err := q.RecentAttempts(ctx, "ns", "sub", 10)
+	got, err := q.RecentAttempts(ctx, sid("ns", "sub"), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestAttemptLogConcurrentRecorders(t *testing.T) {
 			for i := range each {
 				// Error names the recorder; Attempt counts its entries.
 				a := Attempt{Attempt: i, Error: fmt.Sprint(r), Response: strings.Repeat("x", 200)}
-				if err := q.RecordAttempt(ctx, "ns", fmt.Sprint("s", r%subs), a); err != nil {
+				if err := q.RecordAttempt(ctx, sid("ns", fmt.Sprint("s", r%subs)), a); err != nil {
 					t.Error(err)
 				}
 			}
@@ -155,7 +155,7 @@ func TestAttemptLogConcurrentRecorders(t *testing.T) {
 	for s := range subs {
 		sub := fmt.Sprint("s", s)
 		waitStored(t, q, "ns", sub)
-		got, err := q.RecentAttempts(ctx, "ns", sub, 1000)
+		got, err := q.RecentAttempts(ctx, sid("ns", sub), 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,19 +186,19 @@ func TestAttemptLogBatchesAreCapped(t *testing.T) {
 	ctx := context.Background()
 	big := strings.Repeat("r", MaxResponseBytes)
 	for i := 1; i <= 10; i++ {
-		if err := q.RecordAttempt(ctx, "ns", "big", Attempt{Attempt: i, Response: big}); err != nil {
+		if err := q.RecordAttempt(ctx, sid("ns", "big"), Attempt{Attempt: i, Response: big}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := 1; i <= 250; i++ {
-		if err := q.RecordAttempt(ctx, "ns", "many", Attempt{Attempt: i}); err != nil {
+		if err := q.RecordAttempt(ctx, sid("ns", "many"), Attempt{Attempt: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for sub, want := range map[string]int{"big": 10, "many": 250} {
 		waitStored(t, q, "ns", sub)
 		n, msgs := 0, 0
-		err := scan(ctx, q.attempts, attemptSubject("ns", sub), time.Time{}, func(m jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
+		err := scan(ctx, q.attempts, attemptSubject(sid("ns", sub)), time.Time{}, func(m jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
 			as, err := decodeAttempts(nil, m.Data())
 			if err != nil {
 				return false, err
@@ -229,7 +229,7 @@ func TestAttemptLogReadsSingleAttemptMessages(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	ctx := context.Background()
-	subject := attemptSubject("ns", "old")
+	subject := attemptSubject(sid("ns", "old"))
 	for i := 1; i <= 3; i++ {
 		if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: encodeAttempt(&Attempt{Attempt: i, Error: "old"})}); err != nil {
 			t.Fatal(err)
@@ -239,12 +239,12 @@ func TestAttemptLogReadsSingleAttemptMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 4; i <= 5; i++ {
-		if err := q.RecordAttempt(ctx, "ns", "old", Attempt{Attempt: i}); err != nil {
+		if err := q.RecordAttempt(ctx, sid("ns", "old"), Attempt{Attempt: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitStored(t, q, "ns", "old")
-	got, err := q.RecentAttempts(ctx, "ns", "old", 10)
+	got, err := q.RecentAttempts(ctx, sid("ns", "old"), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func slicesRepeat(e bufferedAttempt, n int) []bufferedAttempt {
 func waitStored(t testing.TB, q *Queue, ns, sub string) {
 	t.Helper()
 	eventually(t, "the attempt log to be stored", func() bool {
-		return q.alog.idle(attemptSubject(ns, sub))
+		return q.alog.idle(attemptSubject(sid(ns, sub)))
 	})
 	select {
 	case <-q.ajs.PublishAsyncComplete():
@@ -369,7 +369,7 @@ func waitStored(t testing.TB, q *Queue, ns, sub string) {
 
 func storedMessages(t testing.TB, q *Queue, ns, sub string) int {
 	t.Helper()
-	subject := attemptSubject(ns, sub)
+	subject := attemptSubject(sid(ns, sub))
 	info, err := q.attempts.Info(context.Background(), jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func BenchmarkRecordAttempt(b *testing.B) {
 			for i := range b.N {
 				sub := fmt.Sprint("s", i%64)
 				if batched {
-					if err := q.RecordAttempt(ctx, "ns", sub, a); err != nil {
+					if err := q.RecordAttempt(ctx, sid("ns", sub), a); err != nil {
 						b.Fatal(err)
 					}
 					// Keep the buffer from overflowing, which would make
@@ -415,7 +415,7 @@ func BenchmarkRecordAttempt(b *testing.B) {
 					continue
 				}
 				// What RecordAttempt did before batching.
-				if _, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: attemptSubject("ns", sub), Data: encodeAttempt(&a)},
+				if _, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: attemptSubject(sid("ns", sub)), Data: encodeAttempt(&a)},
 					jetstream.WithStallWait(time.Second)); err != nil {
 					b.Fatal(err)
 				}

@@ -118,9 +118,9 @@ func BenchmarkFanoutDeliver(b *testing.B) {
 			b.SetBytes(1024)
 			b.ResetTimer()
 			start := time.Now()
-			run(b, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("sub", "ep")) })
+			run(b, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("sub", "ep")) })
 			run(b, func(ctx context.Context) error {
-				return q.RunDeliveries(ctx, 64, func(ctx context.Context, j *Job) {
+				return runDeliveries(ctx, q, 64, func(ctx context.Context, j *Job) {
 					if err := j.Done(); err != nil {
 						b.Error(err)
 					}

@@ -14,12 +14,22 @@ import (
 // and re-escape the event's payload, which is already JSON, each time;
 // the binary form copies it as opaque bytes and decodes it without copying.
 // The first byte is a format version so the layout can change without
-// misreading messages already stored.
-const codecV1 = 1
+// misreading messages already stored. codecV1 stored times as UnixNano, 0
+// meaning unset, which cannot hold times before 1678 or after 2262 and
+// takes the Unix epoch for unset; codecV2 stores seconds and nanoseconds
+// apart and round-trips every time.Time exactly. Both are read.
+const (
+	codecV1 = 1
+	codecV2 = 3
+)
 
 var errShort = errors.New("message truncated")
 
-type encoder struct{ b []byte }
+type encoder struct {
+	b []byte
+	// legacyTimes writes codecV1 times, only for tests of old data.
+	legacyTimes bool
+}
 
 func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
 func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
@@ -27,18 +37,31 @@ func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
 func (e *encoder) string(v string)  { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
 
-// time encodes the zero time as 0: UnixNano of the zero time is undefined.
+// time encodes a flag (0: the zero time), the Unix seconds and the
+// nanoseconds.
 func (e *encoder) time(t time.Time) {
-	if t.IsZero() {
-		e.varint(0)
+	if e.legacyTimes {
+		if t.IsZero() {
+			e.varint(0)
+			return
+		}
+		e.varint(t.UnixNano())
 		return
 	}
-	e.varint(t.UnixNano())
+	if t.IsZero() {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	e.varint(t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
 }
 
 type decoder struct {
 	b   []byte
 	err error
+	// legacyTimes reads codecV1 times.
+	legacyTimes bool
 }
 
 func (d *decoder) byte() byte {
@@ -93,11 +116,22 @@ func (d *decoder) bytes() []byte {
 func (d *decoder) string() string { return string(d.bytes()) }
 
 func (d *decoder) time() time.Time {
-	v := d.varint()
-	if v == 0 {
+	if d.legacyTimes {
+		v := d.varint()
+		if v == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, v).UTC()
+	}
+	if d.byte() == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, v).UTC()
+	sec, nsec := d.varint(), d.uvarint()
+	if nsec >= 1e9 {
+		d.fail()
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
 }
 
 func (d *decoder) int() int { return int(d.varint()) }
@@ -109,7 +143,11 @@ func (d *decoder) fail() {
 }
 
 func (d *decoder) version(what string) {
-	if v := d.byte(); d.err == nil && v != codecV1 {
+	switch v := d.byte(); {
+	case d.err != nil:
+	case v == codecV1:
+		d.legacyTimes = true
+	case v != codecV2:
 		d.err = fmt.Errorf("%s: unknown format version %d", what, v)
 	}
 }
@@ -136,7 +174,7 @@ func (d *decoder) event() Event {
 
 func encodeEvent(ev *Event) []byte {
 	e := encoder{b: make([]byte, 0, 32+len(ev.Namespace)+len(ev.ID)+len(ev.Type)+len(ev.Data))}
-	e.byte(codecV1)
+	e.byte(codecV2)
 	e.event(ev)
 	return e.b
 }
@@ -191,7 +229,7 @@ func deliverySize(dv *Delivery) int {
 
 func encodeDelivery(dv *Delivery) []byte {
 	e := encoder{b: make([]byte, 0, deliverySize(dv))}
-	e.byte(codecV1)
+	e.byte(codecV2)
 	e.delivery(dv)
 	return e.b
 }
@@ -208,7 +246,7 @@ func decodeDelivery(b []byte) (Delivery, error) {
 
 func encodeDead(dv *Delivery, info *DeadInfo) []byte {
 	e := encoder{b: make([]byte, 0, deliverySize(dv)+32+len(info.Reason))}
-	e.byte(codecV1)
+	e.byte(codecV2)
 	e.delivery(dv)
 	e.varint(int64(info.StatusCode))
 	e.string(info.Reason)
@@ -234,12 +272,17 @@ func decodeDead(b []byte) (Delivery, DeadInfo, error) {
 // codecAttemptBatch, the entry count, then each entry length-prefixed, laid
 // out as a codecV1 attempt without its version byte. Messages written before
 // batching hold one codecV1 attempt; decodeAttempts reads both.
-const codecAttemptBatch = 2
+// codecAttemptBatch entries have codecV1 times, codecAttemptBatchV2 ones
+// codecV2 times.
+const (
+	codecAttemptBatch   = 2
+	codecAttemptBatchV2 = 4
+)
 
 // encodeAttempt is the single-attempt (codecV1) message, no longer written
 // but still found in existing data directories.
 func encodeAttempt(a *Attempt) []byte {
-	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response))}
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)), legacyTimes: true}
 	e.byte(codecV1)
 	e.attempt(a)
 	return e.b
@@ -279,7 +322,7 @@ func encodeAttemptBatch(entries [][]byte) []byte {
 		size += attemptEntryCost(en)
 	}
 	e := encoder{b: make([]byte, 0, attemptBatchSize(len(entries), size))}
-	e.byte(codecAttemptBatch)
+	e.byte(codecAttemptBatchV2)
 	e.uvarint(uint64(len(entries)))
 	for _, en := range entries {
 		e.bytes(en)
@@ -318,9 +361,13 @@ func decodeAttempt(b []byte) (Attempt, error) {
 	return a, nil
 }
 
-// decodeAttemptEntry decodes one entry of a batch.
+// decodeAttemptEntry decodes one entry of a batch (codecAttemptBatchV2).
 func decodeAttemptEntry(b []byte) (Attempt, error) {
-	d := decoder{b: b}
+	return decodeEntry(b, false)
+}
+
+func decodeEntry(b []byte, legacyTimes bool) (Attempt, error) {
+	d := decoder{b: b, legacyTimes: legacyTimes}
 	a := d.attempt()
 	if d.err != nil {
 		return Attempt{}, fmt.Errorf("decoding attempt: %w", d.err)
@@ -339,7 +386,8 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 		return append(out, a), nil
 	}
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != codecAttemptBatch {
+	v := d.byte()
+	if d.err == nil && v != codecAttemptBatch && v != codecAttemptBatchV2 {
 		return out, fmt.Errorf("decoding attempt batch: unknown format version %d", v)
 	}
 	n := d.uvarint()
@@ -352,7 +400,7 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 	start := len(out)
 	out = slices.Grow(out, int(n))
 	for range n {
-		a, err := decodeAttemptEntry(d.bytes())
+		a, err := decodeEntry(d.bytes(), v == codecAttemptBatch)
 		if d.err != nil {
 			err = d.err
 		}
@@ -365,4 +413,22 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 		return out[:start], fmt.Errorf("decoding attempt batch: %d trailing bytes", len(d.b))
 	}
 	return out, nil
+}
+
+// encodeHolds stores the holds of the ordered delivery at stream sequence
+// seq, and when it was first attempted.
+func encodeHolds(seq uint64, holds int, first time.Time) []byte {
+	e := encoder{}
+	e.byte(codecV2)
+	e.uvarint(seq)
+	e.varint(int64(holds))
+	e.time(first)
+	return e.b
+}
+
+func decodeHolds(b []byte) (seq uint64, holds int, first time.Time, err error) {
+	d := decoder{b: b}
+	d.version("lane holds")
+	seq, holds, first = d.uvarint(), d.int(), d.time()
+	return seq, holds, first, d.err
 }

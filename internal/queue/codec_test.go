@@ -125,3 +125,37 @@ func TestCeilSecond(t *testing.T) {
 		}
 	}
 }
+
+// TestEventTimesRoundTrip: every time the API accepts comes back exactly,
+// the Unix epoch and times outside UnixNano's range (1678-2262) included;
+// records of the old format are still read.
+func TestEventTimesRoundTrip(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(1677, 9, 21, 0, 12, 43, 145224191, time.UTC),
+		time.Unix(0, 0).UTC(),
+		time.Date(2026, 11, 26, 20, 0, 0, 123456789, time.UTC),
+		time.Date(2262, 4, 11, 23, 47, 16, 854775808, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		{},
+	} {
+		ev := Event{Namespace: "ns", ID: "e", Type: "t", Time: tm}
+		got, err := decodeEvent(encodeEvent(&ev))
+		if err != nil || !got.Time.Equal(tm) || got.Time.IsZero() != tm.IsZero() {
+			t.Errorf("event time %s came back as %s (%v)", tm, got.Time, err)
+		}
+		d := Delivery{Event: ev, Subscription: "s", SubscriptionUID: "u", Endpoint: "e", Attempt: 1, FirstAttempt: tm}
+		gd, info, err := decodeDead(encodeDead(&d, &DeadInfo{Time: tm}))
+		if err != nil || !gd.Event.Time.Equal(tm) || !gd.FirstAttempt.Equal(tm) || !info.Time.Equal(tm) {
+			t.Errorf("dead delivery times for %s came back as %s, %s, %s (%v)", tm, gd.Event.Time, gd.FirstAttempt, info.Time, err)
+		}
+	}
+	// A delivery stored by the previous format.
+	old := encoder{legacyTimes: true}
+	old.byte(codecV1)
+	ev := Event{Namespace: "ns", ID: "e", Type: "t", Time: time.Date(2026, 11, 26, 20, 0, 0, 5, time.UTC)}
+	old.event(&ev)
+	if got, err := decodeEvent(old.b); err != nil || !got.Time.Equal(ev.Time) {
+		t.Errorf("old-format event: %s, %v", got.Time, err)
+	}
+}

@@ -22,12 +22,12 @@ type DeadDelivery struct {
 
 // ListDead returns up to limit dead deliveries of a subscription, oldest
 // first.
-func (q *Queue) ListDead(ctx context.Context, ns, sub string, limit int) ([]DeadDelivery, error) {
+func (q *Queue) ListDead(ctx context.Context, sub SubscriptionID, limit int) ([]DeadDelivery, error) {
 	var out []DeadDelivery
 	if limit <= 0 {
 		return out, nil
 	}
-	err := scan(ctx, q.dead, deadSubject(ns, sub), time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	err := scan(ctx, q.dead, deadSubject(sub), time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		d, info, err := decodeDead(m.Data())
 		if err != nil {
 			q.log.Error(err, "Skipping an undecodable dead delivery", "seq", md.Sequence.Stream)
@@ -37,7 +37,7 @@ func (q *Queue) ListDead(ctx context.Context, ns, sub string, limit int) ([]Dead
 		return len(out) < limit, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing dead deliveries of %s/%s: %w", ns, sub, err)
+		return nil, fmt.Errorf("listing dead deliveries of %s: %w", sub, err)
 	}
 	return out, nil
 }
@@ -52,7 +52,7 @@ const replayChunk = 256
 // how many it replayed. An interrupted replay can be run again: deliveries
 // already republished but not yet removed carry the same message ids and
 // are not stored twice within the de-duplication window.
-func (q *Queue) Replay(ctx context.Context, ns, sub string, from, to time.Time) (int, error) {
+func (q *Queue) Replay(ctx context.Context, sub SubscriptionID, from, to time.Time) (int, error) {
 	var (
 		futures []jetstream.PubAckFuture
 		seqs    []uint64
@@ -71,7 +71,7 @@ func (q *Queue) Replay(ctx context.Context, ns, sub string, from, to time.Time) 
 		futures, seqs = futures[:0], seqs[:0]
 		return nil
 	}
-	err := scan(ctx, q.dead, deadSubject(ns, sub), from, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+	err := scan(ctx, q.dead, deadSubject(sub), from, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
 		if !to.IsZero() && md.Timestamp.After(to) {
 			return false, nil
 		}
@@ -80,12 +80,7 @@ func (q *Queue) Replay(ctx context.Context, ns, sub string, from, to time.Time) 
 			q.log.Error(err, "Skipping an undecodable dead delivery", "seq", md.Sequence.Stream)
 			return true, nil
 		}
-		d.Attempt, d.Holds, d.Replay, d.FirstAttempt = 1, 0, md.Sequence.Stream, time.Time{}
-		f, err := q.js.PublishMsgAsync(&nats.Msg{
-			Subject: laneSubject(&d),
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&d)}},
-			Data:    encodeDelivery(&d),
-		}, jetstream.WithStallWait(publishStall))
+		f, err := q.js.PublishMsgAsync(replayMsg(d, md.Sequence.Stream), jetstream.WithStallWait(publishStall))
 		if err != nil {
 			return false, err
 		}
@@ -100,22 +95,50 @@ func (q *Queue) Replay(ctx context.Context, ns, sub string, from, to time.Time) 
 		err = flush()
 	}
 	if err != nil {
-		return total, fmt.Errorf("replaying dead deliveries of %s/%s: %w", ns, sub, err)
+		return total, fmt.Errorf("replaying dead deliveries of %s: %w", sub, err)
 	}
 	return total, nil
 }
 
-// PurgeSubscription removes what the queue keeps about a deleted
-// subscription: its dead deliveries and attempt log. Deliveries still queued
-// are dropped by the handler, which no longer finds the subscription; an
-// ordered lane is removed with RemoveOrdered.
-func (q *Queue) PurgeSubscription(ctx context.Context, ns, sub string) error {
-	if err := q.dead.Purge(ctx, jetstream.WithPurgeSubject(deadSubject(ns, sub))); err != nil {
-		return fmt.Errorf("purging dead deliveries of %s/%s: %w", ns, sub, err)
+// replayMsg is dead delivery d, stored as dead letter seq, sent back for
+// delivery as attempt 1; its message ids derive from seq.
+func replayMsg(d Delivery, seq uint64) *nats.Msg {
+	d.Attempt, d.Holds, d.Replay, d.FirstAttempt = 1, 0, seq, time.Time{}
+	return &nats.Msg{
+		Subject: laneSubject(&d),
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&d)}},
+		Data:    encodeDelivery(&d),
 	}
-	q.alog.forget(attemptSubject(ns, sub))
-	if err := q.attempts.Purge(ctx, jetstream.WithPurgeSubject(attemptSubject(ns, sub))); err != nil {
-		return fmt.Errorf("purging attempt log of %s/%s: %w", ns, sub, err)
+}
+
+// ErrNotFound is returned for a dead delivery or subscription that does not
+// exist.
+var ErrNotFound = errors.New("not found")
+
+// Resend sends one dead delivery of the subscription, by its Seq, back for
+// delivery as attempt 1 and removes it from the dead letters once the new
+// delivery is stored. A Seq that is not a dead delivery of this very
+// subscription is ErrNotFound. Resending again after an interruption is
+// safe, as with Replay.
+func (q *Queue) Resend(ctx context.Context, sub SubscriptionID, seq uint64) error {
+	m, err := q.dead.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("dead delivery %d of %s: %w", seq, sub, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("reading dead delivery %d of %s: %w", seq, sub, err)
+	case m.Subject != deadSubject(sub):
+		return fmt.Errorf("dead delivery %d of %s: %w", seq, sub, ErrNotFound)
+	}
+	d, _, err := decodeDead(m.Data)
+	if err != nil {
+		return fmt.Errorf("decoding dead delivery %d of %s: %w", seq, sub, err)
+	}
+	if _, err := q.js.PublishMsg(ctx, replayMsg(d, seq)); err != nil {
+		return fmt.Errorf("resending dead delivery %d of %s: %w", seq, sub, err)
+	}
+	if err := q.dead.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("removing resent dead delivery %d of %s: %w", seq, sub, err)
 	}
 	return nil
 }

@@ -6,6 +6,11 @@
 // store on a volume, no network listener unless asked) and against an
 // external JetStream cluster; only Open differs.
 //
+// Calls go one way: the engine consumes. OpenFanout hands out batches of
+// events for the engine to match and Store; OpenDeliveries hands out jobs
+// (Jobs) and ordered lanes (Lanes) for it to range over. The queue never
+// calls back into the engine.
+//
 // The shape follows what was measured (see DESIGN.md, "Queue engine"):
 //
 //   - Events land on one work-queue stream. A single fan-out consumer reads
@@ -23,9 +28,17 @@
 //     endpoint's delivery subject when due.
 //   - Deliveries to an endpoint that is down for an unknown time (circuit
 //     open, disabled, suspended) are parked instead: stored on one plain
-//     subject per endpoint, with no schedule, unique subject or message id,
-//     so the server's memory does not grow with the backlog. Unpark moves
-//     them back, at a pace, once the endpoint can take them.
+//     subject per endpoint and subscription, with no schedule, unique
+//     subject or message id, so the server's memory does not grow with the
+//     backlog. Unpark moves them back, at a pace, once the endpoint can take
+//     them; Relocate moves a subscription's backlog when it points at
+//     another endpoint.
+//   - Everything that waits follows the subscription's current endpoint:
+//     the engine retargets a delivery (Job.Retarget) before it retries,
+//     holds or parks it. Dead letters and the attempt log are kept per
+//     Subscription object (its UID); the engine removes them, a deleted
+//     subscription's parked deliveries and its ordered lane (Kept, Forget,
+//     PurgeParked, RemoveOrdered).
 //   - Subscriptions that need ordering get their own lane and a consumer
 //     with MaxAckPending=1, where a retry is a delayed NAK that holds the
 //     messages behind it.

@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// MatchFunc returns the deliveries of one event: one per matching
-// subscription. The queue fills in Event and, when zero, Attempt; the caller
-// sets Subscription, SubscriptionUID, Endpoint and Ordered.
-type MatchFunc func(ctx context.Context, ev Event) ([]Delivery, error)
 
 // Fan-out tuning, measured with BenchmarkFanoutDeliver. Workers overlap one
 // batch's matching and wait for acknowledgements with another's; a batch is
@@ -33,11 +28,12 @@ var (
 
 const fanoutGroup = "fanout"
 
-// RunFanout consumes events until ctx ends. For each event it publishes the
-// deliveries match returns and acknowledges the event only once all of them
-// are stored, so a crash repeats a fan-out (the deliveries' ids make the
-// repeat a no-op) and never loses one. An error from match NAKs the event,
-// which comes back after a short, growing delay.
+// Fanout hands out stored events, in batches, for the caller to match to
+// subscriptions; OpenFanout starts it. Store acknowledges each event only
+// once all of its deliveries are stored, so a crash repeats a fan-out (the
+// deliveries' ids make the repeat a no-op) and never loses one. An error
+// from matching NAKs the event, which comes back after a short, growing
+// delay.
 //
 // Deliveries are stored in the order of their events, which is what ordered
 // lanes deliver in. Two things keep that order: batches publish one after
@@ -46,7 +42,48 @@ const fanoutGroup = "fanout"
 // do not fan out concurrently; another replica takes over when the pinned one
 // stops. An event whose fan-out fails is retried later and can land behind
 // events that came after it.
-func (q *Queue) RunFanout(ctx context.Context, match MatchFunc) error {
+type Fanout struct {
+	q       *Queue
+	ctx     context.Context
+	batches chan *EventBatch
+	pinned  atomic.Bool
+}
+
+// EventBatch is a run of events to match. Whoever takes it from
+// Fanout.Batches must Store it: the next batch publishes only after this one
+// has.
+type EventBatch struct {
+	f      *Fanout
+	msgs   []jetstream.Msg
+	events []Event
+	// prev is closed once the batch before has sent its publishes; sent
+	// once this one has.
+	prev <-chan struct{}
+	sent chan struct{}
+}
+
+// Matched is what matching one event gave: its deliveries (one per matching
+// subscription; the queue fills in Event and, when zero, Attempt, the caller
+// sets Subscription, SubscriptionUID, Endpoint and Ordered), or the error
+// that keeps it from being fanned out now.
+type Matched struct {
+	Deliveries []Delivery
+	// Rejected are deliveries that go straight to the dead letters: their
+	// subscription cannot decide whether it wants the event (its filter
+	// failed on it). They are stored with the deliveries, before the event
+	// is acknowledged.
+	Rejected []Rejected
+	Err      error
+}
+
+// Rejected is a delivery that is dead from the start, and why.
+type Rejected struct {
+	Delivery Delivery
+	Info     DeadInfo
+}
+
+// OpenFanout starts reading events until ctx ends.
+func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
 		c, err := q.events.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:        consumerFanout,
@@ -67,20 +104,19 @@ func (q *Queue) RunFanout(ctx context.Context, match MatchFunc) error {
 	}
 	// Fail fast on a broken setup rather than logging retries forever.
 	if _, err := consumer(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	msgs := make(chan jetstream.Msg, fanoutBatch)
 	go q.pump(ctx, consumer, fanoutBatch*2, true, msgs, jetstream.PullPriorityGroup(fanoutGroup))
 
-	batches := make(chan *eventBatch, fanoutWorkers)
-	var pinned atomic.Bool
+	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers)}
 	go func() {
-		defer close(batches)
+		defer close(f.batches)
 		prev := make(chan struct{})
 		close(prev)
 		for m := range msgs {
-			pinned.Store(true)
-			b := &eventBatch{msgs: []jetstream.Msg{m}, prev: prev, sent: make(chan struct{})}
+			f.pinned.Store(true)
+			b := &EventBatch{f: f, msgs: []jetstream.Msg{m}, prev: prev, sent: make(chan struct{})}
 		fill:
 			for len(b.msgs) < fanoutBatch {
 				select {
@@ -94,82 +130,93 @@ func (q *Queue) RunFanout(ctx context.Context, match MatchFunc) error {
 				}
 			}
 			prev = b.sent
-			batches <- b
+			f.batches <- b
 		}
 	}()
+	return f, nil
+}
 
-	var wg sync.WaitGroup
-	for range fanoutWorkers {
-		wg.Go(func() {
-			for b := range batches {
-				q.fanout(ctx, match, b)
+// Workers is how many goroutines should range over Batches: enough to
+// overlap one batch's matching and wait for acknowledgements with another's
+// (measured with BenchmarkFanoutDeliver).
+func (f *Fanout) Workers() int { return fanoutWorkers }
+
+// Batches yields batches of events until the Fanout's context ends. Any
+// number of goroutines may range over it; each must Store every batch it
+// gets and range to the end.
+func (f *Fanout) Batches() iter.Seq[*EventBatch] {
+	return func(yield func(*EventBatch) bool) {
+		for b := range f.batches {
+			if f.ctx.Err() != nil {
+				close(b.sent)
+				for _, m := range b.msgs {
+					_ = m.Nak()
+				}
+				continue
 			}
-		})
-	}
-	wg.Wait()
-	if pinned.Load() {
-		// Everything this replica took is resolved: hand the fan-out over
-		// now instead of after the pin expires, so a rolling update does not
-		// pause it.
-		uctx, cancel := resolveContext(ctx)
-		defer cancel()
-		if err := q.events.UnpinConsumer(uctx, consumerFanout, fanoutGroup); err != nil {
-			q.log.V(1).Info("Could not hand the fan-out over", "error", err.Error())
+			b.decode()
+			if !yield(b) {
+				return
+			}
 		}
 	}
-	return nil
 }
 
-type eventBatch struct {
-	msgs []jetstream.Msg
-	// prev is closed once the batch before has sent its publishes; sent
-	// once this one has.
-	prev <-chan struct{}
-	sent chan struct{}
-}
-
-type fanned struct {
-	msg      jetstream.Msg
-	from, to int // its futures
-	err      error
-}
-
-func (q *Queue) fanout(ctx context.Context, match MatchFunc, b *eventBatch) {
-	if ctx.Err() != nil {
-		close(b.sent)
-		for _, m := range b.msgs {
-			_ = m.Nak()
-		}
+// Close hands the fan-out over to another replica; call it once every range
+// over Batches has ended.
+func (f *Fanout) Close() {
+	if !f.pinned.Load() {
 		return
 	}
-	type matched struct {
-		ev  Event
-		ds  []Delivery
-		err error
+	// Everything this replica took is resolved: hand the fan-out over now
+	// instead of after the pin expires, so a rolling update does not pause
+	// it.
+	uctx, cancel := resolveContext(f.ctx)
+	defer cancel()
+	if err := f.q.events.UnpinConsumer(uctx, consumerFanout, fanoutGroup); err != nil {
+		f.q.log.V(1).Info("Could not hand the fan-out over", "error", err.Error())
 	}
-	ms := make([]matched, 0, len(b.msgs))
-	msgs := b.msgs[:0:0]
+}
+
+func (b *EventBatch) decode() {
+	msgs := b.msgs[:0]
+	b.events = make([]Event, 0, len(b.msgs))
 	for _, m := range b.msgs {
 		ev, err := decodeEvent(m.Data())
 		if err != nil {
 			// Nothing will ever decode it; kept, it would sit in the stream
 			// forever.
-			q.log.Error(err, "Dropping an undecodable event", "subject", m.Subject())
+			b.f.q.log.Error(err, "Dropping an undecodable event", "subject", m.Subject())
 			_ = m.Term()
 			continue
 		}
-		ds, err := match(ctx, ev)
-		ms = append(ms, matched{ev, ds, err})
+		b.events = append(b.events, ev)
 		msgs = append(msgs, m)
 	}
+	b.msgs = msgs
+}
 
+// Events are the batch's events, in the order they were stored.
+func (b *EventBatch) Events() []Event { return b.events }
+
+// Store publishes the deliveries of each event, matched[i] being those of
+// Events()[i], and acknowledges each event whose deliveries are all stored;
+// the others come back later.
+func (b *EventBatch) Store(matched []Matched) {
+	q, ctx := b.f.q, b.f.ctx
 	<-b.prev
 	var futures []jetstream.PubAckFuture
-	items := make([]fanned, len(ms))
-	for i, mt := range ms {
-		it := fanned{msg: msgs[i], from: len(futures), err: mt.err}
-		if it.err == nil {
-			futures, it.err = q.publishDeliveries(mt.ev, mt.ds, futures)
+	items := make([]fanned, len(b.msgs))
+	for i, m := range b.msgs {
+		it := fanned{msg: m, from: len(futures), err: errors.New("not matched")}
+		if i < len(matched) {
+			it.err = matched[i].Err
+			if it.err == nil {
+				futures, it.err = q.publishDeliveries(b.events[i], matched[i].Deliveries, futures)
+			}
+			if it.err == nil {
+				futures, it.err = q.publishRejected(b.events[i], matched[i].Rejected, futures)
+			}
 		}
 		it.to = len(futures)
 		items[i] = it
@@ -192,6 +239,12 @@ func (q *Queue) fanout(ctx context.Context, match MatchFunc, b *eventBatch) {
 	}
 }
 
+type fanned struct {
+	msg      jetstream.Msg
+	from, to int // its futures
+	err      error
+}
+
 func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	for i := range ds {
 		d := &ds[i]
@@ -210,6 +263,27 @@ func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.P
 		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
 		if err != nil {
 			return futures, fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	return futures, nil
+}
+
+func (q *Queue) publishRejected(ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+	for i := range rs {
+		d := &rs[i].Delivery
+		d.Event = ev
+		if d.Attempt == 0 {
+			d.Attempt = 1
+		}
+		m := &nats.Msg{
+			Subject: deadSubjectOf(d),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d) + "/dead"}},
+			Data:    encodeDead(d, &rs[i].Info),
+		}
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+		if err != nil {
+			return futures, fmt.Errorf("storing a rejected delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
 		}
 		futures = append(futures, f)
 	}

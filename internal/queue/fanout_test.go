@@ -14,7 +14,7 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 
 	var failed atomic.Bool
 	stop := run(t, func(ctx context.Context) error {
-		return q.RunFanout(ctx, func(_ context.Context, ev Event) ([]Delivery, error) {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
 			// A matching error (say, a cache not yet synced) must not lose
 			// the event: it comes back.
 			if ev.ID == "e2" && failed.CompareAndSwap(false, true) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"iter"
 	"sync/atomic"
 	"time"
 
@@ -44,11 +44,9 @@ type DeadInfo struct {
 // ErrResolved is returned when a Job is resolved a second time.
 var ErrResolved = errors.New("the delivery was already resolved")
 
-// Handler attempts one delivery and resolves its Job exactly once. A Job left
-// unresolved is redelivered when its lease (AckWait) runs out.
-type Handler func(ctx context.Context, job *Job)
-
-// Job is one delivery handed to a Handler.
+// Job is one delivery to attempt. Whoever takes it resolves it exactly once
+// (Done, RetryAt, Hold, Park, Dead); a Job left unresolved is redelivered
+// when its lease (AckWait) runs out.
 type Job struct {
 	q    *Queue
 	msg  jetstream.Msg
@@ -118,7 +116,7 @@ func (j *Job) Dead(info DeadInfo) error {
 			info.Time = time.Now()
 		}
 		m := &nats.Msg{
-			Subject: deadSubject(j.d.Event.Namespace, j.d.Subscription),
+			Subject: deadSubjectOf(&j.d),
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
 			Data:    encodeDead(&j.d, &info),
 		}
@@ -195,13 +193,22 @@ func ceilSecond(t time.Time) time.Time {
 	return c
 }
 
-// RunDeliveries hands deliveries to handler on concurrency workers until ctx
-// ends, and runs the ordered lanes (EnsureOrdered) as well. Unordered
-// deliveries of every endpoint come from one consumer; the handler applies
-// per-endpoint limits. Any number of replicas may run it.
-func (q *Queue) RunDeliveries(ctx context.Context, concurrency int, handler Handler) error {
-	if concurrency < 1 {
-		return fmt.Errorf("concurrency must be positive, got %d", concurrency)
+// Deliveries hands out the deliveries to attempt: the unordered ones of
+// every endpoint from one shared consumer (Jobs), and the ordered lanes
+// (Lanes). OpenDeliveries starts it; any number of replicas may.
+type Deliveries struct {
+	q     *Queue
+	ctx   context.Context
+	msgs  chan jetstream.Msg
+	lanes chan *Lane
+}
+
+// OpenDeliveries starts reading deliveries until ctx ends, keeping up to
+// buffer unordered ones pulled ahead, and runs the ordered lanes
+// (EnsureOrdered).
+func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, error) {
+	if buffer < 1 {
+		return nil, fmt.Errorf("buffer must be positive, got %d", buffer)
 	}
 	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
 		c, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
@@ -219,36 +226,47 @@ func (q *Queue) RunDeliveries(ctx context.Context, concurrency int, handler Hand
 		return c, nil
 	}
 	if _, err := consumer(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	var wg sync.WaitGroup
-	if err := q.lanes.start(ctx, q, handler, &wg); err != nil {
-		return err
+	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane)}
+	if err := q.lanes.start(ctx, q, s.lanes); err != nil {
+		return nil, err
 	}
-
-	msgs := make(chan jetstream.Msg)
-	go q.pump(ctx, consumer, min(max(4*concurrency, 256), 1024), true, msgs)
-	for range concurrency {
-		wg.Go(func() {
-			for m := range msgs {
-				if ctx.Err() != nil {
-					_ = m.Nak()
-					continue
-				}
-				q.handle(ctx, m, nil, handler)
-			}
-		})
-	}
-	wg.Wait()
-	return nil
+	go q.pump(ctx, consumer, buffer, true, s.msgs)
+	return s, nil
 }
 
-func (q *Queue) handle(ctx context.Context, m jetstream.Msg, l *lane, handler Handler) {
+// Jobs yields unordered deliveries until the context of OpenDeliveries ends.
+// Any number of goroutines may range over it.
+func (s *Deliveries) Jobs() iter.Seq[*Job] {
+	return func(yield func(*Job) bool) {
+		for m := range s.msgs {
+			if s.ctx.Err() != nil {
+				_ = m.Nak()
+				continue
+			}
+			j := s.q.job(m, nil)
+			if j != nil && !yield(j) {
+				return
+			}
+		}
+	}
+}
+
+// Lanes yields each ordered lane once it is to be consumed: those on the
+// server when OpenDeliveries was called and those EnsureOrdered adds later.
+// Range over each lane's Jobs on its own goroutine. The channel is never
+// closed; stop reading it when the context of OpenDeliveries ends.
+func (s *Deliveries) Lanes() <-chan *Lane { return s.lanes }
+
+// job decodes a delivery message; it drops (and returns nil for) one that
+// will never decode.
+func (q *Queue) job(m jetstream.Msg, l *lane) *Job {
 	d, err := decodeDelivery(m.Data())
 	if err != nil {
 		q.log.Error(err, "Dropping an undecodable delivery", "subject", m.Subject())
 		_ = m.Term()
-		return
+		return nil
 	}
 	j := &Job{q: q, msg: m, d: d, lane: l}
 	if l != nil {
@@ -257,9 +275,14 @@ func (q *Queue) handle(ctx context.Context, m jetstream.Msg, l *lane, handler Ha
 	if j.d.FirstAttempt.IsZero() {
 		j.d.FirstAttempt = time.Now()
 	}
-	handler(ctx, j)
-	if j.state.Load() != 2 && !j.detached.Load() && ctx.Err() == nil {
-		q.log.Error(nil, "A delivery handler returned without resolving its job; it will be redelivered after AckWait",
-			"namespace", d.Event.Namespace, "subscription", d.Subscription, "event", d.Event.ID)
-	}
+	return j
 }
+
+// Retarget points the delivery at its subscription's current endpoint, so
+// that a retry, hold or park follows the subscription rather than the
+// endpoint it was fanned out to.
+func (j *Job) Retarget(endpoint string) { j.d.Endpoint = endpoint }
+
+// Unresolved reports a job that is neither resolved nor passed on (Detach):
+// a bug in whoever took it, since it now waits for its lease to run out.
+func (j *Job) Unresolved() bool { return j.state.Load() != 2 && !j.detached.Load() }

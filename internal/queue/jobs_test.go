@@ -11,12 +11,12 @@ func TestRetryAtFiresNotEarly(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	publish(t, q, testEvent("team-a", "e1"))
-	run(t, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("billing", "erp")) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("billing", "erp")) })
 
 	var rec recorder
 	retryAt := make(chan time.Time, 1)
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			if rec.add(j.Delivery()) == 1 {
 				at := time.Now().Add(2 * time.Second)
 				retryAt <- at
@@ -60,11 +60,11 @@ func TestHoldKeepsAttempt(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	publish(t, q, testEvent("team-a", "e1"))
-	run(t, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("billing", "erp")) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("billing", "erp")) })
 
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			var err error
 			switch rec.add(j.Delivery()) {
 			case 1:
@@ -98,14 +98,14 @@ func TestUnacknowledgedDeliveriesComeBackAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	q := openTest(t, testConfig(dir))
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
-	stopFanout := run(t, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("billing", "erp")) })
+	stopFanout := run(t, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("billing", "erp")) })
 	eventually(t, "fan-out", func() bool { return streamMsgs(t, q, streamDeliveries) == 3 })
 	stopFanout()
 
 	// A process that takes deliveries and dies before resolving them.
 	var taken recorder
 	stop := run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) { taken.add(j.Delivery()) })
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) { taken.add(j.Delivery()) })
 	})
 	eventually(t, "deliveries taken", func() bool { return taken.len() == 3 })
 	stop()
@@ -114,7 +114,7 @@ func TestUnacknowledgedDeliveriesComeBackAfterReopen(t *testing.T) {
 	q = openTest(t, testConfig(dir))
 	var done recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			done.add(j.Delivery())
 			if err := j.Done(); err != nil {
 				t.Errorf("Done: %v", err)
@@ -147,7 +147,7 @@ func TestScheduledRetrySurvivesRestart(t *testing.T) {
 	q = openTest(t, testConfig(dir))
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 1, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 1, func(ctx context.Context, j *Job) {
 			rec.add(j.Delivery())
 			_ = j.Done()
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 	"time"
@@ -19,11 +20,13 @@ import (
 // small; the unordered majority shares one.
 //
 // Because a NAK cannot change the message, the attempt number is derived from
-// the server's delivery count, less the holds this process has seen for the
-// message. Holds seen by a process that has since stopped count as attempts.
+// the server's delivery count, less the holds of the message. Holds are
+// stored (one message per lane on holdSubject, written before the NAK), so a
+// restart or another replica taking the lane over never counts a hold as an
+// attempt.
 
 // EnsureOrdered creates the ordered lane of a subscription, and starts
-// consuming it if RunDeliveries is running. Deliveries with Ordered set are
+// consuming it if deliveries are open (OpenDeliveries). Deliveries with Ordered set are
 // stored whether or not their lane exists; they wait until it does.
 func (q *Queue) EnsureOrdered(ctx context.Context, ns, sub string) error {
 	name := orderedConsumerName(ns, sub)
@@ -55,31 +58,31 @@ func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
 	if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(orderedSubject(ns, sub))); err != nil {
 		return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
 	}
+	if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(holdSubject(name))); err != nil {
+		return fmt.Errorf("purging the holds of ordered lane %s/%s: %w", ns, sub, err)
+	}
 	return nil
 }
 
 type lanes struct {
 	mu      sync.Mutex
 	known   map[string]bool
-	running map[string]context.CancelFunc
-	done    map[string]chan struct{}
-	// Set while RunDeliveries runs.
-	ctx     context.Context
-	q       *Queue
-	handler Handler
-	wg      *sync.WaitGroup
+	running map[string]*Lane
+	// Set while a Deliveries is open.
+	ctx context.Context
+	q   *Queue
+	out chan<- *Lane
 }
 
 func (ls *lanes) init() {
 	ls.known = map[string]bool{}
-	ls.running = map[string]context.CancelFunc{}
-	ls.done = map[string]chan struct{}{}
+	ls.running = map[string]*Lane{}
 }
 
-// start runs every lane already on the server (so lanes resume after a
+// start hands out every lane already on the server (so lanes resume after a
 // restart before anyone calls EnsureOrdered) and any added later, until ctx
 // ends.
-func (ls *lanes) start(ctx context.Context, q *Queue, handler Handler, wg *sync.WaitGroup) error {
+func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane) error {
 	names := q.deliveries.ConsumerNames(ctx)
 	var found []string
 	for name := range names.Name() {
@@ -93,24 +96,23 @@ func (ls *lanes) start(ctx context.Context, q *Queue, handler Handler, wg *sync.
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.ctx != nil {
-		return errors.New("RunDeliveries is already running on this queue")
+		return errors.New("deliveries are already open on this queue")
 	}
-	ls.ctx, ls.q, ls.handler, ls.wg = ctx, q, handler, wg
+	ls.ctx, ls.q, ls.out = ctx, q, out
 	for _, name := range found {
 		ls.known[name] = true
 	}
 	for name := range ls.known {
 		ls.runLocked(name)
 	}
-	// Forget the runner once it stops, so a later RunDeliveries may start.
-	wg.Go(func() {
+	// Forget the reader once it stops, so deliveries may be opened again.
+	go func() {
 		<-ctx.Done()
 		ls.mu.Lock()
-		ls.ctx = nil
+		ls.ctx, ls.out = nil, nil
 		clear(ls.running)
-		clear(ls.done)
 		ls.mu.Unlock()
-	})
+	}()
 	return nil
 }
 
@@ -128,84 +130,109 @@ func (ls *lanes) runLocked(name string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ls.ctx)
-	done := make(chan struct{})
-	ls.running[name], ls.done[name] = cancel, done
-	q, handler := ls.q, ls.handler
-	ls.wg.Go(func() {
-		defer close(done)
-		q.runLane(ctx, name, handler)
-	})
+	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	ls.running[name] = l
+	out := ls.out
+	go func() {
+		select {
+		case out <- l:
+		case <-ctx.Done():
+			close(l.done)
+		}
+	}()
 }
 
 func (ls *lanes) remove(name string) {
 	ls.mu.Lock()
 	delete(ls.known, name)
-	cancel, done := ls.running[name], ls.done[name]
+	l := ls.running[name]
 	delete(ls.running, name)
-	delete(ls.done, name)
 	ls.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	if l != nil {
+		l.cancel()
+		<-l.done
 	}
 }
 
-// drop forgets a lane whose goroutine is ending by itself.
+// drop forgets a lane whose reader is ending by itself.
 func (ls *lanes) drop(name string) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	delete(ls.known, name)
 	delete(ls.running, name)
-	delete(ls.done, name)
 }
 
 func (ls *lanes) stopAll() {
 	ls.mu.Lock()
-	var dones []chan struct{}
-	for name, cancel := range ls.running {
-		cancel()
-		dones = append(dones, ls.done[name])
+	var running []*Lane
+	for _, l := range ls.running {
+		l.cancel()
+		running = append(running, l)
 	}
 	clear(ls.running)
-	clear(ls.done)
 	ls.mu.Unlock()
-	for _, d := range dones {
-		<-d
+	for _, l := range running {
+		<-l.done
 	}
 }
 
-func (q *Queue) runLane(ctx context.Context, name string, handler Handler) {
-	l := &lane{}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	consumer := func(cctx context.Context) (jetstream.Consumer, error) {
-		c, err := q.deliveries.Consumer(cctx, name)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			// Removed by another replica: stop until EnsureOrdered says
-			// otherwise, rather than retry forever.
-			q.log.Info("Ordered lane was removed; no longer consuming it", "consumer", name)
-			q.lanes.drop(name)
-			cancel()
+// Lane is one ordered subscription's lane: one delivery at a time, across
+// all replicas.
+type Lane struct {
+	name   string
+	q      *Queue
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Jobs yields the lane's deliveries one at a time until the lane is removed
+// or the context of OpenDeliveries ends; the next comes only once the
+// current one is resolved. Range over it exactly once, to the end.
+func (l *Lane) Jobs() iter.Seq[*Job] {
+	return func(yield func(*Job) bool) {
+		defer close(l.done)
+		defer l.cancel()
+		q, name, ctx := l.q, l.name, l.ctx
+		consumer := func(cctx context.Context) (jetstream.Consumer, error) {
+			c, err := q.deliveries.Consumer(cctx, name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// Removed by another replica: stop until EnsureOrdered says
+				// otherwise, rather than retry forever.
+				q.log.Info("Ordered lane was removed; no longer consuming it", "consumer", name)
+				q.lanes.drop(name)
+				l.cancel()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
+			}
+			return c, nil
 		}
-		if err != nil {
-			return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
+		msgs := make(chan jetstream.Msg)
+		go q.pump(ctx, consumer, 1, false, msgs)
+		st := &lane{q: q, subject: holdSubject(name)}
+		stopped := false
+		for m := range msgs {
+			if stopped || ctx.Err() != nil {
+				// A NAK here would count as an attempt; the lease expiring
+				// does the same, so leave it to whichever replica runs the
+				// lane next.
+				continue
+			}
+			j := q.job(m, st)
+			if j != nil && !yield(j) {
+				stopped = true
+				l.cancel()
+			}
 		}
-		return c, nil
-	}
-	msgs := make(chan jetstream.Msg)
-	go q.pump(ctx, consumer, 1, false, msgs)
-	for m := range msgs {
-		if ctx.Err() != nil {
-			// A NAK here would count as an attempt; the lease expiring does
-			// the same, so leave it to whichever replica runs the lane next.
-			continue
-		}
-		q.handle(ctx, m, l, handler)
 	}
 }
 
 // lane tracks the one message in flight on an ordered lane.
 type lane struct {
+	q       *Queue
+	subject string // holdSubject of the lane
+
 	mu    sync.Mutex
 	seq   uint64
 	holds int
@@ -213,7 +240,8 @@ type lane struct {
 }
 
 // observe fills in the attempt number and first-attempt time of a
-// (re)delivered message.
+// (re)delivered message, reading its stored holds when it is new to this
+// process.
 func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	md, err := m.Metadata()
 	if err != nil {
@@ -223,6 +251,7 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	defer l.mu.Unlock()
 	if md.Sequence.Stream != l.seq {
 		l.seq, l.holds, l.first = md.Sequence.Stream, 0, time.Now()
+		l.loadLocked()
 	}
 	d.Attempt += int(md.NumDelivered) - 1 - l.holds
 	d.Holds = l.holds
@@ -231,7 +260,41 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	}
 }
 
+// loadLocked reads the stored holds of the message l.seq. Without a record
+// for it (none held it, or the record is of an earlier message) it has none.
+func (l *lane) loadLocked() {
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	m, err := l.q.holds.GetLastMsgForSubject(ctx, l.subject)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			l.q.log.Error(err, "Could not read the holds of an ordered delivery; counting none", "subject", l.subject)
+		}
+		return
+	}
+	seq, holds, first, err := decodeHolds(m.Data)
+	if err != nil {
+		l.q.log.Error(err, "Ignoring undecodable holds of an ordered delivery", "subject", l.subject)
+		return
+	}
+	if seq == l.seq {
+		l.holds, l.first = holds, first
+	}
+}
+
 func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
+	if hold {
+		// Stored before the NAK: a crash in between leaves one hold too
+		// many against one redelivery the server counts, which cancel out.
+		l.mu.Lock()
+		seq, holds, first := l.seq, l.holds+1, l.first
+		l.mu.Unlock()
+		ctx, cancel := resolveContext(context.Background())
+		defer cancel()
+		if _, err := l.q.js.Publish(ctx, l.subject, encodeHolds(seq, holds, first)); err != nil {
+			return fmt.Errorf("storing the holds of an ordered delivery: %w", err)
+		}
+	}
 	if err := m.NakWithDelay(max(time.Until(t), 0)); err != nil {
 		return err
 	}
@@ -243,8 +306,19 @@ func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
 	return nil
 }
 
+// forget drops the holds of the message just resolved.
 func (l *lane) forget() {
 	l.mu.Lock()
+	held := l.holds > 0
 	l.seq, l.holds = 0, 0
 	l.mu.Unlock()
+	if !held {
+		return
+	}
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	if err := l.q.holds.Purge(ctx, jetstream.WithPurgeSubject(l.subject)); err != nil {
+		// Harmless: a record of an earlier message is ignored.
+		l.q.log.V(1).Info("Could not remove the holds of a resolved ordered delivery", "subject", l.subject, "error", err.Error())
+	}
 }

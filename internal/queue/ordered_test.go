@@ -16,7 +16,7 @@ func TestOrderedLaneHoldsLaterDeliveries(t *testing.T) {
 	ctx := context.Background()
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
 	run(t, func(ctx context.Context) error {
-		return q.RunFanout(ctx, func(_ context.Context, ev Event) ([]Delivery, error) {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
 			return []Delivery{
 				{Subscription: "ledger.sync", SubscriptionUID: "u1", Ordered: true},
 				{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "siem"},
@@ -27,7 +27,7 @@ func TestOrderedLaneHoldsLaterDeliveries(t *testing.T) {
 
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 4, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 4, func(ctx context.Context, j *Job) {
 			d := j.Delivery()
 			if !d.Ordered {
 				_ = j.Done()
@@ -101,8 +101,8 @@ func TestFanoutKeepsEventOrderAcrossReplicas(t *testing.T) {
 	match := func(_ context.Context, ev Event) ([]Delivery, error) {
 		return []Delivery{{Subscription: "ledger", SubscriptionUID: "u1", Ordered: true}}, nil
 	}
-	run(t, func(ctx context.Context) error { return q1.RunFanout(ctx, match) })
-	run(t, func(ctx context.Context) error { return q2.RunFanout(ctx, match) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q1, match) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q2, match) })
 	eventually(t, "fan-out", func() bool { return streamMsgs(t, q1, streamEvents) == 0 })
 
 	// A work queue admits no second consumer on the lane's subject: read the
@@ -131,4 +131,64 @@ func TestFanoutKeepsEventOrderAcrossReplicas(t *testing.T) {
 			t.Fatalf("lane position %d holds %s, want %s", i, id, evs[i].ID)
 		}
 	}
+}
+
+// TestOrderedHoldsSurviveRestarts: holds of an ordered delivery are stored,
+// so a new reader of the lane (a restarted or another dispatcher) does not
+// count them as attempts, and the next delivery waits behind it.
+func TestOrderedHoldsSurviveRestarts(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	ctx := context.Background()
+	if err := q.EnsureOrdered(ctx, "team-a", "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"))
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
+			return []Delivery{{Subscription: "ledger", SubscriptionUID: "u1", Ordered: true}}, nil
+		})
+	})
+	eventually(t, "fan-out", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+
+	// Three readers in turn, each holding e1 once and stopping before it
+	// comes back, as three dispatcher restarts would.
+	for i := range 3 {
+		held := make(chan Delivery, 1)
+		stop := run(t, func(ctx context.Context) error {
+			return runDeliveries(ctx, q, 1, func(ctx context.Context, j *Job) {
+				d := j.Delivery()
+				if err := j.Hold(time.Now().Add(500 * time.Millisecond)); err != nil {
+					t.Errorf("hold: %v", err)
+				}
+				select {
+				case held <- d:
+				default:
+				}
+			})
+		})
+		d := <-held
+		stop()
+		if d.Event.ID != "e1" || d.Attempt != 1 || d.Holds != i {
+			t.Fatalf("reader %d got %s attempt %d with %d holds, want e1 attempt 1 with %d holds", i, d.Event.ID, d.Attempt, d.Holds, i)
+		}
+	}
+	var rec recorder
+	run(t, func(ctx context.Context) error {
+		return runDeliveries(ctx, q, 1, func(ctx context.Context, j *Job) {
+			rec.add(j.Delivery())
+			if err := j.Done(); err != nil {
+				t.Errorf("done: %v", err)
+			}
+		})
+	})
+	eventually(t, "both deliveries", func() bool { return rec.len() == 2 })
+	all := rec.all()
+	if first := all[0].d; first.Event.ID != "e1" || first.Attempt != 1 || first.Holds != 3 {
+		t.Errorf("after three restarts e1 came as attempt %d with %d holds, want attempt 1 with 3", first.Attempt, first.Holds)
+	}
+	if second := all[1].d; second.Event.ID != "e2" || second.Attempt != 1 || second.Holds != 0 {
+		t.Errorf("then %s attempt %d with %d holds, want e2 attempt 1 with none", second.Event.ID, second.Attempt, second.Holds)
+	}
+	eventually(t, "the holds record to be removed", func() bool { return streamMsgs(t, q, streamHolds) == 0 })
 }

@@ -12,8 +12,9 @@ import (
 
 // Parking. A delivery to an endpoint that cannot take it for a while (its
 // circuit is open, it is disabled, suspended or missing) is parked: stored on
-// the endpoint's parking subject, one plain subject per endpoint, until
-// Unpark moves it back. A hold would cost the server memory per delivery for
+// a plain subject per endpoint and subscription, until Unpark moves the
+// endpoint's backlog back, or Relocate a subscription's that points at
+// another endpoint now. A hold would cost the server memory per delivery for
 // as long as it waits (the de-duplication entry of its message id, the
 // pending schedule, its unique subject) and would bring the whole backlog
 // back at every cool-down; a parked delivery costs disk only and comes back
@@ -51,7 +52,7 @@ func (j *Job) Park() error {
 // publishes in flight instead of each paying a round trip.
 func (q *Queue) park(ctx context.Context, d *Delivery) error {
 	f, err := q.js.PublishMsgAsync(&nats.Msg{
-		Subject: parkSubject(d.Event.Namespace, d.Endpoint),
+		Subject: parkSubject(d.Event.Namespace, d.Endpoint, d.Subscription),
 		Data:    encodeDelivery(d),
 	}, jetstream.WithStallWait(publishStall))
 	if err != nil {
@@ -67,22 +68,77 @@ func (q *Queue) park(ctx context.Context, d *Delivery) error {
 	}
 }
 
+// ParkedKey names the parked deliveries of one subscription at one endpoint.
+type ParkedKey struct{ Namespace, Endpoint, Subscription string }
+
 // Parked counts the parked deliveries of every endpoint that has any.
 func (q *Queue) Parked(ctx context.Context) (map[EndpointKey]uint64, error) {
+	bySub, err := q.ParkedSubscriptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[EndpointKey]uint64, len(bySub))
+	for k, n := range bySub {
+		out[EndpointKey{k.Namespace, k.Endpoint}] += n
+	}
+	return out, nil
+}
+
+// ParkedSubscriptions counts the parked deliveries per endpoint and
+// subscription.
+func (q *Queue) ParkedSubscriptions(ctx context.Context) (map[ParkedKey]uint64, error) {
 	counts, err := q.subjectCounts(ctx, subjParked+".>")
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[EndpointKey]uint64, len(counts))
+	out := make(map[ParkedKey]uint64, len(counts))
 	for subj, n := range counts {
-		ns, ep, err := splitPair(subj, subjParked)
+		t, err := splitTokens(subj, subjParked, 3)
 		if err != nil {
 			q.log.Error(err, "Ignoring an unexpected parking subject")
 			continue
 		}
-		out[EndpointKey{ns, ep}] = n
+		out[ParkedKey{Namespace: t[0], Endpoint: t[1], Subscription: t[2]}] = n
 	}
 	return out, nil
+}
+
+// Relocate moves the parked deliveries of a subscription that now points
+// at another endpoint back to the delivery subject of the endpoint they were
+// parked for, where the engine sends or parks them for the subscription's
+// current endpoint. It moves at most max (all if max <= 0) and returns how
+// many it moved. It reads by subject, not through a consumer, because the
+// endpoint's parking consumer (Unpark) already covers the subject; a
+// delivery both move comes back twice, which at-least-once allows.
+func (q *Queue) Relocate(ctx context.Context, k ParkedKey, max int) (int, error) {
+	from := parkSubject(k.Namespace, k.Endpoint, k.Subscription)
+	to := deliverySubject(k.Namespace, k.Endpoint)
+	moved := 0
+	for max <= 0 || moved < max {
+		m, err := q.deliveries.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(from))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return moved, nil
+		}
+		if err != nil {
+			return moved, fmt.Errorf("reading parked deliveries of %s/%s: %w", k.Namespace, k.Subscription, err)
+		}
+		if _, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: to, Data: m.Data}); err != nil {
+			return moved, fmt.Errorf("moving a parked delivery of %s/%s: %w", k.Namespace, k.Subscription, err)
+		}
+		if err := q.deliveries.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return moved, fmt.Errorf("removing a moved parked delivery of %s/%s: %w", k.Namespace, k.Subscription, err)
+		}
+		moved++
+	}
+	return moved, nil
+}
+
+// PurgeParked removes the parked deliveries of a deleted subscription.
+func (q *Queue) PurgeParked(ctx context.Context, k ParkedKey) error {
+	if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(parkSubject(k.Namespace, k.Endpoint, k.Subscription))); err != nil {
+		return fmt.Errorf("purging parked deliveries of %s/%s at %s: %w", k.Namespace, k.Subscription, k.Endpoint, err)
+	}
+	return nil
 }
 
 // DefaultUnparkRate is how many deliveries a second Unpark moves unless
@@ -142,7 +198,7 @@ func (q *Queue) Unpark(ctx context.Context, ns, endpoint string, opts ...UnparkO
 	u := &unparker{
 		q:    q,
 		name: parkConsumerName(ns, endpoint),
-		from: parkSubject(ns, endpoint),
+		from: endpointParkSubjects(ns, endpoint),
 		to:   deliverySubject(ns, endpoint),
 		opts: o,
 		key:  ns + "/" + endpoint,
@@ -168,7 +224,7 @@ func (u *unparker) run(ctx context.Context) (int, error) {
 	// Most calls find nothing parked: answer them without creating a
 	// consumer.
 	counts, err := u.q.subjectCounts(ctx, u.from)
-	if err != nil || counts[u.from] == 0 {
+	if err != nil || len(counts) == 0 {
 		return 0, err
 	}
 	defer u.release(ctx)

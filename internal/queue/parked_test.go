@@ -17,7 +17,7 @@ func parkFirstTime(t *testing.T, q *Queue, rec *recorder) (stop func()) {
 	var mu sync.Mutex
 	parked := map[string]bool{}
 	return run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 8, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 8, func(ctx context.Context, j *Job) {
 			id := j.Delivery().Event.ID
 			mu.Lock()
 			first := !parked[id]
@@ -69,7 +69,7 @@ func TestParkThenUnpark(t *testing.T) {
 	for i := range n {
 		publish(t, q, testEvent("team-a", fmt.Sprintf("e%02d", i)))
 	}
-	run(t, func(ctx context.Context) error { return q.RunFanout(ctx, toEndpoint("billing", "erp")) })
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("billing", "erp")) })
 	var rec recorder
 	parkFirstTime(t, q, &rec)
 
@@ -166,13 +166,13 @@ func TestParkOrderedRefused(t *testing.T) {
 	}
 	publish(t, q, testEvent("team-a", "e1"))
 	run(t, func(ctx context.Context) error {
-		return q.RunFanout(ctx, func(context.Context, Event) ([]Delivery, error) {
+		return runFanout(ctx, q, func(context.Context, Event) ([]Delivery, error) {
 			return []Delivery{{Subscription: "ledger", SubscriptionUID: "u", Endpoint: "erp", Ordered: true}}, nil
 		})
 	})
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 2, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 2, func(ctx context.Context, j *Job) {
 			rec.add(j.Delivery())
 			if err := j.Park(); !errors.Is(err, ErrOrderedPark) {
 				t.Errorf("Park of an ordered delivery: %v, want ErrOrderedPark", err)
@@ -261,7 +261,7 @@ func TestUnparkCrashLosesNothing(t *testing.T) {
 	}
 	var rec recorder
 	run(t, func(ctx context.Context) error {
-		return q.RunDeliveries(ctx, 8, func(ctx context.Context, j *Job) {
+		return runDeliveries(ctx, q, 8, func(ctx context.Context, j *Job) {
 			rec.add(j.Delivery())
 			_ = j.Done()
 		})

@@ -32,7 +32,7 @@ type Queue struct {
 	// alog buffers the attempt log (attempts.go).
 	alog attemptLog
 
-	events, deliveries, dead, attempts jetstream.Stream
+	events, deliveries, dead, attempts, holds jetstream.Stream
 
 	lanes     lanes
 	closeOnce sync.Once
@@ -183,6 +183,12 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: int64(q.cfg.AttemptLog),
 		MaxAge:            q.cfg.DeadMaxAge,
+	}, {
+		Name:              streamHolds,
+		Description:       "hookline: holds of the delivery in flight on each ordered lane",
+		Subjects:          []string{subjHolds + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: 1,
 	}}
 	streams := make([]jetstream.Stream, len(cfgs))
 	for i, sc := range cfgs {
@@ -194,7 +200,7 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		}
 		streams[i] = s
 	}
-	q.events, q.deliveries, q.dead, q.attempts = streams[0], streams[1], streams[2], streams[3]
+	q.events, q.deliveries, q.dead, q.attempts, q.holds = streams[0], streams[1], streams[2], streams[3], streams[4]
 	return nil
 }
 

@@ -15,6 +15,7 @@ const (
 	streamDeliveries = "HL_DELIVERIES"
 	streamDead       = "HL_DEAD"
 	streamAttempts   = "HL_ATTEMPTS"
+	streamHolds      = "HL_LANE_HOLDS"
 
 	consumerFanout     = "fanout"
 	consumerDeliveries = "deliveries"
@@ -34,6 +35,7 @@ const (
 	subjParked    = "hl.park"
 	subjDead      = "hl.dead"
 	subjAttempts  = "hl.att"
+	subjHolds     = "hl.hold"
 )
 
 // token turns a Kubernetes name into one subject token. Object names may hold
@@ -107,21 +109,73 @@ func deliverySubject(ns, endpoint string) string {
 	return subjDeliver + "." + token(ns) + "." + token(endpoint)
 }
 
-// parkSubject is one per endpoint, shared by all its parked deliveries: the
-// server keeps per subject, not per message, so a parked backlog costs it
-// disk and no memory per delivery.
-func parkSubject(ns, endpoint string) string {
-	return subjParked + "." + token(ns) + "." + token(endpoint)
+// parkSubject is one per endpoint and subscription, shared by all their
+// parked deliveries: the server keeps per subject, not per message, so a
+// parked backlog costs it disk and no memory per delivery. The subscription
+// in the subject lets a backlog follow a subscription pointed at another
+// endpoint, and go with a deleted one, without reading it.
+func parkSubject(ns, endpoint, sub string) string {
+	return subjParked + "." + token(ns) + "." + token(endpoint) + "." + token(sub)
+}
+
+// endpointParkSubjects matches every parking subject of an endpoint.
+func endpointParkSubjects(ns, endpoint string) string {
+	return subjParked + "." + token(ns) + "." + token(endpoint) + ".>"
 }
 
 func orderedSubject(ns, sub string) string {
 	return subjOrdered + "." + token(ns) + "." + token(sub)
 }
 
-func deadSubject(ns, sub string) string { return subjDead + "." + token(ns) + "." + token(sub) }
+// SubscriptionID names one Subscription object. Dead letters and the
+// attempt log are kept per object, under its UID, so that a subscription
+// deleted and created again under the same name starts clean.
+type SubscriptionID struct{ Namespace, Name, UID string }
 
-func attemptSubject(ns, sub string) string {
-	return subjAttempts + "." + token(ns) + "." + token(sub)
+func (id SubscriptionID) String() string { return id.Namespace + "/" + id.Name }
+
+func (id SubscriptionID) tokens() string {
+	return token(id.Namespace) + "." + token(id.Name) + "." + token(id.UID)
+}
+
+func deadSubject(id SubscriptionID) string { return subjDead + "." + id.tokens() }
+
+func attemptSubject(id SubscriptionID) string { return subjAttempts + "." + id.tokens() }
+
+// deadSubjectOf is the dead-letter subject of a delivery's subscription.
+func deadSubjectOf(d *Delivery) string {
+	return deadSubject(SubscriptionID{d.Event.Namespace, d.Subscription, d.SubscriptionUID})
+}
+
+// splitSubscription parses "<root>.<ns>.<name>.<uid>" back into its
+// SubscriptionID.
+func splitSubscription(subject, root string) (SubscriptionID, error) {
+	t, err := splitTokens(subject, root, 3)
+	if err != nil {
+		return SubscriptionID{}, err
+	}
+	return SubscriptionID{t[0], t[1], t[2]}, nil
+}
+
+// splitTokens parses "<root>.<a>.<b>..." with n tokens after root back into
+// the names they stand for.
+func splitTokens(subject, root string, n int) ([]string, error) {
+	rest, ok := strings.CutPrefix(subject, root+".")
+	if !ok {
+		return nil, fmt.Errorf("subject %q is not under %s", subject, root)
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != n {
+		return nil, fmt.Errorf("subject %q does not have %d tokens after %s", subject, n, root)
+	}
+	for i, p := range parts {
+		v, err := untoken(p)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = v
+	}
+	return parts, nil
 }
 
 // scheduleSubject is unique per message id because the server keeps one
@@ -133,6 +187,10 @@ func scheduleSubject(ns, endpoint, msgID string) string {
 	sum := sha256.Sum256([]byte(msgID))
 	return subjSchedules + "." + token(ns) + "." + token(endpoint) + "." + hex.EncodeToString(sum[:16])
 }
+
+// holdSubject keeps the hold count of the delivery in flight on the
+// ordered lane read by consumer (a consumer name is a valid token).
+func holdSubject(consumer string) string { return subjHolds + "." + consumer }
 
 // orderedConsumerName names the consumer of a subscription's ordered lane.
 func orderedConsumerName(ns, sub string) string { return pairConsumerName(orderedPrefix, ns, sub) }

@@ -45,7 +45,7 @@ func Subscription(in SubscriptionInput) Result {
 	switch {
 	case in.FilterError != nil:
 		return Result{metav1.ConditionFalse, hooklinev1.ReasonInvalidFilter,
-			fmt.Sprintf("spec.filter does not compile: %v. Fix the CEL expression; it can use type, id, time, namespace and data.", in.FilterError)}
+			fmt.Sprintf("spec.filter does not compile: %v. Fix the CEL expression; it can use type, id, time and data.", in.FilterError)}
 	case !in.EndpointFound:
 		return Result{metav1.ConditionFalse, hooklinev1.ReasonEndpointNotFound,
 			fmt.Sprintf("WebhookEndpoint %q does not exist in this namespace. Create it or fix spec.endpointRef.name.", in.EndpointName)}

@@ -20,7 +20,10 @@ const MaxBody = 1 << 20
 
 // Delivery is one request the receiver accepted.
 type Delivery struct {
+	// ID is the webhook-id; EventID the producer's id (the body's "id", or
+	// ce-id), shared by the deliveries of one event to several subscriptions.
 	ID        string          `json:"id"`
+	EventID   string          `json:"eventId,omitempty"`
 	Type      string          `json:"type,omitempty"`
 	Timestamp string          `json:"timestamp"`
 	Received  time.Time       `json:"received"`
@@ -44,6 +47,7 @@ type Receiver struct {
 
 	mu       sync.Mutex
 	seen     map[string]int
+	events   map[string]int
 	accepted []Delivery
 	rejected int
 }
@@ -106,11 +110,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Body:      body,
 		Headers:   req.Header.Clone(),
 	}
-	d.Type = eventType(req.Header, body)
+	d.Type, d.EventID = envelope(req.Header, body)
 	r.mu.Lock()
 	if r.seen == nil {
-		r.seen = map[string]int{}
+		r.seen, r.events = map[string]int{}, map[string]int{}
 	}
+	r.events[d.EventID]++
 	d.Duplicate = r.seen[d.ID] > 0
 	r.seen[d.ID]++
 	r.accepted = append(r.accepted, d)
@@ -121,16 +126,18 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// eventType reads the event type from a CloudEvents binary header or the JSON body.
-func eventType(h http.Header, body []byte) string {
+// envelope reads the event type and id from CloudEvents binary headers or
+// the JSON body.
+func envelope(h http.Header, body []byte) (typ, id string) {
 	if t := h.Get("ce-type"); t != "" {
-		return t
+		return t, h.Get("ce-id")
 	}
 	var env struct {
 		Type string `json:"type"`
+		ID   string `json:"id"`
 	}
 	_ = json.Unmarshal(body, &env)
-	return env.Type
+	return env.Type, env.ID
 }
 
 // Stats counts what the receiver saw.
@@ -153,6 +160,14 @@ func (r *Receiver) Deliveries() []Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Delivery(nil), r.accepted...)
+}
+
+// SeenEvent reports whether a delivery of the event with this producer id
+// was accepted.
+func (r *Receiver) SeenEvent(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.events[id] > 0
 }
 
 // Seen reports whether a delivery with this webhook-id was accepted.

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -22,10 +21,10 @@ import (
 	"github.com/hookline/hookline/internal/ssrf"
 )
 
-// Endpoint defaults, from the CRD's documentation.
+// Endpoint defaults, the API's.
 const (
-	DefaultMaxInFlight  = 32
-	DefaultDisableAfter = 120 * time.Hour
+	DefaultMaxInFlight  = hooklinev1.DefaultMaxInFlight
+	DefaultDisableAfter = hooklinev1.DefaultDisableAfter
 )
 
 // Reasons an endpoint or subscription is not usable, in addition to the API's
@@ -189,10 +188,7 @@ func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, 
 		return e, nil
 	}
 
-	var err error
-	if e.Timeout, e.Limits, err = endpointLimits(ep.Spec.Limits); err != nil {
-		return notReady(ReasonInvalidConfiguration, "%v.", err)
-	}
+	e.Timeout, e.Limits = endpointLimits(ep.Spec.Limits)
 
 	secretName := signing.SecretName(ep.Name)
 	switch {
@@ -295,7 +291,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 
 	spec := &ep.Spec
 	cfg = delivery.TargetConfig{URL: spec.URL, SSRF: b.ssrf}
-	cfg.Timeout, _, _ = endpointLimits(spec.Limits)
+	cfg.Timeout = spec.Limits.GetTimeout()
 	if len(spec.Headers) > 0 {
 		cfg.Headers = http.Header{}
 		for _, h := range spec.Headers {
@@ -345,47 +341,11 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 }
 
 // endpointLimits reads spec.limits with the defaults filled in.
-func endpointLimits(l *hooklinev1.EndpointLimits) (timeout time.Duration, lim Limits, err error) {
-	timeout = delivery.DefaultTimeout
-	lim = Limits{MaxInFlight: DefaultMaxInFlight, DisableAfter: DefaultDisableAfter}
-	if l == nil {
-		return timeout, lim, nil
+func endpointLimits(l *hooklinev1.EndpointLimits) (timeout time.Duration, lim Limits) {
+	return l.GetTimeout(), Limits{
+		Rate:         int(l.GetRateLimit()),
+		Burst:        int(l.GetBurst()),
+		MaxInFlight:  int(l.GetMaxInFlight()),
+		DisableAfter: l.GetDisableAfter(),
 	}
-	var errs []error
-	if l.Timeout != "" {
-		if timeout, err = parsePositive(l.Timeout); err != nil {
-			errs = append(errs, fmt.Errorf("spec.limits.timeout: %w", err))
-			timeout = delivery.DefaultTimeout
-		}
-	}
-	if l.DisableAfter != "" {
-		if lim.DisableAfter, err = parsePositive(l.DisableAfter); err != nil {
-			errs = append(errs, fmt.Errorf("spec.limits.disableAfter: %w", err))
-			lim.DisableAfter = DefaultDisableAfter
-		}
-	}
-	if l.RateLimit != nil && *l.RateLimit > 0 {
-		lim.Rate = int(*l.RateLimit)
-		lim.Burst = lim.Rate
-	}
-	if l.Burst != nil && *l.Burst > 0 && lim.Rate > 0 {
-		lim.Burst = int(*l.Burst)
-	}
-	if l.MaxInFlight != nil && *l.MaxInFlight > 0 {
-		lim.MaxInFlight = int(*l.MaxInFlight)
-	}
-	return timeout, lim, errors.Join(errs...)
-}
-
-// parsePositive parses a Go duration that must be above zero. The CRD already checks the
-// syntax and bounds; this guards against objects written before a rule existed.
-func parsePositive(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 30s or 2h", s)
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%q must be positive", s)
-	}
-	return d, nil
 }

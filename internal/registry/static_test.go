@@ -93,8 +93,6 @@ func TestStaticEndpointReadiness(t *testing.T) {
 	withCA.Spec.TLS = &hooklinev1.EndpointTLS{CA: &hooklinev1.SecretKeyRef{Name: "ca", Key: "ca.crt"}}
 	insecure := endpointObj("a", "insecure", "http://example.com/hook")
 	insecure.Spec.AllowInsecureHTTP = false
-	badTimeout := endpointObj("a", "bad-timeout", "https://example.com/hook")
-	badTimeout.Spec.Limits = &hooklinev1.EndpointLimits{Timeout: "soon"}
 
 	// A Secret that has not opted in: its value must not reach any endpoint.
 	unlabelled := secretObj("a", "db-password", map[string]string{"token": "hunter2"})
@@ -106,7 +104,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		withBearer("not-opted-in", "db-password"),
 		endpointObj("a", "no-keys", "https://example.com/hook"),
 		endpointObj("a", "bad-keys", "https://example.com/hook"),
-		withCA, insecure, badTimeout,
+		withCA, insecure,
 	}
 	secrets := []corev1Secret{
 		secretObj("a", "token", map[string]string{"token": "t0ken\n"}),
@@ -147,7 +145,6 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		{"bad-keys", hooklinev1.ReasonSigningKeyInvalid, `data key "current"`},
 		{"bad-ca", registry.ReasonInvalidConfiguration, "CA bundle"},
 		{"insecure", registry.ReasonInvalidConfiguration, "allowInsecureHTTP"},
-		{"bad-timeout", registry.ReasonInvalidConfiguration, "spec.limits.timeout"},
 	} {
 		e := reg.Endpoint("a", tc.name)
 		if e == nil {
@@ -177,7 +174,7 @@ func TestStaticEndpointDelivers(t *testing.T) {
 	ks := signing.KeySet{Current: newKey("k1", t0)}
 	ep := endpointObj("a", "ep", rcv.URL+"/hook")
 	one, burst := int32(5), int32(7)
-	ep.Spec.Limits = &hooklinev1.EndpointLimits{Timeout: "3s", RateLimit: &one, Burst: &burst, DisableAfter: "1h"}
+	ep.Spec.Limits = &hooklinev1.EndpointLimits{Timeout: hooklinev1.DurationOf(3 * time.Second), RateLimit: &one, Burst: &burst, DisableAfter: hooklinev1.DurationOf(time.Hour)}
 	ep.Spec.Auth = &hooklinev1.EndpointAuth{APIKey: &hooklinev1.APIKeyAuth{In: hooklinev1.APIKeyInHeader, Name: "X-Api-Key", ValueFrom: hooklinev1.SecretKeyRef{Name: "creds", Key: "key"}}}
 	plain := "literal"
 	ep.Spec.Headers = []hooklinev1.Header{
@@ -252,11 +249,11 @@ func TestDeliveryPolicy(t *testing.T) {
 		{"nil is the default", nil, func(p delivery.Policy, to time.Duration, o bool) bool {
 			return p.MaxAttempts == 11 && len(p.Schedule) == 10 && to == 0 && !o
 		}, ""},
-		{"schedule", &hooklinev1.DeliveryPolicy{Schedule: []string{"0s", "5s", "1m"}, Timeout: "5s", Ordering: hooklinev1.OrderingOrdered, ClientErrors: hooklinev1.ClientErrorsDrop},
+		{"schedule", &hooklinev1.DeliveryPolicy{Schedule: durations(0, 5*time.Second, time.Minute), Timeout: hooklinev1.DurationOf(5 * time.Second), Ordering: hooklinev1.OrderingOrdered, ClientErrors: hooklinev1.ClientErrorsDrop},
 			func(p delivery.Policy, to time.Duration, o bool) bool {
 				return p.MaxAttempts == 4 && p.Schedule[2] == time.Minute && to == 5*time.Second && o && p.ClientErrors == delivery.DropClientErrors
 			}, ""},
-		{"exponential", &hooklinev1.DeliveryPolicy{Exponential: &hooklinev1.ExponentialBackoff{InitialInterval: "1s", MaxInterval: "1h", Multiplier: 3}, MaxAge: "2h", RetryAfterMax: "10m"},
+		{"exponential", &hooklinev1.DeliveryPolicy{Exponential: &hooklinev1.ExponentialBackoff{InitialInterval: *hooklinev1.DurationOf(time.Second), MaxInterval: *hooklinev1.DurationOf(time.Hour), Multiplier: 3}, MaxAge: hooklinev1.DurationOf(2 * time.Hour), RetryAfterMax: hooklinev1.DurationOf(10 * time.Minute)},
 			func(p delivery.Policy, _ time.Duration, _ bool) bool {
 				return p.Schedule == nil && p.Exponential.Initial == time.Second && p.Exponential.Max == time.Hour &&
 					p.Exponential.Multiplier == 3 && p.MaxAttempts == 20 && p.MaxAge == 2*time.Hour && p.RetryAfterMax == 10*time.Minute
@@ -264,8 +261,8 @@ func TestDeliveryPolicy(t *testing.T) {
 		{"maxAttempts overrides", &hooklinev1.DeliveryPolicy{MaxAttempts: i32(3)}, func(p delivery.Policy, _ time.Duration, _ bool) bool {
 			return p.MaxAttempts == 3 && len(p.Schedule) == 10
 		}, ""},
-		{"bad schedule", &hooklinev1.DeliveryPolicy{Schedule: []string{"5s", "later"}}, nil, `spec.delivery.schedule[1]: "later"`},
-		{"bad maxAge", &hooklinev1.DeliveryPolicy{MaxAge: "-1h"}, nil, "spec.delivery.maxAge"},
+		{"bad schedule", &hooklinev1.DeliveryPolicy{Schedule: durations(5*time.Second, -time.Second)}, nil, "spec.delivery"},
+		{"bad maxAge", &hooklinev1.DeliveryPolicy{MaxAge: hooklinev1.DurationOf(-time.Hour)}, nil, "spec.delivery"},
 		{"bad ordering", &hooklinev1.DeliveryPolicy{Ordering: "Sometimes"}, nil, "spec.delivery.ordering"},
 	} {
 		p, to, o, err := registry.DeliveryPolicy(tc.in)
@@ -280,4 +277,12 @@ func TestDeliveryPolicy(t *testing.T) {
 			t.Errorf("%s: got %+v timeout %v ordered %v", tc.name, p, to, o)
 		}
 	}
+}
+
+func durations(ds ...time.Duration) []hooklinev1.Duration {
+	out := make([]hooklinev1.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = *hooklinev1.DurationOf(d)
+	}
+	return out
 }

@@ -102,44 +102,25 @@ func DeliveryPolicy(d *hooklinev1.DeliveryPolicy) (p delivery.Policy, timeout ti
 		return p, 0, false, nil
 	}
 	var errs []error
-	field := func(name, value string, dst *time.Duration) {
-		if value == "" {
-			return
-		}
-		v, err := parsePositive(value)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("spec.delivery.%s: %w", name, err))
-			return
-		}
-		*dst = v
-	}
 	switch {
 	case d.Exponential != nil:
-		e := &delivery.Exponential{Multiplier: 2}
-		field("exponential.initialInterval", d.Exponential.InitialInterval, &e.Initial)
-		field("exponential.maxInterval", d.Exponential.MaxInterval, &e.Max)
-		if d.Exponential.Multiplier != 0 {
-			e.Multiplier = float64(d.Exponential.Multiplier)
+		e := &delivery.Exponential{
+			Initial:    d.Exponential.InitialInterval.Duration.Duration,
+			Max:        d.Exponential.MaxInterval.Duration.Duration,
+			Multiplier: float64(d.Exponential.GetMultiplier()),
 		}
 		p.Schedule, p.Exponential, p.MaxAttempts = nil, e, DefaultExponentialAttempts
 	case len(d.Schedule) > 0:
 		p.Schedule = make([]time.Duration, len(d.Schedule))
 		for i, s := range d.Schedule {
-			// A zero delay ("retry at once") is allowed, unlike the other durations.
-			v, err := time.ParseDuration(s)
-			if err != nil || v < 0 {
-				errs = append(errs, fmt.Errorf("spec.delivery.schedule[%d]: %q is not a duration such as 5s or 30m", i, s))
-			}
-			p.Schedule[i] = v
+			p.Schedule[i] = s.Duration.Duration
 		}
 		p.MaxAttempts = len(p.Schedule) + 1
 	}
 	if d.MaxAttempts != nil {
 		p.MaxAttempts = int(*d.MaxAttempts)
 	}
-	field("maxAge", d.MaxAge, &p.MaxAge)
-	field("retryAfterMax", d.RetryAfterMax, &p.RetryAfterMax)
-	field("timeout", d.Timeout, &timeout)
+	p.MaxAge, p.RetryAfterMax, timeout = d.GetMaxAge(), d.GetRetryAfterMax(), d.GetTimeout()
 	switch d.ClientErrors {
 	case "", hooklinev1.ClientErrorsRetry:
 		p.ClientErrors = delivery.RetryClientErrors

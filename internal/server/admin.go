@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -25,13 +26,17 @@ var (
 	ReadDeadLetters = Access{Verb: "get", Resource: "subscriptions", Subresource: "deadletters"}
 	// Replay sends a subscription's dead deliveries back for delivery.
 	Replay = Access{Verb: "replay", Resource: "subscriptions"}
+	// Resend sends one dead delivery back; it is a replay of one, so it
+	// takes the same right.
+	Resend = Access{Verb: "replay", Resource: "subscriptions"}
 )
 
 // AdminQueue is what the admin API reads and replays; *queue.Queue is one.
 type AdminQueue interface {
-	RecentAttempts(ctx context.Context, ns, sub string, limit int) ([]queue.Attempt, error)
-	ListDead(ctx context.Context, ns, sub string, limit int) ([]queue.DeadDelivery, error)
-	Replay(ctx context.Context, ns, sub string, from, to time.Time) (int, error)
+	RecentAttempts(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.Attempt, error)
+	ListDead(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.DeadDelivery, error)
+	Replay(ctx context.Context, sub queue.SubscriptionID, from, to time.Time) (int, error)
+	Resend(ctx context.Context, sub queue.SubscriptionID, seq uint64) error
 }
 
 // Limits of the list endpoints. Dead letters carry their event's data, so
@@ -47,6 +52,12 @@ const (
 //	GET  /v1/namespaces/{ns}/subscriptions/{name}/attempts?limit=N
 //	GET  /v1/namespaces/{ns}/subscriptions/{name}/dead?limit=N
 //	POST /v1/namespaces/{ns}/subscriptions/{name}/replay?from=RFC3339&to=RFC3339
+//	POST /v1/namespaces/{ns}/subscriptions/{name}/deliveries/{id}/resend
+//
+// The {id} of a dead delivery is its seq in the dead-letter list. Only the
+// current object of a subscription name is served: one deleted and created
+// again starts with no attempts and no dead letters, and a name with no
+// object is 404.
 //
 // Attempts come newest first, dead letters oldest first. Every answer is
 // JSON, errors included: {"error": {"status", "reason", "parameter",
@@ -58,7 +69,8 @@ func newAdmin(q AdminQueue, h *Handler) http.Handler {
 	mux.HandleFunc("GET "+sub+"attempts", a.attempts)
 	mux.HandleFunc("GET "+sub+"dead", a.dead)
 	mux.HandleFunc("POST "+sub+"replay", a.replay)
-	for path, allow := range map[string]string{"attempts": "GET", "dead": "GET", "replay": "POST"} {
+	mux.HandleFunc("POST "+sub+"deliveries/{id}/resend", a.resend)
+	for path, allow := range map[string]string{"attempts": "GET", "dead": "GET", "replay": "POST", "deliveries/{id}/resend": "POST"} {
 		mux.HandleFunc(sub+path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: fmt.Sprintf("%s is not allowed here; use %s.", r.Method, allow)})
@@ -66,7 +78,7 @@ func newAdmin(q AdminQueue, h *Handler) http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusNotFound, message: "No such resource. The admin API serves " +
-			"/v1/namespaces/{ns}/subscriptions/{name}/attempts, .../dead and .../replay."})
+			"/v1/namespaces/{ns}/subscriptions/{name}/attempts, .../dead, .../replay and .../deliveries/{id}/resend."})
 	})
 	return mux
 }
@@ -91,22 +103,28 @@ func badParameter(name, format string, args ...any) *fieldError {
 
 // target validates the path and authorises the request; on failure it has
 // answered and returns false.
-func (a *admin) target(w http.ResponseWriter, r *http.Request, access Access) (ns, name string, ok bool) {
-	ns, name = r.PathValue("ns"), r.PathValue("name")
+func (a *admin) target(w http.ResponseWriter, r *http.Request, access Access) (sub queue.SubscriptionID, ok bool) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		writeError(w, badParameter("ns", "Namespace %q is not valid: %s.", ns, strings.Join(errs, "; ")))
-		return "", "", false
+		return sub, false
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		writeError(w, badParameter("name", "Subscription name %q is not valid: %s.", name, strings.Join(errs, "; ")))
-		return "", "", false
+		return sub, false
 	}
 	access.Name = name
 	if refused := a.h.authorize(r, ns, access); refused != nil {
 		writeError(w, refused.fieldError(w))
-		return "", "", false
+		return sub, false
 	}
-	return ns, name, true
+	uid, found := a.h.opts.SubscriptionUID(ns, name)
+	if !found {
+		writeError(w, &fieldError{status: http.StatusNotFound, parameter: "name", message: fmt.Sprintf(
+			"Subscription %s/%s does not exist (or this dispatcher does not serve it); its deliveries were removed with it.", ns, name)})
+		return sub, false
+	}
+	return queue.SubscriptionID{Namespace: ns, Name: name, UID: uid}, true
 }
 
 func limitParam(r *http.Request, maxLimit int) (int, *fieldError) {
@@ -144,7 +162,7 @@ type attemptJSON struct {
 }
 
 func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
-	ns, name, ok := a.target(w, r, ReadAttempts)
+	sub, ok := a.target(w, r, ReadAttempts)
 	if !ok {
 		return
 	}
@@ -153,7 +171,7 @@ func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, perr)
 		return
 	}
-	list, err := a.q.RecentAttempts(r.Context(), ns, name, limit)
+	list, err := a.q.RecentAttempts(r.Context(), sub, limit)
 	if err != nil {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: err.Error()})
 		return
@@ -187,7 +205,7 @@ type deadJSON struct {
 }
 
 func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
-	ns, name, ok := a.target(w, r, ReadDeadLetters)
+	sub, ok := a.target(w, r, ReadDeadLetters)
 	if !ok {
 		return
 	}
@@ -196,7 +214,7 @@ func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, perr)
 		return
 	}
-	list, err := a.q.ListDead(r.Context(), ns, name, limit)
+	list, err := a.q.ListDead(r.Context(), sub, limit)
 	if err != nil {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: err.Error()})
 		return
@@ -214,7 +232,7 @@ func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
-	ns, name, ok := a.target(w, r, Replay)
+	sub, ok := a.target(w, r, Replay)
 	if !ok {
 		return
 	}
@@ -230,10 +248,32 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, perr)
 		return
 	}
-	n, err := a.q.Replay(r.Context(), ns, name, from, to)
+	n, err := a.q.Replay(r.Context(), sub, from, to)
 	if err != nil {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: fmt.Sprintf("%v; %d were replayed before the error, and replaying again is safe", err, n)})
 		return
 	}
 	writeValue(w, http.StatusOK, map[string]int{"replayed": n})
+}
+
+func (a *admin) resend(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || seq == 0 {
+		writeError(w, badParameter("id", "id must be the seq of a dead delivery, a positive whole number as the dead-letter list shows it, got %q.", id))
+		return
+	}
+	sub, ok := a.target(w, r, Resend)
+	if !ok {
+		return
+	}
+	switch err := a.q.Resend(r.Context(), sub, seq); {
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, &fieldError{status: http.StatusNotFound, parameter: "id", message: fmt.Sprintf(
+			"Subscription %s has no dead delivery %d; list them with GET .../dead.", sub, seq)})
+	case err != nil:
+		writeError(w, &fieldError{status: http.StatusInternalServerError, message: fmt.Sprintf("%v; resending again is safe", err)})
+	default:
+		writeValue(w, http.StatusOK, map[string]uint64{"resent": seq})
+	}
 }

@@ -47,20 +47,28 @@ func (c *countingAdmin) count(what string) {
 	c.calls[what]++
 }
 
-func (c *countingAdmin) RecentAttempts(ctx context.Context, ns, sub string, limit int) ([]queue.Attempt, error) {
+func (c *countingAdmin) RecentAttempts(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.Attempt, error) {
 	c.count("attempts")
-	return c.q.RecentAttempts(ctx, ns, sub, limit)
+	return c.q.RecentAttempts(ctx, sub, limit)
 }
 
-func (c *countingAdmin) ListDead(ctx context.Context, ns, sub string, limit int) ([]queue.DeadDelivery, error) {
+func (c *countingAdmin) ListDead(ctx context.Context, sub queue.SubscriptionID, limit int) ([]queue.DeadDelivery, error) {
 	c.count("dead")
-	return c.q.ListDead(ctx, ns, sub, limit)
+	return c.q.ListDead(ctx, sub, limit)
 }
 
-func (c *countingAdmin) Replay(ctx context.Context, ns, sub string, from, to time.Time) (int, error) {
+func (c *countingAdmin) Replay(ctx context.Context, sub queue.SubscriptionID, from, to time.Time) (int, error) {
 	c.count("replay")
-	return c.q.Replay(ctx, ns, sub, from, to)
+	return c.q.Replay(ctx, sub, from, to)
 }
+
+func (c *countingAdmin) Resend(ctx context.Context, sub queue.SubscriptionID, seq uint64) error {
+	c.count("resend")
+	return c.q.Resend(ctx, sub, seq)
+}
+
+// anySubscription makes every subscription name exist, with a UID of its own.
+func anySubscription(_, name string) (string, bool) { return "uid-" + name, true }
 
 func (c *countingAdmin) snapshot() map[string]int {
 	c.mu.Lock()
@@ -87,7 +95,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		pub := &recorder{}
 		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
-			Publisher: pub, Deliveries: q,
+			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(authCli, server.KubernetesAuthorizerOptions{}),
 		})
 		Expect(err).NotTo(HaveOccurred())
@@ -124,7 +132,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		pub := &recorder{}
 		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
-			Publisher: pub, Deliveries: q,
+			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}),
 		})
 		Expect(err).NotTo(HaveOccurred())

@@ -73,10 +73,11 @@ func TestAdminAPI(t *testing.T) {
 	t.Parallel()
 	q := openQueue(t)
 	ctx := context.Background()
+	invoices := queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "uid-invoices"}
 	base := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
 	for i := 1; i <= 3; i++ {
 		a := queue.Attempt{Time: base.Add(time.Duration(i) * time.Second), Attempt: i, StatusCode: 500 + i, Latency: 20 * time.Millisecond, Error: fmt.Sprintf("HTTP %d", 500+i)}
-		if err := q.RecordAttempt(ctx, ns, "invoices", a); err != nil {
+		if err := q.RecordAttempt(ctx, invoices, a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,6 +85,9 @@ func TestAdminAPI(t *testing.T) {
 	api, err := server.NewHandler(server.Options{
 		Publisher:  &recorder{},
 		Deliveries: q,
+		SubscriptionUID: func(_, name string) (string, bool) {
+			return "uid-" + name, name == "invoices"
+		},
 		Authorizer: authorizerFunc(func(r *http.Request, namespace string, access server.Access) (server.Decision, error) {
 			verbs = append(verbs, namespace+"/"+access.Name+":"+access.Verb)
 			switch namespace {
@@ -102,7 +106,7 @@ func TestAdminAPI(t *testing.T) {
 	const sub = "/v1/namespaces/team-a/subscriptions/invoices"
 	var got map[string]any
 	eventually(t, "the attempt log", func() bool {
-		as, err := q.RecentAttempts(ctx, ns, "invoices", 10)
+		as, err := q.RecentAttempts(ctx, invoices, 10)
 		return err == nil && len(as) == 3
 	})
 	got = doJSON(t, api, http.MethodGet, sub+"/attempts?limit=2", http.StatusOK)
@@ -141,6 +145,12 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/v1/namespaces/anonymous/subscriptions/invoices/dead", 401, "Unauthorized", ""},
 		{"POST", sub + "/attempts", 405, "MethodNotAllowed", ""},
 		{"GET", sub + "/replay", 405, "MethodNotAllowed", ""},
+		{"GET", "/v1/namespaces/team-a/subscriptions/deleted/attempts", 404, "NotFound", "name"},
+		{"POST", "/v1/namespaces/team-a/subscriptions/deleted/replay", 404, "NotFound", "name"},
+		{"POST", sub + "/deliveries/12345/resend", 404, "NotFound", "id"},
+		{"POST", sub + "/deliveries/first/resend", 400, "BadParameter", "id"},
+		{"POST", sub + "/deliveries/0/resend", 400, "BadParameter", "id"},
+		{"GET", sub + "/deliveries/1/resend", 405, "MethodNotAllowed", ""},
 		{"GET", "/v1/namespaces/team-a/things", 404, "NotFound", ""},
 	} {
 		got := doJSON(t, api, tc.method, tc.target, tc.status)

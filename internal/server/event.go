@@ -78,6 +78,14 @@ type wireEvent struct {
 
 const knownFields = "type, id, time and data"
 
+// The range of event times: what RFC 3339 in UTC, the signed body and CEL
+// timestamps all hold. An offset can move a time written in year 1 or 9999
+// out of it.
+var (
+	minEventTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxEventTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
 // decodeEvent parses one event from body, which holds nothing else, its data
 // nested at most maxDepth levels deep.
 func decodeEvent(body []byte, maxDepth int) (wireEvent, *fieldError) {
@@ -146,6 +154,10 @@ func (w *wireEvent) validate(prefix, namespace string, newID func() string, now 
 			return ev, badRequest(field("time"), "time %q is not an RFC 3339 time such as 2026-11-26T20:00:00Z; leave it out to use the time of receipt", w.Time)
 		}
 		ev.Time = t.UTC()
+		if ev.Time.Before(minEventTime) || ev.Time.After(maxEventTime) {
+			return ev, badRequest(field("time"), "time %q is outside the range hookline can deliver and filter on "+
+				"(0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, in UTC)", w.Time)
+		}
 	}
 
 	if len(w.Data) == 0 || string(w.Data) == "null" {

@@ -58,8 +58,13 @@ type Options struct {
 	// Deliveries, when set, serves the admin API under
 	// /v1/namespaces/{ns}/subscriptions/{name}/: the attempt log, dead letters and replay.
 	Deliveries AdminQueue
-	Clock      clock.PassiveClock
-	Logger     logr.Logger
+	// SubscriptionUID, required with Deliveries, says which object a
+	// subscription name stands for now: the admin API shows and resends
+	// only that object's deliveries, and answers 404 for a name that has
+	// none.
+	SubscriptionUID func(ns, name string) (uid string, ok bool)
+	Clock           clock.PassiveClock
+	Logger          logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -95,6 +100,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	opts.Limits = opts.Limits.WithDefaults()
 	h := &Handler{opts: opts}
+	if opts.Deliveries != nil && opts.SubscriptionUID == nil {
+		return nil, errors.New("server: SubscriptionUID is required with Deliveries")
+	}
 	if opts.Deliveries != nil {
 		h.admin = newAdmin(opts.Deliveries, h)
 	}

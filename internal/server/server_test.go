@@ -127,6 +127,8 @@ func TestRejectsBadRequests(t *testing.T) {
 		{"id too long", path, "application/json", `{"type":"a.b","id":"` + strings.Repeat("x", 257) + `","data":{}}`, 400, "id", "at most 256"},
 		{"id bad char", path, "application/json", `{"type":"a.b","id":"a/b","data":{}}`, 400, "id", `'/' at position 1`},
 		{"bad time", path, "application/json", `{"type":"a.b","time":"yesterday","data":{}}`, 400, "time", "RFC 3339"},
+		{"time before year 1", path, "application/json", `{"type":"a.b","time":"0000-12-31T23:59:59Z","data":{}}`, 400, "time", "outside the range"},
+		{"time pushed before year 1 by its offset", path, "application/json", `{"type":"a.b","time":"0001-01-01T00:30:00+01:00","data":{}}`, 400, "time", "outside the range"},
 		{"no data", path, "application/json", `{"type":"a.b"}`, 400, "data", "data is required"},
 		{"null data", path, "application/json", `{"type":"a.b","data":null}`, 400, "data", "other than null"},
 		{"bad namespace", "/v1/namespaces/Not_A_Name/events", "application/json", ok, 400, "namespace", "not a namespace name"},

@@ -28,8 +28,30 @@ type ownedStatus struct {
 // The dispatcher's conditions, in the order it writes them.
 var (
 	endpointConditions     = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded, hooklinev1.ConditionDisabled}
-	subscriptionConditions = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded}
+	subscriptionConditions = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded, ConditionFilterFailing}
 )
+
+// ConditionFilterFailing is True on a Subscription whose filter, as it is now
+// (this generation), failed to evaluate on an event; such events are dead
+// letters with reason FilterError. It is absent otherwise: editing the
+// filter removes it.
+const (
+	ConditionFilterFailing = "FilterFailing"
+	ReasonFilterError      = "FilterError"
+)
+
+// filterCondition is the FilterFailing condition of a subscription, and
+// whether it has one.
+func filterCondition(sub *hooklinev1.Subscription, c *engine.Counts) (metav1.Condition, bool) {
+	if c == nil || c.LastFilterError == nil || c.LastFilterError.Generation != sub.Generation {
+		return metav1.Condition{}, false
+	}
+	f := c.LastFilterError
+	return condition(ConditionFilterFailing, true, ReasonFilterError, truncate(fmt.Sprintf(
+		"The filter failed on event %s at %s: %s. Such events are dead letters with reason FilterError; "+
+			"fix the expression (guard optional fields with has()) and replay them.",
+		f.EventID, stamp(f.Time), strings.TrimSuffix(f.Reason, ".")), 1024)), true
+}
 
 // owned extracts the dispatcher's part from a status as it is, to compare it
 // with what would be applied.
@@ -90,10 +112,11 @@ func subscriptionStatus(sub *hooklinev1.Subscription, st *engine.SubscriptionSta
 	}
 	delivering, degraded := deliveryConditions(counts, ep, sub.Spec.EndpointRef.Name)
 	cur := sub.Status.Conditions
-	return ownedStatus{
-		Conditions: []metav1.Condition{transition(cur, delivering, now), transition(cur, degraded, now)},
-		Delivery:   deliveryStatus(counts, backlog),
+	conds := []metav1.Condition{transition(cur, delivering, now), transition(cur, degraded, now)}
+	if c, ok := filterCondition(sub, counts); ok {
+		conds = append(conds, transition(cur, c, now))
 	}
+	return ownedStatus{Conditions: conds, Delivery: deliveryStatus(counts, backlog)}
 }
 
 // transition keeps a condition's lastTransitionTime while its status stays.

@@ -79,7 +79,7 @@ func (k *cluster) createEndpoint(ctx context.Context, ns string, s endpointSpec)
 		},
 	}
 	if s.timeout > 0 {
-		ep.Spec.Limits.Timeout = s.timeout.String()
+		ep.Spec.Limits.Timeout = hooklinev1.DurationOf(s.timeout)
 	}
 	if err := k.c.Create(ctx, ep); err != nil {
 		return "", fmt.Errorf("creating WebhookEndpoint %s/%s: %w", ns, s.name, err)

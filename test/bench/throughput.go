@@ -70,7 +70,7 @@ func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
 				}
 				now := time.Now()
 				buf = b.payload.data(buf[:0], i, now)
-				msg := delivery.Message{ID: eventID("base", i), Type: "bench.baseline", Time: now, Data: buf, Namespace: "bench", Subscription: "baseline"}
+				msg := delivery.Message{ID: eventID("base", i), WebhookID: eventID("base", i), Type: "bench.baseline", Time: now, Data: buf, Namespace: "bench", Subscription: "baseline"}
 				if r := delivery.Send(ctx, target, msg, now); r.Verdict != delivery.Delivered {
 					failed.Add(1)
 					errOnce.Do(func() { res.FirstErr = fmt.Sprintf("status %d, %v", r.StatusCode, r.Err) })

@@ -52,7 +52,7 @@ func seenAll(r *endpointReceiver, prefix string, n int) func() []string {
 	return func() []string {
 		var missing []string
 		for i := 0; i < n; i++ {
-			if id := fmt.Sprintf("%s-%d", prefix, i); !r.Seen(id) {
+			if id := fmt.Sprintf("%s-%d", prefix, i); !r.SeenEvent(id) {
 				missing = append(missing, id)
 			}
 		}
@@ -143,6 +143,7 @@ var _ = Describe("Delivery", func() {
 		switched.Store(true)
 		<-done
 		Eventually(seenAll(r, "rot", 60), "2m").Should(BeEmpty())
+		Expect(r.Stats().Rejected).To(BeZero(), "every delivery through the rotation verifies with a key the receiver knows")
 	})
 
 	It("loses nothing when the dispatcher is killed mid-stream", func() {
@@ -170,12 +171,16 @@ var _ = Describe("Delivery", func() {
 		Eventually(func() error {
 			return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "orders"}, &hooklinev1.Subscription{})
 		}).Should(Satisfy(apierrors.IsNotFound))
-		time.Sleep(2 * time.Second) // the dispatcher's watch sees the deletion within about a second
+		// The dispatcher has seen the deletion once its admin API no longer knows the name.
+		Eventually(func() int { return adminStatus(ns, token, "orders") }).Should(Equal(http.StatusNotFound))
 		before := r.Stats().Accepted
 		for i := 0; i < 5; i++ {
 			publish(ns, token, fmt.Sprintf("after-delete-%d", i), "order.created", map[string]any{})
 		}
 		Consistently(func() int { return r.Stats().Accepted }, "3s").Should(Equal(before))
+		// Its attempt log and anything else the queue kept for it go too (the
+		// sweep runs every minute and removes what it saw gone twice).
+		Eventually(func() []string { return queueHolds(ns) }, "3m").Should(BeEmpty())
 	})
 
 	It("cleans everything up when the namespace is deleted", func() {
@@ -192,5 +197,8 @@ var _ = Describe("Delivery", func() {
 		var eps hooklinev1.WebhookEndpointList
 		Expect(k8s.List(context.Background(), &eps, client.InNamespace(ns))).To(Succeed())
 		Expect(eps.Items).To(BeEmpty())
+		// Nothing of the namespace is left in the queue: no attempt log, dead
+		// letters, parked or waiting deliveries, lanes or consumers.
+		Eventually(func() []string { return queueHolds(ns) }, "3m").Should(BeEmpty())
 	})
 })

@@ -29,6 +29,9 @@ var (
 	operatorP *proc
 	dispP     *proc
 	apiURL    string
+	// natsAddr is where the dispatcher's embedded queue takes clients, for
+	// checks of what it holds.
+	natsAddr string
 )
 
 func TestE2E(t *testing.T) {
@@ -77,9 +80,10 @@ var _ = AfterSuite(func() {
 func startDispatcher() *proc {
 	if apiURL == "" {
 		apiURL = "http://" + freeAddr()
+		natsAddr = freeAddr()
 	}
 	p := startProcess("dispatcher", hookline, "dispatcher", "--kubeconfig", env.Kubeconfig,
-		"--listen", apiURL[len("http://"):], "--metrics-listen", "",
+		"--listen", apiURL[len("http://"):], "--metrics-listen", "", "--nats-listen", natsAddr,
 		"--data-dir", filepath.Join(workDir, "queue"), "--allow-cidr", "127.0.0.0/8",
 		"--max-request-timeout", "10s", "--status-interval", "1s")
 	Eventually(func() error {

@@ -184,8 +184,14 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, err
 	}
 	d.api, err = server.NewHandler(server.Options{
-		Publisher:    publisher{d.q},
-		Deliveries:   d.q,
+		Publisher:  publisher{d.q},
+		Deliveries: d.q,
+		SubscriptionUID: func(ns, name string) (string, bool) {
+			if s := d.reg.Subscription(ns, name); s != nil {
+				return string(s.UID), true
+			}
+			return "", false
+		},
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxJSONDepth: cfg.MaxJSONDepth,

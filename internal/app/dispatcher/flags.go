@@ -41,6 +41,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.mode, "queue", "embedded", "embedded: a NATS JetStream server in this process, storing in --data-dir (one replica); external: a JetStream cluster at --nats-url (any number of replicas)")
 	fs.StringVar(&c.Queue.DataDir, "data-dir", "/var/lib/hookline", "where the embedded queue stores events (a persistent volume)")
 	fs.StringVar(&c.Queue.URL, "nats-url", "", "URL of the external NATS JetStream cluster, with --queue=external")
+	fs.StringVar(&c.Queue.Listen, "nats-listen", "", "with --queue=embedded, a host:port where the embedded NATS server accepts clients (the nats CLI, tests); empty opens no port")
 	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "NATS credentials file for the external cluster")
 	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
