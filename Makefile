@@ -8,10 +8,12 @@ export GOFLAGS ?= -buildvcs=false
 BIN            := $(CURDIR)/bin
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_VERSION       := v2.15.0
+ACTIONLINT_VERSION     := v1.7.12
 HELM_VERSION           := v3.22.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_VERSION)
 HELM           := $(BIN)/helm-$(HELM_VERSION)
+ACTIONLINT     := $(BIN)/actionlint-$(ACTIONLINT_VERSION)
 HOOKLINE       := $(BIN)/hookline
 # The release the chart and config/default install by default; the image's tag.
 APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
@@ -24,6 +26,7 @@ LDFLAGS        := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DEFAULT_IMG    := ghcr.io/hookline/hookline:$(APP_VERSION)
 IMG            ?= $(DEFAULT_IMG)
 IMAGE_ARCHIVE  ?= $(BIN)/hookline-image.tar
+INSTALLER      ?= dist/install.yaml
 KUBECTL        ?= $(shell command -v kubectl 2>/dev/null || echo $(CONTROL_PLANE)/kubectl)
 # Where hack/build-control-plane.sh puts etcd, kube-apiserver and kube-controller-manager.
 CONTROL_PLANE  := $(BIN)/k8s/current
@@ -57,14 +60,18 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the markers (and the
 	rm -f charts/hookline/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/hookline/crds/
 	cp config/rbac/role.yaml charts/hookline/files/role.yaml
+	@# And the observability bundle's rules and dashboard (checked by test/monitoring).
+	cp config/monitoring/prometheusrule.yaml charts/hookline/files/monitoring/prometheusrule.yaml
+	cp config/monitoring/dashboards/hookline.json charts/hookline/files/monitoring/hookline.json
 
 .PHONY: verify
 verify: ## Fail when generated files or formatting are stale, or go vet complains.
 	hack/verify.sh
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## Run golangci-lint, and actionlint on the GitHub workflows.
 	$(GOLANGCI_LINT) run ./...
+	$(ACTIONLINT) -shellcheck= .github/workflows/*.yaml
 
 ##@ Release
 
@@ -75,9 +82,9 @@ image: ## Build the image with no container engine into bin/hookline-image.tar (
 
 .PHONY: build-installer
 build-installer: ## Write dist/install.yaml (CRDs, RBAC, operator) installing IMG (pin a digest with IMG=repo@sha256:...).
-	mkdir -p dist
-	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' > dist/install.yaml
-	@echo "dist/install.yaml installs $(IMG)"
+	mkdir -p $(dir $(INSTALLER))
+	$(KUBECTL) kustomize config/default | sed 's|$(DEFAULT_IMG)|$(IMG)|g' > $(INSTALLER)
+	@echo "$(INSTALLER) installs $(IMG)"
 
 .PHONY: deploy
 deploy: ## Install into the cluster of your kubeconfig, with IMG (kubectl apply --server-side -k config/default).
@@ -89,9 +96,13 @@ deploy: ## Install into the cluster of your kubeconfig, with IMG (kubectl apply 
 control-plane: ## Build etcd, kube-apiserver and kube-controller-manager into bin/k8s (once).
 	hack/build-control-plane.sh >/dev/null
 
+.PHONY: node
+node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node, install runc, CNI plugins, iptables (once).
+	hack/build-node.sh >/dev/null
+
 .PHONY: test
-test: verify control-plane helm ## Run every test: unit, integration on a real API server, end to end, the Helm chart.
-	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test $(GO_TEST_FLAGS) ./...
+test: verify control-plane node helm ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
+	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: build control-plane ## Run the delivery benchmark (a few minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.
@@ -102,6 +113,10 @@ bench: build control-plane ## Run the delivery benchmark (a few minutes) and pri
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/.tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/.tmp/controller-gen $@ && ln -sf $(notdir $@) $(BIN)/controller-gen
+
+$(ACTIONLINT):
+	GOBIN=$(BIN)/.tmp go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv $(BIN)/.tmp/actionlint $@ && ln -sf $(notdir $@) $(BIN)/actionlint
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)

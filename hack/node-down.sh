@@ -28,12 +28,14 @@ stop() { # stop NAME...: SIGTERM, 10 s, then SIGKILL; by recorded PID only
   for name in "$@"; do rm -f "${STATE}/pids/${name}"; done
 }
 
-# 1. Nothing may recreate pods; then the kubelet removes every pod (CNI DEL, netns, mounts).
+# 1. Nothing may recreate pods; then the kubelet stops every pod (CNI DEL, netns, mounts).
 stop kube-controller-manager kube-scheduler
 if alive kubelet && alive kube-apiserver; then
   "${KUBECTL[@]}" delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1
-  for _ in $(seq 1 120); do
-    [ -z "$(ctr_ containers list -q 2>/dev/null)" ] && break
+  # Every task gone means every sandbox stopped (its network torn down by CNI DEL); the
+  # exited containers themselves the kubelet removes only at its next garbage collection.
+  for _ in $(seq 1 60); do
+    [ -z "$(ctr_ tasks list -q 2>/dev/null)" ] && break
     sleep 0.5
   done
 fi
@@ -77,10 +79,15 @@ done
 # containerd's shim sockets and run dirs that were not there before.
 for d in /run/containerd/s/* /run/containerd/*; do
   [ -e "${d}" ] || continue
+  [ "${d}" = /run/containerd/s ] && grep -qx "/run/containerd/s:" "${STATE}/snapshot/run" 2>/dev/null && continue
   grep -qx "$(basename "${d}")" "${STATE}/snapshot/run" 2>/dev/null || rm -rf "${d}"
 done
-[ -d /run/containerd ] && ! grep -qx containerd "${STATE}/snapshot/run" 2>/dev/null &&
-  [ -z "$(ls -A /run/containerd 2>/dev/null)" ] && rmdir /run/containerd 2>/dev/null
+# The directories themselves, when they were not there before (the snapshot lists each
+# existing one as a "DIR:" header).
+for d in /run/containerd/s /run/containerd /run/netns; do
+  [ -d "${d}" ] && ! grep -qx "${d}:" "${STATE}/snapshot/run" 2>/dev/null &&
+    [ -z "$(ls -A "${d}" 2>/dev/null)" ] && rmdir "${d}" 2>/dev/null
+done
 
 # 5. Interfaces: the bridge (its veths went with the pods' namespaces) and the node's.
 ip link del "${POD_BRIDGE}" 2>/dev/null
@@ -111,7 +118,7 @@ if [ -f "${STATE}/snapshot/links" ]; then
   done
   ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort > "${now}/links"
   awk '{print $5}' /proc/self/mountinfo | sort > "${now}/mounts"
-  { ls -1 /run/containerd 2>/dev/null; ls -1 /run/containerd/s 2>/dev/null; ls -1 /run/netns 2>/dev/null; } | sort > "${now}/run"
+  { ls -1 /run/containerd /run/containerd/s /run/netns 2>/dev/null || true; } | sort > "${now}/run"
   for s in "${NODE_SYSCTLS[@]}"; do printf '%s=%s\n' "${s}" "$(sysctl -n "${s}")"; done > "${now}/sysctls"
   for f in iptables ip6tables links mounts run sysctls; do
     d="$(diff <(sort "${STATE}/snapshot/${f}") <(sort "${now}/${f}") | grep '^>' )"

@@ -51,7 +51,7 @@ snapshot() {
   done
   ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort > "${dir}/links"
   awk '{print $5}' /proc/self/mountinfo | sort > "${dir}/mounts"
-  { ls -1 /run/containerd 2>/dev/null; ls -1 /run/containerd/s 2>/dev/null; ls -1 /run/netns 2>/dev/null; } | sort > "${dir}/run"
+  { ls -1 /run/containerd /run/containerd/s /run/netns 2>/dev/null || true; } | sort > "${dir}/run"
   for s in "${NODE_SYSCTLS[@]}"; do printf '%s=%s\n' "${s}" "$(sysctl -n "${s}")"; done > "${dir}/sysctls"
 }
 [ -f "${STATE}/snapshot/links" ] || snapshot "${STATE}/snapshot"
@@ -72,8 +72,11 @@ wait_for() { # wait_for WHAT SECONDS CMD...
 }
 
 # --- the node's own address ----------------------------------------------------------------
-ip link add "${NODE_IFACE}" type dummy
+# A veth pair (these kernels may lack the dummy driver); its peer stays unused and goes
+# with it.
+ip link add "${NODE_IFACE}" type veth peer name "${NODE_IFACE}p"
 ip addr add "${NODE_IP}/32" dev "${NODE_IFACE}"
+ip link set "${NODE_IFACE}p" up
 ip link set "${NODE_IFACE}" up
 # Pods reach Services (DNAT back onto the bridge) only with forwarding on.
 sysctl -qw net.ipv4.ip_forward=1
@@ -120,6 +123,7 @@ start kube-apiserver "${CONTROL_PLANE_BIN}/kube-apiserver" --etcd-servers "http:
   --service-cluster-ip-range "${SERVICE_CIDR}" \
   --tls-cert-file "${PKI}/apiserver.crt" --tls-private-key-file "${PKI}/apiserver.key" \
   --client-ca-file "${PKI}/ca.crt" --authorization-mode Node,RBAC \
+  --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "${PKI}/sa.pub" --service-account-signing-key-file "${PKI}/sa.key"
 wait_for kube-apiserver 90 curl_api /readyz

@@ -28,6 +28,9 @@ func runPublish(args []string) error {
 	typ := fs.String("type", "", "event type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "event data: JSON, or @file to read it from a file")
 	id := fs.String("id", "", "event id; publishing the same id again is stored once. Default: a new id")
+	count := fs.Int("count", 1, "publish this many events, one after another; with --id, their ids are <id>-1 ... <id>-<count>")
+	interval := fs.Duration("interval", 0, "pause between events (with --count)")
+	retryFor := fs.Duration("retry-for", 0, "keep retrying an event that was not accepted, with the same id (stored once), for this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,17 +47,39 @@ func runPublish(args []string) error {
 	if !json.Valid(raw) {
 		return fmt.Errorf("--data is not valid JSON: %s", raw)
 	}
-	body, _ := json.Marshal(struct {
-		Type string          `json:"type"`
-		ID   string          `json:"id,omitempty"`
-		Data json.RawMessage `json:"data"`
-	}{*typ, *id, raw})
-
-	out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
-	if err != nil {
-		return err
+	if *count < 1 {
+		return fmt.Errorf("--count must be at least 1")
 	}
-	fmt.Println(out)
+	if *count > 1 && *id == "" {
+		return fmt.Errorf("--count needs --id: retries and repeats are only safe with ids the dispatcher can recognise")
+	}
+	for i := 1; i <= *count; i++ {
+		eventID := *id
+		if *count > 1 {
+			eventID = fmt.Sprintf("%s-%d", *id, i)
+		}
+		body, _ := json.Marshal(struct {
+			Type string          `json:"type"`
+			ID   string          `json:"id,omitempty"`
+			Data json.RawMessage `json:"data"`
+		}{*typ, eventID, raw})
+		deadline := time.Now().Add(*retryFor)
+		for {
+			out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
+			if err == nil {
+				fmt.Println(out)
+				break
+			}
+			if time.Now().After(deadline) {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "retrying %s: %v\n", eventID, err)
+			time.Sleep(200 * time.Millisecond)
+		}
+		if i < *count {
+			time.Sleep(*interval)
+		}
+	}
 	return nil
 }
 

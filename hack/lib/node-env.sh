@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by hack/node-up.sh and hack/node-down.sh: where the test node lives. Every
-# address is on an interface the node creates for itself (a dummy interface for the node,
+# address is on an interface the node creates for itself (a veth pair for the node,
 # a bridge for pods), so nothing listens on or routes through the machine's own network.
 NODE_NAME="${NODE_NAME:-hookline-node}"
 NODE_IP="${NODE_IP:-10.213.0.1}"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -58,6 +59,9 @@ type Options struct {
 	Events EventSink
 	Clock  clock.WithTicker
 	Logger logr.Logger
+	// Metrics registers the status writer's metrics (hookline_status_writes_total,
+	// hookline_endpoint_backlog); nil keeps them unexported.
+	Metrics prometheus.Registerer
 }
 
 // Defaults of Options.
@@ -72,13 +76,14 @@ const (
 // status and enable annotation, records Events, and, while it holds the
 // lease, writes status. See the package documentation.
 type Reporter struct {
-	opts   Options
-	objs   *objects
-	client client.Client
-	cs     kubernetes.Interface
-	events *events
-	sync   *syncer
-	log    logr.Logger
+	opts    Options
+	objs    *objects
+	client  client.Client
+	cs      kubernetes.Interface
+	events  *events
+	metrics *metrics
+	sync    *syncer
+	log     logr.Logger
 
 	startOnce sync.Once
 	disabled  []engine.DisabledEndpoint
@@ -132,11 +137,15 @@ func New(opts Options) (*Reporter, error) {
 	if opts.Events == nil {
 		opts.Events = ClientSink{Client: cs}
 	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	ev := newEvents(opts.Events, opts.Clock, opts.EventWindow, opts.Instance, log.WithName("events"))
 	ev.uid = func(kind objKind, ns, name string) string { return objs.uid(context.Background(), kind, ns, name) }
 	return &Reporter{
-		opts: opts, objs: objs, client: c, cs: cs, events: ev,
+		opts: opts, objs: objs, client: c, cs: cs, events: ev, metrics: m,
 		sync: newSyncer(ev, log), log: log,
 	}, nil
 }
@@ -289,7 +298,7 @@ func (r *Reporter) writeStatus(ctx context.Context, st *store, id string) {
 // lead is one term as the status writer.
 func (r *Reporter) lead(ctx context.Context, st *store) {
 	w := &writer{
-		st: st, objs: r.objs, c: r.client, backlog: r.opts.Backlog, events: r.events,
+		st: st, objs: r.objs, c: r.client, backlog: r.opts.Backlog, events: r.events, metrics: r.metrics,
 		clock: r.opts.Clock, log: r.log.WithName("writer"),
 		interval: r.opts.WriteInterval, goneAfter: r.opts.GoneAfter, present: 3 * r.opts.ReportEvery,
 		reports: map[string]entry{}, lastWrite: map[objRef]time.Time{},

@@ -30,6 +30,7 @@ type writer struct {
 	c       client.Client
 	backlog Backlogger
 	events  *events
+	metrics *metrics
 	clock   clock.PassiveClock
 	log     logr.Logger
 
@@ -81,6 +82,7 @@ func (w *writer) tick(ctx context.Context) error {
 			w.log.V(1).Info("Could not read the backlog; keeping the last one", "error", err.Error())
 		} else {
 			w.backlogs = bl
+			w.metrics.setBacklog(bl)
 		}
 	}
 	return w.writeAll(ctx, eps, subs, merged, w.clock.Now())
@@ -220,11 +222,14 @@ func (w *writer) apply(ctx context.Context, gvk schema.GroupVersionKind, ns, nam
 	}
 	switch {
 	case err == nil:
+		w.metrics.wrote(gvk.Kind, writeOK)
 		return true
 	case ctx.Err() != nil:
 	case apierrors.IsNotFound(err):
+		w.metrics.wrote(gvk.Kind, writeGone)
 		w.log.V(1).Info("Status not written: the object is gone", "kind", gvk.Kind, "namespace", ns, "name", name)
 	default:
+		w.metrics.wrote(gvk.Kind, writeFailed)
 		w.log.Error(err, "Writing delivery status", "kind", gvk.Kind, "namespace", ns, "name", name)
 	}
 	return false

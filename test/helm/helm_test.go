@@ -144,8 +144,10 @@ func comparablePodSpec(t *testing.T, d *appsv1.Deployment) corev1.PodSpec {
 // values is the part of the chart's values that TestValuesReachManifests checks.
 type values struct {
 	Image struct {
+		Registry   string
 		Repository string
 		Tag        string
+		Digest     string
 		PullPolicy corev1.PullPolicy `json:"pullPolicy"`
 	}
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets"`
@@ -180,7 +182,7 @@ func TestValuesReachManifests(t *testing.T) {
 	d := operatorDeployment(t, objs)
 	pod := d.Spec.Template.Spec
 	op := pod.Containers[0]
-	image := v.Image.Repository + ":" + v.Image.Tag
+	image := v.Image.Registry + "/" + v.Image.Repository + "@" + v.Image.Digest
 	check := func(what string, want, got any) {
 		t.Helper()
 		if diff := cmp.Diff(want, got, quantities); diff != "" {

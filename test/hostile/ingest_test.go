@@ -91,7 +91,7 @@ var _ = Describe("Hostile ingest", Ordered, func() {
 		pub = &queuePublisher{}
 		h, err := server.NewHandler(server.Options{
 			Publisher: pub, Deliveries: q,
-			// Every subscription name exists: the refusals below are RBAC's, not 404s.
+			// Every subscription name exists here; the admin cases are about who may ask.
 			SubscriptionUID: func(_, name string) (string, bool) { return "uid-" + name, true },
 			Authorizer:      server.NewKubernetesAuthorizer(clientset, server.KubernetesAuthorizerOptions{FailureBurst: 1000}),
 		})

@@ -175,7 +175,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if d.reporter, err = newReporter(restCfg, cfg, d.q, d.clk, d.log); err != nil {
+	if d.reporter, err = newReporter(restCfg, cfg, d.q, d.clk, d.metrics, d.log); err != nil {
 		return nil, fmt.Errorf("setting up status reporting: %w", err)
 	}
 
@@ -218,10 +218,10 @@ func (d *dispatcher) close() {
 
 // newReporter sets up status reporting: the Lease holder among the replicas
 // writes status.
-func newReporter(restCfg *rest.Config, cfg Config, q *queue.Queue, clk clock.PassiveClock, log logr.Logger) (*status.Reporter, error) {
+func newReporter(restCfg *rest.Config, cfg Config, q *queue.Queue, clk clock.PassiveClock, reg prometheus.Registerer, log logr.Logger) (*status.Reporter, error) {
 	opts := status.Options{
 		Config: restCfg, Conn: q.Conn(), Replicas: cfg.Queue.Replicas, Backlog: q,
-		Namespaces: cfg.Namespaces, WriteInterval: cfg.StatusInterval, Logger: log.WithName("status"),
+		Namespaces: cfg.Namespaces, WriteInterval: cfg.StatusInterval, Logger: log.WithName("status"), Metrics: reg,
 	}
 	if c, ok := clk.(clock.WithTicker); ok {
 		opts.Clock = c
