@@ -42,21 +42,27 @@ func runOperator(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts.AllowUnlabelledSecrets = !*requireOptIn
-	if s != nil {
-		// One switch for the installation: the flag, when given, decides for the
-		// dispatcher too; otherwise the settings file can turn the rule off.
-		given := false
-		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "require-secret-opt-in" })
-		if given {
-			s.RequireSecretOptIn = requireOptIn
-		} else if s.RequireSecretOptIn != nil && !*s.RequireSecretOptIn {
-			opts.AllowUnlabelledSecrets = true
-		}
-	}
+	opts.AllowUnlabelledSecrets = secretOptInOff(fs, *requireOptIn, s)
 	opts.Dispatcher = s
 	opts.Logger = process.NewLogger(zapOpts, os.Stderr)
 	return operator.Run(opts)
+}
+
+// secretOptInOff decides the installation's one switch for the Secret
+// opt-in rule: --require-secret-opt-in, when given, decides for the operator
+// and for the dispatcher it runs (written into s); otherwise the settings file
+// can turn the rule off for both.
+func secretOptInOff(fs *flag.FlagSet, require bool, s *workload.Settings) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "require-secret-opt-in" })
+	if s == nil {
+		return !require
+	}
+	if given {
+		s.RequireSecretOptIn = &require
+		return !require
+	}
+	return s.RequireSecretOptIn != nil && !*s.RequireSecretOptIn
 }
 
 // dispatcherFlags are the operator's settings for the dispatcher it runs. They override

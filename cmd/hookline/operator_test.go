@@ -84,3 +84,35 @@ func expect(t *testing.T, ok bool, format string, args ...any) {
 		t.Errorf(format, args...)
 	}
 }
+
+// TestSecretOptInSwitch: one switch for the installation, from the flag or
+// the settings file, reaching the operator and the dispatcher alike.
+func TestSecretOptInSwitch(t *testing.T) {
+	no, yes := false, true
+	tests := []struct {
+		name         string
+		args         []string
+		settings     *workload.Settings
+		wantOff      bool
+		wantSettings *bool
+	}{
+		{name: "default: the rule holds", settings: &workload.Settings{}, wantOff: false},
+		{name: "flag off, not managing the dispatcher", args: []string{"--require-secret-opt-in=false"}, wantOff: true},
+		{name: "flag off reaches the dispatcher", args: []string{"--require-secret-opt-in=false"}, settings: &workload.Settings{RequireSecretOptIn: &yes}, wantOff: true, wantSettings: &no},
+		{name: "flag on overrides the file", args: []string{"--require-secret-opt-in=true"}, settings: &workload.Settings{RequireSecretOptIn: &no}, wantOff: false, wantSettings: &yes},
+		{name: "the file turns it off for both", settings: &workload.Settings{RequireSecretOptIn: &no}, wantOff: true, wantSettings: &no},
+	}
+	for _, tt := range tests {
+		fs := flag.NewFlagSet("operator", flag.ContinueOnError)
+		require := fs.Bool("require-secret-opt-in", true, "")
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if off := secretOptInOff(fs, *require, tt.settings); off != tt.wantOff {
+			t.Errorf("%s: off = %v, want %v", tt.name, off, tt.wantOff)
+		}
+		if tt.wantSettings != nil && (tt.settings.RequireSecretOptIn == nil || *tt.settings.RequireSecretOptIn != *tt.wantSettings) {
+			t.Errorf("%s: settings requireSecretOptIn = %v, want %v", tt.name, tt.settings.RequireSecretOptIn, *tt.wantSettings)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package dispatcher
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+
+func parse(t *testing.T, args ...string) (Config, error) {
+	t.Helper()
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
+	f := BindFlags(fs)
+	if err := fs.Parse(append([]string{"--kubeconfig", kc}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := f.Config()
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// TestSecurityFlags: the limits, TLS, audience and Secret opt-in flags reach
+// the configuration, with the documented defaults.
+func TestSecurityFlags(t *testing.T) {
+	cfg, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits
+	if l.ReadHeaderTimeout != 10*time.Second || l.BodyReadTimeout != 30*time.Second || l.MinBodyRate != 4096 || l.WriteTimeout != time.Minute ||
+		l.MaxHeaderBytes != 64<<10 || l.MaxConcurrent != 1024 || l.MaxConnsPerClient != 256 || cfg.MaxJSONDepth != 64 || cfg.MaxConcurrentReviews != 8 {
+		t.Errorf("defaults: %+v depth %d reviews %d", l, cfg.MaxJSONDepth, cfg.MaxConcurrentReviews)
+	}
+	if cfg.AllowUnlabelledSecrets || cfg.TokenAudience != "" || cfg.TLSCertFile != "" {
+		t.Errorf("defaults: allow unlabelled %v, audience %q, tls %q", cfg.AllowUnlabelledSecrets, cfg.TokenAudience, cfg.TLSCertFile)
+	}
+
+	cfg, err = parse(t, "--min-body-rate=100", "--max-conns-per-client=4", "--max-json-depth=10", "--token-audience=hookline",
+		"--require-secret-opt-in=false", "--tls-cert-file=/c", "--tls-key-file=/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.MinBodyRate != 100 || cfg.Limits.MaxConnsPerClient != 4 || cfg.MaxJSONDepth != 10 || cfg.TokenAudience != "hookline" ||
+		!cfg.AllowUnlabelledSecrets || cfg.TLSCertFile != "/c" || cfg.TLSKeyFile != "/k" {
+		t.Errorf("set: %+v", cfg)
+	}
+
+	for args, want := range map[string]string{
+		"--tls-cert-file=/c":  "--tls-cert-file and --tls-key-file go together",
+		"--tls-key-file=/k":   "--tls-cert-file and --tls-key-file go together",
+		"--max-json-depth=-1": "--max-json-depth=-1 must be positive",
+	} {
+		if _, err := parse(t, args); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+}
