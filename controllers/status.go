@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/readiness"
 )
 
 // FieldOwner is the operator's server-side apply field manager. The dispatcher writes the
@@ -19,8 +20,9 @@ import (
 // type, each writer owns its own conditions and neither can undo the other's.
 const FieldOwner = "hookline-operator"
 
-// operatorStatus is the part of a status the operator owns: observedGeneration, the Ready
-// condition and, for endpoints, the signing schedule.
+// operatorStatus is the part of a status the operator owns: observedGeneration, the Ready,
+// Reconciling and Stalled conditions and, for endpoints, the signing schedule. A condition
+// it leaves out of an apply is removed, because it was the only owner.
 type operatorStatus struct {
 	ObservedGeneration int64                     `json:"observedGeneration,omitempty"`
 	Conditions         []metav1.Condition        `json:"conditions,omitempty"`
@@ -36,10 +38,24 @@ func ownedStatus(obj client.Object) operatorStatus {
 	case *hooklinev1.Subscription:
 		st.ObservedGeneration, conds = o.Status.ObservedGeneration, o.Status.Conditions
 	}
-	if c := meta.FindStatusCondition(conds, hooklinev1.ConditionReady); c != nil {
-		st.Conditions = []metav1.Condition{*c}
+	for _, t := range readiness.OperatorConditions {
+		if c := meta.FindStatusCondition(conds, t); c != nil {
+			st.Conditions = append(st.Conditions, *c)
+		}
 	}
 	return st
+}
+
+// setConditions replaces the operator's conditions in conds with r's.
+func setConditions(conds *[]metav1.Condition, r readiness.Result, generation int64) {
+	for _, t := range readiness.OperatorConditions {
+		if t != hooklinev1.ConditionReady {
+			meta.RemoveStatusCondition(conds, t)
+		}
+	}
+	for _, c := range r.Conditions(generation) {
+		meta.SetStatusCondition(conds, c)
+	}
 }
 
 // patchStatus applies the operator's part of obj's status, and writes nothing when that

@@ -51,9 +51,12 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			in.EndpointReady = c.Status == "True" && c.ObservedGeneration == ep.Generation
 			in.EndpointReason = c.Reason
 		}
+		if c := meta.FindStatusCondition(ep.Status.Conditions, hooklinev1.ConditionStalled); c != nil {
+			in.EndpointStalled = c.Status == "True" && c.ObservedGeneration == ep.Generation
+		}
 	}
 
-	meta.SetStatusCondition(&sub.Status.Conditions, readiness.Subscription(in).Condition(sub.Generation))
+	setConditions(&sub.Status.Conditions, readiness.Subscription(in), sub.Generation)
 	sub.Status.ObservedGeneration = sub.Generation
 	if err := patchStatus(ctx, r.Client, &sub, base); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing status of Subscription %s: %w", req.NamespacedName, err)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/app/operator"
 	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/process"
@@ -48,9 +49,20 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(env.Config, client.Options{Scheme: process.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
-	fakeClock = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	fakeClock = clocktesting.NewFakeClock(clockStart)
 	startManager()
 })
+
+// Each spec gets its own fake clock, starting at clockStart, and an operator that uses it:
+// a spec that moves time cannot fire another spec's rotations.
+var _ = BeforeEach(func() {
+	stopManager()
+	<-managerDone
+	fakeClock = clocktesting.NewFakeClock(clockStart)
+	startManager()
+})
+
+var clockStart = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 var _ = AfterSuite(func() {
 	if stopManager != nil {
@@ -117,3 +129,6 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// optedIn labels a Secret that an endpoint may send to its URL (the default rule).
+var optedIn = map[string]string{hooklinev1.LabelEndpointSecret: "true"}

@@ -7,17 +7,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/metrics"
 	"github.com/hookline/hookline/internal/readiness"
+	"github.com/hookline/hookline/internal/registry"
 	"github.com/hookline/hookline/internal/secretrefs"
 	"github.com/hookline/hookline/internal/wakeup"
 )
@@ -61,14 +65,23 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	in := readiness.EndpointInput{SecretProblems: problems, Suspended: ep.Spec.Suspend}
+	if c := meta.FindStatusCondition(ep.Status.Conditions, hooklinev1.ConditionDisabled); c != nil && c.Status == metav1.ConditionTrue {
+		in.Disabled = c
+	}
 	if len(problems) == 0 {
+		// The same resolution and checks as the dispatcher's, so an endpoint it would
+		// refuse never shows Ready=True.
+		var cfg delivery.TargetConfig
+		if cfg, in.SecretProblems = registry.TargetConfig(&ep.Spec, userSecrets); len(in.SecretProblems) == 0 {
+			in.TargetError = delivery.CheckTarget(cfg)
+		}
 		in.SigningError, err = r.reconcileSigningKeys(ctx, &ep, userSecrets)
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("reconciling signing keys of WebhookEndpoint %s: %w", req.NamespacedName, err)
 		}
 	}
 
-	meta.SetStatusCondition(&ep.Status.Conditions, readiness.Endpoint(in).Condition(ep.Generation))
+	setConditions(&ep.Status.Conditions, readiness.Endpoint(in), ep.Generation)
 	ep.Status.ObservedGeneration = ep.Generation
 	if err := patchStatus(ctx, r.Client, &ep, base); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing status of WebhookEndpoint %s: %w", req.NamespacedName, err)
@@ -79,42 +92,50 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // checkSecrets verifies every Secret the spec refers to exists and holds the keys it needs.
 // It returns the Secrets it read, by name, for the steps that use their values.
 func (r *WebhookEndpointReconciler) checkSecrets(ctx context.Context, ep *hooklinev1.WebhookEndpoint) ([]readiness.SecretProblem, map[string]*corev1.Secret, error) {
-	var problems []readiness.SecretProblem
+	refs := secretrefs.Endpoint(&ep.Spec)
 	read := map[string]*corev1.Secret{}
-	missing := map[string]bool{}
-	for _, ref := range secretrefs.Endpoint(&ep.Spec) {
-		s, ok := read[ref.Secret]
-		if !ok && !missing[ref.Secret] {
-			var secret corev1.Secret
-			err := r.Get(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: ref.Secret}, &secret)
-			switch {
-			case apierrors.IsNotFound(err):
-				missing[ref.Secret] = true
-			case err != nil:
-				return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ep.Namespace, ref.Secret, err)
-			default:
-				s = &secret
-				read[ref.Secret] = s
-			}
-		}
-		if s == nil {
-			problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, Missing: true})
+	for _, ref := range refs {
+		if _, ok := read[ref.Secret]; ok {
 			continue
 		}
-		if ref.SentToEndpoint && !r.AllowUnlabelledSecrets && !secretrefs.OptedIn(s.Labels) {
-			problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, NotOptedIn: true})
+		var secret corev1.Secret
+		err := r.Get(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: ref.Secret}, &secret)
+		switch {
+		case apierrors.IsNotFound(err):
+			read[ref.Secret] = nil
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ep.Namespace, ref.Secret, err)
+		default:
+			read[ref.Secret] = &secret
 		}
-		for _, k := range ref.Keys {
-			if _, ok := s.Data[k]; !ok {
-				problems = append(problems, readiness.SecretProblem{Field: ref.Field, Secret: ref.Secret, Key: k})
-			}
+	}
+	problems := readiness.SecretProblems(refs, read, r.AllowUnlabelledSecrets)
+	for name, s := range read {
+		if s == nil {
+			delete(read, name)
 		}
 	}
 	return problems, read, nil
 }
 
+// disabledChanged passes the dispatcher's status writes that disable or re-enable an
+// endpoint: Ready follows its Disabled condition. Its other status writes (counters, every
+// few seconds) pass no predicate.
+var disabledChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		disabled := func(o client.Object) bool {
+			ep, ok := o.(*hooklinev1.WebhookEndpoint)
+			return ok && meta.IsStatusConditionTrue(ep.Status.Conditions, hooklinev1.ConditionDisabled)
+		}
+		return disabled(e.ObjectOld) != disabled(e.ObjectNew)
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
 // SetupWithManager wires the reconciler: endpoints (spec and annotation changes, which
-// carry manual rotation requests), the generated Secrets they own, the Secrets they refer
+// carry manual rotation requests, and disables), the generated Secrets they own, the Secrets they refer
 // to, and scheduled wake-ups for rotations.
 func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
@@ -123,7 +144,7 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wakeups = wakeup.New(r.Clock)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hooklinev1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, disabledChanged))).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(referrers(r.Client, &hooklinev1.WebhookEndpointList{}, indexEndpointSecrets))).
 		WatchesRawSource(r.wakeups.Source()).

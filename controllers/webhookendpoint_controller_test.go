@@ -12,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -113,7 +114,8 @@ var _ = Describe("WebhookEndpoint", func() {
 
 		By("not rotating a second early")
 		fakeClock.SetTime(first.Current.CreatedAt.Add(2*time.Hour - time.Second))
-		Consistently(func(g Gomega) string { return keysOf(g, ep).Current.ID }, "1s").Should(Equal(first.Current.ID))
+		pokeAndWait(ep)
+		Expect(keysOf(Default, ep).Current.ID).To(Equal(first.Current.ID))
 
 		By("rotating when the period ends")
 		fakeClock.SetTime(first.Current.CreatedAt.Add(2 * time.Hour))
@@ -148,7 +150,8 @@ var _ = Describe("WebhookEndpoint", func() {
 		second := remember(keysOf(Default, ep))
 
 		restartManager()
-		Consistently(func(g Gomega) string { return keysOf(g, ep).Current.ID }, "1s").Should(Equal(second.Current.ID))
+		pokeAndWait(ep)
+		Expect(keysOf(Default, ep).Current.ID).To(Equal(second.Current.ID))
 
 		fakeClock.Step(time.Hour)
 		Eventually(func(g Gomega) *signing.Key { return keysOf(g, ep).Previous }).Should(BeNil())
@@ -180,14 +183,33 @@ var _ = Describe("WebhookEndpoint", func() {
 
 		By("not rotating again for the same value, even after a restart")
 		restartManager()
-		annotate("unrelated", "change")
-		Consistently(func(g Gomega) string { return keysOf(g, ep).Current.ID }, "1s").Should(Equal(second.Current.ID))
+		pokeAndWait(ep)
+		Expect(keysOf(Default, ep).Current.ID).To(Equal(second.Current.ID))
+
+		By("rotating again during the overlap: the first key keeps its announced expiry")
+		fakeClock.Step(time.Hour)
+		annotate(hooklinev1.AnnotationRotate, "ticket-2")
+		Eventually(func(g Gomega) string { return keysOf(g, ep).Current.ID }).ShouldNot(Equal(second.Current.ID))
+		third := remember(keysOf(Default, ep))
+		Expect(third.Previous.ID).To(Equal(second.Current.ID))
+		Expect(third.Older).To(HaveLen(1))
+		Expect(third.Older[0].ID).To(Equal(first.Current.ID))
+		Expect(third.Older[0].ExpiresAt).To(BeTemporally("==", second.Previous.ExpiresAt))
+		signer, err := signing.NewSigner(third, fakeClock.Now())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(signer.KeyIDs()).To(Equal([]string{third.Current.ID, second.Current.ID, first.Current.ID}))
+
+		By("dropping the first key exactly when its overlap ends, keeping the second")
+		fakeClock.SetTime(second.Previous.ExpiresAt)
+		Eventually(func(g Gomega) []signing.Key { return keysOf(g, ep).Older }).Should(BeEmpty())
+		Expect(keysOf(Default, ep).Previous.ID).To(Equal(second.Current.ID))
 
 		By("rotating without overlap on hookline.io/rotate-immediately")
 		annotate(hooklinev1.AnnotationRotateImmediately, "leak-2026-11")
-		Eventually(func(g Gomega) string { return keysOf(g, ep).Current.ID }).ShouldNot(Equal(second.Current.ID))
-		third := remember(keysOf(Default, ep))
-		Expect(third.Previous).To(BeNil(), "a leaked key must stop signing at once")
+		Eventually(func(g Gomega) string { return keysOf(g, ep).Current.ID }).ShouldNot(Equal(third.Current.ID))
+		fourth := remember(keysOf(Default, ep))
+		Expect(fourth.Previous).To(BeNil(), "a leaked key must stop signing at once")
+		Expect(fourth.Older).To(BeEmpty(), "every key of the leaked Secret must stop signing at once")
 	})
 
 	It("uses a user-provided key as given, follows changes to it, and never rotates it", func() {
@@ -222,7 +244,8 @@ var _ = Describe("WebhookEndpoint", func() {
 
 		By("never rotating it, however much time passes")
 		fakeClock.Step(24 * 365 * time.Hour)
-		Consistently(func(g Gomega) string { return keysOf(g, ep).Current.Secret }, "1s").Should(Equal(key2))
+		pokeAndWait(ep)
+		Expect(keysOf(Default, ep).Current.Secret).To(Equal(key2))
 	})
 
 	It("has its signing Secret garbage-collected with it", func() {
@@ -277,4 +300,23 @@ func mustDuration(s string) *hooklinev1.Duration {
 	d, err := time.ParseDuration(s)
 	Expect(err).NotTo(HaveOccurred())
 	return hooklinev1.DurationOf(d)
+}
+
+// pokeAndWait changes ep's spec harmlessly (limits.maxInFlight) and waits until the
+// operator has written status for the new generation: proof that a reconcile ran after
+// the test's last step, so a negative check that follows waits on an observable instead
+// of a fixed time.
+func pokeAndWait(ep *hooklinev1.WebhookEndpoint) {
+	GinkgoHelper()
+	ctx := context.Background()
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ep), ep)).To(Succeed())
+		if ep.Spec.Limits == nil {
+			ep.Spec.Limits = &hooklinev1.EndpointLimits{}
+		}
+		ep.Spec.Limits.MaxInFlight = ptr.To(ep.Spec.Limits.GetMaxInFlight()%1000 + 1)
+		g.Expect(k8sClient.Update(ctx, ep)).To(Succeed())
+	}).Should(Succeed())
+	gen := ep.Generation
+	Eventually(func(g Gomega) int64 { return statusOf(g, ep).ObservedGeneration }).Should(Equal(gen))
 }

@@ -77,10 +77,19 @@ type DeliveryFailure struct {
 	Reason string `json:"reason"`
 }
 
-// Condition types and reasons shared by both kinds.
+// Condition types and reasons shared by both kinds. The operator writes Ready, Reconciling
+// and Stalled (the kstatus contract, see docs/status.md); the dispatcher writes Delivering,
+// Degraded and Disabled. Ready summarises them: the operator reads Disabled and turns it
+// into Ready=False, so a GitOps tool needs to read only Ready, Reconciling and Stalled.
 const (
 	// ConditionReady is the kstatus readiness condition that Argo CD and Flux read.
 	ConditionReady = "Ready"
+	// ConditionReconciling is True while Ready is False for a reason that passes without a
+	// person: a referenced Secret or endpoint that is not there yet.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True while Ready is False for a configuration error that only a
+	// person can fix; the reason and message are Ready's.
+	ConditionStalled = "Stalled"
 	// ConditionDelivering is True while deliveries succeed.
 	ConditionDelivering = "Delivering"
 	// ConditionDegraded is True while deliveries fail.
@@ -111,12 +120,25 @@ const (
 	// ReasonEnabled: the endpoint is not disabled.
 	ReasonEnabled = "Enabled"
 
-	ReasonReady             = "Ready"
-	ReasonSuspended         = "Suspended"
-	ReasonSecretNotFound    = "SecretNotFound"
-	ReasonSecretInvalid     = "SecretInvalid"
-	ReasonEndpointNotFound  = "EndpointNotFound"
-	ReasonEndpointNotReady  = "EndpointNotReady"
-	ReasonInvalidFilter     = "InvalidFilter"
+	// Reasons of the operator's conditions (Ready, Reconciling, Stalled).
+
+	ReasonReady     = "Ready"
+	ReasonSuspended = "Suspended"
+	// ReasonSecretNotFound: a referenced Secret does not exist (yet). Reconciling.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretInvalid: a referenced Secret lacks a key or holds a value the dispatcher
+	// cannot send (e.g. a control character in a header value). Stalled.
+	ReasonSecretInvalid = "SecretInvalid"
+	// ReasonTLSInvalid: the CA bundle holds no PEM certificate, or the client certificate
+	// does not load or match its key. Stalled.
+	ReasonTLSInvalid = "TLSInvalid"
+	// ReasonInvalidConfiguration: the dispatcher refuses the spec for a reason the CRD's
+	// rules do not catch (an object stored before a rule existed). Stalled.
+	ReasonInvalidConfiguration = "InvalidConfiguration"
+	ReasonEndpointNotFound     = "EndpointNotFound"
+	ReasonEndpointNotReady     = "EndpointNotReady"
+	// ReasonInvalidFilter: spec.filter does not compile. Stalled.
+	ReasonInvalidFilter = "InvalidFilter"
+	// ReasonSigningKeyInvalid: the signing key cannot be set up. Stalled.
 	ReasonSigningKeyInvalid = "SigningKeyInvalid"
 )

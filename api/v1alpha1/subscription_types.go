@@ -167,11 +167,14 @@ const (
 
 // SubscriptionStatus reports whether the subscription is live and how delivery goes.
 type SubscriptionStatus struct {
-	// ObservedGeneration is the spec generation this status describes.
+	// ObservedGeneration is the spec generation this status describes; -1 until the
+	// operator has seen the object, so no health check counts a new object as current
+	// before the operator has looked at it.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Delivering, Degraded.
+	// Conditions: Ready, Reconciling, Stalled (the operator); Delivering, Degraded
+	// (the dispatcher).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -190,6 +193,7 @@ type SubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpointRef.name`
 // +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.spec.eventTypes`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.delivery.delivered`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.delivery.failed`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -197,7 +201,8 @@ type Subscription struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   SubscriptionSpec   `json:"spec"`
+	Spec SubscriptionSpec `json:"spec"`
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status SubscriptionStatus `json:"status,omitempty"`
 }
 

@@ -9,6 +9,8 @@ import (
 //
 // +kubebuilder:validation:XValidation:rule="self.url.startsWith('https://') || (self.url.startsWith('http://') && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="spec.url must use https://; to deliver over plain http:// set spec.allowInsecureHTTP: true"
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.mtls) || self.url.startsWith('https://')",message="spec.auth.mtls needs an https:// URL"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.apiKey) || !has(self.headers) || (has(self.auth.apiKey.__in__) && self.auth.apiKey.__in__ == 'Query') || !self.headers.exists(h, h.name.lowerAscii() == self.auth.apiKey.name.lowerAscii())",message="spec.headers sets the header spec.auth.apiKey sends the key in: remove it from spec.headers"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !(has(self.auth.basic) || has(self.auth.bearer)) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers must not set Authorization when spec.auth.basic or spec.auth.bearer sends it: remove it from spec.headers"
 type WebhookEndpointSpec struct {
 	// URL receives the deliveries: an absolute https:// URL without credentials.
 	// +kubebuilder:validation:MinLength=1
@@ -24,8 +26,11 @@ type WebhookEndpointSpec struct {
 	// +optional
 	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 
-	// Headers are added to every delivery. They cannot replace the webhook-* signature
-	// headers, content-type, content-length or host.
+	// Headers are added to every delivery. They cannot replace the headers hookline sets
+	// (webhook-*, ce-*, content-type, content-length, content-encoding, host,
+	// x-idempotency-key) or those that belong to the connection (connection, keep-alive,
+	// proxy-*, transfer-encoding, accept-encoding, upgrade, te, trailer, expect), nor the
+	// header spec.auth sends.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -64,12 +69,13 @@ type Header struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9!#$%&*+.^_|~-]+$')",message="header name may contain only letters, digits and !#$%&*+.^_|~-"
-	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'host', 'transfer-encoding', 'connection']) && !self.lowerAscii().startsWith('webhook-') && !self.lowerAscii().startsWith('ce-')",message="header is set by hookline and cannot be overridden: choose another name (webhook-*, ce-*, content-type, content-length, host, transfer-encoding and connection are reserved)"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'accept-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'host', 'x-idempotency-key'] || self.lowerAscii().startsWith('webhook-') || self.lowerAscii().startsWith('ce-') || self.lowerAscii().startsWith('proxy-'))",message="header is set by hookline and cannot be overridden: choose another name (webhook-*, ce-*, proxy-*, content-type, content-length, content-encoding, transfer-encoding, accept-encoding, connection, keep-alive, upgrade, te, trailer, expect, host and x-idempotency-key are reserved)"
 	Name string `json:"name"`
 
 	// Value is a literal value. Use valueFrom for anything secret.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x08\\x0a-\\x1f\\x7f]')`,message="header value must be one line of printable text: remove line breaks and control characters"
 	Value *string `json:"value,omitempty"`
 
 	// ValueFrom reads the value from a Secret in the same namespace.
@@ -99,6 +105,8 @@ type EndpointAuth struct {
 }
 
 // APIKeyAuth places an API key in a header or a query parameter.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.__in__) && self.__in__ == 'Query') || !(self.name.lowerAscii() in ['content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'accept-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'host', 'x-idempotency-key'] || self.name.lowerAscii().startsWith('webhook-') || self.name.lowerAscii().startsWith('ce-') || self.name.lowerAscii().startsWith('proxy-'))",message="spec.auth.apiKey.name: header is set by hookline and cannot carry an API key: choose another name, such as X-Api-Key"
 type APIKeyAuth struct {
 	// In is where the key goes.
 	// +kubebuilder:default=Header
@@ -205,11 +213,14 @@ type EndpointLimits struct {
 
 // WebhookEndpointStatus reports whether the endpoint is usable and how delivery goes.
 type WebhookEndpointStatus struct {
-	// ObservedGeneration is the spec generation this status describes.
+	// ObservedGeneration is the spec generation this status describes; -1 until the
+	// operator has seen the object, so no health check counts a new object as current
+	// before the operator has looked at it.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Delivering, Degraded, Disabled.
+	// Conditions: Ready, Reconciling, Stalled (the operator); Delivering, Degraded,
+	// Disabled (the dispatcher).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -265,6 +276,7 @@ type SigningStatus struct {
 // +kubebuilder:resource:shortName=whep,categories=hookline
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Last Delivery",type=date,JSONPath=`.status.delivery.lastDeliveryTime`
 // +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.delivery.consecutiveFailures`
 // +kubebuilder:printcolumn:name="Next Rotation",type=string,JSONPath=`.status.signing.nextRotationTime`
@@ -273,7 +285,8 @@ type WebhookEndpoint struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   WebhookEndpointSpec   `json:"spec"`
+	Spec WebhookEndpointSpec `json:"spec"`
+	// +kubebuilder:default={"observedGeneration":-1}
 	Status WebhookEndpointStatus `json:"status,omitempty"`
 }
 

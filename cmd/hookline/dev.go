@@ -7,11 +7,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
-
-	ctrl "sigs.k8s.io/controller-runtime"
+	"os/signal"
+	"syscall"
 
 	"github.com/hookline/hookline/internal/devstack"
 	"github.com/hookline/hookline/internal/process"
@@ -37,5 +38,21 @@ func runDev(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	opts.Out = os.Stdout
-	return devstack.Run(ctrl.SetupSignalHandler(), opts)
+	ctx, stop := devSignals()
+	defer stop()
+	return devstack.Run(ctx, opts)
+}
+
+// devSignals returns a context that ends on the first SIGINT, SIGTERM or SIGHUP, and
+// keeps catching them until hookline dev returns, so a second Ctrl-C or a closed terminal
+// cannot kill it halfway through stopping etcd and kube-apiserver (envtest starts them in
+// their own process group: they never see the terminal's signals and outlive a killed
+// parent).
+//
+// SIGPIPE is ignored: with `make dev | tee dev.log`, Ctrl-C ends tee too, and the next
+// write to stdout ("Stopping hookline dev…") would otherwise kill the process before its
+// clean-up. Writes to the closed pipe fail with EPIPE instead, which the output ignores.
+func devSignals() (context.Context, context.CancelFunc) {
+	signal.Ignore(syscall.SIGPIPE)
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }

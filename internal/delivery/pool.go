@@ -109,7 +109,7 @@ func (p *Pool) NewTarget(cfg TargetConfig) (*Target, error) {
 	if e == nil {
 		tlsConf, err := tlsConfig(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("endpoint %s: %w", t.display, err)
+			return nil, refuse(RefusedTLS, "endpoint %s: %v", t.display, err)
 		}
 		e = &poolEntry{key: key, transport: newTransport(tlsConf, connect, cfg.SSRF, p.maxIdlePerHost)}
 		p.entries[key] = e

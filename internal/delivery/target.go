@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -109,58 +108,110 @@ func (t *Target) Close() {
 	t.pool.release(t.entry)
 }
 
-// reservedHeaders are set by hookline on every request; a user header with
-// one of these names would let an endpoint's configuration forge an id, a
-// timestamp or a signature, or break the payload format.
-var reservedHeaders = map[string]bool{
-	"Content-Type":        true,
-	"Content-Length":      true,
-	"Content-Encoding":    true,
-	"Transfer-Encoding":   true,
-	"Accept-Encoding":     true,
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Connection":    true,
-	"Proxy-Authorization": true,
-	"Upgrade":             true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Expect":              true,
-	"Host":                true,
-	"Ce-Specversion":      true,
-	"Ce-Id":               true,
-	"Ce-Source":           true,
-	"Ce-Type":             true,
-	"Ce-Time":             true,
-	"Ce-Datacontenttype":  true,
+// ReservedHeaders are set by hookline on every request, or belong to the connection
+// rather than to the message; a user header with one of these names would let an
+// endpoint's configuration forge an id, a timestamp or a signature, break the payload
+// format or the framing. Names are canonical. ReservedHeaderPrefixes extend the list.
+// The CRD's rule on spec.headers[].name refuses the same names at apply time; a test
+// walks this list against the API server.
+var ReservedHeaders = []string{
+	"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Accept-Encoding",
+	"Connection", "Keep-Alive", "Upgrade", "Te", "Trailer", "Expect", "Host",
 	// Send sets it empty to mark deliveries idempotent for net/http.
-	"X-Idempotency-Key": true,
+	"X-Idempotency-Key",
 }
 
-func isReserved(canonical string) bool {
-	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "Webhook-")
+// ReservedHeaderPrefixes: the signature headers, the CloudEvents attributes and the
+// proxy headers (Proxy-Authorization, Proxy-Connection, ...).
+var ReservedHeaderPrefixes = []string{"Webhook-", "Ce-", "Proxy-"}
+
+var reservedHeaders = func() map[string]bool {
+	m := map[string]bool{}
+	for _, h := range ReservedHeaders {
+		m[h] = true
+	}
+	return m
+}()
+
+// IsReservedHeader reports whether a header name (any case) cannot be configured.
+func IsReservedHeader(name string) bool {
+	canonical := http.CanonicalHeaderKey(name)
+	if reservedHeaders[canonical] {
+		return true
+	}
+	for _, p := range ReservedHeaderPrefixes {
+		if strings.HasPrefix(canonical, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Refusal says which part of a TargetConfig a TargetError is about.
+type Refusal int
+
+const (
+	// RefusedConfig: the endpoint's spec (URL, header names, auth combination). The CRD's
+	// rules refuse all of these at apply time.
+	RefusedConfig Refusal = iota
+	// RefusedValue: a header, auth or API key value, which comes from a Secret: empty, or
+	// with control characters.
+	RefusedValue
+	// RefusedTLS: the CA bundle or the client certificate and key do not load.
+	RefusedTLS
+)
+
+// TargetError is NewTarget's and CheckTarget's refusal of a configuration. Its message
+// names the endpoint by scheme and host and never holds a secret value.
+type TargetError struct {
+	Refusal Refusal
+	msg     string
+}
+
+func (e *TargetError) Error() string { return e.msg }
+
+func refuse(r Refusal, format string, args ...any) error {
+	return &TargetError{Refusal: r, msg: fmt.Sprintf(format, args...)}
+}
+
+// CheckTarget runs every check NewTarget runs, without building a target or a transport.
+// The operator calls it on the configuration it resolves from the same Secrets, so an
+// endpoint the dispatcher would refuse is reported on the endpoint, not only in the
+// dispatcher.
+func CheckTarget(cfg TargetConfig) error {
+	if cfg.Sign == nil {
+		cfg.Sign = func(string, time.Time, []byte) string { return "" }
+	}
+	t, err := buildTarget(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := tlsConfig(cfg); err != nil {
+		return refuse(RefusedTLS, "endpoint %s: %v", t.display, err)
+	}
+	return nil
 }
 
 func buildTarget(cfg TargetConfig) (*Target, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		// url.Parse quotes the whole URL, which may hold a key.
-		return nil, errors.New("endpoint URL does not parse")
+		return nil, refuse(RefusedConfig, "endpoint URL does not parse")
 	}
 	// Only scheme and host are ever shown: Slack, Discord and Teams put the
 	// webhook's secret in the path.
 	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("endpoint %s: scheme must be http or https", display)
+		return nil, refuse(RefusedConfig, "endpoint %s: scheme must be http or https", display)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("endpoint %s: URL has no host", display)
+		return nil, refuse(RefusedConfig, "endpoint %s: URL has no host", display)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+		return nil, refuse(RefusedConfig, "endpoint %s: credentials in the URL are not allowed; use basic auth", display)
 	}
 	if cfg.Sign == nil {
-		return nil, fmt.Errorf("endpoint %s: no signer", display)
+		return nil, refuse(RefusedConfig, "endpoint %s: no signer", display)
 	}
 	u.Fragment, u.RawFragment = "", ""
 
@@ -171,15 +222,15 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 
 	for name, values := range cfg.Headers {
 		if !validHeaderName(name) {
-			return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, name)
+			return nil, refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", display, name)
 		}
 		key := http.CanonicalHeaderKey(name)
-		if isReserved(key) {
-			return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot be configured", display, key)
+		if IsReservedHeader(key) {
+			return nil, refuse(RefusedConfig, "endpoint %s: header %s is set by hookline or belongs to the connection and cannot be configured", display, key)
 		}
 		for _, v := range values {
 			if !validHeaderValue(v) {
-				return nil, fmt.Errorf("endpoint %s: header %s has a value with control characters", display, key)
+				return nil, refuse(RefusedValue, "endpoint %s: header %s has a value with control characters", display, key)
 			}
 			t.header[key] = append(t.header[key], v)
 		}
@@ -199,14 +250,14 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 		}
 	}
 	if kinds > 1 {
-		return nil, fmt.Errorf("endpoint %s: use one of API key, basic and bearer auth", display)
+		return nil, refuse(RefusedConfig, "endpoint %s: use one of API key, basic and bearer auth", display)
 	}
 	setAuth := func(key, value string) error {
 		if _, ok := t.header[key]; ok {
-			return fmt.Errorf("endpoint %s: header %s is set both by auth and by headers", display, key)
+			return refuse(RefusedConfig, "endpoint %s: header %s is set both by auth and by headers", display, key)
 		}
 		if !validHeaderValue(value) {
-			return fmt.Errorf("endpoint %s: auth value for %s has control characters", display, key)
+			return refuse(RefusedValue, "endpoint %s: auth value for %s has control characters", display, key)
 		}
 		t.header[key] = []string{value}
 		return nil
@@ -215,16 +266,16 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 	case a.APIKey != nil:
 		k := a.APIKey
 		if k.Value == "" || (k.Header == "") == (k.QueryParam == "") {
-			return nil, fmt.Errorf("endpoint %s: an API key needs a value and exactly one of header and query parameter", display)
+			return nil, refuse(RefusedValue, "endpoint %s: an API key needs a non-empty value and exactly one of header and query parameter", display)
 		}
 		t.secrets = append(t.secrets, []byte(k.Value))
 		if k.Header != "" {
 			if !validHeaderName(k.Header) {
-				return nil, fmt.Errorf("endpoint %s: %q is not a valid header name", display, k.Header)
+				return nil, refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", display, k.Header)
 			}
 			key := http.CanonicalHeaderKey(k.Header)
-			if isReserved(key) {
-				return nil, fmt.Errorf("endpoint %s: header %s is set by hookline and cannot carry an API key", display, key)
+			if IsReservedHeader(key) {
+				return nil, refuse(RefusedConfig, "endpoint %s: header %s is set by hookline and cannot carry an API key", display, key)
 			}
 			if err := setAuth(key, k.Value); err != nil {
 				return nil, err

@@ -66,7 +66,8 @@ func benchmarkEndToEnd(b *testing.B, maxInFlight int32) {
 	for range publishers {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				msg := delivery.Message{ID: fmt.Sprintf("direct-%d", i), Type: "bench.event", Time: time.Now(),
+				id := fmt.Sprintf("direct-%d", i)
+				msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.event", Time: time.Now(),
 					Data: benchData, Namespace: ns, Subscription: "bench"}
 				if res := delivery.Send(context.Background(), target, msg, time.Now()); res.Verdict != delivery.Delivered {
 					b.Errorf("direct send: %v %d", res.Err, res.StatusCode)

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
 )
 
 func TestSubscription(t *testing.T) {
@@ -61,6 +62,14 @@ func TestEndpoint(t *testing.T) {
 		messages []string
 	}{
 		{"ready", EndpointInput{}, metav1.ConditionTrue, hooklinev1.ReasonReady, []string{"configured"}},
+		{"CA the dispatcher cannot load", EndpointInput{TargetError: tlsRefusal}, metav1.ConditionFalse, hooklinev1.ReasonTLSInvalid,
+			[]string{"CA bundle holds no PEM certificate", "fix the Secret"}},
+		{"header value the dispatcher cannot send", EndpointInput{TargetError: valueRefusal}, metav1.ConditionFalse, hooklinev1.ReasonSecretInvalid,
+			[]string{"control characters", "fix the Secret"}},
+		{"disabled by the dispatcher", EndpointInput{Disabled: &metav1.Condition{Message: "The receiver answered 410 Gone. To re-enable it: kubectl annotate"}},
+			metav1.ConditionFalse, hooklinev1.ReasonEndpointDisabled, []string{"410 Gone", "To re-enable it"}},
+		{"disabled wins over suspended", EndpointInput{Suspended: true, Disabled: &metav1.Condition{Message: "x"}},
+			metav1.ConditionFalse, hooklinev1.ReasonEndpointDisabled, nil},
 		{"missing Secret", EndpointInput{SecretProblems: []SecretProblem{missing}}, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound,
 			[]string{`spec.auth.bearer refers to Secret "tok", which does not exist`, "Create the Secret or fix the reference"}},
 		{"missing key", EndpointInput{SecretProblems: []SecretProblem{noKey}}, metav1.ConditionFalse, hooklinev1.ReasonSecretInvalid,
@@ -90,5 +99,51 @@ func TestEndpoint(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var (
+	tlsRefusal   = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", CABundle: []byte("not PEM")})
+	valueRefusal = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", Headers: map[string][]string{"X-A": {"a\nb"}}})
+)
+
+// TestConditions pins which companion condition each kind of Ready=False gets: kstatus
+// and Argo CD fail fast on Stalled and wait on Reconciling.
+func TestConditions(t *testing.T) {
+	tests := []struct {
+		name  string
+		r     Result
+		types []string
+	}{
+		{"ready", Endpoint(EndpointInput{}), []string{hooklinev1.ConditionReady}},
+		{"suspended", Endpoint(EndpointInput{Suspended: true}), []string{hooklinev1.ConditionReady}},
+		{"Secret not there yet", Endpoint(EndpointInput{SecretProblems: []SecretProblem{{Field: "f", Secret: "s", Missing: true}}}),
+			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionReconciling}},
+		{"Secret without its key", Endpoint(EndpointInput{SecretProblems: []SecretProblem{{Field: "f", Secret: "s", Key: "k"}}}),
+			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"TLS", Endpoint(EndpointInput{TargetError: tlsRefusal}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"signing", Endpoint(EndpointInput{SigningError: errors.New("bad")}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"disabled", Endpoint(EndpointInput{Disabled: &metav1.Condition{}}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"filter", Subscription(SubscriptionInput{FilterError: errors.New("x")}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"endpoint missing", Subscription(SubscriptionInput{EndpointName: "b"}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionReconciling}},
+		{"endpoint not ready", Subscription(SubscriptionInput{EndpointName: "b", EndpointFound: true}),
+			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionReconciling}},
+		{"endpoint stalled", Subscription(SubscriptionInput{EndpointName: "b", EndpointFound: true, EndpointStalled: true}),
+			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+	}
+	for _, tt := range tests {
+		var types []string
+		for _, c := range tt.r.Conditions(3) {
+			types = append(types, c.Type)
+			if c.ObservedGeneration != 3 || c.Reason != tt.r.Reason {
+				t.Errorf("%s: condition %+v does not carry Ready's reason and generation", tt.name, c)
+			}
+			if c.Type != hooklinev1.ConditionReady && c.Status != metav1.ConditionTrue {
+				t.Errorf("%s: %s is %s, want True", tt.name, c.Type, c.Status)
+			}
+		}
+		if strings.Join(types, ",") != strings.Join(tt.types, ",") {
+			t.Errorf("%s: conditions %v, want %v", tt.name, types, tt.types)
+		}
 	}
 }

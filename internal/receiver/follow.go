@@ -28,8 +28,8 @@ func FollowEndpoint(ctx context.Context, c client.Reader, ns, name string, inter
 			return err
 		}
 		live := []string{ks.Current.Secret}
-		if ks.Previous != nil {
-			live = append(live, ks.Previous.Secret)
+		for _, k := range ks.Retired() {
+			live = append(live, k.Secret)
 		}
 		keys.Store(&live)
 		return nil

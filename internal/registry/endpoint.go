@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/readiness"
 	"github.com/hookline/hookline/internal/secretrefs"
 	"github.com/hookline/hookline/internal/signing"
 	"github.com/hookline/hookline/internal/ssrf"
@@ -39,7 +39,7 @@ const (
 	ReasonSecretUnreadable = "SecretUnreadable"
 	// ReasonInvalidConfiguration: the spec cannot be turned into a target (bad TLS
 	// material, a plain http:// URL that is not allowed, ...).
-	ReasonInvalidConfiguration = "InvalidConfiguration"
+	ReasonInvalidConfiguration = hooklinev1.ReasonInvalidConfiguration
 	// ReasonInvalidPolicy: a Subscription's delivery settings do not parse.
 	ReasonInvalidPolicy = "InvalidPolicy"
 )
@@ -219,7 +219,8 @@ func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, 
 	cfg.Sign = e.Sign
 	if e.Target, err = b.pool.NewTarget(cfg); err != nil {
 		// delivery's errors name the endpoint by scheme and host only, never a secret.
-		return notReady(ReasonInvalidConfiguration, "%v.", err)
+		r := readiness.TargetRefused(err)
+		return notReady(r.Reason, "%s", r.Message)
 	}
 	e.Ready, e.Reason, e.Message = true, hooklinev1.ReasonReady, "The endpoint is ready for deliveries."
 	return e, nil
@@ -229,69 +230,49 @@ func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, 
 // as reason and message.
 func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoint, get secretGetter) (cfg delivery.TargetConfig, reason, msg string, err error) {
 	secrets := map[string]*corev1.Secret{}
-	var problems, notOptedIn []string
-	notOptedInRefs := 0
+	var refs []secretrefs.Ref
 	for _, ref := range secretrefs.Endpoint(&ep.Spec) {
 		if ref.Field == "spec.signing.secretRef" {
 			continue // mirrored into the signing Secret by the operator
 		}
-		s, read := secrets[ref.Secret]
-		if !read {
-			s, err = get(ctx, ep.Namespace, ref.Secret)
-			switch {
-			case apierrors.IsNotFound(err):
-				s = nil
-			case err != nil:
-				return cfg, "", "", errTransient{fmt.Errorf("reading Secret %s/%s for %s: %w", ep.Namespace, ref.Secret, ref.Field, err)}
-			}
-			secrets[ref.Secret] = s
-		}
-		if s == nil {
-			reason = hooklinev1.ReasonSecretNotFound
-			problems = append(problems, fmt.Sprintf("%s refers to Secret %q, which does not exist", ref.Field, ref.Secret))
+		refs = append(refs, ref)
+		if _, read := secrets[ref.Secret]; read {
 			continue
 		}
-		// The operator refuses these too; the dispatcher checks again so that
-		// a Secret's value reaches an endpoint only if the Secret opted in.
-		if ref.SentToEndpoint && !b.allowUnlabelled && !secretrefs.OptedIn(s.Labels) {
-			if reason == "" {
-				reason = hooklinev1.ReasonSecretNotOptedIn
-			}
-			problems = append(problems, secretrefs.NotOptedIn(ref))
-			notOptedInRefs++
-			if !slices.Contains(notOptedIn, ref.Secret) {
-				notOptedIn = append(notOptedIn, ref.Secret)
-			}
-			continue
+		s, err := get(ctx, ep.Namespace, ref.Secret)
+		switch {
+		case apierrors.IsNotFound(err):
+			s = nil
+		case err != nil:
+			return cfg, "", "", errTransient{fmt.Errorf("reading Secret %s/%s for %s: %w", ep.Namespace, ref.Secret, ref.Field, err)}
 		}
-		for _, k := range ref.Keys {
-			if _, ok := s.Data[k]; !ok {
-				if reason == "" || reason == hooklinev1.ReasonSecretNotOptedIn {
-					reason = hooklinev1.ReasonSecretInvalid
-				}
-				problems = append(problems, fmt.Sprintf("%s: Secret %q has no key %q", ref.Field, ref.Secret, k))
-			}
-		}
+		secrets[ref.Secret] = s
+	}
+	problems := readiness.SecretProblems(refs, secrets, b.allowUnlabelled)
+	if len(problems) == 0 {
+		cfg, problems = TargetConfig(&ep.Spec, secrets)
 	}
 	if len(problems) > 0 {
-		msg := strings.Join(problems, "; ") + "."
-		if notOptedInRefs < len(problems) {
-			msg += " Create the Secret or fix the reference."
-		}
-		if len(notOptedIn) > 0 {
-			msg += " " + secretrefs.OptInHint(notOptedIn) + "."
-		}
-		return cfg, reason, msg, nil
+		r := readiness.Endpoint(readiness.EndpointInput{SecretProblems: problems})
+		return cfg, r.Reason, r.Message, nil
 	}
+	cfg.SSRF = b.ssrf
+	return cfg, "", "", nil
+}
+
+// TargetConfig resolves an endpoint's spec into what delivery sends, reading values from
+// secrets (by name; every Secret the spec refers to, with the keys it needs). The
+// dispatcher and the operator both call it, and both then ask delivery (NewTarget,
+// CheckTarget) whether it can be sent, so they agree on what a deliverable endpoint is.
+// cfg.SSRF is left unset. It expects readiness.SecretProblems to have found nothing.
+func TargetConfig(spec *hooklinev1.WebhookEndpointSpec, secrets map[string]*corev1.Secret) (cfg delivery.TargetConfig, problems []readiness.SecretProblem) {
 	// value reads a text value; `kubectl create secret --from-file` keeps a file's final
 	// newline, which is never part of a token and is not allowed in a header.
 	value := func(ref hooklinev1.SecretKeyRef) string {
 		return strings.TrimRight(string(secrets[ref.Name].Data[ref.Key]), "\r\n")
 	}
 
-	spec := &ep.Spec
-	cfg = delivery.TargetConfig{URL: spec.URL, SSRF: b.ssrf}
-	cfg.Timeout = spec.Limits.GetTimeout()
+	cfg = delivery.TargetConfig{URL: spec.URL, Timeout: spec.Limits.GetTimeout()}
 	if len(spec.Headers) > 0 {
 		cfg.Headers = http.Header{}
 		for _, h := range spec.Headers {
@@ -324,7 +305,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 		case a.Bearer != nil:
 			cfg.Auth.BearerToken = value(*a.Bearer)
 			if cfg.Auth.BearerToken == "" {
-				return cfg, hooklinev1.ReasonSecretInvalid, fmt.Sprintf("spec.auth.bearer: key %q of Secret %q is empty. Put the token there.", a.Bearer.Key, a.Bearer.Name), nil
+				return cfg, []readiness.SecretProblem{{Field: "spec.auth.bearer", Secret: a.Bearer.Name, Key: a.Bearer.Key, Detail: "is empty; put the token there"}}
 			}
 		case a.MTLS != nil:
 			s := secrets[a.MTLS.Name]
@@ -337,7 +318,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 			cfg.CABundle = secrets[t.CA.Name].Data[t.CA.Key]
 		}
 	}
-	return cfg, "", "", nil
+	return cfg, nil
 }
 
 // endpointLimits reads spec.limits with the defaults filled in.

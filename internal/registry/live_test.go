@@ -97,7 +97,7 @@ func matchingNames(r *registry.Registry, ns, eventType string) func() string {
 }
 
 func send(e *registry.Endpoint) delivery.Result {
-	return delivery.Send(context.Background(), e.Target, delivery.Message{ID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
+	return delivery.Send(context.Background(), e.Target, delivery.Message{ID: "msg_1", WebhookID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
 }
 
 var _ = Describe("the live registry", func() {

@@ -143,7 +143,7 @@ func TestStaticEndpointReadiness(t *testing.T) {
 		{"not-opted-in", hooklinev1.ReasonSecretNotOptedIn, `kubectl label secret db-password hookline.io/endpoint-secret=true`},
 		{"no-keys", registry.ReasonSigningKeyPending, strconv.Quote(signing.SecretName("no-keys")) + " does not exist yet"},
 		{"bad-keys", hooklinev1.ReasonSigningKeyInvalid, `data key "current"`},
-		{"bad-ca", registry.ReasonInvalidConfiguration, "CA bundle"},
+		{"bad-ca", hooklinev1.ReasonTLSInvalid, "CA bundle"},
 		{"insecure", registry.ReasonInvalidConfiguration, "allowInsecureHTTP"},
 	} {
 		e := reg.Endpoint("a", tc.name)
@@ -199,7 +199,7 @@ func TestStaticEndpointDelivers(t *testing.T) {
 	if e.Timeout != 3*time.Second || e.Limits != (registry.Limits{Rate: 5, Burst: 7, MaxInFlight: 32, DisableAfter: time.Hour}) {
 		t.Errorf("limits: timeout %v %+v", e.Timeout, e.Limits)
 	}
-	res := delivery.Send(context.Background(), e.Target, delivery.Message{ID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
+	res := delivery.Send(context.Background(), e.Target, delivery.Message{ID: "msg_1", WebhookID: "msg_1", Type: "a.b", Time: t0, Data: []byte(`{}`)}, time.Now())
 	if res.Verdict != delivery.Delivered {
 		t.Fatalf("send: %+v", res)
 	}

@@ -105,8 +105,42 @@ func PreviousExpiry(keys signing.KeySet) time.Time {
 	return keys.Previous.ExpiresAt
 }
 
+// MaxRetiredKeys bounds the replaced keys that sign beside the current one.
+// Each adds a signature to every delivery; a manual rotation that would need
+// one more waits until the first of them expires.
+const MaxRetiredKeys = 8
+
+// firstExpiry is the earliest expiry among retired keys still live after at,
+// or the zero time.
+func firstExpiry(keys signing.KeySet, at time.Time) time.Time {
+	var first time.Time
+	for _, k := range keys.Retired() {
+		if at.Before(k.ExpiresAt) && (first.IsZero() || k.ExpiresAt.Before(first)) {
+			first = k.ExpiresAt
+		}
+	}
+	return first
+}
+
+// liveRetired counts retired keys still signing at at.
+func liveRetired(keys signing.KeySet, at time.Time) int {
+	n := 0
+	for _, k := range keys.Retired() {
+		if at.Before(k.ExpiresAt) {
+			n++
+		}
+	}
+	return n
+}
+
 // Plan decides what to do with an endpoint's generated keys at now. hasKeys
 // is false when the key Secret does not exist yet. p must pass Validate.
+//
+// Every replaced key keeps signing until the expiry announced when it was
+// replaced, whatever rotations follow: a rotation during an overlap keeps the
+// earlier replaced keys too. Only an immediate rotation (a leaked key) drops
+// keys early, and then all of them, because they are all kept in the same
+// Secret that leaked.
 func Plan(keys signing.KeySet, hasKeys bool, p Policy, req Request, now time.Time) Decision {
 	at := now.UTC().Truncate(time.Second)
 	pending := req.Token != "" && req.Token != keys.LastRequest
@@ -121,20 +155,29 @@ func Plan(keys signing.KeySet, hasKeys bool, p Policy, req Request, now time.Tim
 		return d
 	}
 
+	expired := len(keys.Retired()) > liveRetired(keys, at)
 	var d Decision
 	switch {
-	case pending:
-		d = rotate(at, p, !req.Immediate)
+	case pending && req.Immediate:
+		d = rotate(at, p, false)
+		d.Cause = CauseRequest
+		d.HandledRequest = req.Token
+		return d
+	case pending && liveRetired(keys, at) < MaxRetiredKeys:
+		d = rotate(at, p, true)
 		d.Cause = CauseRequest
 		d.HandledRequest = req.Token
 	case !now.Before(NextRotation(keys, p)):
 		d = rotate(at, p, true)
 		d.Cause = CauseSchedule
-	case keys.Previous != nil && !now.Before(keys.Previous.ExpiresAt):
+	case expired:
 		d = Decision{Action: ActionDropPrevious, Cause: CauseOverlapEnded, At: at, Next: NextRotation(keys, p)}
 	default:
-		d = Decision{At: at, Next: earliest(NextRotation(keys, p), PreviousExpiry(keys))}
+		// Nothing due; a request over MaxRetiredKeys waits here for the
+		// first expiry.
+		d = Decision{At: at, Next: NextRotation(keys, p)}
 	}
+	d.Next = earliest(d.Next, firstExpiry(keys, at))
 	return d
 }
 
@@ -157,6 +200,17 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// stillLive returns the retired keys of keys that sign after at, newest first.
+func stillLive(keys signing.KeySet, at time.Time) []signing.Key {
+	var live []signing.Key
+	for _, k := range keys.Retired() {
+		if at.Before(k.ExpiresAt) {
+			live = append(live, k)
+		}
+	}
+	return live
+}
+
 // Apply carries out d on keys and returns the new set. newSecret and newID
 // make the key for ActionGenerate and ActionRotate (signing.GenerateSecret and
 // signing.NewKeyID). On error keys is returned unchanged, so a failed
@@ -167,7 +221,10 @@ func Apply(keys signing.KeySet, d Decision, newSecret func() (string, error), ne
 	case ActionNone:
 		return keys, nil
 	case ActionDropPrevious:
-		next.Previous = nil
+		next.Previous, next.Older = nil, nil
+		if live := stillLive(keys, d.At); len(live) > 0 {
+			next.Previous, next.Older = &live[0], live[1:]
+		}
 	case ActionGenerate, ActionRotate:
 		k, err := newKey(keys, d.At, newSecret, newID)
 		if err != nil {
@@ -178,6 +235,8 @@ func Apply(keys signing.KeySet, d Decision, newSecret func() (string, error), ne
 			old := keys.Current
 			old.ExpiresAt = d.PreviousExpiresAt
 			next.Previous = &old
+			// Keys replaced earlier keep their announced expiry.
+			next.Older = stillLive(keys, d.At)
 		}
 	default:
 		return keys, fmt.Errorf("applying key rotation: unknown action %q", d.Action)

@@ -32,6 +32,11 @@ func withPrevious(ks signing.KeySet, expires time.Time) signing.KeySet {
 	return ks
 }
 
+func withOlder(ks signing.KeySet, expires time.Time) signing.KeySet {
+	ks.Older = append(ks.Older, signing.Key{ID: "key_old", Secret: secretC, CreatedAt: ks.Current.CreatedAt.Add(-2 * every), ExpiresAt: expires})
+	return ks
+}
+
 func withLastRequest(ks signing.KeySet, token string) signing.KeySet {
 	ks.LastRequest = token
 	return ks
@@ -50,6 +55,7 @@ func TestPlanApply(t *testing.T) {
 		prevExpires  time.Time
 		lastRequest  string
 		currentSince time.Time
+		olderIDs     []string // after Apply, newest first
 	}
 	tests := []struct {
 		name    string
@@ -109,8 +115,20 @@ func TestPlanApply(t *testing.T) {
 			want: want{action: ActionRotate, cause: CauseRequest, next: t0.Add(time.Hour + every), currentID: "key_new", lastRequest: "leak", currentSince: t0.Add(time.Hour)},
 		},
 		{
-			name: "rotation while previous is live replaces it", keys: withPrevious(keysAt(t0), t0.Add(day)), hasKeys: true, now: t0.Add(time.Hour), req: Request{Token: "r1"},
-			want: want{action: ActionRotate, cause: CauseRequest, next: t0.Add(time.Hour + day), currentID: "key_new", previousID: "key_cur", prevExpires: t0.Add(time.Hour + day), lastRequest: "r1", currentSince: t0.Add(time.Hour)},
+			name: "rotation while previous is live keeps it until its announced expiry", keys: withPrevious(keysAt(t0), t0.Add(day)), hasKeys: true, now: t0.Add(time.Hour), req: Request{Token: "r1"},
+			want: want{action: ActionRotate, cause: CauseRequest, next: t0.Add(day), currentID: "key_new", previousID: "key_cur", prevExpires: t0.Add(time.Hour + day), lastRequest: "r1", currentSince: t0.Add(time.Hour), olderIDs: []string{"key_prev"}},
+		},
+		{
+			name: "a third rotation in one overlap keeps both replaced keys", keys: withOlder(withPrevious(keysAt(t0), t0.Add(day)), t0.Add(12*time.Hour)), hasKeys: true, now: t0.Add(time.Hour), req: Request{Token: "r2"},
+			want: want{action: ActionRotate, cause: CauseRequest, next: t0.Add(12 * time.Hour), currentID: "key_new", previousID: "key_cur", prevExpires: t0.Add(time.Hour + day), lastRequest: "r2", currentSince: t0.Add(time.Hour), olderIDs: []string{"key_prev", "key_old"}},
+		},
+		{
+			name: "an older key's overlap ends before the previous one's", keys: withOlder(withPrevious(keysAt(t0), t0.Add(day)), t0.Add(2*time.Hour)), hasKeys: true, now: t0.Add(2 * time.Hour),
+			want: want{action: ActionDropPrevious, cause: CauseOverlapEnded, next: t0.Add(day), currentID: "key_cur", previousID: "key_prev", prevExpires: t0.Add(day), currentSince: t0},
+		},
+		{
+			name: "immediate rotation drops older keys too: they were in the same Secret", keys: withOlder(withPrevious(keysAt(t0), t0.Add(day)), t0.Add(12*time.Hour)), hasKeys: true, now: t0.Add(time.Hour), req: Request{Token: "leak", Immediate: true},
+			want: want{action: ActionRotate, cause: CauseRequest, next: t0.Add(time.Hour + every), currentID: "key_new", lastRequest: "leak", currentSince: t0.Add(time.Hour)},
 		},
 		{
 			name: "due rotation wins over an ended overlap", keys: withPrevious(keysAt(t0), t0.Add(day)), hasKeys: true, now: t0.Add(every),
@@ -168,6 +186,13 @@ func TestPlanApply(t *testing.T) {
 			}
 			if got.LastRequest != tt.want.lastRequest {
 				t.Errorf("last request %q, want %q", got.LastRequest, tt.want.lastRequest)
+			}
+			var older []string
+			for _, k := range got.Older {
+				older = append(older, k.ID)
+			}
+			if !reflect.DeepEqual(older, tt.want.olderIDs) {
+				t.Errorf("older keys %v, want %v", older, tt.want.olderIDs)
 			}
 
 			// The applied set must survive the Secret round trip, and

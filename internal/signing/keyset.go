@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,10 +39,16 @@ func (k Key) String() string {
 func (k Key) GoString() string { return "signing.Key" + k.String() }
 
 // KeySet is what an endpoint signs with: the current key and, during a
-// rotation's overlap, the key it replaced.
+// rotation's overlap, the key it replaced. A rotation during an overlap moves
+// the previous key to Older, where it keeps signing until its own ExpiresAt:
+// a key announced to receivers as valid until some time is never dropped
+// earlier by a later rotation.
 type KeySet struct {
 	Current  Key
 	Previous *Key
+	// Older are keys replaced before Previous whose overlap has not ended,
+	// newest first.
+	Older []Key
 	// LastRequest is the token of the last manual rotation request that was
 	// carried out, so the same request never rotates twice.
 	LastRequest string
@@ -58,6 +65,9 @@ const (
 	DataPreviousCreated = "previous.created"
 	DataPreviousExpires = "previous.expires"
 	DataLastRequest     = "rotation.lastRequest"
+	// DataOlder numbers the keys of KeySet.Older: older.1, older.1.id,
+	// older.1.created, older.1.expires, older.2, ...
+	DataOlder = "older"
 
 	// DefaultUserSecretKey is the data key read from a user-provided Secret
 	// when the endpoint does not name one.
@@ -80,11 +90,21 @@ func (ks KeySet) ToSecretData() map[string][]byte {
 		data[DataPreviousCreated] = []byte(formatTime(p.CreatedAt))
 		data[DataPreviousExpires] = []byte(formatTime(p.ExpiresAt))
 	}
+	for i, k := range ks.Older {
+		prefix := olderPrefix(i)
+		data[prefix] = []byte(k.Secret)
+		data[prefix+".id"] = []byte(k.ID)
+		data[prefix+".created"] = []byte(formatTime(k.CreatedAt))
+		data[prefix+".expires"] = []byte(formatTime(k.ExpiresAt))
+	}
 	if ks.LastRequest != "" {
 		data[DataLastRequest] = []byte(ks.LastRequest)
 	}
 	return data
 }
+
+// olderPrefix is the data key of Older[i]: "older.1", "older.2", ...
+func olderPrefix(i int) string { return DataOlder + "." + strconv.Itoa(i+1) }
 
 // KeySetFromSecretData reads a set written by ToSecretData. Every key it
 // returns has a secret that ParseSecret accepts, so a Signer can always be
@@ -102,7 +122,27 @@ func KeySetFromSecretData(data map[string][]byte) (KeySet, error) {
 		}
 		ks.Previous = &prev
 	}
+	for i := 0; ; i++ {
+		prefix := olderPrefix(i)
+		if _, ok := data[prefix]; !ok {
+			break
+		}
+		k, err := keyFromData(data, prefix, prefix+".id", prefix+".created", prefix+".expires")
+		if err != nil {
+			return KeySet{}, err
+		}
+		ks.Older = append(ks.Older, k)
+	}
 	return ks, nil
+}
+
+// Retired returns Previous and Older, newest first.
+func (ks KeySet) Retired() []Key {
+	var keys []Key
+	if ks.Previous != nil {
+		keys = append(keys, *ks.Previous)
+	}
+	return append(keys, ks.Older...)
 }
 
 func keyFromData(data map[string][]byte, secretKey, idKey, createdKey, expiresKey string) (Key, error) {

@@ -57,17 +57,22 @@ type scratch struct {
 var scratchPool = sync.Pool{New: func() any { return &scratch{prefix: make([]byte, 0, 128)} }}
 
 // NewSigner returns a Signer for the keys of ks that are live at now: the
-// current key, and the previous key until it expires.
+// current key, and each replaced key until it expires.
 func NewSigner(ks KeySet, now time.Time) (*Signer, error) {
 	s := &Signer{}
 	if err := s.add(ks.Current); err != nil {
 		return nil, err
 	}
-	if p := ks.Previous; p != nil && now.Before(p.ExpiresAt) {
-		if err := s.add(*p); err != nil {
+	for _, k := range ks.Retired() {
+		if !now.Before(k.ExpiresAt) {
+			continue
+		}
+		if err := s.add(k); err != nil {
 			return nil, err
 		}
-		s.expires = p.ExpiresAt
+		if s.expires.IsZero() || k.ExpiresAt.Before(s.expires) {
+			s.expires = k.ExpiresAt
+		}
 	}
 	return s, nil
 }
@@ -93,7 +98,7 @@ func (s *Signer) KeyIDs() []string {
 	return ids
 }
 
-// Expires returns when the previous key stops being live, or the zero time.
+// Expires returns when the first replaced key stops being live, or the zero time.
 // A Signer keeps signing with every key it was built with, so the caller must
 // build a new one by then.
 func (s *Signer) Expires() time.Time { return s.expires }

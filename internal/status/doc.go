@@ -30,8 +30,9 @@
 //     Delivering, Degraded and Disabled conditions, status.lastHandledEnable)
 //     with pure functions (compute.go) and applies it with server-side apply
 //     under the field manager "hookline-dispatcher". The operator applies Ready,
-//     observedGeneration and signing under its own manager; conditions are a
-//     map keyed by type, so neither writer touches the other's.
+//     Reconciling, Stalled, observedGeneration and signing under its own manager
+//     (and reads Disabled to set Ready; docs/status.md); conditions are a map
+//     keyed by type, so neither writer touches the other's.
 //   - it writes an object at most once per WriteInterval, and not at all when
 //     the computed status equals what the object already shows, however fast
 //     the figures change.

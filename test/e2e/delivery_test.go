@@ -83,7 +83,7 @@ var _ = Describe("Delivery", func() {
 		By("showing live delivery health in kubectl get whep,whsub")
 		Eventually(func() string {
 			return kubectlOut("get", "whep,whsub", "-n", ns)
-		}).Should(MatchRegexp(`subscription.hookline.io/orders\s+shop\s+\["order\.\*"\]\s+True\s+2[0-9]`))
+		}).Should(MatchRegexp(`subscription.hookline.io/orders\s+shop\s+\["order\.\*"\]\s+True\s+Ready\s+2[0-9]`))
 	})
 
 	It("keeps delivering through an outage: Degraded while down, everything delivered after", func() {

@@ -91,7 +91,9 @@ var _ = Describe("Hostile ingest", Ordered, func() {
 		pub = &queuePublisher{}
 		h, err := server.NewHandler(server.Options{
 			Publisher: pub, Deliveries: q,
-			Authorizer: server.NewKubernetesAuthorizer(clientset, server.KubernetesAuthorizerOptions{FailureBurst: 1000}),
+			// Every subscription name exists here; the admin cases are about who may ask.
+			SubscriptionUID: func(_, name string) (string, bool) { return "uid-" + name, true },
+			Authorizer:      server.NewKubernetesAuthorizer(clientset, server.KubernetesAuthorizerOptions{FailureBurst: 1000}),
 		})
 		Expect(err).NotTo(HaveOccurred())
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -47,7 +47,7 @@ var _ = Describe("Hostile endpoint addresses", Ordered, func() {
 			})
 			Expect(err).NotTo(HaveOccurred())
 			defer tg.Close()
-			res := delivery.Send(ctx, tg, delivery.Message{ID: "msg_1", Type: "a.b", Time: time.Now(), Data: []byte(`{}`), Namespace: "n", Subscription: "s"}, time.Now())
+			res := delivery.Send(ctx, tg, delivery.Message{ID: "msg_1", WebhookID: "msg_1", Type: "a.b", Time: time.Now(), Data: []byte(`{}`), Namespace: "n", Subscription: "s"}, time.Now())
 			Expect(res.Err).To(HaveOccurred())
 			Expect(res.Err.Error()).To(ContainSubstring("ssrf: refusing to connect"))
 			Expect(res.Err.Error()).To(ContainSubstring(reason))
