@@ -268,11 +268,11 @@ spec:
 `, users, image, svc, events)
 }
 
-// accepted is the set of event ids the receiver accepted, each verified.
+// accepted is the set of producers' event ids the receiver accepted, each verified.
 func accepted(rx *receiver.Receiver) map[string]bool {
 	got := map[string]bool{}
 	for _, d := range rx.Deliveries() {
-		got[d.ID] = true
+		got[d.EventID] = true
 	}
 	return got
 }
