@@ -33,8 +33,8 @@ type dispatcherProc struct {
 	stopping atomic.Bool
 }
 
-func freeLoopbackAddr() (string, error) {
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+func freeLoopbackAddr(ctx context.Context) (string, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
@@ -44,12 +44,12 @@ func freeLoopbackAddr() (string, error) {
 
 // startDispatcher starts bin dispatcher with its data and log under dir. profiled: bin
 // is profdispatcher, which takes --profile-listen.
-func startDispatcher(bin, kubeconfig, durability, dir string, profiled bool) (*dispatcherProc, error) {
-	api, err := freeLoopbackAddr()
+func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir string, profiled bool) (*dispatcherProc, error) {
+	api, err := freeLoopbackAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
-	metrics, err := freeLoopbackAddr()
+	metrics, err := freeLoopbackAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func startDispatcher(bin, kubeconfig, durability, dir string, profiled bool) (*d
 		"--durability", durability,
 	}
 	if profiled {
-		if d.profile, err = freeLoopbackAddr(); err != nil {
+		if d.profile, err = freeLoopbackAddr(ctx); err != nil {
 			return nil, err
 		}
 		args = append(args, "--profile-listen", d.profile)

@@ -187,11 +187,11 @@ func benchmark(ctx context.Context, cfg config) ([]string, error) {
 	b := &bench{cfg: cfg, bin: cfg.hookline, payload: newPayload(cfg.payloadBytes), sink: newSink(cfg.verifyEvery), hang: newHanger()}
 	b.machine = describeMachine()
 	b.logf("work directory %s", cfg.workDir)
-	if b.sinkSrv, err = serveLoopback(b.sink); err != nil {
+	if b.sinkSrv, err = serveLoopback(ctx, b.sink); err != nil {
 		return nil, err
 	}
 	defer b.sinkSrv.close()
-	if b.hangSrv, err = serveLoopback(b.hang); err != nil {
+	if b.hangSrv, err = serveLoopback(ctx, b.hang); err != nil {
 		return nil, err
 	}
 	defer b.hangSrv.close()

@@ -312,8 +312,8 @@ type server struct {
 	conns atomic.Int64
 }
 
-func serveLoopback(h http.Handler) (*server, error) {
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+func serveLoopback(ctx context.Context, h http.Handler) (*server, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listening on loopback: %w", err)
 	}

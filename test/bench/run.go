@@ -97,7 +97,7 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 
 	dir := filepath.Join(b.cfg.workDir, durability)
 	b.logf("durability=%s: starting %s dispatcher (data and log in %s)", durability, b.bin, dir)
-	if r.d, err = startDispatcher(b.bin, b.k.env.Kubeconfig, durability, dir, b.cfg.profileDir != ""); err != nil {
+	if r.d, err = startDispatcher(ctx, b.bin, b.k.env.Kubeconfig, durability, dir, b.cfg.profileDir != ""); err != nil {
 		return err
 	}
 	defer func() {
