@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,7 +16,7 @@ import (
 	"time"
 )
 
-const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token" //nolint:gosec // G101: where the token is, not a token
 
 func init() {
 	register("publish", "publish an event to a dispatcher", runPublish)
@@ -65,7 +66,7 @@ func runPublish(args []string) error {
 		}{*typ, eventID, raw})
 		deadline := time.Now().Add(*retryFor)
 		for {
-			out, err := callAPI(*api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
+			out, err := callAPI(context.Background(), *api, http.MethodPost, "/v1/namespaces/"+*ns+"/events", body, http.StatusAccepted)
 			if err == nil {
 				fmt.Println(out)
 				break
@@ -102,8 +103,8 @@ func bindAPIFlags(fs *flag.FlagSet) *apiFlags {
 // callAPI sends one request to the dispatcher's API, with the bearer token
 // of --token-file or the pod's ServiceAccount, and returns the answer's body
 // if its status is want.
-func callAPI(f apiFlags, method, path string, body []byte, want int) (string, error) {
-	req, err := http.NewRequest(method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
+func callAPI(ctx context.Context, f apiFlags, method, path string, body []byte, want int) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -114,7 +115,7 @@ func callAPI(f apiFlags, method, path string, body []byte, want int) (string, er
 		if tf == "" {
 			tf = serviceAccountToken
 		}
-		tok, err := os.ReadFile(tf)
+		tok, err := os.ReadFile(tf) //nolint:gosec // G304: the user names the file to read (--token-file)
 		if err != nil {
 			return "", fmt.Errorf("--token-file: %w", err)
 		}
@@ -146,7 +147,7 @@ func apiClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	if caFile == "" {
 		return hc, nil
 	}
-	pem, err := os.ReadFile(caFile)
+	pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the user names the file to read (--ca-file)
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -28,7 +29,7 @@ func runResend(args []string) error {
 		return fmt.Errorf("--id must be the seq of a dead delivery as GET .../subscriptions/%s/dead lists it, got %q", *sub, *id)
 	}
 	path := "/v1/namespaces/" + url.PathEscape(*ns) + "/subscriptions/" + url.PathEscape(*sub) + "/deliveries/" + *id + "/resend"
-	out, err := callAPI(*api, http.MethodPost, path, nil, http.StatusOK)
+	out, err := callAPI(context.Background(), *api, http.MethodPost, path, nil, http.StatusOK)
 	if err != nil {
 		return err
 	}

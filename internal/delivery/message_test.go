@@ -209,7 +209,7 @@ func TestWebhookIDOf(t *testing.T) {
 		t.Errorf("webhook-id %q, want msg_ and 24 characters", base)
 	}
 	for _, c := range base[4:] {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 			t.Errorf("webhook-id %q has %q, outside URL-safe base64", base, c)
 		}
 	}

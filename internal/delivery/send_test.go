@@ -93,7 +93,7 @@ func TestSendCloudEvents(t *testing.T) {
 			}
 			got := rc.last(t)
 
-			req, _ := http.NewRequest(http.MethodPost, "/", bytes.NewReader(got.Body))
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "/", bytes.NewReader(got.Body))
 			req.Header = got.Header
 			msg := cehttp.NewMessageFromHttpRequest(req)
 			wantEncoding := binding.EncodingStructured
@@ -354,7 +354,7 @@ func TestInvalidMessageFails(t *testing.T) {
 }
 
 func TestIPv6Loopback(t *testing.T) {
-	ln, err := net.Listen("tcp6", "[::1]:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp6", "[::1]:0")
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}

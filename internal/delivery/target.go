@@ -193,56 +193,78 @@ func CheckTarget(cfg TargetConfig) error {
 }
 
 func buildTarget(cfg TargetConfig) (*Target, error) {
-	u, err := url.Parse(cfg.URL)
+	u, display, err := parseEndpointURL(cfg.URL)
 	if err != nil {
-		// url.Parse quotes the whole URL, which may hold a key.
-		return nil, refuse(RefusedConfig, "endpoint URL does not parse")
-	}
-	// Only scheme and host are ever shown: Slack, Discord and Teams put the
-	// webhook's secret in the path.
-	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, refuse(RefusedConfig, "endpoint %s: scheme must be http or https", display)
-	}
-	if u.Host == "" {
-		return nil, refuse(RefusedConfig, "endpoint %s: URL has no host", display)
-	}
-	if u.User != nil {
-		return nil, refuse(RefusedConfig, "endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+		return nil, err
 	}
 	if cfg.Sign == nil {
 		return nil, refuse(RefusedConfig, "endpoint %s: no signer", display)
 	}
-	u.Fragment, u.RawFragment = "", ""
-
 	t := &Target{display: display, sign: cfg.Sign, timeout: cfg.Timeout, header: http.Header{}}
 	if t.timeout <= 0 {
 		t.timeout = DefaultTimeout
 	}
-
-	for name, values := range cfg.Headers {
-		if !validHeaderName(name) {
-			return nil, refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", display, name)
-		}
-		key := http.CanonicalHeaderKey(name)
-		if IsReservedHeader(key) {
-			return nil, refuse(RefusedConfig, "endpoint %s: header %s is set by hookline or belongs to the connection and cannot be configured", display, key)
-		}
-		for _, v := range values {
-			if !validHeaderValue(v) {
-				return nil, refuse(RefusedValue, "endpoint %s: header %s has a value with control characters", display, key)
-			}
-			t.header[key] = append(t.header[key], v)
-		}
+	if err := t.addHeaders(cfg.Headers); err != nil {
+		return nil, err
 	}
-
 	for _, v := range cfg.SecretHeaderValues {
 		if v != "" {
 			t.secrets = append(t.secrets, []byte(v))
 		}
 	}
+	if err := t.addAuth(cfg.Auth, u); err != nil {
+		return nil, err
+	}
+	t.reqURL = u
+	return t, nil
+}
 
-	a := cfg.Auth
+// parseEndpointURL checks an endpoint's URL and returns it with what may be
+// shown of it: scheme and host only, because Slack, Discord and Teams put
+// the webhook's secret in the path.
+func parseEndpointURL(raw string) (*url.URL, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole URL, which may hold a key.
+		return nil, "", refuse(RefusedConfig, "endpoint URL does not parse")
+	}
+	display := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "", refuse(RefusedConfig, "endpoint %s: scheme must be http or https", display)
+	case u.Host == "":
+		return nil, "", refuse(RefusedConfig, "endpoint %s: URL has no host", display)
+	case u.User != nil:
+		return nil, "", refuse(RefusedConfig, "endpoint %s: credentials in the URL are not allowed; use basic auth", display)
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u, display, nil
+}
+
+// addHeaders adds the endpoint's own headers, refusing the ones hookline or
+// the connection owns.
+func (t *Target) addHeaders(headers map[string][]string) error {
+	for name, values := range headers {
+		if !validHeaderName(name) {
+			return refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", t.display, name)
+		}
+		key := http.CanonicalHeaderKey(name)
+		if IsReservedHeader(key) {
+			return refuse(RefusedConfig, "endpoint %s: header %s is set by hookline or belongs to the connection and cannot be configured", t.display, key)
+		}
+		for _, v := range values {
+			if !validHeaderValue(v) {
+				return refuse(RefusedValue, "endpoint %s: header %s has a value with control characters", t.display, key)
+			}
+			t.header[key] = append(t.header[key], v)
+		}
+	}
+	return nil
+}
+
+// addAuth applies at most one auth method: a header, or for an API key in
+// the query, a parameter of u. Every credential is remembered for scrubbing.
+func (t *Target) addAuth(a Auth, u *url.URL) error {
 	kinds := 0
 	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.BearerToken != ""} {
 		if set {
@@ -250,59 +272,58 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 		}
 	}
 	if kinds > 1 {
-		return nil, refuse(RefusedConfig, "endpoint %s: use one of API key, basic and bearer auth", display)
-	}
-	setAuth := func(key, value string) error {
-		if _, ok := t.header[key]; ok {
-			return refuse(RefusedConfig, "endpoint %s: header %s is set both by auth and by headers", display, key)
-		}
-		if !validHeaderValue(value) {
-			return refuse(RefusedValue, "endpoint %s: auth value for %s has control characters", display, key)
-		}
-		t.header[key] = []string{value}
-		return nil
+		return refuse(RefusedConfig, "endpoint %s: use one of API key, basic and bearer auth", t.display)
 	}
 	switch {
 	case a.APIKey != nil:
-		k := a.APIKey
-		if k.Value == "" || (k.Header == "") == (k.QueryParam == "") {
-			return nil, refuse(RefusedValue, "endpoint %s: an API key needs a non-empty value and exactly one of header and query parameter", display)
-		}
-		t.secrets = append(t.secrets, []byte(k.Value))
-		if k.Header != "" {
-			if !validHeaderName(k.Header) {
-				return nil, refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", display, k.Header)
-			}
-			key := http.CanonicalHeaderKey(k.Header)
-			if IsReservedHeader(key) {
-				return nil, refuse(RefusedConfig, "endpoint %s: header %s is set by hookline and cannot carry an API key", display, key)
-			}
-			if err := setAuth(key, k.Value); err != nil {
-				return nil, err
-			}
-		} else {
-			if u.RawQuery != "" {
-				u.RawQuery += "&"
-			}
-			u.RawQuery += url.QueryEscape(k.QueryParam) + "=" + url.QueryEscape(k.Value)
-		}
+		return t.addAPIKey(a.APIKey, u)
 	case a.Basic != nil:
 		cred := base64.StdEncoding.EncodeToString([]byte(a.Basic.Username + ":" + a.Basic.Password))
 		if a.Basic.Password != "" {
 			t.secrets = append(t.secrets, []byte(a.Basic.Password))
 		}
 		t.secrets = append(t.secrets, []byte(cred))
-		if err := setAuth("Authorization", "Basic "+cred); err != nil {
-			return nil, err
-		}
+		return t.setAuthHeader("Authorization", "Basic "+cred)
 	case a.BearerToken != "":
 		t.secrets = append(t.secrets, []byte(a.BearerToken))
-		if err := setAuth("Authorization", "Bearer "+a.BearerToken); err != nil {
-			return nil, err
-		}
+		return t.setAuthHeader("Authorization", "Bearer "+a.BearerToken)
 	}
-	t.reqURL = u
-	return t, nil
+	return nil
+}
+
+func (t *Target) addAPIKey(k *APIKey, u *url.URL) error {
+	if k.Value == "" || (k.Header == "") == (k.QueryParam == "") {
+		return refuse(RefusedValue, "endpoint %s: an API key needs a non-empty value and exactly one of header and query parameter", t.display)
+	}
+	t.secrets = append(t.secrets, []byte(k.Value))
+	if k.Header == "" {
+		if u.RawQuery != "" {
+			u.RawQuery += "&"
+		}
+		u.RawQuery += url.QueryEscape(k.QueryParam) + "=" + url.QueryEscape(k.Value)
+		return nil
+	}
+	if !validHeaderName(k.Header) {
+		return refuse(RefusedConfig, "endpoint %s: %q is not a valid header name", t.display, k.Header)
+	}
+	key := http.CanonicalHeaderKey(k.Header)
+	if IsReservedHeader(key) {
+		return refuse(RefusedConfig, "endpoint %s: header %s is set by hookline and cannot carry an API key", t.display, key)
+	}
+	return t.setAuthHeader(key, k.Value)
+}
+
+// setAuthHeader sets an auth header that the endpoint's own headers must not
+// also set.
+func (t *Target) setAuthHeader(key, value string) error {
+	if _, ok := t.header[key]; ok {
+		return refuse(RefusedConfig, "endpoint %s: header %s is set both by auth and by headers", t.display, key)
+	}
+	if !validHeaderValue(value) {
+		return refuse(RefusedValue, "endpoint %s: auth value for %s has control characters", t.display, key)
+	}
+	t.header[key] = []string{value}
+	return nil
 }
 
 func validHeaderName(s string) bool {

@@ -54,7 +54,7 @@ func (e *encoder) time(t time.Time) {
 	}
 	e.byte(1)
 	e.varint(t.Unix())
-	e.uvarint(uint64(t.Nanosecond()))
+	e.uvarint(uint64(t.Nanosecond())) //nolint:gosec // G115: Nanosecond is in [0, 1e9)
 }
 
 type decoder struct {

@@ -267,6 +267,8 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 
 // loadLocked reads the stored holds of the message l.seq. Without a record
 // for it (none held it, or the record is of an earlier message) it has none.
+//
+//nolint:contextcheck // like a settlement (Job.resolve), reading a lane's holds runs on its own deadline, whoever asks.
 func (l *lane) loadLocked() {
 	ctx, cancel := resolveContext(context.Background())
 	defer cancel()
@@ -287,6 +289,10 @@ func (l *lane) loadLocked() {
 	}
 }
 
+// nakUntil holds the lane's message until t, storing the hold first when it
+// is one.
+//
+//nolint:contextcheck // part of a settlement (Job.resolve): its own deadline, whoever asks.
 func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
 	if hold {
 		// Stored before the NAK: a crash in between leaves one hold too
@@ -312,6 +318,8 @@ func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
 }
 
 // forget drops the holds of the message just resolved.
+//
+//nolint:contextcheck // part of a settlement (Job.resolve): its own deadline, whoever asks.
 func (l *lane) forget() {
 	l.mu.Lock()
 	held := l.holds > 0

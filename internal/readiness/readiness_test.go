@@ -62,9 +62,9 @@ func TestEndpoint(t *testing.T) {
 		messages []string
 	}{
 		{"ready", EndpointInput{}, metav1.ConditionTrue, hooklinev1.ReasonReady, []string{"configured"}},
-		{"CA the dispatcher cannot load", EndpointInput{TargetError: tlsRefusal}, metav1.ConditionFalse, hooklinev1.ReasonTLSInvalid,
+		{"CA the dispatcher cannot load", EndpointInput{TargetError: errTLSRefusal}, metav1.ConditionFalse, hooklinev1.ReasonTLSInvalid,
 			[]string{"CA bundle holds no PEM certificate", "fix the Secret"}},
-		{"header value the dispatcher cannot send", EndpointInput{TargetError: valueRefusal}, metav1.ConditionFalse, hooklinev1.ReasonSecretInvalid,
+		{"header value the dispatcher cannot send", EndpointInput{TargetError: errValueRefusal}, metav1.ConditionFalse, hooklinev1.ReasonSecretInvalid,
 			[]string{"control characters", "fix the Secret"}},
 		{"disabled by the dispatcher", EndpointInput{Disabled: &metav1.Condition{Message: "The receiver answered 410 Gone. To re-enable it: kubectl annotate"}},
 			metav1.ConditionFalse, hooklinev1.ReasonEndpointDisabled, []string{"410 Gone", "To re-enable it"}},
@@ -103,8 +103,8 @@ func TestEndpoint(t *testing.T) {
 }
 
 var (
-	tlsRefusal   = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", CABundle: []byte("not PEM")})
-	valueRefusal = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", Headers: map[string][]string{"X-A": {"a\nb"}}})
+	errTLSRefusal   = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", CABundle: []byte("not PEM")})
+	errValueRefusal = delivery.CheckTarget(delivery.TargetConfig{URL: "https://example.com", Headers: map[string][]string{"X-A": {"a\nb"}}})
 )
 
 // TestConditions pins which companion condition each kind of Ready=False gets: kstatus
@@ -121,7 +121,7 @@ func TestConditions(t *testing.T) {
 			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionReconciling}},
 		{"Secret without its key", Endpoint(EndpointInput{SecretProblems: []SecretProblem{{Field: "f", Secret: "s", Key: "k"}}}),
 			[]string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
-		{"TLS", Endpoint(EndpointInput{TargetError: tlsRefusal}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
+		{"TLS", Endpoint(EndpointInput{TargetError: errTLSRefusal}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
 		{"signing", Endpoint(EndpointInput{SigningError: errors.New("bad")}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
 		{"disabled", Endpoint(EndpointInput{Disabled: &metav1.Condition{}}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},
 		{"filter", Subscription(SubscriptionInput{FilterError: errors.New("x")}), []string{hooklinev1.ConditionReady, hooklinev1.ConditionStalled}},

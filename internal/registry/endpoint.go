@@ -164,16 +164,16 @@ type builder struct {
 // secretGetter reads a referenced Secret; a missing one is an apierrors NotFound.
 type secretGetter func(ctx context.Context, namespace, name string) (*corev1.Secret, error)
 
-// errTransient marks a build that failed for a reason that may pass by itself (the API
+// transientError marks a build that failed for a reason that may pass by itself (the API
 // did not answer): the caller keeps what it had and retries.
-type errTransient struct{ err error }
+type transientError struct{ err error }
 
-func (e errTransient) Error() string { return e.err.Error() }
-func (e errTransient) Unwrap() error { return e.err }
+func (e transientError) Error() string { return e.err.Error() }
+func (e transientError) Unwrap() error { return e.err }
 
 // endpoint builds the entry for ep. signingSecret is the endpoint's labelled signing
 // Secret, nil when it does not exist. A problem the user must fix yields an entry that
-// is not Ready; only an errTransient is returned as an error.
+// is not Ready; only an transientError is returned as an error.
 func (b *builder) endpoint(ctx context.Context, ep *hooklinev1.WebhookEndpoint, signingSecret *corev1.Secret, get secretGetter) (*Endpoint, error) {
 	e := &Endpoint{
 		Namespace:  ep.Namespace,
@@ -244,7 +244,7 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 		case apierrors.IsNotFound(err):
 			s = nil
 		case err != nil:
-			return cfg, "", "", errTransient{fmt.Errorf("reading Secret %s/%s for %s: %w", ep.Namespace, ref.Secret, ref.Field, err)}
+			return cfg, "", "", transientError{fmt.Errorf("reading Secret %s/%s for %s: %w", ep.Namespace, ref.Secret, ref.Field, err)}
 		}
 		secrets[ref.Secret] = s
 	}

@@ -88,12 +88,12 @@ type admin struct {
 	h *Handler
 }
 
-// writeValue answers with v as JSON. Admin answers are never cached: they
+// writeValue answers 200 with v as JSON. Admin answers are never cached: they
 // change with every delivery.
-func writeValue(w http.ResponseWriter, status int, v any) {
+func writeValue(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
+	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
@@ -181,7 +181,7 @@ func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
 		items[i] = attemptJSON{Time: at.Time, Attempt: at.Attempt, StatusCode: at.StatusCode,
 			LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response}
 	}
-	writeValue(w, http.StatusOK, map[string]any{"items": items})
+	writeValue(w, map[string]any{"items": items})
 }
 
 type deadJSON struct {
@@ -228,7 +228,7 @@ func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
 		it.Attempts, it.FirstAttempt, it.ReplayOf = dd.Delivery.Attempt, dd.Delivery.FirstAttempt, dd.Delivery.Replay
 		it.LastFailure.Time, it.LastFailure.StatusCode, it.LastFailure.Reason = dd.Last.Time, dd.Last.StatusCode, dd.Last.Reason
 	}
-	writeValue(w, http.StatusOK, map[string]any{"items": items})
+	writeValue(w, map[string]any{"items": items})
 }
 
 func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
@@ -253,7 +253,7 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: fmt.Sprintf("%v; %d were replayed before the error, and replaying again is safe", err, n)})
 		return
 	}
-	writeValue(w, http.StatusOK, map[string]int{"replayed": n})
+	writeValue(w, map[string]int{"replayed": n})
 }
 
 func (a *admin) resend(w http.ResponseWriter, r *http.Request) {
@@ -274,6 +274,6 @@ func (a *admin) resend(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: fmt.Sprintf("%v; resending again is safe", err)})
 	default:
-		writeValue(w, http.StatusOK, map[string]uint64{"resent": seq})
+		writeValue(w, map[string]uint64{"resent": seq})
 	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -79,7 +80,7 @@ func TestHTTPSWithReloadedCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &recorder{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,9 @@ func TestHTTPSWithReloadedCertificate(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}}
 	publishTLS := func() (int, string) {
 		t.Helper()
-		resp, err := client.Post("https://"+ln.Addr().String()+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(`{"type":"invoice.paid","data":{}}`))
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+ln.Addr().String()+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"invoice.paid","data":{}}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +123,9 @@ func TestHTTPSWithReloadedCertificate(t *testing.T) {
 	}
 
 	// Plain HTTP on the TLS port gets nothing stored.
-	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/namespaces/team-a/events", "application/json", strings.NewReader(`{"type":"a.b","data":{}}`))
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+ln.Addr().String()+"/v1/namespaces/team-a/events", strings.NewReader(`{"type":"a.b","data":{}}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusAccepted {

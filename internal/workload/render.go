@@ -46,7 +46,7 @@ const (
 	MetricsPort  = 9090
 	DataDir      = "/var/lib/hookline"
 	natsCredsDir = "/etc/hookline/nats"
-	tlsDir       = "/etc/hookline/tls"
+	tlsDir       = "/etc/hookline/tls" //nolint:gosec // G101: a mount path, not a credential
 	// NATSCredentialsKey is the key of the credentials Secret that holds the creds file.
 	NATSCredentialsKey = "creds"
 )

@@ -204,35 +204,7 @@ func (s Settings) Validate() error {
 	if s.Replicas < 1 {
 		bad("--dispatcher-replicas=%d: must be at least 1", s.Replicas)
 	}
-	switch s.Queue {
-	case QueueEmbedded:
-		if s.Replicas > 1 {
-			bad("--dispatcher-replicas=%d needs --queue=external: the embedded queue is one pod with its own volume", s.Replicas)
-		}
-		if s.NATS.URL != "" {
-			bad("--nats-url=%s needs --queue=external: with the embedded queue the dispatcher runs its own NATS server", s.NATS.URL)
-		}
-		if s.NATS.CredentialsSecret != "" {
-			bad("--nats-creds-secret=%s needs --queue=external: the embedded queue takes no credentials", s.NATS.CredentialsSecret)
-		}
-		if q, err := resource.ParseQuantity(s.Storage.Size); err != nil {
-			bad("--dispatcher-storage-size=%s: not a quantity such as 10Gi: %v", s.Storage.Size, err)
-		} else if q.Sign() <= 0 {
-			bad("--dispatcher-storage-size=%s: must be more than zero", s.Storage.Size)
-		}
-	case QueueExternal:
-		if s.NATS.URL == "" {
-			bad("--queue=external needs --nats-url: the address of the NATS JetStream cluster")
-		}
-		if s.Storage.Size != "" {
-			bad("--dispatcher-storage-size=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Size)
-		}
-		if s.Storage.Class != "" {
-			bad("--dispatcher-storage-class=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Class)
-		}
-	default:
-		bad("--queue=%s: must be embedded or external", s.Queue)
-	}
+	errs = append(errs, s.queueProblems()...)
 	if s.Storage.Class != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {
 			bad("--dispatcher-storage-class=%s: %s", s.Storage.Class, msg)
@@ -297,3 +269,40 @@ func (s Settings) Checksum() string {
 func (s Settings) clusterWide() bool { return len(s.WatchNamespaces) == 0 }
 
 func (s Settings) watchNamespacesFlag() string { return strings.Join(s.WatchNamespaces, ",") }
+
+// queueProblems checks the settings that depend on the queue mode: replicas,
+// the NATS connection and the volume.
+func (s Settings) queueProblems() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch s.Queue {
+	case QueueEmbedded:
+		if s.Replicas > 1 {
+			bad("--dispatcher-replicas=%d needs --queue=external: the embedded queue is one pod with its own volume", s.Replicas)
+		}
+		if s.NATS.URL != "" {
+			bad("--nats-url=%s needs --queue=external: with the embedded queue the dispatcher runs its own NATS server", s.NATS.URL)
+		}
+		if s.NATS.CredentialsSecret != "" {
+			bad("--nats-creds-secret=%s needs --queue=external: the embedded queue takes no credentials", s.NATS.CredentialsSecret)
+		}
+		if q, err := resource.ParseQuantity(s.Storage.Size); err != nil {
+			bad("--dispatcher-storage-size=%s: not a quantity such as 10Gi: %v", s.Storage.Size, err)
+		} else if q.Sign() <= 0 {
+			bad("--dispatcher-storage-size=%s: must be more than zero", s.Storage.Size)
+		}
+	case QueueExternal:
+		if s.NATS.URL == "" {
+			bad("--queue=external needs --nats-url: the address of the NATS JetStream cluster")
+		}
+		if s.Storage.Size != "" {
+			bad("--dispatcher-storage-size=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Size)
+		}
+		if s.Storage.Class != "" {
+			bad("--dispatcher-storage-class=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Class)
+		}
+	default:
+		bad("--queue=%s: must be embedded or external", s.Queue)
+	}
+	return errs
+}

@@ -70,7 +70,7 @@ func grantAttemptLog(ns string) {
 // adminStatus is the status the admin API answers for a subscription's
 // attempt log: 404 once the dispatcher knows the subscription is gone.
 func adminStatus(ns, token, sub string) int {
-	req, _ := http.NewRequest(http.MethodGet, apiURL+"/v1/namespaces/"+ns+"/subscriptions/"+sub+"/attempts", nil)
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, apiURL+"/v1/namespaces/"+ns+"/subscriptions/"+sub+"/attempts", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

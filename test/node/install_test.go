@@ -57,7 +57,7 @@ func TestInstallOnRealNode(t *testing.T) {
 // listenOnNode listens on the node's own address (never the machine's outward interface),
 // where pods reach it through the bridge.
 func listenOnNode(t *testing.T) (net.Listener, string) {
-	l, err := net.Listen("tcp", nodeIP+":0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", nodeIP+":0")
 	if err != nil {
 		t.Fatalf("listening on the node's address %s: %v", nodeIP, err)
 	}

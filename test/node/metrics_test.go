@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,7 +49,8 @@ func (k *cluster) checkBundleMetrics(t *testing.T) {
 
 func scrape(url string) (string, error) {
 	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	resp, err := c.Do(req)
 	if err != nil {
 		return "", err
 	}
