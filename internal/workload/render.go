@@ -248,11 +248,16 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 		}
 	}
 
+	pullSecrets := make([]*corev1ac.LocalObjectReferenceApplyConfiguration, len(s.ImagePullSecrets))
+	for i, name := range s.ImagePullSecrets {
+		pullSecrets[i] = corev1ac.LocalObjectReference().WithName(name)
+	}
 	return corev1ac.PodTemplateSpec().
 		WithLabels(Labels()).
 		WithAnnotations(map[string]string{AnnotationChecksum: s.Checksum()}).
 		WithSpec(corev1ac.PodSpec().
 			WithServiceAccountName(Name).
+			WithImagePullSecrets(pullSecrets...).
 			WithEnableServiceLinks(false).
 			WithSecurityContext(corev1ac.PodSecurityContext().
 				WithRunAsNonRoot(true).

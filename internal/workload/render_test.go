@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -174,6 +175,22 @@ func TestRenderPodHardening(t *testing.T) {
 	c = typed[appsv1.Deployment](t, Render(noLimits).Deployment).Spec.Template.Spec.Containers[0]
 	if len(c.Env) != 0 || len(c.Resources.Limits) != 0 {
 		t.Errorf("without limits: env %v, resources %+v", c.Env, c.Resources)
+	}
+}
+
+func TestRenderImagePullSecrets(t *testing.T) {
+	s := embedded()
+	if pod := typed[appsv1.Deployment](t, Render(s).Deployment).Spec.Template.Spec; len(pod.ImagePullSecrets) != 0 {
+		t.Errorf("pull secrets without any set: %v", pod.ImagePullSecrets)
+	}
+	s.ImagePullSecrets = []string{"registry-a", "registry-b"}
+	pod := typed[appsv1.Deployment](t, Render(s).Deployment).Spec.Template.Spec
+	if want := []corev1.LocalObjectReference{{Name: "registry-a"}, {Name: "registry-b"}}; !reflect.DeepEqual(pod.ImagePullSecrets, want) {
+		t.Errorf("pull secrets = %v, want %v", pod.ImagePullSecrets, want)
+	}
+	s.ImagePullSecrets = []string{"Not_A_Name"}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "imagePullSecrets") {
+		t.Errorf("Validate of a bad pull secret name = %v", err)
 	}
 }
 

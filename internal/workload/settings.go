@@ -70,6 +70,9 @@ type Settings struct {
 	// Image of the dispatcher; default the operator's own image (one image, one binary).
 	Image           string            `json:"image,omitempty"`
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// ImagePullSecrets name Secrets in the dispatcher's namespace that hold the
+	// credentials of a private registry (kubernetes.io/dockerconfigjson).
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
 	// Namespace the dispatcher runs in; default hookline-system.
 	Namespace string `json:"namespace,omitempty"`
 	// Replicas of the dispatcher; 0 means 1. More than one needs the external queue.
@@ -192,6 +195,11 @@ func (s Settings) Validate() error {
 	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
 	default:
 		bad("imagePullPolicy %q: must be Always, IfNotPresent or Never", s.ImagePullPolicy)
+	}
+	for _, name := range s.ImagePullSecrets {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			bad("imagePullSecrets: %q: %s; name a Secret in the dispatcher's namespace", name, msg)
+		}
 	}
 	for _, msg := range validation.IsDNS1123Label(s.Namespace) {
 		bad("--dispatcher-namespace=%s: %s", s.Namespace, msg)

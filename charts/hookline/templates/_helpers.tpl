@@ -66,6 +66,7 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- $s := dict -}}
 {{- with $d.image }}{{ $_ := set $s "image" . }}{{ end -}}
 {{- with $d.imagePullPolicy }}{{ $_ := set $s "imagePullPolicy" . }}{{ end -}}
+{{- with .Values.imagePullSecrets }}{{ $_ := set $s "imagePullSecrets" (include "hookline.pullSecretNames" $ | fromJsonArray) }}{{ end -}}
 {{- with $d.namespace }}{{ $_ := set $s "namespace" . }}{{ end -}}
 {{- with $d.replicas }}{{ $_ := set $s "replicas" (int .) }}{{ end -}}
 {{- with $d.resources }}{{ $_ := set $s "resources" . }}{{ end -}}
@@ -87,4 +88,15 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- with $d.extraArgs }}{{ $_ := set $s "extraArgs" . }}{{ end -}}
 {{- include "hookline.securitySettings" (dict "root" . "settings" $s) -}}
 {{- toYaml $s -}}
+{{- end -}}
+
+{{/*
+The names of imagePullSecrets, which may be given as names or as {name: ...}.
+*/}}
+{{- define "hookline.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- if kindIs "string" . }}{{ $names = append $names . }}{{ else }}{{ $names = append $names .name }}{{ end -}}
+{{- end -}}
+{{- toJson $names -}}
 {{- end -}}
