@@ -45,8 +45,8 @@ const (
 	APIPort      = 8080
 	MetricsPort  = 9090
 	DataDir      = "/var/lib/hookline"
-	natsCredsDir = "/etc/hookline/nats"
-	tlsDir       = "/etc/hookline/tls" //nolint:gosec // G101: a mount path, not a credential
+	natsCredsDir = "/etc/hookline/nats" //nolint:gosec // G101: a mount path, not a credential
+	tlsDir       = "/etc/hookline/tls"  //nolint:gosec // G101: a mount path, not a credential
 	// NATSCredentialsKey is the key of the credentials Secret that holds the creds file.
 	NATSCredentialsKey = "creds"
 )
