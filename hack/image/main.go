@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/ociimage"
 )
 
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	if *out != "" && len(plats) != 1 {
 		return fmt.Errorf("-out holds one platform's image, -platforms names %d", len(plats))
 	}
-	root, err := moduleRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -155,22 +156,4 @@ func sourceDate() (time.Time, error) {
 		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
 	}
 	return time.Unix(sec, 0).UTC(), nil
-}
-
-// moduleRoot is the directory of hookline's go.mod, found upwards from the working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the hookline module (no go.mod found)")
-		}
-		dir = parent
-	}
 }
