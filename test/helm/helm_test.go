@@ -219,7 +219,12 @@ func TestValuesReachManifests(t *testing.T) {
 	// storage, which the values file leaves at its default, is left out for the external
 	// queue, or the operator would refuse to start.
 	s := settings(t, objs)
-	check("dispatcher settings", v.Dispatcher, s)
+	// The release's pull secrets reach the dispatcher the operator renders too.
+	wantDispatcher := v.Dispatcher
+	for _, ref := range v.ImagePullSecrets {
+		wantDispatcher.ImagePullSecrets = append(wantDispatcher.ImagePullSecrets, ref.Name)
+	}
+	check("dispatcher settings", wantDispatcher, s)
 	if err := s.Default(image).Validate(); err != nil {
 		t.Errorf("the operator refuses the rendered settings: %v", err)
 	}
