@@ -24,6 +24,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 	"github.com/hookline/hookline/internal/registry"
 	"github.com/hookline/hookline/internal/signing"
 	"github.com/hookline/hookline/internal/ssrf"
@@ -33,30 +34,7 @@ const ns = "team-a"
 
 func openQueue(t testing.TB) *queue.Queue {
 	t.Helper()
-	return openQueueWith(t, nil)
-}
-
-// openQueueWith opens an embedded queue in a new directory, with mod applied
-// to the tests' configuration.
-func openQueueWith(t testing.TB, mod func(*queue.Config)) *queue.Queue {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg := queue.Config{
-		Embedded:          true,
-		DataDir:           t.TempDir(),
-		MaxRequestTimeout: 30 * time.Second,
-		AckWait:           time.Minute,
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	q, err := queue.Open(ctx, cfg, testr.NewWithInterface(t, testr.Options{LogTimestamp: true}))
-	if err != nil {
-		t.Fatalf("opening the queue: %v", err)
-	}
-	t.Cleanup(q.Close)
-	return q
+	return queuetest.Open(t, nil)
 }
 
 // fixture is one dispatcher: an embedded queue, a static registry built from

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 // TestDeadEndpointBacklogStaysOnDisk queues 100k deliveries for an endpoint
@@ -34,7 +35,7 @@ func TestDeadEndpointBacklogStaysOnDisk(t *testing.T) {
 		t.Skip("publishes 100k events")
 	}
 	f := &fixture{t: t, secrets: map[string]string{}, metrics: prometheus.NewRegistry()}
-	f.q = openQueueWith(t, func(c *queue.Config) {
+	f.q = queuetest.Open(t, func(c *queue.Config) {
 		c.DedupeWindow = dedupeWindow
 	})
 	dead := newReceiver(t, false, nil)

@@ -10,6 +10,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 	"github.com/hookline/hookline/internal/registry"
 )
 
@@ -240,7 +241,7 @@ func TestCrashWhileUnparkingLosesNothing(t *testing.T) {
 	// after the restart.
 	cfg := func(c *queue.Config) { c.DataDir, c.MaxRequestTimeout, c.AckWait = dir, time.Second, 2*time.Second }
 	f := &fixture{t: t, secrets: map[string]string{}}
-	f.q = openQueueWith(t, cfg)
+	f.q = queuetest.Open(t, cfg)
 	var ok successes
 	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
 		ok.add(r.id())
@@ -268,7 +269,7 @@ func TestCrashWhileUnparkingLosesNothing(t *testing.T) {
 		t.Fatalf("all %d delivered before the crash; the test needs a slower endpoint", first)
 	}
 
-	f.q = openQueueWith(t, cfg)
+	f.q = queuetest.Open(t, cfg)
 	_, stop = f.run(testOptions())
 	t.Cleanup(func() { _ = stop() })
 	eventually(t, "every delivery after the restart", func() bool { return len(ok.get()) == n })

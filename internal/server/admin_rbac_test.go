@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hookline/hookline/internal/controlplane"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 	"github.com/hookline/hookline/internal/server"
 )
 
@@ -93,7 +93,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 			"replay":    saToken(ctx, ns, "replayer", replayRule),
 		}
 		pub := &recorder{}
-		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
+		q := &countingAdmin{q: queuetest.Open(GinkgoT(), nil), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
 			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(authCli, server.KubernetesAuthorizerOptions{}),
@@ -130,7 +130,7 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		cs, err := kubernetes.NewForConfig(dead)
 		Expect(err).NotTo(HaveOccurred())
 		pub := &recorder{}
-		q := &countingAdmin{q: ginkgoQueue(), calls: map[string]int{}}
+		q := &countingAdmin{q: queuetest.Open(GinkgoT(), nil), calls: map[string]int{}}
 		h, err := server.NewHandler(server.Options{
 			Publisher: pub, Deliveries: q, SubscriptionUID: anySubscription,
 			Authorizer: server.NewKubernetesAuthorizer(cs, server.KubernetesAuthorizerOptions{}),
@@ -152,13 +152,3 @@ var _ = Describe("Admin API authorization by purpose", func() {
 		Expect(q.snapshot()).To(BeEmpty())
 	})
 })
-
-// ginkgoQueue opens an embedded queue for one spec.
-func ginkgoQueue() *queue.Queue {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	q, err := queue.Open(ctx, queue.Config{Embedded: true, DataDir: GinkgoT().TempDir(), MaxRequestTimeout: 30 * time.Second, AckWait: time.Minute}, logr.Discard())
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(q.Close)
-	return q
-}

@@ -10,27 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
-
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 	"github.com/hookline/hookline/internal/server"
 )
 
 const ns = "team-a"
-
-// openQueue opens an embedded queue in a new directory.
-func openQueue(t testing.TB) *queue.Queue {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	q, err := queue.Open(ctx, queue.Config{Embedded: true, DataDir: t.TempDir(), MaxRequestTimeout: 30 * time.Second, AckWait: time.Minute},
-		testr.NewWithInterface(t, testr.Options{LogTimestamp: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
-	return q
-}
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -71,7 +56,7 @@ func doJSON(t testing.TB, h http.Handler, method, target string, want int) map[s
 
 func TestAdminAPI(t *testing.T) {
 	t.Parallel()
-	q := openQueue(t)
+	q := queuetest.Open(t, nil)
 	ctx := context.Background()
 	invoices := queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "uid-invoices"}
 	base := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)

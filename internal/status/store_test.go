@@ -13,20 +13,13 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 func openQueue(t testing.TB) *queue.Queue {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	q, err := queue.Open(ctx, queue.Config{
-		Embedded: true, DataDir: t.TempDir(), MaxRequestTimeout: 30 * time.Second,
-	}, testr.NewWithInterface(t, testr.Options{}))
-	if err != nil {
-		t.Fatalf("opening the queue: %v", err)
-	}
-	t.Cleanup(q.Close)
-	return q
+	// The store's tests use the queue's own default ack wait.
+	return queuetest.Open(t, func(c *queue.Config) { c.AckWait = 0 })
 }
 
 // The objects the figures of snap belong to.
