@@ -50,8 +50,12 @@ type Config struct {
 	Listen string
 	Sync   SyncMode
 
-	URL       string
+	URL string
+	// CredsFile, Auth and TLS authenticate and secure the connection to an
+	// external server (connect.go): files, read again on every reconnect.
 	CredsFile string
+	Auth      Auth
+	TLS       TLSFiles
 	// Replicas of every stream on an external cluster; the embedded server
 	// has one.
 	Replicas int
@@ -128,6 +132,7 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas))
 		}
 	}
+	errs = append(errs, c.connectionProblems()...)
 	if c.Sync != SyncDefault && c.Sync != SyncAlways {
 		errs = append(errs, fmt.Errorf("unknown sync mode %v", c.Sync))
 	}

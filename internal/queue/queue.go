@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,12 +79,19 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 		}
 		opts = append(opts, nats.InProcessServer(q.srv))
 		url = ""
-	} else if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	} else {
+		conn, err := cfg.connectOptions(log)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to NATS: %w", err)
+		}
+		opts = append(opts, conn...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS: %w", err)
+		if cfg.Embedded {
+			return nil, fmt.Errorf("connecting to NATS: %w", err)
+		}
+		return nil, cfg.explainConnectError(err)
 	}
 	q.nc = nc
 
@@ -196,6 +204,9 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		sc.Replicas = q.cfg.Replicas
 		s, err := q.js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
+			if q.cfg.Replicas > 1 && strings.Contains(err.Error(), "insufficient resources") {
+				return fmt.Errorf("creating or updating stream %s with %d replicas (--nats-replicas): %w: the cluster needs at least %d JetStream servers with room for it", sc.Name, sc.Replicas, err, sc.Replicas)
+			}
 			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
 		}
 		streams[i] = s

@@ -42,13 +42,10 @@ const (
 
 // The dispatcher's ports and paths, as its flags take them.
 const (
-	APIPort      = 8080
-	MetricsPort  = 9090
-	DataDir      = "/var/lib/hookline"
-	natsCredsDir = "/etc/hookline/nats" //nolint:gosec // G101: a mount path, not a credential
-	tlsDir       = "/etc/hookline/tls"  //nolint:gosec // G101: a mount path, not a credential
-	// NATSCredentialsKey is the key of the credentials Secret that holds the creds file.
-	NATSCredentialsKey = "creds"
+	APIPort     = 8080
+	MetricsPort = 9090
+	DataDir     = "/var/lib/hookline"
+	tlsDir      = "/etc/hookline/tls" //nolint:gosec // G101: a mount path, not a credential
 )
 
 // Labels returns the labels of every dispatcher object.
@@ -137,10 +134,7 @@ func Args(s Settings) []string {
 		"--queue=" + string(s.Queue),
 	}
 	if s.Queue == QueueExternal {
-		args = append(args, "--nats-url="+s.NATS.URL)
-		if s.NATS.CredentialsSecret != "" {
-			args = append(args, "--nats-creds="+natsCredsDir+"/"+NATSCredentialsKey)
-		}
+		args = append(args, s.natsArgs()...)
 	}
 	args = append(args, "--durability="+string(s.Durability))
 	if !s.clusterWide() {
@@ -198,12 +192,15 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 		corev1ac.VolumeMount().WithName("data").WithMountPath(DataDir),
 		corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp"),
 	}
-	if s.Queue == QueueExternal && s.NATS.CredentialsSecret != "" {
-		// Listing the key makes a Secret without it fail the pod's start visibly.
-		volumes = append(volumes, corev1ac.Volume().WithName("nats-creds").WithSecret(
-			corev1ac.SecretVolumeSource().WithSecretName(s.NATS.CredentialsSecret).
-				WithItems(corev1ac.KeyToPath().WithKey(NATSCredentialsKey).WithPath(NATSCredentialsKey))))
-		mounts = append(mounts, corev1ac.VolumeMount().WithName("nats-creds").WithMountPath(natsCredsDir).WithReadOnly(true))
+	for _, ref := range s.NATSSecrets() {
+		// Listing the keys makes a Secret without them fail the pod's start visibly.
+		items := make([]*corev1ac.KeyToPathApplyConfiguration, len(ref.Keys))
+		for i, key := range ref.Keys {
+			items[i] = corev1ac.KeyToPath().WithKey(key).WithPath(key)
+		}
+		volumes = append(volumes, corev1ac.Volume().WithName(ref.volume).WithSecret(
+			corev1ac.SecretVolumeSource().WithSecretName(ref.Secret).WithItems(items...)))
+		mounts = append(mounts, corev1ac.VolumeMount().WithName(ref.volume).WithMountPath(ref.dir).WithReadOnly(true))
 	}
 	scheme := corev1.URISchemeHTTP
 	if s.TLS != nil {
@@ -252,10 +249,12 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 	for i, name := range s.ImagePullSecrets {
 		pullSecrets[i] = corev1ac.LocalObjectReference().WithName(name)
 	}
+	spec := corev1ac.PodSpec()
+	placement(s, spec)
 	return corev1ac.PodTemplateSpec().
 		WithLabels(Labels()).
 		WithAnnotations(map[string]string{AnnotationChecksum: s.Checksum()}).
-		WithSpec(corev1ac.PodSpec().
+		WithSpec(spec.
 			WithServiceAccountName(Name).
 			WithImagePullSecrets(pullSecrets...).
 			WithEnableServiceLinks(false).

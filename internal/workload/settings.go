@@ -46,6 +46,11 @@ const (
 	DefaultNamespace    = "hookline-system"
 	DefaultStorageSize  = "10Gi"
 	DefaultMaxBodyBytes = 256 << 10
+	// DefaultExternalReplicas dispatchers run with the external queue: one can be lost
+	// (a node drained, a pod killed) while two keep delivering.
+	DefaultExternalReplicas = 3
+	// DefaultStreamReplicas copies of each stream survive the loss of one NATS server.
+	DefaultStreamReplicas = 3
 )
 
 // DefaultResources are the dispatcher container's resources when Settings.Resources is nil:
@@ -75,8 +80,16 @@ type Settings struct {
 	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
 	// Namespace the dispatcher runs in; default hookline-system.
 	Namespace string `json:"namespace,omitempty"`
-	// Replicas of the dispatcher; 0 means 1. More than one needs the external queue.
+	// Replicas of the dispatcher; 0 means 1 with the embedded queue and
+	// DefaultExternalReplicas with the external one. More than one needs the external queue.
 	Replicas int32 `json:"replicas,omitempty"`
+	// Affinity of the dispatcher's pods. nil means, with the external queue, a preference
+	// for replicas on different nodes; an empty object sets none.
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints of the dispatcher's pods. nil means, with the external
+	// queue, replicas spread evenly over zones when the scheduler can (ScheduleAnyway);
+	// an empty list sets none.
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 	// Resources of the dispatcher container; nil means DefaultResources.
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 	// Queue is embedded (default) or external.
@@ -121,12 +134,39 @@ type Storage struct {
 	Class string `json:"class,omitempty"`
 }
 
-// NATS is an external NATS JetStream cluster.
+// NATS is an external NATS JetStream cluster. The Secrets are in the dispatcher's
+// namespace and mounted as files, which the dispatcher reads again on every reconnect: a
+// rotated Secret is used without a restart. At most one of CredentialsSecret, UserSecret
+// and TokenSecret is set; none connects without authenticating.
 type NATS struct {
 	URL string `json:"url,omitempty"`
-	// CredentialsSecret names a Secret in the dispatcher's namespace whose key "creds" is
-	// a NATS credentials file; empty connects without credentials.
+	// Replicas is how many copies the cluster keeps of each of hookline's streams, 1 to
+	// 5; default 3, which survives the loss of one NATS server.
+	Replicas int32 `json:"replicas,omitempty"`
+	// CredentialsSecret names a Secret whose key "creds" is a NATS credentials file (a
+	// user JWT and its nkey seed).
 	CredentialsSecret string `json:"credentialsSecret,omitempty"`
+	// UserSecret names a Secret with keys "username" and "password" (the
+	// kubernetes.io/basic-auth layout).
+	UserSecret string `json:"userSecret,omitempty"`
+	// TokenSecret names a Secret whose key "token" is an authorization token.
+	TokenSecret string `json:"tokenSecret,omitempty"`
+	// TLS, when set, connects over TLS.
+	TLS *NATSTLS `json:"tls,omitempty"`
+}
+
+// NATSTLS secures the connection to the NATS cluster.
+type NATSTLS struct {
+	// CASecret names a Secret whose key "ca.crt" holds the authority that signs the NATS
+	// servers' certificates; empty trusts the image's system roots.
+	CASecret string `json:"caSecret,omitempty"`
+	// ClientSecret names a kubernetes.io/tls Secret (tls.crt, tls.key): the dispatcher's
+	// client certificate, for servers that verify clients. cert-manager's Certificate
+	// Secrets also carry ca.crt, so one Secret can be both.
+	ClientSecret string `json:"clientSecret,omitempty"`
+	// ServerName is the name expected in the servers' certificates; empty takes the
+	// host of the URL.
+	ServerName string `json:"serverName,omitempty"`
 }
 
 // LoadFile reads Settings from a YAML file. Unknown keys are errors, so a typo does not
@@ -152,15 +192,21 @@ func (s Settings) Default(operatorImage string) Settings {
 	if s.Namespace == "" {
 		s.Namespace = DefaultNamespace
 	}
+	if s.Queue == "" {
+		s.Queue = QueueEmbedded
+	}
 	if s.Replicas == 0 {
 		s.Replicas = 1
+		if s.Queue == QueueExternal {
+			s.Replicas = DefaultExternalReplicas
+		}
+	}
+	if s.Queue == QueueExternal && s.NATS.Replicas == 0 {
+		s.NATS.Replicas = DefaultStreamReplicas
 	}
 	if s.Resources == nil {
 		r := DefaultResources()
 		s.Resources = &r
-	}
-	if s.Queue == "" {
-		s.Queue = QueueEmbedded
 	}
 	// Only the embedded queue has a volume; a size default in external mode would read as
 	// a volume that does not exist.
@@ -218,9 +264,9 @@ func (s Settings) Validate() error {
 			bad("--dispatcher-storage-class=%s: %s", s.Storage.Class, msg)
 		}
 	}
-	if s.NATS.CredentialsSecret != "" {
-		for _, msg := range validation.IsDNS1123Subdomain(s.NATS.CredentialsSecret) {
-			bad("--nats-creds-secret=%s: %s", s.NATS.CredentialsSecret, msg)
+	for _, ref := range s.NATS.secretRefs() {
+		for _, msg := range validation.IsDNS1123Subdomain(ref.Secret) {
+			bad("%s=%s: %s; name a Secret in the dispatcher's namespace", ref.Setting, ref.Secret, msg)
 		}
 	}
 	switch s.Durability {
@@ -291,8 +337,14 @@ func (s Settings) queueProblems() []error {
 		if s.NATS.URL != "" {
 			bad("--nats-url=%s needs --queue=external: with the embedded queue the dispatcher runs its own NATS server", s.NATS.URL)
 		}
-		if s.NATS.CredentialsSecret != "" {
-			bad("--nats-creds-secret=%s needs --queue=external: the embedded queue takes no credentials", s.NATS.CredentialsSecret)
+		for _, ref := range s.NATS.secretRefs() {
+			bad("%s=%s needs --queue=external: the embedded queue takes no credentials", ref.Setting, ref.Secret)
+		}
+		if s.NATS.TLS != nil && s.NATS.TLS.ServerName != "" {
+			bad("nats.tls.serverName needs --queue=external: the embedded queue runs in the dispatcher's process")
+		}
+		if s.NATS.Replicas != 0 {
+			bad("nats.replicas=%d needs --queue=external: the embedded server is one node and keeps one copy of each stream", s.NATS.Replicas)
 		}
 		if q, err := resource.ParseQuantity(s.Storage.Size); err != nil {
 			bad("--dispatcher-storage-size=%s: not a quantity such as 10Gi: %v", s.Storage.Size, err)
@@ -305,6 +357,21 @@ func (s Settings) queueProblems() []error {
 		}
 		if s.Storage.Size != "" {
 			bad("--dispatcher-storage-size=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Size)
+		}
+		if s.NATS.Replicas < 1 || s.NATS.Replicas > 5 {
+			bad("nats.replicas=%d: choose 1 to 5 (JetStream keeps at most 5 copies of a stream; 3 survives the loss of one server)", s.NATS.Replicas)
+		}
+		var auth []string
+		for _, ref := range s.NATS.secretRefs() {
+			if ref.auth {
+				auth = append(auth, ref.Setting)
+			}
+		}
+		if len(auth) > 1 {
+			bad("%s: choose one way to authenticate to NATS", strings.Join(auth, " and "))
+		}
+		if s.NATS.TLS != nil && *s.NATS.TLS == (NATSTLS{}) {
+			bad("nats.tls is empty: set caSecret, clientSecret or serverName, or remove it")
 		}
 		if s.Storage.Class != "" {
 			bad("--dispatcher-storage-class=%s needs --queue=embedded: with an external queue the dispatcher has no volume", s.Storage.Class)

@@ -31,7 +31,21 @@ func TestDefault(t *testing.T) {
 			name: "external queue gets no volume size",
 			in:   Settings{Queue: QueueExternal, Replicas: 3, NATS: NATS{URL: "nats://nats:4222"}},
 			want: func(s *Settings) {
-				s.Queue, s.Replicas, s.Storage, s.NATS = QueueExternal, 3, Storage{}, NATS{URL: "nats://nats:4222"}
+				s.Queue, s.Replicas, s.Storage, s.NATS = QueueExternal, 3, Storage{}, NATS{URL: "nats://nats:4222", Replicas: 3}
+			},
+		},
+		{
+			name: "external queue: three dispatchers and three copies of each stream unless told otherwise",
+			in:   Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://nats:4222"}},
+			want: func(s *Settings) {
+				s.Queue, s.Replicas, s.Storage, s.NATS = QueueExternal, 3, Storage{}, NATS{URL: "nats://nats:4222", Replicas: 3}
+			},
+		},
+		{
+			name: "external queue: explicit replicas are kept",
+			in:   Settings{Queue: QueueExternal, Replicas: 5, NATS: NATS{URL: "nats://nats:4222", Replicas: 1}},
+			want: func(s *Settings) {
+				s.Queue, s.Replicas, s.Storage, s.NATS = QueueExternal, 5, Storage{}, NATS{URL: "nats://nats:4222", Replicas: 1}
 			},
 		},
 		{
@@ -79,6 +93,41 @@ func TestValidate(t *testing.T) {
 		},
 		{name: "negative replicas", s: Settings{Replicas: -1}, want: []string{"--dispatcher-replicas=-1: must be at least 1"}},
 		{name: "unknown queue", s: Settings{Queue: "kafka"}, want: []string{"--queue=kafka: must be embedded or external"}},
+		{
+			name: "external with every NATS Secret",
+			s: Settings{Queue: QueueExternal, NATS: NATS{URL: "tls://nats:4222", UserSecret: "nats-user",
+				TLS: &NATSTLS{CASecret: "nats-ca", ClientSecret: "nats-client", ServerName: "nats.messaging"}}},
+		},
+		{
+			name: "two ways to authenticate",
+			s:    Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://x:4222", CredentialsSecret: "c", TokenSecret: "t"}},
+			want: []string{"--nats-creds-secret and nats.tokenSecret: choose one way to authenticate to NATS"},
+		},
+		{
+			name: "stream replicas out of range",
+			s:    Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://x:4222", Replicas: 7}},
+			want: []string{"nats.replicas=7: choose 1 to 5"},
+		},
+		{
+			name: "stream replicas with the embedded queue",
+			s:    Settings{NATS: NATS{Replicas: 3}},
+			want: []string{"nats.replicas=3 needs --queue=external: the embedded server is one node"},
+		},
+		{
+			name: "NATS Secrets with the embedded queue",
+			s:    Settings{NATS: NATS{UserSecret: "u", TLS: &NATSTLS{ClientSecret: "c", ServerName: "n"}}},
+			want: []string{"nats.userSecret=u needs --queue=external", "nats.tls.clientSecret=c needs --queue=external", "nats.tls.serverName needs --queue=external"},
+		},
+		{
+			name: "bad Secret name",
+			s:    Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://x:4222", TLS: &NATSTLS{CASecret: "NATS_CA"}}},
+			want: []string{"nats.tls.caSecret=NATS_CA: a lowercase RFC 1123 subdomain"},
+		},
+		{
+			name: "empty TLS",
+			s:    Settings{Queue: QueueExternal, NATS: NATS{URL: "nats://x:4222", TLS: &NATSTLS{}}},
+			want: []string{"nats.tls is empty"},
+		},
 		{name: "external without URL", s: Settings{Queue: QueueExternal}, want: []string{"--queue=external needs --nats-url"}},
 		{
 			name: "NATS settings with the embedded queue",

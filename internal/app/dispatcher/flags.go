@@ -22,6 +22,7 @@ type Flags struct {
 	mode, durability, namespaces, kubecfg string
 	allow, deny                           stringList
 	requireOptIn                          bool
+	natsReplicas                          int
 	log                                   *zap.Options
 }
 
@@ -42,7 +43,8 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&c.Queue.DataDir, "data-dir", "/var/lib/hookline", "where the embedded queue stores events (a persistent volume)")
 	fs.StringVar(&c.Queue.URL, "nats-url", "", "URL of the external NATS JetStream cluster, with --queue=external")
 	fs.StringVar(&c.Queue.Listen, "nats-listen", "", "with --queue=embedded, a host:port where the embedded NATS server accepts clients (the nats CLI, tests); empty opens no port")
-	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "NATS credentials file for the external cluster")
+	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "the same as --nats-creds-file (older name)")
+	bindNATSFlags(fs, f)
 	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
@@ -83,6 +85,10 @@ func (f *Flags) Config() (Config, *rest.Config, error) {
 		}
 	default:
 		return cfg, nil, fmt.Errorf("--queue=%q: choose embedded or external", f.mode)
+	}
+	var err error
+	if cfg.Queue.Replicas, err = streamReplicas(f.mode, f.natsReplicas); err != nil {
+		return cfg, nil, err
 	}
 	switch f.durability {
 	case "default":

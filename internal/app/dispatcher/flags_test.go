@@ -71,3 +71,45 @@ func TestSecurityFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSFlags: the external cluster's connection flags reach the queue's
+// configuration, and --nats-replicas defaults by queue mode and is checked.
+func TestNATSFlags(t *testing.T) {
+	cfg, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Queue.Embedded || cfg.Queue.Replicas != 1 {
+		t.Errorf("embedded default: %+v", cfg.Queue)
+	}
+	cfg, err = parse(t, "--queue=external", "--nats-url=tls://nats:4222", "--nats-creds-file=/c", "--nats-ca-file=/ca",
+		"--nats-cert-file=/crt", "--nats-key-file=/key", "--nats-tls-server-name=nats.messaging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := cfg.Queue
+	if q.Embedded || q.Replicas != 3 || q.CredsFile != "/c" || q.TLS.CAFile != "/ca" || q.TLS.CertFile != "/crt" || q.TLS.KeyFile != "/key" || q.TLS.ServerName != "nats.messaging" {
+		t.Errorf("external: %+v", q)
+	}
+	cfg, err = parse(t, "--queue=external", "--nats-url=nats://nats:4222", "--nats-user-file=/u", "--nats-password-file=/p", "--nats-replicas=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Queue.Auth.UserFile != "/u" || cfg.Queue.Auth.PasswordFile != "/p" || cfg.Queue.Replicas != 5 {
+		t.Errorf("user and password: %+v", cfg.Queue)
+	}
+	// The older name of --nats-creds-file still works.
+	if cfg, err = parse(t, "--queue=external", "--nats-url=nats://nats:4222", "--nats-creds=/old"); err != nil || cfg.Queue.CredsFile != "/old" {
+		t.Errorf("--nats-creds: %v %+v", err, cfg.Queue)
+	}
+
+	for args, want := range map[string]string{
+		"--nats-replicas=3": "--nats-replicas=3 needs --queue=external",
+		"--queue=external --nats-url=nats://n:4222 --nats-replicas=7":  "--nats-replicas=7: choose 1 to 5",
+		"--queue=external --nats-url=nats://n:4222 --nats-replicas=-1": "--nats-replicas=-1: choose 1 to 5",
+	} {
+		if _, err := parse(t, strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+}
