@@ -52,6 +52,9 @@ type DispatcherReconciler struct {
 	client.Client
 	Settings workload.Settings // defaulted and valid
 	Recorder events.EventRecorder
+	// SecretReader reads the NATS Secrets the settings name (the manager's API reader:
+	// its cache may not cover the dispatcher's namespace); nil uses Client.
+	SecretReader client.Reader
 }
 
 // DispatcherFieldOwner is the server-side apply field manager of the dispatcher's objects.
@@ -70,6 +73,7 @@ const missingNamespaceRetry = 30 * time.Second
 // operator's own; the reviews are added here) rather than `escalate` and `bind` on roles,
 // which would let it grant anything at all.
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=services;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch;delete
@@ -142,6 +146,12 @@ func (r *DispatcherReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 	}
 	if err := r.removeUnwanted(ctx, objs); err != nil {
 		errs = append(errs, err)
+	}
+	if problem, err := r.reportNATSSecrets(ctx); err != nil {
+		errs = append(errs, err)
+	} else if problem && result.RequeueAfter == 0 {
+		// A Secret the operator's cache does not cover raises no event when it is fixed.
+		result.RequeueAfter = missingNamespaceRetry
 	}
 	if objs.VolumeClaim != nil {
 		if err := r.unmarkVolume(ctx, r.Settings.Namespace, workload.VolumeClaimName); err != nil {
@@ -267,6 +277,9 @@ func (r *DispatcherReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))
 		}
 		b = b.Watches(k.object(), enqueue, builder.WithPredicates(preds...))
+	}
+	if len(r.Settings.NATSSecrets()) > 0 {
+		b = b.Watches(&corev1.Secret{}, enqueue, builder.WithPredicates(r.natsSecret()))
 	}
 	return b.Complete(r)
 }

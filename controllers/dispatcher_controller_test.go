@@ -2,10 +2,18 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -228,6 +236,81 @@ var _ = Describe("Dispatcher", Ordered, func() {
 			HaveField("Regarding.Kind", "PersistentVolumeClaim"), HaveField("Regarding.Name", workload.VolumeClaimName))))
 	})
 
+	It("spreads external replicas and reports missing or invalid NATS Secrets on the Deployment until they are fixed", func() {
+		run(workload.Settings{Queue: workload.QueueExternal, NATS: workload.NATS{URL: "tls://nats.messaging:4222",
+			UserSecret: "nats-user", TLS: &workload.NATSTLS{CASecret: "nats-ca"}}})
+		condition := func(g Gomega) appsv1.DeploymentCondition {
+			for _, c := range deployment(g).Status.Conditions {
+				if c.Type == controllers.ConditionNATSSecretsReady {
+					return c
+				}
+			}
+			g.Expect(false).To(BeTrue(), "no %s condition", controllers.ConditionNATSSecretsReady)
+			return appsv1.DeploymentCondition{}
+		}
+		warnings := func(reason string) func(g Gomega) []eventsv1.Event {
+			return func(g Gomega) []eventsv1.Event {
+				var evs eventsv1.EventList
+				g.Expect(k8sClient.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+				var out []eventsv1.Event
+				for _, e := range evs.Items {
+					if e.Reason == reason && e.Type == corev1.EventTypeWarning && e.Regarding.Kind == "Deployment" && e.Regarding.Name == workload.Name {
+						out = append(out, e)
+					}
+				}
+				return out
+			}
+		}
+
+		By("running three replicas by default, preferring different nodes and spread over zones, with a budget of one pod down")
+		Eventually(func(g Gomega) {
+			d := deployment(g)
+			g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(workload.DefaultExternalReplicas))
+			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElements("--nats-replicas=3",
+				"--nats-user-file=/etc/hookline/nats-user/username", "--nats-ca-file=/etc/hookline/nats-ca/ca.crt"))
+			g.Expect(d.Spec.Template.Spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution).To(HaveLen(1))
+			g.Expect(d.Spec.Template.Spec.TopologySpreadConstraints).To(ConsistOf(And(
+				HaveField("TopologyKey", corev1.LabelTopologyZone), HaveField("MaxSkew", BeEquivalentTo(1)))))
+		}).Should(Succeed())
+		var pdb policyv1.PodDisruptionBudget
+		Eventually(get(key(workload.Name), &pdb)).Should(Succeed())
+		Expect(pdb.Spec.MaxUnavailable.IntValue()).To(Equal(1))
+
+		By("naming each missing Secret, its setting and the key it needs")
+		Eventually(condition).Should(And(HaveField("Status", corev1.ConditionFalse), HaveField("Reason", controllers.ReasonSecretNotFound),
+			HaveField("Message", And(
+				ContainSubstring(`Secret %s/nats-user (nats.userSecret) does not exist: create it with the NATS user name and password under key "username" and "password".`, ns),
+				ContainSubstring(`Secret %s/nats-ca (nats.tls.caSecret) does not exist`, ns)))))
+		Eventually(warnings(controllers.ReasonSecretNotFound)).Should(ContainElement(HaveField("Note", ContainSubstring("nats-user (nats.userSecret)"))))
+
+		By("naming a missing key and an unparseable value, never a value")
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nats-user"},
+			Data: map[string][]byte{"username": []byte("hookline-user-value")}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nats-ca"},
+			Data: map[string][]byte{"ca.crt": []byte("not a certificate")}})).To(Succeed())
+		Eventually(condition).Should(And(HaveField("Status", corev1.ConditionFalse), HaveField("Reason", controllers.ReasonSecretKeyMissing),
+			HaveField("Message", And(
+				ContainSubstring(`Secret %s/nats-user (nats.userSecret) has no key "password", or it is empty`, ns),
+				ContainSubstring(`Secret %s/nats-ca (nats.tls.caSecret), key "ca.crt": no PEM certificate found`, ns),
+				Not(ContainSubstring("hookline-user-value"))))))
+		Eventually(warnings(controllers.ReasonSecretKeyMissing)).ShouldNot(BeEmpty())
+
+		By("turning True once the Secrets hold what the dispatcher needs")
+		var user, ca corev1.Secret
+		Expect(k8sClient.Get(ctx, key("nats-user"), &user)).To(Succeed())
+		user.Data["password"] = []byte("s3cret")
+		Expect(k8sClient.Update(ctx, &user)).To(Succeed())
+		Expect(k8sClient.Get(ctx, key("nats-ca"), &ca)).To(Succeed())
+		ca.Data["ca.crt"] = selfSignedPEM()
+		Expect(k8sClient.Update(ctx, &ca)).To(Succeed())
+		Eventually(condition).Should(And(HaveField("Status", corev1.ConditionTrue), HaveField("Reason", controllers.ReasonNATSSecretsFound)))
+
+		By("removing the condition when the queue is embedded again")
+		run(workload.Settings{})
+		Eventually(func(g Gomega) []appsv1.DeploymentCondition { return deployment(g).Status.Conditions }).
+			ShouldNot(ContainElement(HaveField("Type", controllers.ConditionNATSSecretsReady)))
+	})
+
 	It("grants RBAC per watched namespace, and withdraws it from a namespace no longer watched", func() {
 		a, b := newNamespace(), newNamespace()
 		external := workload.Settings{Queue: workload.QueueExternal, NATS: workload.NATS{URL: "nats://nats.messaging:4222"}}
@@ -358,4 +441,15 @@ var _ = Describe("Dispatcher", Ordered, func() {
 func isVolumeClaim(obj client.Object) bool {
 	_, ok := obj.(*corev1.PersistentVolumeClaim)
 	return ok
+}
+
+// selfSignedPEM is a CA certificate, as a NATS CA Secret's ca.crt holds.
+func selfSignedPEM() []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "nats CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	Expect(err).NotTo(HaveOccurred())
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -347,3 +347,35 @@ func redactURL(s string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// CheckCredentials checks that data is a NATS credentials file, for the operator
+// to report a bad Secret before the dispatcher fails on it. The error never
+// holds the file's content.
+func CheckCredentials(data []byte) error {
+	jwt, err := nkeys.ParseDecoratedJWT(data)
+	if err != nil || !strings.HasPrefix(jwt, "eyJ") {
+		return errors.New("no user JWT found")
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return errors.New("no user nkey seed found")
+	}
+	kp.Wipe()
+	return nil
+}
+
+// CheckCA checks that data holds PEM certificates.
+func CheckCA(data []byte) error {
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return errors.New("no PEM certificate found")
+	}
+	return nil
+}
+
+// CheckClientCert checks that cert and key are a PEM certificate and its key.
+func CheckClientCert(cert, key []byte) error {
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return fmt.Errorf("not a usable certificate and key: %w", err)
+	}
+	return nil
+}

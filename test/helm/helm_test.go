@@ -280,6 +280,17 @@ func TestInvalidValuesRefused(t *testing.T) {
 			[]string{schema, "'/dispatcher/nats/url'"}},
 		{"not a NATS URL", []string{"dispatcher.queue=external", "dispatcher.nats.url=http://nats:4222"},
 			[]string{schema, "'/dispatcher/nats/url'"}},
+		{"two ways to authenticate to NATS", []string{"dispatcher.queue=external", "dispatcher.nats.url=nats://nats:4222",
+			"dispatcher.nats.credentialsSecret=a", "dispatcher.nats.tokenSecret=b"},
+			[]string{"dispatcher.nats.credentialsSecret and dispatcher.nats.tokenSecret: set one way for the dispatcher to authenticate to NATS"}},
+		{"six copies of each stream", []string{"dispatcher.queue=external", "dispatcher.nats.url=nats://nats:4222", "dispatcher.nats.replicas=6"},
+			[]string{schema, "'/dispatcher/nats/replicas': maximum: got 6, want 5"}},
+		{"stream replicas with the embedded queue", []string{"dispatcher.nats.replicas=3"},
+			[]string{schema, "'/dispatcher/nats/replicas'"}},
+		{"NATS TLS with the embedded queue", []string{"dispatcher.nats.tls.caSecret=nats-ca"},
+			[]string{schema, "'/dispatcher/nats/tls/caSecret'"}},
+		{"NATS Secret not a Secret name", []string{"dispatcher.queue=external", "dispatcher.nats.url=nats://nats:4222", "dispatcher.nats.userSecret=NATS_User"},
+			[]string{schema, "'/dispatcher/nats/userSecret'"}},
 		{"two operators without leader election", []string{"operator.replicas=2", "operator.leaderElection.enabled=false"},
 			[]string{schema, "'/operator/leaderElection/enabled': value must be true"}},
 		{"storage size not a quantity", []string{"dispatcher.storage.size=ten"},
@@ -306,5 +317,35 @@ func TestInvalidValuesRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExternalOverlay: config/external replaces the default install's dispatcher settings
+// with ones for an external JetStream cluster that the operator accepts, and changes
+// nothing else.
+func TestExternalOverlay(t *testing.T) {
+	c := setup(t)
+	out, _, err := c.run(nil, c.kubectl, "kustomize", "config/external")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _, err := c.run(nil, c.kubectl, "kustomize", "config/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, baseObjs := decode(t, out), decode(t, base)
+	if len(objs) != len(baseObjs) {
+		t.Errorf("config/external has %d objects, config/default %d", len(objs), len(baseObjs))
+	}
+	s := settings(t, objs)
+	if s.Queue != workload.QueueExternal || s.NATS.URL == "" {
+		t.Errorf("settings = %+v, want the external queue", s)
+	}
+	d := s.Default("hookline:test")
+	if err := d.Validate(); err != nil {
+		t.Errorf("the operator refuses config/external's settings: %v", err)
+	}
+	if d.Replicas != 3 || d.NATS.Replicas != 3 {
+		t.Errorf("replicas %d, stream replicas %d; want 3 and 3", d.Replicas, d.NATS.Replicas)
 	}
 }

@@ -70,6 +70,8 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- with $d.namespace }}{{ $_ := set $s "namespace" . }}{{ end -}}
 {{- with $d.replicas }}{{ $_ := set $s "replicas" (int .) }}{{ end -}}
 {{- with $d.resources }}{{ $_ := set $s "resources" . }}{{ end -}}
+{{- with $d.affinity }}{{ $_ := set $s "affinity" . }}{{ end -}}
+{{- with $d.topologySpreadConstraints }}{{ $_ := set $s "topologySpreadConstraints" . }}{{ end -}}
 {{- $_ := set $s "queue" $d.queue -}}
 {{- if eq $d.queue "embedded" -}}
 {{- $storage := dict -}}
@@ -78,7 +80,17 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- with $storage }}{{ $_ := set $s "storage" . }}{{ end -}}
 {{- else -}}
 {{- $nats := dict "url" $d.nats.url -}}
-{{- with $d.nats.credentialsSecret }}{{ $_ := set $nats "credentialsSecret" . }}{{ end -}}
+{{- with $d.nats.replicas }}{{ $_ := set $nats "replicas" (int .) }}{{ end -}}
+{{- $auth := list -}}
+{{- range $k := list "credentialsSecret" "userSecret" "tokenSecret" -}}
+{{- with get $d.nats $k }}{{ $_ := set $nats $k . }}{{ $auth = append $auth (printf "dispatcher.nats.%s" $k) }}{{ end -}}
+{{- end -}}
+{{- if gt (len $auth) 1 -}}
+{{- fail (printf "%s: set one way for the dispatcher to authenticate to NATS, not %d" (join " and " $auth) (len $auth)) -}}
+{{- end -}}
+{{- $tls := dict -}}
+{{- range $k, $v := ($d.nats.tls | default dict) }}{{ with $v }}{{ $_ := set $tls $k . }}{{ end }}{{ end -}}
+{{- with $tls }}{{ $_ := set $nats "tls" . }}{{ end -}}
 {{- $_ := set $s "nats" $nats -}}
 {{- end -}}
 {{- with $d.durability }}{{ $_ := set $s "durability" . }}{{ end -}}

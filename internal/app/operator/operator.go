@@ -131,6 +131,8 @@ func SetupDispatcher(mgr ctrl.Manager, s workload.Settings) error {
 		Client:   mgr.GetClient(),
 		Settings: s,
 		Recorder: mgr.GetEventRecorder("hookline-operator"),
+
+		SecretReader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the dispatcher controller: %w", err)
 	}
