@@ -90,7 +90,7 @@ var dispatcherOnlyFlags = []string{"config", "dispatcher-image", "dispatcher-rep
 func bindDispatcherFlags(fs *flag.FlagSet) *dispatcherFlags {
 	d := &dispatcherFlags{}
 	fs.BoolVar(&d.manage, "manage-dispatcher", false, "run the dispatcher as a workload the operator owns and keeps in shape (the kustomize and Helm installs turn this on)")
-	fs.StringVar(&d.config, "config", "", "YAML file of dispatcher settings (image, replicas, resources, queue, storage, nats, durability, watchNamespaces, maxBodyBytes, logLevel, extraArgs); flags override it")
+	fs.StringVar(&d.config, "config", "", "YAML file of dispatcher settings (image, replicas, affinity, topologySpreadConstraints, resources, queue, storage, nats, durability, watchNamespaces, maxBodyBytes, logLevel, extraArgs); flags override it")
 	fs.StringVar(&d.image, "dispatcher-image", "", "dispatcher image (default: $HOOKLINE_IMAGE, the operator's own image)")
 	fs.IntVar(&d.replicas, "dispatcher-replicas", 0, "dispatcher replicas (default 1); more than one needs --queue=external")
 	fs.StringVar(&d.namespace, "dispatcher-namespace", "", "namespace the dispatcher runs in (default: $POD_NAMESPACE, the operator's own, else "+workload.DefaultNamespace+")")
