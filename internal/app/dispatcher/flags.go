@@ -43,6 +43,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&c.Queue.URL, "nats-url", "", "URL of the external NATS JetStream cluster, with --queue=external")
 	fs.StringVar(&c.Queue.Listen, "nats-listen", "", "with --queue=embedded, a host:port where the embedded NATS server accepts clients (the nats CLI, tests); empty opens no port")
 	fs.StringVar(&c.Queue.CredsFile, "nats-creds", "", "NATS credentials file for the external cluster")
+	fs.IntVar(&c.Queue.Replicas, "nats-replicas", 1, "with --queue=external, copies of each stream the cluster keeps (1-5; 3 survives the loss of one NATS server)")
 	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
