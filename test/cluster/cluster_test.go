@@ -205,7 +205,7 @@ func (e *env) dispatcherArgs(api string) []string {
 	return []string{"dispatcher", "--queue=external", "--nats-url", e.natsURLs(), "--nats-replicas", "3",
 		"--kubeconfig", e.kubeconfig, "--auth", "none", "--listen", api, "--metrics-listen", "",
 		"--allow-cidr", "127.0.0.0/8", "--max-request-timeout", maxRequestTimeout.String(),
-		"--status-interval", "1s", "--workers", "16"}
+		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default"}
 }
 
 func (e *env) waitDispatcher(t *testing.T, d *dispatcher) {

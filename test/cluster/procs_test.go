@@ -145,3 +145,8 @@ func waitOK(ctx context.Context, p *proc, url string, timeout time.Duration) err
 	}
 	return fmt.Errorf("%s: %s not ready after %s: %v; last log lines:\n%s", p.name, url, timeout, last, p.logTail(30))
 }
+
+const (
+	sigStop = syscall.SIGSTOP
+	sigCont = syscall.SIGCONT
+)
