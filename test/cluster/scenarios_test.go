@@ -200,8 +200,12 @@ func (e *env) scenario(t *testing.T, name string, fault func(t *testing.T, progr
 	waitFor(t, "the limited endpoint to be busy", 60*time.Second, func() bool { return limited.count() >= baseline+100 })
 	faultAt := time.Now()
 	// progress waits until the limited endpoint has had n more deliveries.
+	// It logs how long the endpoint went without a delivery: the time
+	// ownership took to move, when the fault took its owner.
 	progress := func(n int) {
-		from := limited.count()
+		from, since := limited.count(), time.Now()
+		waitFor(t, "a delivery to the limited endpoint", time.Minute, func() bool { return limited.count() > from })
+		t.Logf("%s: the limited endpoint delivered again %s after the fault", name, time.Since(since).Round(10*time.Millisecond))
 		waitFor(t, fmt.Sprintf("%d more deliveries to the limited endpoint", n), time.Minute, func() bool { return limited.count() >= from+n })
 	}
 	fault(t, progress)
