@@ -14,6 +14,9 @@ CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_VERSION)
 HELM           := $(BIN)/helm-$(HELM_VERSION)
 ACTIONLINT     := $(BIN)/actionlint-$(ACTIONLINT_VERSION)
+# The nats-server of go.mod, as processes for test/cluster's three-node cluster.
+NATS_SERVER_VERSION := $(shell go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2 2>/dev/null)
+NATS_SERVER    := $(BIN)/nats-server-$(NATS_SERVER_VERSION)
 HOOKLINE       := $(BIN)/hookline
 # The release the chart and config/default install by default; the image's tag.
 APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
@@ -105,7 +108,7 @@ node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node,
 	hack/build-node.sh >/dev/null
 
 .PHONY: test
-test: verify control-plane node helm ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
+test: verify control-plane node helm nats-server ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
 	@# The packages that run goroutines against each other run under the race detector;
 	@# the rest run plain, so nothing runs twice.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)
@@ -128,6 +131,12 @@ $(ACTIONLINT):
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 	mv $(BIN)/.tmp/golangci-lint $@ && ln -sf $(notdir $@) $(BIN)/golangci-lint
+
+.PHONY: nats-server
+nats-server: $(NATS_SERVER) ## Build bin/nats-server-<version of go.mod> (test/cluster runs three).
+
+$(NATS_SERVER):
+	go build -o $@ github.com/nats-io/nats-server/v2
 
 .PHONY: helm
 helm: $(HELM) ## Build bin/helm (the chart's tests run it).

@@ -283,6 +283,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Ordered sends are done (their lanes stopped with the consumers); the
 	// unordered ones finish or are cancelled after DrainTimeout.
 	e.sends.Wait()
+	// Every delivery taken is resolved or put back: hand this replica's
+	// endpoints to the others now rather than after the queue's PinnedTTL.
+	e.handOver(ctx, deliveries)
 	// Unparking stops between batches.
 	cancel()
 	e.life.mu.Lock()
@@ -290,6 +293,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.life.mu.Unlock()
 	e.life.wg.Wait()
 	return nil
+}
+
+// handOver unpins the delivery partitions this replica owns (queue.Deliveries.Release).
+func (e *Engine) handOver(ctx context.Context, d *queue.Deliveries) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.Release(rctx); err != nil {
+		e.log.Info("Could not hand this replica's endpoints over; other replicas take them after the queue's pinned TTL",
+			"pinnedTTL", queue.PinnedTTL, "error", err.Error())
+	}
 }
 
 // stopped is nil when ctx ended, since err is then only the cancellation's

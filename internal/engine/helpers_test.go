@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -470,4 +471,16 @@ func metricValue(m prometheus.Metric) float64 {
 		return out.Gauge.GetValue()
 	}
 	return 0
+}
+
+// idleConsumers are the consumers a queue keeps whatever its subscriptions:
+// the fan-out, the legacy deliveries consumer and one per delivery
+// partition, sorted as queueState sorts them.
+func idleConsumers() []string {
+	out := []string{"HL_DELIVERIES/deliveries", "HL_EVENTS/fanout"}
+	for p := range queue.Partitions {
+		out = append(out, fmt.Sprintf("HL_DELIVERIES/dlv__%d", p))
+	}
+	slices.Sort(out)
+	return out
 }

@@ -117,7 +117,7 @@ func TestDeletedSubscriptionLeavesNothing(t *testing.T) {
 	}
 
 	routes.cur.Store(gone)
-	wantConsumers := []string{"HL_DELIVERIES/deliveries", "HL_EVENTS/fanout"}
+	wantConsumers := idleConsumers()
 	eventually(t, "nothing left of the deleted subscriptions", func() bool {
 		subjects, consumers = queueState(t, f)
 		return len(subjects) == 0 && slices.Equal(consumers, wantConsumers)

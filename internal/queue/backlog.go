@@ -40,7 +40,7 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 		return b, err
 	}
 	for subj, n := range counts {
-		ns, ep, err := splitPair(subj, subjDeliver)
+		ns, ep, err := splitDeliverySubject(subj)
 		if err != nil {
 			q.log.Error(err, "Ignoring an unexpected delivery subject")
 			continue

@@ -97,9 +97,14 @@ func TestSubjectTokens(t *testing.T) {
 			t.Errorf("untoken(%q) = %q, %v; want %q", tt.token, back, err, tt.name)
 		}
 	}
-	ns, ep, err := splitPair(deliverySubject("team-a", "erp.prod"), subjDeliver)
+	ns, ep, err := splitDeliverySubject(deliverySubject("team-a", "erp.prod"))
 	if err != nil || ns != "team-a" || ep != "erp.prod" {
-		t.Errorf("splitPair = %q, %q, %v", ns, ep, err)
+		t.Errorf("splitDeliverySubject = %q, %q, %v", ns, ep, err)
+	}
+	// Deliveries stored before partitioning still parse.
+	ns, ep, err = splitDeliverySubject(subjDeliver + ".team-a.erp_2eprod")
+	if err != nil || ns != "team-a" || ep != "erp.prod" {
+		t.Errorf("splitDeliverySubject(legacy) = %q, %q, %v", ns, ep, err)
 	}
 	if a, b := orderedConsumerName("a_b", "c"), orderedConsumerName("a", "b_c"); a == b {
 		t.Errorf("consumer names collide: %q", a)

@@ -27,6 +27,14 @@ func (q *Queue) pump(ctx context.Context, consumer func(context.Context) (jetstr
 	batch int, nakOnStop bool, out chan<- jetstream.Msg, opts ...jetstream.PullMessagesOpt,
 ) {
 	defer close(out)
+	q.pumpInto(ctx, consumer, batch, nakOnStop, out, opts...)
+}
+
+// pumpInto is pump without closing out, for several pumps feeding one
+// channel.
+func (q *Queue) pumpInto(ctx context.Context, consumer func(context.Context) (jetstream.Consumer, error),
+	batch int, nakOnStop bool, out chan<- jetstream.Msg, opts ...jetstream.PullMessagesOpt,
+) {
 	for ctx.Err() == nil {
 		err := q.pumpOnce(ctx, consumer, batch, nakOnStop, out, opts)
 		if ctx.Err() != nil {

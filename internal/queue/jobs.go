@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -198,14 +199,16 @@ func ceilSecond(t time.Time) time.Time {
 	return c
 }
 
-// Deliveries hands out the deliveries to attempt: the unordered ones of
-// every endpoint from one shared consumer (Jobs), and the ordered lanes
-// (Lanes). OpenDeliveries starts it; any number of replicas may.
+// Deliveries hands out the deliveries to attempt: the unordered ones of the
+// endpoints this replica owns (partition.go) from the partitions' consumers
+// (Jobs), and the ordered lanes (Lanes). OpenDeliveries starts it; any number
+// of replicas may.
 type Deliveries struct {
 	q     *Queue
 	ctx   context.Context
 	msgs  chan jetstream.Msg
 	lanes chan *Lane
+	pins  pins
 }
 
 // OpenDeliveries starts reading deliveries until ctx ends, keeping up to
@@ -215,29 +218,35 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 	if buffer < 1 {
 		return nil, fmt.Errorf("buffer must be positive, got %d", buffer)
 	}
-	consumer := func(ctx context.Context) (jetstream.Consumer, error) {
-		c, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       consumerDeliveries,
-			Description:   "hookline: deliveries of all unordered subscriptions",
-			FilterSubject: subjDeliver + ".>",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       q.cfg.AckWait,
-			MaxAckPending: q.cfg.MaxAckPending,
-			MaxDeliver:    -1,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("creating the deliveries consumer: %w", err)
-		}
-		return c, nil
-	}
-	if _, err := consumer(ctx); err != nil {
+	// The legacy consumer is narrowed first: until then its filter overlaps
+	// the partitions' and the server refuses them.
+	if _, err := q.legacyConsumer(ctx); err != nil {
 		return nil, err
+	}
+	for p := range Partitions {
+		if _, err := q.partitionConsumer(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane)}
 	if err := q.lanes.start(ctx, q, s.lanes); err != nil {
 		return nil, err
 	}
-	go q.pump(ctx, consumer, buffer, true, s.msgs)
+	// Each partition pulls up to buffer ahead, but only the partitions this
+	// replica owns get messages; a replica that owns them all (the embedded
+	// queue) pulls ahead from each endpoint's partition as before.
+	var pumps sync.WaitGroup
+	pumps.Go(func() { q.pumpInto(ctx, q.legacyConsumer, buffer, true, s.msgs) })
+	for p := range Partitions {
+		consumer := func(ctx context.Context) (jetstream.Consumer, error) { return q.partitionConsumer(ctx, p) }
+		pumps.Go(func() {
+			q.pumpInto(ctx, consumer, buffer, true, s.msgs, jetstream.PullPriorityGroup(partitionGroup))
+		})
+	}
+	go func() {
+		pumps.Wait()
+		close(s.msgs)
+	}()
 	return s, nil
 }
 
@@ -250,6 +259,7 @@ func (s *Deliveries) Jobs() iter.Seq[*Job] {
 				_ = m.Nak()
 				continue
 			}
+			s.pins.note(m)
 			j := s.q.job(m, nil)
 			if j != nil && !yield(j) {
 				return

@@ -43,6 +43,9 @@ type Queue struct {
 	closed atomic.Bool
 }
 
+// pingInterval is how often the client pings the server it is connected to.
+const pingInterval = 5 * time.Second
+
 // Open starts the embedded server if asked, connects, and creates or updates
 // the streams, so it is safe to call on every start.
 func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
@@ -65,6 +68,11 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 		// than give up and leave a process that looks alive.
 		nats.MaxReconnects(-1),
 		nats.DrainTimeout(10 * time.Second),
+		// A dead or paused server is noticed after two missed pings (~10 s)
+		// instead of the default four minutes, so the client moves to
+		// another node of the cluster and keeps its partitions.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Error(err, "Disconnected from NATS")

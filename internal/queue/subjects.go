@@ -105,8 +105,9 @@ func untoken(t string) (string, error) {
 
 func eventSubject(ns string) string { return subjEvents + "." + token(ns) }
 
+// deliverySubject is partitioned by endpoint (partition.go).
 func deliverySubject(ns, endpoint string) string {
-	return subjDeliver + "." + token(ns) + "." + token(endpoint)
+	return subjDeliver + "." + strconv.Itoa(partitionOf(ns, endpoint)) + "." + token(ns) + "." + token(endpoint)
 }
 
 // parkSubject is one per endpoint and subscription, shared by all their

@@ -1,0 +1,246 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/hookline/hookline/internal/controlplane"
+	"github.com/hookline/hookline/internal/queue"
+)
+
+// queueReplica is the queue half of a dispatcher, in this process: its own
+// connection to the cluster, a fan-out matching every event to every
+// endpoint, and workers that acknowledge each delivery after a short pause.
+type queueReplica struct {
+	name   string
+	q      *queue.Queue
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// owners tracks, across replicas, which replicas have a delivery of each
+// endpoint in flight.
+type owners struct {
+	mu       sync.Mutex
+	inFlight map[string]map[string]int // endpoint -> replica -> requests
+	last     map[string]string         // endpoint -> replica that last delivered it
+	moves    int
+	overlaps int
+	got      map[string]int // event/endpoint -> deliveries
+}
+
+func (o *owners) begin(ep, replica string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.inFlight[ep]
+	if m == nil {
+		m = map[string]int{}
+		o.inFlight[ep] = m
+	}
+	m[replica]++
+	for r, n := range m {
+		if r != replica && n > 0 {
+			o.overlaps++
+		}
+	}
+	if prev, ok := o.last[ep]; ok && prev != replica {
+		o.moves++
+	}
+	o.last[ep] = replica
+}
+
+func (o *owners) end(ep, replica, key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inFlight[ep][replica]--
+	o.got[key]++
+}
+
+func startQueueReplica(t *testing.T, name, urls string, endpoints []string, o *owners) *queueReplica {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q, err := queue.Open(ctx, queue.Config{URL: urls, Replicas: 3, MaxRequestTimeout: time.Second, AckWait: 2 * time.Second},
+		testr.NewWithInterface(t, testr.Options{LogTimestamp: true}).WithName(name))
+	if err != nil {
+		t.Fatalf("%s: opening the queue: %v", name, err)
+	}
+	r := &queueReplica{name: name, q: q}
+	runCtx, stop := context.WithCancel(context.Background())
+	r.cancel = stop
+	f, err := q.OpenFanout(runCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := q.OpenDeliveries(runCtx, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range f.Workers() {
+		r.done.Go(func() {
+			for b := range f.Batches() {
+				ms := make([]queue.Matched, len(b.Events()))
+				for i := range ms {
+					for _, ep := range endpoints {
+						ms[i].Deliveries = append(ms[i].Deliveries, queue.Delivery{Subscription: "to-" + ep, SubscriptionUID: "uid-" + ep, Endpoint: ep})
+					}
+				}
+				b.Store(ms)
+			}
+		})
+	}
+	for range 8 {
+		r.done.Go(func() {
+			for j := range src.Jobs() {
+				d := j.Delivery()
+				o.begin(d.Endpoint, name)
+				time.Sleep(2 * time.Millisecond)
+				o.end(d.Endpoint, name, d.Event.ID+"/"+d.Endpoint)
+				if err := j.Done(); err != nil {
+					t.Logf("%s: Done: %v", name, err)
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { r.stop(false) })
+	return r
+}
+
+// stop ends the replica. graceful: as a dispatcher on SIGTERM (sends
+// finish, then its partitions are released). Otherwise as a crash: the
+// connection is cut with nothing handed over.
+func (r *queueReplica) stop(graceful bool) {
+	if r.cancel == nil {
+		return
+	}
+	if !graceful {
+		r.q.Conn().Close()
+	}
+	r.cancel()
+	r.done.Wait()
+	r.cancel = nil
+	r.q.Close()
+}
+
+// TestQueueReplicasOnNATSCluster runs three queue replicas in this process
+// against three nats-server processes (streams with three replicas) and
+// breaks things mid-stream: a NATS node killed and restarted, a replica cut
+// off as in a crash, a NATS node paused. Every accepted event must reach
+// every endpoint. It needs no Kubernetes API, so it checks the queue's
+// ownership where TestCluster checks whole dispatchers.
+func TestQueueReplicasOnNATSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster; skipped with -short")
+	}
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{dir: t.TempDir()}
+	e.startNATS(t, natsServerBinary(t, root))
+
+	var endpoints []string
+	for i := range 12 {
+		endpoints = append(endpoints, fmt.Sprintf("ep-%02d", i))
+	}
+	o := &owners{inFlight: map[string]map[string]int{}, last: map[string]string{}, got: map[string]int{}}
+	var reps []*queueReplica
+	for i := range 3 {
+		reps = append(reps, startQueueReplica(t, fmt.Sprintf("replica-%d", i), e.natsURLs(), endpoints, o))
+	}
+	delivered := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.got)
+	}
+
+	const events = 1500
+	var (
+		pubMu    sync.Mutex
+		accepted []string
+	)
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for n := range events {
+			id := fmt.Sprintf("e-%05d", n)
+			ev := queue.Event{Namespace: "team-a", ID: id, Type: "order.created", Time: time.Now(), Data: []byte(`{}`)}
+			for try := range 20 {
+				r := reps[(n+try)%len(reps)]
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, err := r.q.PublishEvent(ctx, ev)
+				cancel()
+				if err == nil {
+					pubMu.Lock()
+					accepted = append(accepted, id)
+					pubMu.Unlock()
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	progress := func(what string, n int) {
+		from := delivered()
+		waitFor(t, what, 2*time.Minute, func() bool { return delivered() >= from+n })
+	}
+
+	progress("deliveries before any fault", 500)
+	t.Log("kill -9 of NATS node 0")
+	e.nats[0].kill()
+	progress("deliveries without NATS node 0", 500)
+	e.restartNATS(t, e.nats[0])
+	t.Log("NATS node 0 is back")
+
+	// Cut off the replica that delivered last: a crash, nothing handed over.
+	o.mu.Lock()
+	victim := o.last[endpoints[0]]
+	o.mu.Unlock()
+	for _, r := range reps {
+		if r.name == victim {
+			t.Logf("crash of %s", r.name)
+			r.stop(false)
+		}
+	}
+	progress("deliveries after the crash", 500)
+
+	t.Log("SIGSTOP of NATS node 1 for 15 s")
+	if err := e.nats[1].signal(sigStop); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(15 * time.Second) // the pause is the fault itself
+	if err := e.nats[1].signal(sigCont); err != nil {
+		t.Fatal(err)
+	}
+	<-pubDone
+
+	pubMu.Lock()
+	ids := append([]string(nil), accepted...)
+	pubMu.Unlock()
+	waitFor(t, "every accepted event at every endpoint", 3*time.Minute, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, id := range ids {
+			for _, ep := range endpoints {
+				if o.got[id+"/"+ep] == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	o.mu.Lock()
+	dups := 0
+	for _, n := range o.got {
+		dups += n - 1
+	}
+	t.Logf("%d of %d events accepted; %d deliveries, %d duplicates; endpoint owner changes %d, deliveries started while another replica had one of the same endpoint in flight %d",
+		len(ids), events, len(o.got)+dups, dups, o.moves, o.overlaps)
+	o.mu.Unlock()
+}

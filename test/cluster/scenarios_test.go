@@ -1,0 +1,341 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
+)
+
+// The endpoint whose limits are checked across the replicas.
+const (
+	rateLimit   = 50
+	burst       = 5
+	maxInFlight = 4
+	// publishRate is a little above the limit, so the limit, not the
+	// publisher, sets the pace and a backlog builds up.
+	publishRate = 55
+	publishFor  = 16 * time.Second
+	eventType   = "order.created"
+)
+
+// receiver is one endpoint on loopback. It answers 204 after a short pause,
+// so requests overlap, and records every webhook-id, when each arrived and
+// the most requests it had in flight at once.
+type receiver struct {
+	srv   *httptest.Server
+	delay time.Duration
+
+	mu          sync.Mutex
+	inFlight    int
+	maxInFlight int
+	got         map[string]int
+	times       []time.Time
+}
+
+func newReceiver(t *testing.T, delay time.Duration) *receiver {
+	r := &receiver{delay: delay, got: map[string]int{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	id := req.Header.Get("webhook-id")
+	r.mu.Lock()
+	r.inFlight++
+	r.maxInFlight = max(r.maxInFlight, r.inFlight)
+	r.mu.Unlock()
+	time.Sleep(r.delay)
+	r.mu.Lock()
+	r.inFlight--
+	r.got[id]++
+	r.times = append(r.times, time.Now())
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.times)
+}
+
+func (r *receiver) has(ids []string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		if r.got[id] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// rate is deliveries per second from the first to the last, and the most
+// deliveries in any window of w.
+func (r *receiver) rate(w time.Duration) (perSecond float64, maxInWindow int) {
+	r.mu.Lock()
+	ts := slices.Clone(r.times)
+	r.mu.Unlock()
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	if len(ts) < 2 {
+		return 0, len(ts)
+	}
+	j := 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= w {
+			j++
+		}
+		maxInWindow = max(maxInWindow, i-j+1)
+	}
+	return float64(len(ts)-1) / ts[len(ts)-1].Sub(ts[0]).Seconds(), maxInWindow
+}
+
+// scenario is one run: a namespace with a rate-limited endpoint and an
+// unlimited one, both subscribed to every event; events published for
+// publishFor at publishRate through the replicas that answer; fault run once
+// the limited endpoint is busy; then the checks.
+func (e *env) scenario(t *testing.T, name string, fault func(t *testing.T, progress func(n int))) {
+	ctx := context.Background()
+	start := time.Now()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}
+	if err := e.kube.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	limited, free := newReceiver(t, 20*time.Millisecond), newReceiver(t, 5*time.Millisecond)
+	eps := []*hooklinev1.WebhookEndpoint{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "limited"}, Spec: hooklinev1.WebhookEndpointSpec{
+			URL: limited.srv.URL + "/hooks", AllowInsecureHTTP: true,
+			Limits: &hooklinev1.EndpointLimits{RateLimit: ptr.To[int32](rateLimit), Burst: ptr.To[int32](burst),
+				MaxInFlight: ptr.To[int32](maxInFlight), Timeout: hooklinev1.DurationOf(maxRequestTimeout)},
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "free"}, Spec: hooklinev1.WebhookEndpointSpec{
+			URL: free.srv.URL + "/hooks", AllowInsecureHTTP: true,
+			Limits: &hooklinev1.EndpointLimits{MaxInFlight: ptr.To[int32](8), Timeout: hooklinev1.DurationOf(maxRequestTimeout)},
+		}},
+	}
+	subs := map[*receiver]*hooklinev1.Subscription{}
+	for i, ep := range eps {
+		if err := e.kube.Create(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+		s := &hooklinev1.Subscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "to-" + ep.Name},
+			Spec: hooklinev1.SubscriptionSpec{EndpointRef: hooklinev1.EndpointRef{Name: ep.Name}, EventTypes: []string{eventType}}}
+		if err := e.kube.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		subs[[]*receiver{limited, free}[i]] = s
+	}
+	idsOf := func(r *receiver, events []string) []string {
+		out := make([]string, len(events))
+		for i, ev := range events {
+			out[i] = delivery.WebhookIDOf(ns.Name, ev, string(subs[r].UID))
+		}
+		return out
+	}
+
+	// Every replica must know both subscriptions before the run: a probe
+	// through each replica reaches both receivers.
+	var probes []string
+	for i, d := range e.disp {
+		id := fmt.Sprintf("probe-%d", i)
+		waitFor(t, "a probe accepted by "+d.name, 60*time.Second, func() bool { return publishTo(ctx, d.api, ns.Name, id) == nil })
+		probes = append(probes, id)
+	}
+	waitFor(t, "the probes at both receivers", 60*time.Second, func() bool {
+		return limited.has(idsOf(limited, probes)) && free.has(idsOf(free, probes))
+	})
+	baseline := limited.count()
+
+	// Publish in the background while the fault happens.
+	var (
+		pubMu    sync.Mutex
+		accepted []string
+		tried    = map[string]bool{}
+		refused  int
+	)
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		tick := time.NewTicker(time.Second / publishRate)
+		defer tick.Stop()
+		end := time.Now().Add(publishFor)
+		for n := 0; time.Now().Before(end); n++ {
+			<-tick.C
+			id := fmt.Sprintf("e-%05d", n)
+			pubMu.Lock()
+			tried[id] = true
+			pubMu.Unlock()
+			ok := false
+			// A producer retries an event with the same id elsewhere; it is
+			// stored once.
+			for try := 0; try < 2*len(e.disp) && !ok; try++ {
+				d := e.disp[(n+try)%len(e.disp)]
+				ok = publishTo(ctx, d.api, ns.Name, id) == nil
+			}
+			pubMu.Lock()
+			if ok {
+				accepted = append(accepted, id)
+			} else {
+				refused++
+			}
+			pubMu.Unlock()
+		}
+	}()
+	waitFor(t, "the limited endpoint to be busy", 60*time.Second, func() bool { return limited.count() >= baseline+100 })
+	faultAt := time.Now()
+	// progress waits until the limited endpoint has had n more deliveries.
+	// It logs how long the endpoint went without a delivery: the time
+	// ownership took to move, when the fault took its owner.
+	progress := func(n int) {
+		from, since := limited.count(), time.Now()
+		waitFor(t, "a delivery to the limited endpoint", time.Minute, func() bool { return limited.count() > from })
+		t.Logf("%s: the limited endpoint delivered again %s after the fault", name, time.Since(since).Round(10*time.Millisecond))
+		waitFor(t, fmt.Sprintf("%d more deliveries to the limited endpoint", n), time.Minute, func() bool { return limited.count() >= from+n })
+	}
+	fault(t, progress)
+	t.Logf("%s: fault done after %s", name, time.Since(faultAt).Round(time.Millisecond))
+	<-pubDone
+	pubMu.Lock()
+	events := slices.Clone(accepted)
+	pubMu.Unlock()
+
+	// Every accepted event reaches both receivers.
+	waitFor(t, "every accepted event at both receivers", 3*time.Minute, func() bool {
+		return limited.has(idsOf(limited, events)) && free.has(idsOf(free, events))
+	})
+
+	for _, r := range []*receiver{limited, free} {
+		want := map[string]bool{}
+		for _, id := range idsOf(r, append(slices.Clone(probes), keys(tried)...)) {
+			want[id] = true
+		}
+		r.mu.Lock()
+		dups := 0
+		for id, n := range r.got {
+			if !want[id] {
+				t.Errorf("%s: receiver %s got webhook-id %s, which is no event published", name, subs[r].Spec.EndpointRef.Name, id)
+			}
+			dups += n - 1
+		}
+		maxSeen := r.maxInFlight
+		r.mu.Unlock()
+		limit := 8
+		if r == limited {
+			limit = maxInFlight
+		}
+		if maxSeen > limit {
+			t.Errorf("%s: endpoint %s had %d requests in flight at once, maxInFlight is %d", name, subs[r].Spec.EndpointRef.Name, maxSeen, limit)
+		}
+		t.Logf("%s: %s received %d deliveries for %d accepted events (%d duplicates, same webhook-id), at most %d in flight",
+			name, subs[r].Spec.EndpointRef.Name, r.count(), len(events)+len(probes), dups, maxSeen)
+	}
+	perSecond, inWindow := limited.rate(5 * time.Second)
+	t.Logf("%s: limited endpoint: %.1f/s from first to last delivery, at most %d in any 5 s (limit %d/s, burst %d); %d events accepted, %d refused; took %s",
+		name, perSecond, inWindow, rateLimit, burst, len(events), refused, time.Since(start).Round(time.Second))
+	if perSecond > rateLimit*1.1 {
+		t.Errorf("%s: the limited endpoint received %.1f/s across the replicas, more than %d/s + 10%%", name, perSecond, rateLimit)
+	}
+	if limitIn5s := int(5*rateLimit*1.1) + burst; inWindow > limitIn5s {
+		t.Errorf("%s: the limited endpoint received %d deliveries in 5 s, more than %d (5 s at %d/s + 10%%, plus the burst)", name, inWindow, limitIn5s, rateLimit)
+	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func publishTo(ctx context.Context, api, ns, id string) error {
+	body, _ := json.Marshal(map[string]any{"id": id, "type": eventType, "data": map[string]string{"id": id}})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+"/v1/namespaces/"+ns+"/events", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
+}
+
+// waitFor polls cond until it holds or timeout passes; it asserts outcomes,
+// never speed.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	e := setup(t)
+
+	t.Run("kill -9 a NATS node and bring it back", func(t *testing.T) {
+		e.scenario(t, "nats-kill", func(t *testing.T, progress func(int)) {
+			nd := e.nats[0]
+			nd.kill()
+			// Deliveries go on without it.
+			progress(100)
+			e.restartNATS(t, nd)
+		})
+	})
+	t.Run("kill -9 a dispatcher replica", func(t *testing.T) {
+		e.scenario(t, "disp-kill", func(t *testing.T, progress func(int)) {
+			d := e.disp[0]
+			d.kill()
+			progress(100)
+			e.restartDispatcher(t, d)
+		})
+	})
+	t.Run("rolling restart of every dispatcher", func(t *testing.T) {
+		e.scenario(t, "rolling", func(t *testing.T, _ func(int)) {
+			for _, d := range e.disp {
+				d.stop(30 * time.Second)
+				e.restartDispatcher(t, d)
+			}
+		})
+	})
+	t.Run("a NATS node paused for 30 s", func(t *testing.T) {
+		e.scenario(t, "nats-pause", func(t *testing.T, _ func(int)) {
+			nd := e.nats[1]
+			if err := nd.signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			// The pause is the fault itself: a partition of 30 s.
+			time.Sleep(30 * time.Second)
+			if err := nd.signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}
