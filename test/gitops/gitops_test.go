@@ -164,7 +164,9 @@ var _ = Describe("Flux", Ordered, func() {
 	BeforeAll(func() {
 		billing = newReceiver(tenantNamespace, "billing")
 		ledger = newReceiver(tenantNamespace, "ledger")
-		urls = map[string]string{"https://billing.example.com/hooks": billing.URL(), "https://ledger.example.com/hooks": ledger.URL()}
+		// partner (broken on purpose) gets billing's receiver: no name resolution anywhere.
+		urls = map[string]string{"https://billing.example.com/hooks": billing.URL(), "https://ledger.example.com/hooks": ledger.URL(),
+			"https://partner.example.com/hooks": billing.URL()}
 		sha = platform.commit("webhooks", tenantFiles("webhooks", urls))
 	})
 
@@ -253,11 +255,13 @@ var _ = Describe("Flux", Ordered, func() {
 		By("an upgrade: two operator replicas")
 		set(hr, int64(2), "spec", "values", "operator", "replicas")
 		apply(hr)
-		Eventually(ready(helmReleaseGVK, "hookline")).Should(HaveField("Status", "True"))
-		history, _, _ := unstructured.NestedSlice(get(helmReleaseGVK, fluxNamespace, "hookline")(Default).Object, "status", "history")
-		Expect(history).NotTo(BeEmpty())
-		Expect(history[0]).To(HaveKeyWithValue("version", BeNumerically("==", 2)))
-		Expect(history[0]).To(HaveKeyWithValue("status", "deployed"))
+		Eventually(func(g Gomega) {
+			g.Expect(ready(helmReleaseGVK, "hookline")(g)).To(HaveField("Status", "True"))
+			history, _, _ := unstructured.NestedSlice(get(helmReleaseGVK, fluxNamespace, "hookline")(g).Object, "status", "history")
+			g.Expect(history).NotTo(BeEmpty())
+			g.Expect(history[0]).To(HaveKeyWithValue("version", BeNumerically("==", 2)), "the upgrade is the release's second version")
+			g.Expect(history[0]).To(HaveKeyWithValue("status", "deployed"))
+		}).Should(Succeed())
 		Expect(operatorReplicas(Default)).To(BeEquivalentTo(2))
 	})
 
