@@ -107,8 +107,12 @@ control-plane: ## Build etcd, kube-apiserver and kube-controller-manager into bi
 node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node, install runc, CNI plugins, iptables (once).
 	hack/build-node.sh >/dev/null
 
+.PHONY: flux
+flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; 10-25 min cold).
+	hack/build-flux.sh >/dev/null
+
 .PHONY: test
-test: verify control-plane node helm nats-server ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
+test: verify control-plane node helm nats-server flux ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
 	@# The packages that run goroutines against each other run under the race detector;
 	@# the rest run plain, so nothing runs twice.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)

@@ -38,6 +38,10 @@ type Options struct {
 
 	// Dir keeps the kubeconfig and logs; empty uses a temporary directory removed by Stop.
 	Dir string
+
+	// APIServerFlags are extra kube-apiserver flags (name without dashes -> value), e.g.
+	// endpoint-reconciler-type=none for clients that resolve the kubernetes Service.
+	APIServerFlags map[string]string
 }
 
 // RepoRoot finds the repository root (the directory holding go.mod) above the working
@@ -92,6 +96,9 @@ func Start(opts Options) (*Env, error) {
 		BinaryAssetsDirectory:    assets,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	for k, v := range opts.APIServerFlags {
+		e.env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	if e.Config, err = e.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
