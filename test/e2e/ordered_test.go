@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,6 +81,9 @@ func newFlakyReceiver(keys func() []string) *flakyReceiver {
 		f.inFlight.Add(1)
 		defer f.inFlight.Add(-1)
 		if f.hang.Load() {
+			// Read to the end first: only then does the server notice the
+			// client going away and end the request's context.
+			_, _ = io.Copy(io.Discard, req.Body)
 			<-req.Context().Done()
 			return
 		}
