@@ -95,7 +95,7 @@ func (e *Engine) filterFailed(ev queue.Event, s *registry.Subscription, d queue.
 }
 
 func filterInput(ev *queue.Event) (*match.FilterInput, error) {
-	in := &match.FilterInput{Type: ev.Type, ID: ev.ID, Time: ev.Time}
+	in := &match.FilterInput{Type: ev.Type, ID: ev.ID, Time: ev.Time, DataSize: len(ev.Data)}
 	if len(ev.Data) > 0 {
 		if err := json.Unmarshal(ev.Data, &in.Data); err != nil {
 			return nil, fmt.Errorf("decoding event data for the filter: %w", err)

@@ -42,10 +42,12 @@
 // Reading a field the event does not have is an evaluation error; use
 // has(data.field) to test for it.
 //
-// Cost is bounded twice. At compile time a filter whose estimated worst-case
-// cost over any event up to MaxEventSize exceeds MaxEstimatedCost is
-// rejected: in practice, one that nests a loop over data inside another. At
-// evaluation time RuntimeCostLimit stops a filter that does more work than a
-// loop over a few thousand items, and EvalContext also stops when its
-// context is done. A Filter is immutable and safe for concurrent use.
+// Cost has one budget, FilterCostLimit. At compile time a filter whose
+// estimated worst-case cost over any event up to MaxEventSize exceeds it is
+// rejected: in practice, one that nests a loop over data inside another, or
+// passes over data more than a few times. That estimate bounds every
+// evaluation over an event of up to MaxEventSize, so evaluation needs no cost
+// tracker of its own; an event larger than that fails evaluation with
+// ErrEventTooLarge, and EvalContext also stops when its context is done.
+// A Filter is immutable and safe for concurrent use.
 package match

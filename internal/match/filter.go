@@ -16,28 +16,31 @@ import (
 
 const (
 	// MaxEventSize is the largest event body the dispatcher accepts by
-	// default. No string, list or map in data can be larger, which is what
-	// makes a filter's estimated worst-case cost finite.
+	// default, and the size filters are bounded for: no string, list or map
+	// in data can be larger, which is what makes a filter's estimated
+	// worst-case cost finite. Evaluating a filter over larger data fails
+	// (a FilterError dead letter) instead of doing unbounded work.
 	MaxEventSize = 256 << 10
 
-	// MaxEstimatedCost rejects filters at compile time. With data bounded by
-	// MaxEventSize, a filter that passes over data a few times is estimated
-	// at a few million (a single exists() at about 1.6 million), while one
-	// that nests a pass inside another is estimated in the billions; the
-	// limit sits between the two.
-	MaxEstimatedCost = 10_000_000
-
-	// RuntimeCostLimit stops a single evaluation. A unit is roughly one
-	// simple operation: a filter without loops costs tens, one exists() over
-	// a thousand items a few thousand.
+	// FilterCostLimit is the one cost budget of a filter, in CEL's cost
+	// units (roughly one simple operation each). A filter is refused at
+	// apply time (the operator's InvalidFilter, the dispatcher's registry)
+	// if its estimated worst-case cost over an event of up to MaxEventSize
+	// exceeds it; since that estimate bounds what any evaluation over such
+	// an event can cost, every evaluation stays within the same budget.
 	//
-	// It is far below what the estimate allows because cel-go v0.31.0's cost
-	// tracker grows a stack by every loop iteration and scans it on every
-	// step, so tracking is quadratic in the iterations: measured on the
-	// 2-core machine, a limit of 10,000 is reached in about 20 ms, 100,000
-	// in 1-4 s, and 1,000,000 in minutes. A higher limit would turn one
-	// large event into a denial of service on the dispatcher.
-	RuntimeCostLimit = 10_000
+	// A filter that passes over data a few times is estimated at a few
+	// million (one exists() at about 1.6 million, map() then exists() at
+	// about 5 million); one that nests a pass inside another in the
+	// billions. BenchmarkWorstAcceptedFilter measures a filter just under
+	// the budget on a max-size event.
+	//
+	// The budget is not also enforced by cel-go's runtime cost tracker:
+	// in cel-go v0.31.0 that tracker grows a stack by every loop iteration
+	// and scans it on every step, so tracking alone is quadratic in the
+	// iterations (measured: 1.4 s for one exists() over 10,000 items, which
+	// takes 16 ms untracked) and a max-size event would cost minutes.
+	FilterCostLimit = 10_000_000
 
 	// MaxFilterLength bounds the expression itself, in code points.
 	MaxFilterLength = 4096
@@ -49,12 +52,11 @@ const (
 
 // limits are the cost bounds a Filter is compiled with; tests shrink them.
 type limits struct {
-	runtime   uint64
-	estimated uint64
+	budget    uint64
 	eventSize uint64
 }
 
-var defaultLimits = limits{runtime: RuntimeCostLimit, estimated: MaxEstimatedCost, eventSize: MaxEventSize}
+var defaultLimits = limits{budget: FilterCostLimit, eventSize: MaxEventSize}
 
 // FilterInput is the event a filter is evaluated against.
 type FilterInput struct {
@@ -64,12 +66,24 @@ type FilterInput struct {
 	// Data is the event's data as encoding/json decodes it into an any:
 	// map[string]any, []any, string, float64, bool or nil.
 	Data any
+	// DataSize is the length of the encoded data Data was decoded from. The
+	// filter's cost is bounded for data up to MaxEventSize; over that,
+	// evaluation fails with ErrEventTooLarge.
+	DataSize int
 }
+
+// ErrEventTooLarge is returned by Eval for an event larger than the size
+// filters' cost is bounded for.
+var ErrEventTooLarge = errors.New("event too large for filters")
 
 // Filter is a compiled CEL filter. It is safe for concurrent use.
 type Filter struct {
 	expr    string
 	program cel.Program
+	// maxSize is the event size the cost estimate assumed; estimate is what
+	// it came to.
+	maxSize  uint64
+	estimate uint64
 }
 
 // ErrFilterCompile is wrapped by every CompileFilter error.
@@ -113,27 +127,31 @@ func compileFilter(expr string, lim limits) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: estimating its cost: %w", ErrFilterCompile, err)
 	}
-	if est.Max > lim.estimated {
-		return nil, fmt.Errorf("%w: its worst-case cost over an event of up to %d bytes is estimated at %d, above the limit of %d; "+
-			"avoid nesting loops over data (all, exists, map, filter)", ErrFilterCompile, lim.eventSize, est.Max, lim.estimated)
+	if est.Max > lim.budget {
+		return nil, fmt.Errorf("%w: its worst-case cost over event data of up to %d bytes is estimated at %d, above the filter budget of %d; "+
+			"avoid nesting loops over data (all, exists, exists_one, map, filter) and passing over the same list many times", ErrFilterCompile, lim.eventSize, est.Max, lim.budget)
 	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(lim.runtime),
-		cel.InterruptCheckFrequency(interruptCheckFrequency),
-	)
+	prg, err := env.Program(ast, cel.InterruptCheckFrequency(interruptCheckFrequency))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFilterCompile, err)
 	}
-	return &Filter{expr: expr, program: prg}, nil
+	return &Filter{expr: expr, program: prg, maxSize: lim.eventSize, estimate: est.Max}, nil
 }
+
+// EstimatedCost is the filter's worst-case cost over an event of up to
+// MaxEventSize, at most FilterCostLimit.
+func (f *Filter) EstimatedCost() uint64 { return f.estimate }
 
 // String returns the expression the filter was compiled from.
 func (f *Filter) String() string { return f.expr }
 
 // Eval reports whether the event passes the filter. An evaluation error
-// (a missing field, a type mismatch, the cost limit) is returned with false,
+// (a missing field, a type mismatch, an event too large) is returned with false,
 // so the event is not delivered and the caller can count the failure.
 func (f *Filter) Eval(in FilterInput) (bool, error) {
+	if err := f.fits(&in); err != nil {
+		return false, err
+	}
 	out, _, err := f.program.Eval(&activation{in: &in})
 	return result(out, err)
 }
@@ -142,8 +160,22 @@ func (f *Filter) Eval(in FilterInput) (bool, error) {
 // iterations, when ctx is done. It costs an extra context per call, so Eval
 // is the one to use when there is no deadline to honour.
 func (f *Filter) EvalContext(ctx context.Context, in FilterInput) (bool, error) {
+	if err := f.fits(&in); err != nil {
+		return false, err
+	}
 	out, _, err := f.program.ContextEval(ctx, &activation{in: &in})
 	return result(out, err)
+}
+
+// fits checks the assumption the cost estimate rests on: no value in the
+// event is larger than the size it was estimated for.
+func (f *Filter) fits(in *FilterInput) error {
+	for _, n := range []int{in.DataSize, len(in.Type), len(in.ID)} {
+		if uint64(max(n, 0)) > f.maxSize { //nolint:gosec // G115: max(n, 0) is not negative
+			return fmt.Errorf("evaluating filter: %w: %d bytes, above the %d bytes its cost is bounded for", ErrEventTooLarge, n, f.maxSize)
+		}
+	}
+	return nil
 }
 
 func result(out ref.Val, err error) (bool, error) {

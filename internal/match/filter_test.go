@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/cel-go/cel"
 )
 
 var evTime = time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
@@ -81,7 +83,7 @@ func TestCompileFilterErrors(t *testing.T) {
 		{name: "int result", expr: `size(data)`, wantMsg: []string{"must evaluate to a bool", "int"}},
 		{name: "dyn result", expr: `data.flag`, wantMsg: []string{"must evaluate to a bool", "dyn", "data.flag == true"}},
 		{name: "empty", expr: ``, wantMsg: []string{"Syntax error"}},
-		{name: "nested loops", expr: `data.items.all(i, data.items.exists(j, i == j))`, wantMsg: []string{"worst-case cost", "above the limit"}},
+		{name: "nested loops", expr: `data.items.all(i, data.items.exists(j, i == j))`, wantMsg: []string{"worst-case cost", "above the filter budget"}},
 		{name: "too long", expr: strings.Repeat("true && ", 600) + "true", wantMsg: []string{"size exceeds limit"}},
 	}
 	for _, tt := range tests {
@@ -129,62 +131,196 @@ func TestFilterEvalErrors(t *testing.T) {
 	}
 }
 
-// lowLimits make the cost limits reachable with a small event.
-var lowLimits = limits{runtime: 1_000, estimated: 100_000, eventSize: 1_000}
+// lowLimits make the budget reachable with a small event.
+var lowLimits = limits{budget: 100_000, eventSize: 1_000}
 
-func TestFilterRuntimeCostLimit(t *testing.T) {
+// TestFilterEventTooLarge: the estimate bounds the cost of an evaluation
+// only for events up to the size it assumed; a larger one fails evaluation,
+// naming the size, rather than doing unbounded work.
+func TestFilterEventTooLarge(t *testing.T) {
 	f, err := compileFilter(`data.items.exists(i, i == -1)`, lowLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	small := FilterInput{Data: map[string]any{"items": []any{1.0, 2.0, 3.0}}}
+	small := FilterInput{Data: map[string]any{"items": []any{1.0, 2.0, 3.0}}, DataSize: 17}
 	if ok, err := f.Eval(small); ok || err != nil {
 		t.Fatalf("small event: got %v, %v; want false, nil", ok, err)
 	}
-	// Larger than the size the estimate assumed, as a misconfigured size
-	// limit or a bug upstream could let through.
+	// Larger than the size the estimate assumed, as a --max-body-bytes above
+	// MaxEventSize lets through.
 	items := make([]any, 5_000)
 	for i := range items {
 		items[i] = float64(i)
 	}
-	ok, err := f.Eval(FilterInput{Data: map[string]any{"items": items}})
-	if ok || err == nil || !strings.Contains(err.Error(), "cost limit exceeded") {
-		t.Fatalf("got %v, %v; want false and a cost limit error", ok, err)
+	large := FilterInput{Data: map[string]any{"items": items}, DataSize: 1_001}
+	for name, eval := range map[string]func() (bool, error){
+		"Eval":        func() (bool, error) { return f.Eval(large) },
+		"EvalContext": func() (bool, error) { return f.EvalContext(context.Background(), large) },
+		"long type":   func() (bool, error) { return f.Eval(FilterInput{Type: strings.Repeat("t", 1_001), Data: small.Data}) },
+	} {
+		ok, err := eval()
+		if ok || !errors.Is(err, ErrEventTooLarge) || !strings.Contains(err.Error(), "above the 1000 bytes") {
+			t.Errorf("%s: got %v, %v; want false and ErrEventTooLarge naming the size", name, ok, err)
+		}
+	}
+	def, err := CompileFilter(`data.items.exists(i, i == -1)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := def.Eval(FilterInput{Data: small.Data, DataSize: MaxEventSize + 1}); !errors.Is(err, ErrEventTooLarge) {
+		t.Errorf("default limits, data of MaxEventSize+1 bytes: %v, want ErrEventTooLarge", err)
 	}
 }
 
-func TestFilterDefaultRuntimeCostLimit(t *testing.T) {
+// TestFilterLargeListsEvaluate: a filter accepted at apply time evaluates
+// over any event it was accepted for. The old runtime limit (10,000 units)
+// failed one pass over 5,000 items although the estimate had accepted it.
+func TestFilterLargeListsEvaluate(t *testing.T) {
 	f, err := CompileFilter(`data.items.exists(i, i == -1)`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := func(n int) FilterInput {
-		items := make([]any, n)
-		for i := range items {
-			items[i] = float64(i)
-		}
-		return FilterInput{Data: map[string]any{"items": items}}
+	in := maxSizeList(t, "items")
+	if ok, err := f.Eval(in); ok || err != nil {
+		t.Fatalf("%d items: got %v, %v; want false, nil", len(in.Data.(map[string]any)["items"].([]any)), ok, err)
 	}
-	// A loop over a thousand items is an ordinary filter and must fit.
-	if ok, err := f.Eval(list(1_000)); ok || err != nil {
-		t.Fatalf("1,000 items: got %v, %v; want false, nil", ok, err)
+	g, err := CompileFilter(`data.items.exists(i, i == 0)`)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ok, err := f.Eval(list(5_000)); ok || err == nil || !strings.Contains(err.Error(), "cost limit exceeded") {
-		t.Fatalf("5,000 items: got %v, %v; want false and a cost limit error", ok, err)
+	if ok, err := g.Eval(in); !ok || err != nil {
+		t.Fatalf("got %v, %v; want true, nil", ok, err)
 	}
 }
 
-func TestFilterEstimatedCostLimit(t *testing.T) {
+// maxSizeList is {"<key>":[0,0,...]} with as many items as fit in
+// MaxEventSize bytes: the most iterations a loop over data can make.
+func maxSizeList(t testing.TB, key string) FilterInput {
+	t.Helper()
+	n := (MaxEventSize - len(`{"":[]}`) - len(key) + 1) / 2
+	raw := []byte(`{"` + key + `":[` + strings.Repeat("0,", n-1) + `0]}`)
+	if len(raw) > MaxEventSize {
+		t.Fatalf("built %d bytes", len(raw))
+	}
+	var d any
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	return FilterInput{Type: "order.created", ID: "e1", Time: evTime, Data: d, DataSize: len(raw)}
+}
+
+// worstAccepted passes over a max-size list as often as the budget allows:
+// one more pass is refused (TestFilterBudget).
+const worstAccepted = `data.a.map(i, i).exists(p, p == -1) || data.a.map(i, i).exists(p, p == -2)`
+
+// TestFilterBudget: one budget, FilterCostLimit, decides what compiles; the
+// refusal names the estimate, the budget and the fix.
+func TestFilterBudget(t *testing.T) {
 	// A single pass is allowed with the default limits, so that ordinary
 	// filters over lists compile.
 	if _, err := CompileFilter(`data.items.exists(i, i.sku.startsWith("x"))`); err != nil {
 		t.Fatalf("single pass rejected: %v", err)
+	}
+	f, err := CompileFilter(worstAccepted)
+	if err != nil {
+		t.Fatalf("worst accepted filter rejected: %v", err)
+	}
+	if f.EstimatedCost() > FilterCostLimit || f.EstimatedCost() < FilterCostLimit*9/10 {
+		t.Errorf("worst accepted filter estimated at %d; want just under %d", f.EstimatedCost(), FilterCostLimit)
+	}
+	_, err = CompileFilter(worstAccepted + ` || data.a.exists(p, p == -3)`)
+	if !errors.Is(err, ErrFilterCompile) || !strings.Contains(err.Error(), fmt.Sprintf("above the filter budget of %d", FilterCostLimit)) ||
+		!strings.Contains(err.Error(), "avoid nesting loops") {
+		t.Errorf("one pass more: %v; want a refusal naming the budget and the fix", err)
 	}
 	if _, err := compileFilter(`data.items.exists(i, i == 1)`, lowLimits); err != nil {
 		t.Fatalf("single pass rejected under low limits: %v", err)
 	}
 	if _, err := compileFilter(`data.a.exists(i, data.b.exists(j, i == j))`, lowLimits); err == nil {
 		t.Fatal("nested loops accepted")
+	}
+}
+
+// TestFilterEstimateBoundsRuntimeCost: what makes one budget enough. For
+// filters of each kind, cel-go's own tracker, run over events that fill the
+// size the estimate assumed, never counts more than the estimate.
+func TestFilterEstimateBoundsRuntimeCost(t *testing.T) {
+	const size = 2_000
+	lim := limits{budget: 1 << 62, eventSize: size}
+	env, err := filterEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := `[` + strings.Repeat("0,", (size-20)/2) + `0]`
+	objs := `[` + strings.Repeat(`{"p":1},`, (size-20)/8) + `{"p":1}]`
+	str := `"` + strings.Repeat("ab", (size-20)/2) + `"`
+	events := []string{
+		`{"a":` + list + `}`,
+		`{"a":` + objs + `}`,
+		`{"a":` + str + `}`,
+		`{"a":{` + strings.Repeat(`"k":1,`, 0) + `"k":` + list + `}}`,
+	}
+	exprs := []string{
+		`data.a.exists(p, p == -1)`,
+		`data.a.all(p, p != -1)`,
+		`data.a.map(i, i).exists(p, p == -1) || data.a.map(i, i).exists(p, p == -2)`,
+		`data.a.filter(i, i == 0).size() > 2`,
+		`data.a.exists(o, has(o.p) && o.p > 5)`,
+		`data.a.contains("zz") || data.a.startsWith("b") || data.a.matches("^(ab)+$")`,
+		`size(data.a) > 3 && "x" in data.a`,
+		`data.a.k.exists(p, p == 1) || type.startsWith("order.")`,
+	}
+	for _, ev := range events {
+		if len(ev) > size {
+			t.Fatalf("event of %d bytes, above %d", len(ev), size)
+		}
+		var d any
+		if err := json.Unmarshal([]byte(ev), &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, expr := range exprs {
+			f, err := compileFilter(expr, lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast, _ := env.Compile(expr)
+			prg, err := env.Program(ast, cel.CostTracking(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, det, _ := prg.Eval(&activation{in: &FilterInput{Type: "order.created", ID: "e1", Time: evTime, Data: d, DataSize: len(ev)}})
+			if det == nil || det.ActualCost() == nil {
+				t.Fatalf("%s: no cost tracked", expr)
+			}
+			if got := *det.ActualCost(); got > f.EstimatedCost() {
+				t.Errorf("%s over %.40s...: cost %d, above the estimate %d", expr, ev, got, f.EstimatedCost())
+			}
+		}
+	}
+}
+
+// BenchmarkWorstAcceptedFilter evaluates the costliest filter the budget
+// accepts over the largest event: the most CPU one delivery's filter can
+// take. It prints figures; it asserts no speed.
+func BenchmarkWorstAcceptedFilter(b *testing.B) {
+	for _, bc := range []struct{ name, expr string }{
+		{"worst", worstAccepted},
+		{"one-pass", `data.a.exists(p, p == -1)`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f, err := CompileFilter(bc.expr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in := maxSizeList(b, "a")
+			for b.Loop() {
+				if ok, err := f.Eval(in); ok || err != nil {
+					b.Fatalf("got %v, %v", ok, err)
+				}
+			}
+			b.ReportMetric(float64(f.EstimatedCost()), "estimated-cost")
+			b.ReportMetric(float64(len(in.Data.(map[string]any)["a"].([]any))), "items")
+		})
 	}
 }
 

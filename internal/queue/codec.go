@@ -415,20 +415,36 @@ func decodeAttempts(out []Attempt, b []byte) ([]Attempt, error) {
 	return out, nil
 }
 
-// encodeHolds stores the holds of the ordered delivery at stream sequence
-// seq, and when it was first attempted.
-func encodeHolds(seq uint64, holds int, first time.Time) []byte {
+// encodeHolds stores the bookkeeping of the ordered delivery at stream
+// sequence seq: its holds, the attempts it has spent (failed and retried),
+// and when its first attempt was made. The attempts come last: records
+// written before they were kept end after the time.
+func encodeHolds(r laneRecord) []byte {
 	e := encoder{}
 	e.byte(codecV2)
-	e.uvarint(seq)
-	e.varint(int64(holds))
-	e.time(first)
+	e.uvarint(r.seq)
+	e.varint(int64(r.holds))
+	e.time(r.first)
+	e.varint(int64(r.spent))
 	return e.b
 }
 
-func decodeHolds(b []byte) (seq uint64, holds int, first time.Time, err error) {
+// laneRecord is what is stored about the one message in flight on an
+// ordered lane. spent is -1 in a record written before attempts were
+// stored: the attempts are then the server's delivery count less the holds.
+type laneRecord struct {
+	seq   uint64
+	holds int
+	spent int
+	first time.Time
+}
+
+func decodeHolds(b []byte) (laneRecord, error) {
 	d := decoder{b: b}
 	d.version("lane holds")
-	seq, holds, first = d.uvarint(), d.int(), d.time()
-	return seq, holds, first, d.err
+	r := laneRecord{seq: d.uvarint(), holds: d.int(), first: d.time(), spent: -1}
+	if d.err == nil && len(d.b) > 0 {
+		r.spent = d.int()
+	}
+	return r, d.err
 }

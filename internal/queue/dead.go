@@ -33,7 +33,13 @@ func (q *Queue) ListDead(ctx context.Context, sub SubscriptionID, limit int) ([]
 			q.log.Error(err, "Skipping an undecodable dead delivery", "seq", md.Sequence.Stream)
 			return true, nil
 		}
-		out = append(out, DeadDelivery{Delivery: d, Last: info, Seq: md.Sequence.Stream, DiedAt: md.Timestamp})
+		diedAt := md.Timestamp
+		if m.Headers().Get(migratedFrom) != "" && !info.Time.IsZero() {
+			// Moved from the old subject layout when the queue was opened:
+			// it died when its last failure says, not then.
+			diedAt = info.Time
+		}
+		out = append(out, DeadDelivery{Delivery: d, Last: info, Seq: md.Sequence.Stream, DiedAt: diedAt})
 		return len(out) < limit, nil
 	})
 	if err != nil {

@@ -19,11 +19,11 @@ import (
 // waiting. Only ordered subscriptions get a consumer, so their number stays
 // small; the unordered majority shares one.
 //
-// Because a NAK cannot change the message, the attempt number is derived from
-// the server's delivery count, less the holds of the message. Holds are
-// stored (one message per lane on holdSubject, written before the NAK), so a
-// restart or another replica taking the lane over never counts a hold as an
-// attempt.
+// Because a NAK cannot change the message, what a redelivery is (which
+// attempt, after how many holds) is stored: one record per lane on
+// holdSubject, written before each NAK of a hold or a retry. A restart, a
+// SIGKILL or another replica taking the lane over therefore never counts a
+// hold, or a delivery that was fetched and never sent, as an attempt.
 
 // EnsureOrdered creates the ordered lane of a subscription, and starts
 // consuming it if deliveries are open (OpenDeliveries). Deliveries with Ordered set are
@@ -219,9 +219,11 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		stopped := false
 		for m := range msgs {
 			if stopped || ctx.Err() != nil {
-				// A NAK here would count as an attempt; the lease expiring
-				// does the same, so leave it to whichever replica runs the
-				// lane next.
+				// Handed back untouched: no attempt was made, and the stored
+				// record, not the delivery count, says which attempt comes
+				// next, so whichever replica runs the lane next may take it
+				// now rather than after its lease.
+				_ = m.Nak()
 				continue
 			}
 			j := q.job(m, st)
@@ -241,12 +243,21 @@ type lane struct {
 	mu    sync.Mutex
 	seq   uint64
 	holds int
+	// spent counts the attempts of the message that were made and failed
+	// (RetryAt); the attempt being handed out is spent+1.
+	spent int
 	first time.Time
 }
 
 // observe fills in the attempt number and first-attempt time of a
-// (re)delivered message, reading its stored holds when it is new to this
+// (re)delivered message, reading its stored record when it is new to this
 // process.
+//
+// The attempt number comes from the stored count of failed attempts, not
+// from the server's delivery count: a redelivery that was no attempt (a
+// hold, or a process that fetched the message and died, or stopped, before
+// sending it) is then never counted as one. An attempt whose process died
+// mid-send is made again under the same number, as an unordered one is.
 func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	md, err := m.Metadata()
 	if err != nil {
@@ -255,21 +266,23 @@ func (l *lane) observe(m jetstream.Msg, d *Delivery) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if md.Sequence.Stream != l.seq {
-		l.seq, l.holds, l.first = md.Sequence.Stream, 0, time.Now()
-		l.loadLocked()
+		l.seq, l.holds, l.spent, l.first = md.Sequence.Stream, 0, 0, time.Now()
+		l.loadLocked(md.NumDelivered)
 	}
-	d.Attempt += int(md.NumDelivered) - 1 - l.holds //nolint:gosec // G115: a count of one message's deliveries, far below MaxInt
+	d.Attempt += l.spent
 	d.Holds = l.holds
 	if d.FirstAttempt.IsZero() {
 		d.FirstAttempt = l.first
 	}
 }
 
-// loadLocked reads the stored holds of the message l.seq. Without a record
-// for it (none held it, or the record is of an earlier message) it has none.
+// loadLocked reads the stored record of the message l.seq. Without a record
+// for it (it was neither held nor retried, or the record is of an earlier
+// message) it has no holds and no attempts spent. delivered is the server's
+// delivery count, for a record written before attempts were stored.
 //
-//nolint:contextcheck // like a settlement (Job.resolve), reading a lane's holds runs on its own deadline, whoever asks.
-func (l *lane) loadLocked() {
+//nolint:contextcheck // like a settlement (Job.resolve), reading a lane's record runs on its own deadline, whoever asks.
+func (l *lane) loadLocked(delivered uint64) {
 	ctx, cancel := resolveContext(context.Background())
 	defer cancel()
 	m, err := l.q.holds.GetLastMsgForSubject(ctx, l.subject)
@@ -279,53 +292,59 @@ func (l *lane) loadLocked() {
 		}
 		return
 	}
-	seq, holds, first, err := decodeHolds(m.Data)
+	r, err := decodeHolds(m.Data)
 	if err != nil {
 		l.q.log.Error(err, "Ignoring undecodable holds of an ordered delivery", "subject", l.subject)
 		return
 	}
-	if seq == l.seq {
-		l.holds, l.first = holds, first
+	if r.seq != l.seq {
+		return
 	}
+	if r.spent < 0 {
+		// Written by a version that derived attempts from the delivery count.
+		r.spent = max(int(delivered)-1-r.holds, 0) //nolint:gosec // G115: a count of one message's deliveries, far below MaxInt
+	}
+	l.holds, l.spent, l.first = r.holds, r.spent, r.first
 }
 
-// nakUntil holds the lane's message until t, storing the hold first when it
-// is one.
+// nakUntil puts the lane's message back until t, storing first what the
+// redelivery will be: one more hold (hold), or the next attempt (!hold).
+// A crash between the store and the NAK leaves the message to come back
+// when its lease runs out, as what was stored.
 //
 //nolint:contextcheck // part of a settlement (Job.resolve): its own deadline, whoever asks.
 func (l *lane) nakUntil(m jetstream.Msg, t time.Time, hold bool) error {
+	l.mu.Lock()
+	r := laneRecord{seq: l.seq, holds: l.holds, spent: l.spent, first: l.first}
+	l.mu.Unlock()
 	if hold {
-		// Stored before the NAK: a crash in between leaves one hold too
-		// many against one redelivery the server counts, which cancel out.
-		l.mu.Lock()
-		seq, holds, first := l.seq, l.holds+1, l.first
-		l.mu.Unlock()
-		ctx, cancel := resolveContext(context.Background())
-		defer cancel()
-		if _, err := l.q.js.Publish(ctx, l.subject, encodeHolds(seq, holds, first)); err != nil {
-			return fmt.Errorf("storing the holds of an ordered delivery: %w", err)
-		}
+		r.holds++
+	} else {
+		r.spent++
+	}
+	ctx, cancel := resolveContext(context.Background())
+	defer cancel()
+	if _, err := l.q.js.Publish(ctx, l.subject, encodeHolds(r)); err != nil {
+		return fmt.Errorf("storing the holds and attempts of an ordered delivery: %w", err)
 	}
 	if err := m.NakWithDelay(max(time.Until(t), 0)); err != nil {
 		return err
 	}
-	if hold {
-		l.mu.Lock()
-		l.holds++
-		l.mu.Unlock()
-	}
+	l.mu.Lock()
+	l.holds, l.spent = r.holds, r.spent
+	l.mu.Unlock()
 	return nil
 }
 
-// forget drops the holds of the message just resolved.
+// forget drops the record of the message just resolved.
 //
 //nolint:contextcheck // part of a settlement (Job.resolve): its own deadline, whoever asks.
 func (l *lane) forget() {
 	l.mu.Lock()
-	held := l.holds > 0
-	l.seq, l.holds = 0, 0
+	stored := l.holds > 0 || l.spent > 0
+	l.seq, l.holds, l.spent = 0, 0, 0
 	l.mu.Unlock()
-	if !held {
+	if !stored {
 		return
 	}
 	ctx, cancel := resolveContext(context.Background())

@@ -121,6 +121,11 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	if err := q.ensureStreams(ctx); err != nil {
 		return nil, err
 	}
+	// Interrupted or failed, the move resumes at the next Open; nothing it
+	// has not moved yet is lost meanwhile, only not seen (migrate.go).
+	if err := q.migrate(ctx); err != nil {
+		log.Error(err, "Moving data of the old subject layout stopped; it resumes when the queue is opened again")
+	}
 	ok = true
 	return q, nil
 }

@@ -85,7 +85,7 @@ func startDispatcher() *proc {
 	p := startProcess("dispatcher", hookline, "dispatcher", "--kubeconfig", env.Kubeconfig,
 		"--listen", apiURL[len("http://"):], "--metrics-listen", "", "--nats-listen", natsAddr,
 		"--data-dir", filepath.Join(workDir, "queue"), "--allow-cidr", "127.0.0.0/8",
-		"--max-request-timeout", "10s", "--status-interval", "1s")
+		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s")
 	Eventually(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

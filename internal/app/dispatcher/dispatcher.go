@@ -61,6 +61,10 @@ type Config struct {
 	AllowCIDRs             []string // destinations allowed despite the SSRF guard
 	DenyCIDRs              []string // more destinations to refuse (cluster networks)
 	Workers                int
+	// SuspendedHold is how long deliveries of a suspended subscription, and
+	// ordered ones to an endpoint that cannot take them, are put back for
+	// (engine.Options.SuspendedHold); zero means engine.DefaultSuspendedHold.
+	SuspendedHold time.Duration
 	// StatusInterval is the least time between two status writes of one endpoint or
 	// subscription; zero means status.DefaultWriteInterval.
 	StatusInterval time.Duration
@@ -94,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxJSONDepth < 0 {
 		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
+	}
+	if c.SuspendedHold != 0 && (c.SuspendedHold < time.Second || c.SuspendedHold > time.Hour) {
+		return fmt.Errorf("--suspended-hold=%s must be between 1s and 1h (default %s)", c.SuspendedHold, engine.DefaultSuspendedHold)
 	}
 	return nil
 }
@@ -301,7 +308,7 @@ func (d *dispatcher) runEngine(ctx context.Context) error {
 	}
 	eng, err := engine.New(engine.Options{
 		Queue: d.q, Routes: d.reg, Clock: d.clk, Logger: d.log.WithName("engine"), Metrics: d.metrics, Workers: d.cfg.Workers,
-		Observer: d.reporter.Observer(), Disabled: disabled,
+		Observer: d.reporter.Observer(), Disabled: disabled, SuspendedHold: d.cfg.SuspendedHold,
 	})
 	if err != nil {
 		return err

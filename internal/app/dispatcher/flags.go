@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/process"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/server"
@@ -65,6 +66,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.Var(&f.allow, "allow-cidr", "destination range to allow despite the SSRF guard (repeatable), e.g. 10.20.0.0/16")
 	fs.Var(&f.deny, "deny-cidr", "additional destination range to refuse (repeatable), e.g. the cluster's pod and service ranges")
 	fs.IntVar(&c.Workers, "workers", 0, "workers taking deliveries off the queue (0: a default for the CPU count)")
+	fs.DurationVar(&c.SuspendedHold, "suspended-hold", engine.DefaultSuspendedHold, "how long a delivery of a suspended subscription, or an ordered one to a suspended, not ready or missing endpoint, is put back for before it is looked at again (1s to 1h; each hold is stretched by up to as much again at random); no attempt is spent")
 	fs.DurationVar(&c.StatusInterval, "status-interval", 10*time.Second, "least time between two status writes of one WebhookEndpoint or Subscription")
 	fs.StringVar(&c.LeaseNamespace, "lease-namespace", "", "namespace of the Lease electing the replica that writes status (default: the pod's namespace; outside a pod this process writes status alone)")
 	fs.StringVar(&f.kubecfg, "kubeconfig", "", "kubeconfig file; empty uses in-cluster config or $KUBECONFIG")

@@ -113,3 +113,23 @@ func TestNATSFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspendedHoldFlag: --suspended-hold reaches the configuration with the
+// engine's default, and a value outside 1s..1h is refused naming the flag.
+func TestSuspendedHoldFlag(t *testing.T) {
+	cfg, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SuspendedHold != time.Minute {
+		t.Errorf("default --suspended-hold %s, want 1m", cfg.SuspendedHold)
+	}
+	if cfg, err = parse(t, "--suspended-hold=2s"); err != nil || cfg.SuspendedHold != 2*time.Second {
+		t.Errorf("--suspended-hold=2s: %s, %v", cfg.SuspendedHold, err)
+	}
+	for _, bad := range []string{"--suspended-hold=500ms", "--suspended-hold=2h", "--suspended-hold=-1s"} {
+		if _, err := parse(t, bad); err == nil || !strings.Contains(err.Error(), "--suspended-hold") || !strings.Contains(err.Error(), "between 1s and 1h") {
+			t.Errorf("%s: %v, want a refusal naming the flag and its range", bad, err)
+		}
+	}
+}
