@@ -152,7 +152,9 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 	}); err != nil {
 		return err
 	}
-	want := func(name string) bool { return b.cfg.phases[name] && (full || name == phaseThroughput || name == phaseSingle || name == phaseLatency) }
+	want := func(name string) bool {
+		return b.cfg.phases[name] && (full || name == phaseThroughput || name == phaseSingle || name == phaseLatency)
+	}
 	if want(phaseThroughput) {
 		if err := phase("throughput", func() error {
 			t := b.throughput(ctx, r)
