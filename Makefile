@@ -117,6 +117,11 @@ test: verify control-plane node helm nats-server flux ## Run every test: unit, i
 	@# the rest run plain, so nothing runs twice.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) $$(go list ./... | grep -v -x -F $(addprefix -e ,$(RACE_PACKAGES:./%=github.com/hookline/hookline/%)))
+	$(MAKE) test-allocs
+
+.PHONY: test-allocs
+test-allocs: ## Allocation bounds of the hot path; they need a build without the race detector.
+	go test -count=1 $(GO_TEST_FLAGS) -run '^TestHotPathAllocations$$' ./internal/server ./internal/queue ./internal/delivery
 
 .PHONY: bench
 bench: build control-plane ## Run the delivery benchmark (a few minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.

@@ -43,12 +43,18 @@ func countingReceiver(b *testing.B) (*httptest.Server, *atomic.Int64) {
 // receiver from 64 goroutines.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, inFlight := range []int32{32, 256} {
-		b.Run(fmt.Sprintf("maxInFlight=%d", inFlight), func(b *testing.B) { benchmarkEndToEnd(b, inFlight) })
+		b.Run(fmt.Sprintf("maxInFlight=%d", inFlight), func(b *testing.B) { benchmarkEndToEnd(b, inFlight, 1) })
 	}
+	// The same events in batches of 100 from 4 producers (make bench's batch phase),
+	// to compare a single event's cost with a batched one's in one run and profile.
+	b.Run("batch=100,maxInFlight=32", func(b *testing.B) { benchmarkEndToEnd(b, 32, 100) })
 }
 
-func benchmarkEndToEnd(b *testing.B, maxInFlight int32) {
-	const publishers = 64
+func benchmarkEndToEnd(b *testing.B, maxInFlight int32, batch int) {
+	publishers := 64
+	if batch > 1 {
+		publishers = 4
+	}
 	f := newFixture(b)
 	srv, got := countingReceiver(b)
 	rc := &receiver{Server: srv}
@@ -86,6 +92,20 @@ func benchmarkEndToEnd(b *testing.B, maxInFlight int32) {
 	start = time.Now()
 	for range publishers {
 		wg.Go(func() {
+			if batch > 1 {
+				evs := make([]queue.Event, 0, batch)
+				for i := next.Add(int64(batch)) - int64(batch) + 1; i <= int64(b.N); i = next.Add(int64(batch)) - int64(batch) + 1 {
+					evs = evs[:0]
+					for k := i; k < i+int64(batch) && k <= int64(b.N); k++ {
+						evs = append(evs, queue.Event{Namespace: ns, ID: fmt.Sprintf("e2e-%d-%d", b.N, k), Type: "bench.event", Time: time.Now(), Data: benchData})
+					}
+					if _, err := f.q.PublishEvents(context.Background(), evs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				return
+			}
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				ev := queue.Event{Namespace: ns, ID: fmt.Sprintf("e2e-%d-%d", b.N, i), Type: "bench.event", Time: time.Now(), Data: benchData}
 				if _, err := f.q.PublishEvent(context.Background(), ev); err != nil {

@@ -19,6 +19,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +49,12 @@ type config struct {
 	alwaysEvents int
 	batch        int
 	publishers   int
+
+	// phases is the set -phases selected; the baseline always runs.
+	phases           map[string]bool
+	singleEvents     int
+	singlePublishers int
+	fan10Events      int
 
 	rate              int
 	latencyDuration   time.Duration
@@ -82,6 +90,10 @@ func parseFlags() (config, error) {
 	fs.IntVar(&c.alwaysEvents, "always-events", 20000, "events of the throughput phase with --durability always, which is several times slower (0: -events)")
 	fs.IntVar(&c.batch, "batch", 100, "events per batch request in the throughput phase (the API takes at most 100)")
 	fs.IntVar(&c.publishers, "publishers", 4, "concurrent batch publishers in the throughput phase")
+	phases := fs.String("phases", "all", "comma-separated phases to run, of "+strings.Join(allPhases, ",")+" (the baseline always runs; isolation also runs latency, whose p99 it is compared with)")
+	fs.IntVar(&c.singleEvents, "single-events", 20000, "events of the single-event closed-loop phase (\"single\"), one per request")
+	fs.IntVar(&c.singlePublishers, "single-publishers", 64, "concurrent closed-loop publishers of the single-event and fan-out-10 phases")
+	fs.IntVar(&c.fan10Events, "fanout10-events", 5000, "single events of the fan-out-10 phase (each delivered to 10 endpoints)")
 	fs.IntVar(&c.rate, "rate", 1000, "events per second of the latency and isolation phases")
 	fs.DurationVar(&c.latencyDuration, "latency-duration", 10*time.Second, "length of the latency and isolation phases")
 	fs.IntVar(&c.latencyPublishers, "latency-publishers", 200, "concurrent single-event publishers in the latency phases")
@@ -98,6 +110,10 @@ func parseFlags() (config, error) {
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return c, err
 	}
+	var err error
+	if c.phases, err = parsePhases(*phases); err != nil {
+		return c, err
+	}
 	switch {
 	case fs.NArg() > 0:
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -107,7 +123,8 @@ func parseFlags() (config, error) {
 		return c, fmt.Errorf("-payload-bytes=%d: at least 64", c.payloadBytes)
 	case c.rate < 1 || c.rate > 1_000_000:
 		return c, fmt.Errorf("-rate=%d: 1 to 1000000", c.rate)
-	case c.events < 1 || c.baselineRequests < 1 || c.publishers < 1 || c.baselineWorkers < 1 || c.latencyPublishers < 1 || c.fanoutSubs < 1 || c.fanoutRounds < 1:
+	case c.events < 1 || c.baselineRequests < 1 || c.publishers < 1 || c.baselineWorkers < 1 || c.latencyPublishers < 1 || c.fanoutSubs < 1 || c.fanoutRounds < 1 ||
+		c.singleEvents < 1 || c.singlePublishers < 1 || c.fan10Events < 1:
 		return c, errors.New("counts must be positive")
 	case c.timeline <= 0:
 		return c, fmt.Errorf("-timeline=%s: must be positive", c.timeline)
@@ -115,6 +132,42 @@ func parseFlags() (config, error) {
 		return c, fmt.Errorf("-verify-every=%d: at least 1", c.verifyEvery)
 	}
 	return c, nil
+}
+
+// The phases -phases chooses from, in the order they run.
+const (
+	phaseThroughput = "throughput"
+	phaseSingle     = "single"
+	phaseFan10      = "fanout10"
+	phaseLatency    = "latency"
+	phaseIsolation  = "isolation"
+	phaseFanout     = "fanout"
+)
+
+var allPhases = []string{phaseThroughput, phaseSingle, phaseFan10, phaseLatency, phaseIsolation, phaseFanout}
+
+// parsePhases reads -phases: "all" or a comma-separated subset of allPhases.
+func parsePhases(v string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "all":
+			for _, q := range allPhases {
+				out[q] = true
+			}
+		case slices.Contains(allPhases, p):
+			out[p] = true
+		case p == "baseline":
+			// Always runs.
+		default:
+			return nil, fmt.Errorf("-phases: unknown phase %q; choose from all,%s", p, strings.Join(allPhases, ","))
+		}
+	}
+	if out[phaseIsolation] {
+		out[phaseLatency] = true
+	}
+	return out, nil
 }
 
 func main() {

@@ -18,7 +18,8 @@ import (
 
 // sink is the loopback receiver the healthy endpoints, the fan-out endpoint and the
 // baseline all post to. It does what the benchmark needs and no more: it records the
-// arrival of every delivery once per (source, webhook-id), counts repeats, keeps the
+// arrival of every delivery once per webhook-id, files it under the producer's event id
+// (from the body or ce-id, not the webhook-id, which is a hash), counts repeats, keeps the
 // latency carried in the payload, and verifies the signature of a sample. It stores no
 // bodies, so a long run does not grow the benchmark's own memory with payloads.
 //
@@ -39,9 +40,9 @@ type route struct {
 	verified int
 	badSig   int
 	sigErr   string
-	// seen holds "source|id" (source from Ce-Source, empty for the other formats): with
-	// the Standard Webhooks format, every subscription of an endpoint sends an event
-	// with the same webhook-id, and only CloudEvents names the subscription.
+	// seen holds the webhook-ids received (prefixed with Ce-Source when there is one):
+	// the dispatcher makes one per (namespace, event, subscription), so a repeat is a
+	// duplicate delivery.
 	seen       map[string]struct{}
 	dups       int
 	dupSamples []string
@@ -82,10 +83,17 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	id := r.Header.Get(signing.HeaderID)
-	key := id
+	// webhook-id is a hash of (namespace, event id, subscription): unique per
+	// delivery and useless for telling which event arrived. The producer's id is the
+	// ce-id header (CloudEvents binary) or the "id" of the body (Standard Webhooks,
+	// CloudEvents structured).
+	key := r.Header.Get(signing.HeaderID)
 	if src := r.Header.Get("Ce-Source"); src != "" {
-		key = src + "|" + id
+		key = src + "|" + key
+	}
+	id := r.Header.Get("Ce-Id")
+	if id == "" {
+		id = bodyID(body)
 	}
 	sent := sentNanos(body)
 
@@ -168,6 +176,23 @@ func seqOf(id string) int {
 		return -1
 	}
 	return seq
+}
+
+// bodyID reads the first "id" string of a JSON body: the event's top-level id in
+// the Standard Webhooks and CloudEvents structured bodies, which put it before the
+// data (and the benchmark's data has no "id"). Empty when there is none.
+func bodyID(body []byte) string {
+	const field = `"id":"`
+	i := bytes.Index(body, []byte(field))
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
 }
 
 // sentNanos reads the "sent_ns" the benchmark's payloads carry, or 0.
@@ -270,7 +295,7 @@ func (s *sink) quiet(ctx context.Context, path string, idle, timeout time.Durati
 	}
 }
 
-// hanger is the receiver that stopped answering: it reads nothing and holds every
+// hanger is the receiver that stopped answering: it reads the start of the body and holds every
 // request until the dispatcher gives up on it (or the benchmark ends).
 type hanger struct {
 	release  chan struct{}
@@ -286,8 +311,15 @@ func newHanger() *hanger {
 
 func (h *hanger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.arrivals.Add(1)
+	// The body's first bytes name the event (see bodyID); the rest is left unread.
+	head := make([]byte, 256)
+	n, _ := io.ReadAtLeast(r.Body, head, len(head))
+	id := r.Header.Get("Ce-Id")
+	if id == "" {
+		id = bodyID(head[:n])
+	}
 	h.mu.Lock()
-	h.groups[groupOf(r.Header.Get(signing.HeaderID))]++
+	h.groups[groupOf(id)]++
 	h.mu.Unlock()
 	select {
 	case <-r.Context().Done():

@@ -51,6 +51,8 @@ type runResult struct {
 	Durability  string
 	Baseline    *baselineResult
 	Throughput  *throughputResult
+	Single      *throughputResult // single events, closed loop, one endpoint
+	Fan10       *throughputResult // single events, closed loop, ten endpoints
 	Latency     *latencyResult
 	Isolation   *latencyResult
 	Fanout      *fanoutResult
@@ -68,8 +70,8 @@ type runResult struct {
 }
 
 // runDispatcher starts a dispatcher with a fresh data directory on a fresh namespace
-// and runs the phases on it: throughput and latency always, isolation and fan-out when
-// full.
+// and runs the selected phases on it: throughput, single and latency always; fan-out-10,
+// isolation and fan-out when full.
 func (b *bench) runDispatcher(ctx context.Context, durability string, full bool) *runResult {
 	res := &runResult{Durability: durability}
 	res.Err = b.measure(ctx, durability, full, res)
@@ -91,7 +93,7 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 		return err
 	}
 	b.sink.addRoute(r.healthy, secret)
-	if err := b.k.createSubscription(ctx, subscription(ns, "healthy", "healthy", []string{"bench.probe", "bench.throughput", "bench.latency"}, "")); err != nil {
+	if err := b.k.createSubscription(ctx, subscription(ns, "healthy", "healthy", []string{"bench.probe", "bench.throughput", "bench.single", "bench.latency"}, "")); err != nil {
 		return err
 	}
 
@@ -150,25 +152,62 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 	}); err != nil {
 		return err
 	}
-	if err := phase("throughput", func() error {
-		t := b.throughput(ctx, r)
-		res.Throughput = t
-		res.Lost += t.Lost
-		b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published, t.Rate)
-		return publishErr(res, t.PublishErr)
-	}); err != nil {
-		return err
+	want := func(name string) bool {
+		return b.cfg.phases[name] && (full || name == phaseThroughput || name == phaseSingle || name == phaseLatency)
 	}
-	if err := phase("latency", func() error {
-		l := b.latency(ctx, r, "lat")
-		res.Latency = l
-		res.Lost += l.Lost
-		b.logf("  p50 %s p99 %s max %s", ms(l.P50), ms(l.P99), ms(l.Max))
-		return publishErr(res, l.PublishErr)
-	}); err != nil {
-		return err
+	if want(phaseThroughput) {
+		if err := phase("throughput", func() error {
+			t := b.throughput(ctx, r)
+			res.Throughput = t
+			res.Lost += t.Lost
+			b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published, t.Rate)
+			return publishErr(res, t.PublishErr)
+		}); err != nil {
+			return err
+		}
 	}
-	if full {
+	if want(phaseSingle) {
+		if err := phase("single", func() error {
+			n := b.cfg.singleEvents
+			if r.durability == "always" && b.cfg.alwaysEvents > 0 {
+				n = min(n, b.cfg.alwaysEvents)
+			}
+			t := b.singles(ctx, r, "one", "bench.single", r.healthy, n, b.cfg.singlePublishers, 1)
+			res.Single = t
+			res.Lost += t.Lost
+			b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published, t.Rate)
+			return publishErr(res, t.PublishErr)
+		}); err != nil {
+			return err
+		}
+	}
+	if want(phaseFan10) {
+		const eventType = "bench.fan10"
+		if err := b.setupFan10(ctx, r, eventType); err != nil {
+			return err
+		}
+		if err := phase("fanout10", func() error {
+			t := b.singles(ctx, r, "ten", eventType, fan10Path(r.ns), b.cfg.fan10Events, b.cfg.singlePublishers, fan10Endpoints)
+			res.Fan10 = t
+			res.Lost += t.Lost
+			b.logf("  %d/%d deliveries, %.0f/s", t.Delivered, t.Published*fan10Endpoints, t.Rate)
+			return publishErr(res, t.PublishErr)
+		}); err != nil {
+			return err
+		}
+	}
+	if want(phaseLatency) {
+		if err := phase("latency", func() error {
+			l := b.latency(ctx, r, "lat")
+			res.Latency = l
+			res.Lost += l.Lost
+			b.logf("  p50 %s p99 %s max %s", ms(l.P50), ms(l.P99), ms(l.Max))
+			return publishErr(res, l.PublishErr)
+		}); err != nil {
+			return err
+		}
+	}
+	if want(phaseIsolation) {
 		if err := phase("isolation", func() error {
 			l, err := b.isolation(ctx, r)
 			if l != nil {
@@ -183,6 +222,8 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 		}); err != nil {
 			return err
 		}
+	}
+	if want(phaseFanout) {
 		if err := phase("fan-out", func() error {
 			f, err := b.fanout(ctx, r)
 			if f != nil {
@@ -209,7 +250,7 @@ func (b *bench) collect(r *run, res *runResult) {
 	if res.Counters, err = r.d.scrapeMetrics(); err != nil {
 		b.logf("scraping the dispatcher's metrics: %v", err)
 	}
-	for _, path := range []string{r.healthy, "/" + r.ns + "/fanout"} {
+	for _, path := range []string{r.healthy, "/" + r.ns + "/fanout", fan10Path(r.ns)} {
 		s := b.sink.route(path)
 		res.Dups += s.Dups
 		res.DupSamples = append(res.DupSamples, s.DupSamples...)

@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/utils/ptr"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// jsTap counts what the dispatcher's connection sends to JetStream, by kind: stream
+// writes per stream (a subscription on the streams' subjects sees every publish to
+// them), and acknowledgements by verb (+ACK, -NAK, +WPI, +TERM on $JS.ACK.>). It
+// subscribes on the queue's own connection: one connection's messages reach the
+// server, and its subscribers, in the order they were sent, so a sentinel published
+// last marks the moment every earlier message has been counted.
+type jsTap struct {
+	nc  *nats.Conn
+	mu  sync.Mutex
+	n   map[string]int
+	got chan struct{}
+}
+
+// The queue's subject roots (internal/queue/subjects.go): a rename that this test
+// does not follow shows as zero writes, which fails the lower bounds below.
+var tapRoots = []string{"hl.evt", "hl.dlv", "hl.ord", "hl.sch", "hl.park", "hl.dead", "hl.att", "hl.hold"}
+
+const tapSentinel = "hookline.test.sentinel"
+
+func newJSTap(t *testing.T, nc *nats.Conn) *jsTap {
+	tap := &jsTap{nc: nc, n: map[string]int{}, got: make(chan struct{}, 1)}
+	handle := func(m *nats.Msg) {
+		kind := ""
+		switch {
+		case m.Subject == tapSentinel:
+			tap.got <- struct{}{}
+			return
+		case strings.HasPrefix(m.Subject, "$JS.ACK."):
+			verb, _, _ := strings.Cut(string(m.Data), " ")
+			if verb == "" {
+				verb = "+ACK" // an empty ack body is an ack
+			}
+			kind = "ack " + verb
+		case strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.MSG.NEXT."):
+			kind = "pull request"
+		case strings.HasPrefix(m.Subject, "$JS.API."):
+			kind = "api"
+		default:
+			for _, root := range tapRoots {
+				if strings.HasPrefix(m.Subject, root+".") {
+					kind = "write " + root
+				}
+			}
+		}
+		tap.mu.Lock()
+		tap.n[kind]++
+		tap.mu.Unlock()
+	}
+	for _, subj := range append([]string{"$JS.ACK.>", "$JS.API.>", tapSentinel}, suffixAll(tapRoots, ".>")...) {
+		sub, err := nc.Subscribe(subj, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return tap
+}
+
+func suffixAll(ss []string, suffix string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s + suffix
+	}
+	return out
+}
+
+// settle returns the counts once everything the connection sent so far has been
+// counted, and resets them.
+func (tap *jsTap) settle(t *testing.T) map[string]int {
+	t.Helper()
+	if err := tap.nc.Publish(tapSentinel, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-tap.got
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	out := tap.n
+	tap.n = map[string]int{}
+	return out
+}
+
+// TestJetStreamOperationsPerDelivery counts the JetStream writes and acknowledgements
+// that successful deliveries cost, on the real embedded server, for single events and
+// for batches, to one subscription and to ten. The bounds are today's costs per
+// delivery: an event is written once and acked once by the fan-out; a delivery is
+// written once and acked once; attempt log entries are written in batches. A change
+// that adds a write or an ack per delivery fails here, without timing anything.
+func TestJetStreamOperationsPerDelivery(t *testing.T) {
+	t.Parallel()
+	const events = 200
+	for _, c := range []struct {
+		name  string
+		subs  int
+		batch int
+	}{{"single events, 1 subscription", 1, 1}, {"batches of 100, 1 subscription", 1, 100}, {"single events, 10 subscriptions", 10, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			rc := newReceiver(t, false, nil)
+			f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](100) }))
+			for i := range c.subs {
+				f.subscription(fmt.Sprintf("s%d", i), "erp")
+			}
+			tap := newJSTap(t, f.q.Conn())
+			// Generous waits, so a loaded CI machine does not turn a slow delivery
+			// into a busy hold or a lease renewal, which would be counted: those
+			// cost operations by design, and are tested elsewhere.
+			opts := testOptions()
+			opts.BusyWait, opts.LeaseRenewal = 20*time.Second, 20*time.Second
+			f.start(opts)
+			tap.settle(t) // what starting costs is not per delivery
+
+			// One request (an event or a batch) at a time, each delivered before the
+			// next: at most 100 deliveries are outstanding, which the endpoint's queue
+			// and send slots take without holding any for want of room however slow
+			// the machine, so what is counted does not depend on timing.
+			for i := 0; i < events; i += c.batch {
+				ids := make([]string, 0, c.batch)
+				for k := i; k < min(events, i+c.batch); k++ {
+					ids = append(ids, fmt.Sprintf("e%d", k))
+				}
+				f.publish(ids...)
+				want := (i + len(ids)) * c.subs
+				eventually(t, "the deliveries so far", func() bool { return rc.count() >= want })
+			}
+			deliveries := events * c.subs
+			// Everything is acknowledged when both work queues are empty; the attempt
+			// log is written after the ack, so wait for its last entries too.
+			eventually(t, "empty work queues and the attempt log", func() bool {
+				evs, dls := streamMsgs(t, f, "HL_EVENTS"), streamMsgs(t, f, "HL_DELIVERIES")
+				return evs == 0 && dls == 0 && f.subscriptionStats("s0").Delivered == events && len(f.attempts("s0")) > 0
+			})
+			if got := rc.count(); got != deliveries {
+				t.Fatalf("%d requests at the receiver, want %d (no retries)", got, deliveries)
+			}
+			n := tap.settle(t)
+			t.Logf("per %d deliveries: %v", deliveries, n)
+			per := func(kind string) float64 { return float64(n[kind]) / float64(deliveries) }
+
+			// Writes and acks of the event: once per event, shared by its deliveries.
+			eventWrites, eventAcks := 1.0/float64(c.subs), 1.0/float64(c.subs)
+			bounds := []struct {
+				kind     string
+				min, max float64
+			}{
+				{"write hl.evt", eventWrites, eventWrites},
+				{"write hl.dlv", 1, 1},
+				// The attempt log: at least one write in all, at most one per delivery.
+				{"write hl.att", 1 / float64(deliveries), 1},
+				// The fan-out acks each event; the engine acks each delivery.
+				{"ack +ACK", 1 + eventAcks, 1 + eventAcks},
+			}
+			for _, b := range bounds {
+				if got := per(b.kind); got < b.min-1e-9 || got > b.max+1e-9 {
+					t.Errorf("%s: %.3f per delivery, want %.3f to %.3f", b.kind, got, b.min, b.max)
+				}
+			}
+			// Nothing else is written or acked on the way of a successful delivery:
+			// no holds, schedules, parking, dead letters, NAKs or lease renewals.
+			for kind, count := range n {
+				if strings.HasPrefix(kind, "write ") || strings.HasPrefix(kind, "ack ") {
+					known := false
+					for _, b := range bounds {
+						known = known || b.kind == kind
+					}
+					if !known {
+						t.Errorf("%s: %d for %d deliveries that all succeeded first time, want none", kind, count, deliveries)
+					}
+				}
+			}
+		})
+	}
+}
+
+func streamMsgs(t *testing.T, f *fixture, stream string) uint64 {
+	t.Helper()
+	js, err := jetstream.New(f.q.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
