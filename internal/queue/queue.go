@@ -35,6 +35,9 @@ type Queue struct {
 	events, deliveries, dead, attempts, holds jetstream.Stream
 	// retained is nil when retention is off (retained.go).
 	retained jetstream.Stream
+	// recKV holds recoveries' progress, opened on first use (recover.go).
+	recMu sync.Mutex
+	recKV jetstream.KeyValue
 
 	lanes     lanes
 	closeOnce sync.Once
