@@ -99,4 +99,3 @@ func unreachable(server string, err error) error {
 	}
 	return err
 }
-
