@@ -85,6 +85,10 @@ func (e *Engine) Recover(ctx context.Context, sub queue.SubscriptionID, id strin
 	}
 	run := r
 	if !e.goParking(func(ctx context.Context) { e.runRecovery(ctx, &run) }) {
+		// Saved as running, it would look taken for recoveryStale: mark it
+		// failed so the same request starts it at once on a running engine.
+		r.Phase, r.Message = queue.RecoveryFailed, "the dispatcher stopped before the recovery started"
+		_ = e.q.SaveRecovery(ctx, &r)
 		return queue.Recovery{}, fmt.Errorf("recovering %s: %w", sub, ErrNotRunning)
 	}
 	e.showRecovery(&r)

@@ -95,6 +95,44 @@ func TestRecoverDeliveredAndDead(t *testing.T) {
 		t.Errorf("a recovery since after the last event queued %d", late.Queued)
 	}
 
+	// A failed recovery is resumed after its cursor by the same request:
+	// here only e3 and o1 come after it, and only e3 matches.
+	evs, _, err := f.q.ListEvents(ctx, queue.EventQuery{Namespace: ns, Limit: 10})
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("retained events: %d, %v", len(evs), err)
+	}
+	var cursor uint64
+	for _, ev := range evs {
+		if ev.Event.ID == "e2" {
+			cursor = ev.Seq
+		}
+	}
+	last, err := f.q.LastRetained(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := queue.Recovery{ID: "req-4", Subscription: sub, UpTo: last, Cursor: cursor, Scanned: 2, Queued: 2,
+		Phase: queue.RecoveryFailed, Message: "interrupted", StartedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := f.q.SaveRecovery(ctx, &failed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Recover(ctx, sub, "req-4", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	var resumed queue.Recovery
+	eventually(t, "the resumed recovery complete", func() bool {
+		r, ok, err := f.q.LoadRecovery(ctx, sub, "req-4")
+		resumed = r
+		return err == nil && ok && r.Phase == queue.RecoveryComplete
+	})
+	if resumed.Queued != 3 || resumed.Scanned != 4 {
+		t.Errorf("resumed recovery: %d queued of %d read, want 3 of 4 (2 before it failed, e3 after)", resumed.Queued, resumed.Scanned)
+	}
+	eventually(t, "e3 a fourth time", func() bool { return len(rc.byID()["e3"]) == 4 })
+	if got := rc.byID(); len(got["e1"]) != 2 || len(got["e2"]) != 2 {
+		t.Errorf("the resumed recovery sent e1 %d and e2 %d times in all, want 2 each", len(got["e1"]), len(got["e2"]))
+	}
+
 	if _, err := eng.Recover(ctx, queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "another"}, "req-3", time.Time{}); err == nil {
 		t.Error("a recovery of another object of the name was accepted")
 	}
