@@ -137,3 +137,25 @@ func TestRecoverDeliveredAndDead(t *testing.T) {
 		t.Error("a recovery of another object of the name was accepted")
 	}
 }
+
+// TestMergeKeepsLatestRecovery: figures of several processes show the
+// recovery updated last, whichever process ran it.
+func TestMergeKeepsLatestRecovery(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
+	older := &RecoveryProgress{ID: "a", Phase: queue.RecoveryComplete, UpdatedAt: t0}
+	newer := &RecoveryProgress{ID: "b", Phase: queue.RecoveryRunning, UpdatedAt: t0.Add(time.Second)}
+	for _, c := range []struct {
+		a, b Counts
+		want *RecoveryProgress
+	}{
+		{Counts{}, Counts{}, nil},
+		{Counts{Recovery: older}, Counts{}, older},
+		{Counts{}, Counts{Recovery: newer}, newer},
+		{Counts{Recovery: older}, Counts{Recovery: newer}, newer},
+		{Counts{Recovery: newer}, Counts{Recovery: older}, newer},
+	} {
+		if got := c.a.merge(c.b).Recovery; got != c.want {
+			t.Errorf("merge(%v, %v).Recovery = %v, want %v", c.a.Recovery, c.b.Recovery, got, c.want)
+		}
+	}
+}
