@@ -88,6 +88,9 @@ func runPublish(args []string) error {
 type apiFlags struct {
 	server, tokenFile, caFile string
 	timeout                   time.Duration
+	// kubeconfigToken, set by the commands that use the kubeconfig's
+	// credentials, is sent when neither --token-file nor a pod's token is.
+	kubeconfigToken string
 }
 
 // bindAPIFlags registers --server, --token-file, --ca-file and --timeout.
@@ -104,12 +107,26 @@ func bindAPIFlags(fs *flag.FlagSet) *apiFlags {
 // of --token-file or the pod's ServiceAccount, and returns the answer's body
 // if its status is want.
 func callAPI(ctx context.Context, f apiFlags, method, path string, body []byte, want int) (string, error) {
+	return callAPIWith(ctx, f, method, path, body, nil, want)
+}
+
+// callAPIWith is callAPI with extra request headers; want 0 takes any 2xx
+// answer. Without --token-file
+// or a pod's token, it sends the token of the kubeconfig's user
+// (kubecreds.go).
+func callAPIWith(ctx context.Context, f apiFlags, method, path string, body []byte, header http.Header, want int) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(f.server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if f.kubeconfigToken != "" && f.tokenFile == "" && !fileExists(serviceAccountToken) {
+		req.Header.Set("Authorization", "Bearer "+f.kubeconfigToken)
 	}
 	if tf := f.tokenFile; tf != "" || fileExists(serviceAccountToken) {
 		if tf == "" {
@@ -130,11 +147,11 @@ func callAPI(ctx context.Context, f apiFlags, method, path string, body []byte, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", unreachable(f.server, err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
+	if resp.StatusCode != want && (want != 0 || resp.StatusCode/100 != 2) {
 		return "", fmt.Errorf("the dispatcher answered %s: %s", resp.Status, strings.TrimSpace(string(out)))
 	}
 	return strings.TrimSpace(string(out)), nil

@@ -44,6 +44,9 @@ type Counts struct {
 	// LastFilterError is the latest event a subscription's filter failed on
 	// (those events are dead letters with reason FilterError).
 	LastFilterError *FilterFailure `json:"lastFilterError,omitempty"`
+	// Recovery is the latest recovery of a subscription run by this
+	// process (recover.go).
+	Recovery *RecoveryProgress `json:"recovery,omitempty"`
 }
 
 // FilterFailure is a filter that failed to evaluate on an event.
@@ -89,6 +92,10 @@ func (c Counts) merge(o Counts) Counts {
 	out.LastFilterError = c.LastFilterError
 	if f := o.LastFilterError; f != nil && (out.LastFilterError == nil || f.Time.After(out.LastFilterError.Time)) {
 		out.LastFilterError = f
+	}
+	out.Recovery = c.Recovery
+	if r := o.Recovery; r != nil && (out.Recovery == nil || r.UpdatedAt.After(out.Recovery.UpdatedAt)) {
+		out.Recovery = r
 	}
 	for _, x := range [2]Counts{c, o} {
 		if x.ConsecutiveFailures > 0 && x.FailingSince.After(out.LastDeliveryTime) {

@@ -105,45 +105,61 @@ func BenchmarkPublish(b *testing.B) {
 // fan-out (one delivery per event) to a no-op handler.
 func BenchmarkFanoutDeliver(b *testing.B) {
 	for _, mode := range []SyncMode{SyncDefault, SyncAlways} {
-		b.Run("sync="+mode.String(), func(b *testing.B) {
-			q := benchQueue(b, mode)
-			evs := benchEvents(b.N)
-			for i := 0; i < len(evs); i += 1000 {
-				if _, err := q.PublishEvents(context.Background(), evs[i:min(i+1000, len(evs))]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			var handled atomic.Int64
-			all := make(chan struct{})
-			b.SetBytes(1024)
-			b.ResetTimer()
-			start := time.Now()
-			run(b, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("sub", "ep")) })
-			run(b, func(ctx context.Context) error {
-				return runDeliveries(ctx, q, 64, func(ctx context.Context, j *Job) {
-					if err := j.Done(); err != nil {
-						b.Error(err)
-					}
-					if handled.Add(1) == int64(b.N) {
-						close(all)
-					}
-				})
-			})
-			var fannedOut time.Duration
-			for fannedOut == 0 {
-				select {
-				case <-all:
-				case <-time.After(10 * time.Millisecond):
-				}
-				if streamMsgs(b, q, streamEvents) == 0 {
-					fannedOut = time.Since(start)
-				}
-			}
-			<-all
-			total := time.Since(start)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/fannedOut.Seconds(), "fanout-events/s")
-			b.ReportMetric(float64(b.N)/total.Seconds(), "deliveries/s")
-		})
+		b.Run("sync="+mode.String(), func(b *testing.B) { benchFanoutDeliver(b, mode, 0) })
 	}
+}
+
+// BenchmarkFanoutRetention is BenchmarkFanoutDeliver with event retention
+// on (the default) and off: what retaining every event costs the fan-out.
+func BenchmarkFanoutRetention(b *testing.B) {
+	for _, r := range []struct {
+		name      string
+		retention time.Duration
+	}{{"on", DefaultRetention}, {"off", -1}} {
+		b.Run("retention="+r.name, func(b *testing.B) { benchFanoutDeliver(b, SyncDefault, r.retention) })
+	}
+}
+
+func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
+	cfg := testConfig(b.TempDir())
+	cfg.MaxRequestTimeout, cfg.AckWait = 15*time.Second, 30*time.Second
+	cfg.Sync, cfg.Retention = mode, retention
+	q := openTest(b, cfg)
+	evs := benchEvents(b.N)
+	for i := 0; i < len(evs); i += 1000 {
+		if _, err := q.PublishEvents(context.Background(), evs[i:min(i+1000, len(evs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var handled atomic.Int64
+	all := make(chan struct{})
+	b.SetBytes(1024)
+	b.ResetTimer()
+	start := time.Now()
+	run(b, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("sub", "ep")) })
+	run(b, func(ctx context.Context) error {
+		return runDeliveries(ctx, q, 64, func(ctx context.Context, j *Job) {
+			if err := j.Done(); err != nil {
+				b.Error(err)
+			}
+			if handled.Add(1) == int64(b.N) {
+				close(all)
+			}
+		})
+	})
+	var fannedOut time.Duration
+	for fannedOut == 0 {
+		select {
+		case <-all:
+		case <-time.After(10 * time.Millisecond):
+		}
+		if streamMsgs(b, q, streamEvents) == 0 {
+			fannedOut = time.Since(start)
+		}
+	}
+	<-all
+	total := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/fannedOut.Seconds(), "fanout-events/s")
+	b.ReportMetric(float64(b.N)/total.Seconds(), "deliveries/s")
 }

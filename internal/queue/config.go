@@ -81,6 +81,14 @@ type Config struct {
 	// takes at most AttemptLog × 64 KiB on disk (6.4 MiB with the default);
 	// RecentAttempts returns the latest AttemptLog of them.
 	AttemptLog int
+
+	// Retention is how long events are kept after their fan-out, for
+	// listing and recovery (retained.go); RetentionBytes bounds the space
+	// they take, the oldest going first. Zero takes DefaultRetention and
+	// DefaultRetentionBytes; a negative Retention keeps no events, a
+	// negative RetentionBytes bounds them by age only.
+	Retention      time.Duration
+	RetentionBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -101,6 +109,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = DefaultRetentionBytes
 	}
 	return c
 }

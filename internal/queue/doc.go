@@ -39,6 +39,10 @@
 //     Subscription object (its UID); the engine removes them, a deleted
 //     subscription's parked deliveries and its ordered lane (Kept, Forget,
 //     PurgeParked, RemoveOrdered).
+//   - The fan-out also stores each event in the retained events (a stream
+//     kept by age and size, retained.go) before it acknowledges it, so they
+//     can be listed by namespace, type and time, and a recovery
+//     (recover.go) can send them through a subscription's lane again.
 //   - Subscriptions that need ordering get their own lane and a consumer
 //     with MaxAckPending=1, where a retry is a delayed NAK that holds the
 //     messages behind it.

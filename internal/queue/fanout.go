@@ -219,6 +219,9 @@ func (b *EventBatch) Store(matched []Matched) {
 			if it.err == nil {
 				futures, it.err = q.publishRejected(b.events[i], matched[i].Rejected, futures)
 			}
+			if it.err == nil {
+				futures, it.err = q.publishRetained(&b.events[i], futures)
+			}
 		}
 		it.to = len(futures)
 		items[i] = it

@@ -34,6 +34,11 @@ type Queue struct {
 	alog attemptLog
 
 	events, deliveries, dead, attempts, holds jetstream.Stream
+	// retained is nil when retention is off (retained.go).
+	retained jetstream.Stream
+	// recKV holds recoveries' progress, opened on first use (recover.go).
+	recMu sync.Mutex
+	recKV jetstream.KeyValue
 
 	lanes     lanes
 	closeOnce sync.Once
@@ -225,6 +230,16 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		streams[i] = s
 	}
 	q.events, q.deliveries, q.dead, q.attempts, q.holds = streams[0], streams[1], streams[2], streams[3], streams[4]
+	if q.retaining() {
+		sc := q.retainedStreamConfig()
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = q.cfg.Replicas
+		s, err := q.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
+		}
+		q.retained = s
+	}
 	return nil
 }
 

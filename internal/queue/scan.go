@@ -17,6 +17,14 @@ import (
 func scan(ctx context.Context, s jetstream.Stream, subject string, start time.Time,
 	fn func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error),
 ) error {
+	return scanFrom(ctx, s, subject, start, 0, fn)
+}
+
+// scanFrom is scan starting at stream sequence startSeq when it is not zero
+// (then start is ignored).
+func scanFrom(ctx context.Context, s jetstream.Stream, subject string, start time.Time, startSeq uint64,
+	fn func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error),
+) error {
 	cfg := jetstream.ConsumerConfig{
 		FilterSubject:     subject,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -25,7 +33,11 @@ func scan(ctx context.Context, s jetstream.Stream, subject string, start time.Ti
 		MemoryStorage:     true,
 		Replicas:          1,
 	}
-	if !start.IsZero() {
+	switch {
+	case startSeq != 0:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = startSeq
+	case !start.IsZero():
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &start
 	}

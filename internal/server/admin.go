@@ -53,6 +53,7 @@ const (
 //	GET  /v1/namespaces/{ns}/subscriptions/{name}/dead?limit=N
 //	POST /v1/namespaces/{ns}/subscriptions/{name}/replay?from=RFC3339&to=RFC3339
 //	POST /v1/namespaces/{ns}/subscriptions/{name}/deliveries/{id}/resend
+//	POST /v1/namespaces/{ns}/subscriptions/{name}/recover?since=RFC3339 (with a Recoverer; retained.go)
 //
 // The {id} of a dead delivery is its seq in the dead-letter list. Only the
 // current object of a subscription name is served: one deleted and created
@@ -70,7 +71,12 @@ func newAdmin(q AdminQueue, h *Handler) http.Handler {
 	mux.HandleFunc("GET "+sub+"dead", a.dead)
 	mux.HandleFunc("POST "+sub+"replay", a.replay)
 	mux.HandleFunc("POST "+sub+"deliveries/{id}/resend", a.resend)
-	for path, allow := range map[string]string{"attempts": "GET", "dead": "GET", "replay": "POST", "deliveries/{id}/resend": "POST"} {
+	allowed := map[string]string{"attempts": "GET", "dead": "GET", "replay": "POST", "deliveries/{id}/resend": "POST"}
+	if h.opts.Recoverer != nil {
+		mux.HandleFunc("POST "+sub+"recover", a.recover)
+		allowed["recover"] = "POST"
+	}
+	for path, allow := range allowed {
 		mux.HandleFunc(sub+path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: fmt.Sprintf("%s is not allowed here; use %s.", r.Method, allow)})
@@ -78,7 +84,7 @@ func newAdmin(q AdminQueue, h *Handler) http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusNotFound, message: "No such resource. The admin API serves " +
-			"/v1/namespaces/{ns}/subscriptions/{name}/attempts, .../dead, .../replay and .../deliveries/{id}/resend."})
+			"/v1/namespaces/{ns}/subscriptions/{name}/attempts, .../dead, .../replay, .../deliveries/{id}/resend and .../recover."})
 	})
 	return mux
 }
@@ -196,7 +202,9 @@ type deadJSON struct {
 	Attempts     int       `json:"attempts"`
 	FirstAttempt time.Time `json:"firstAttempt,omitzero"`
 	// ReplayOf is the dead letter this delivery was itself replayed from.
-	ReplayOf    uint64 `json:"replayOf,omitempty"`
+	ReplayOf uint64 `json:"replayOf,omitempty"`
+	// Recovered: the delivery was sent by a recovery (POST .../recover).
+	Recovered   bool `json:"recovered,omitempty"`
 	LastFailure struct {
 		Time       time.Time `json:"time"`
 		StatusCode int       `json:"statusCode,omitempty"`
@@ -226,6 +234,9 @@ func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
 		ev := dd.Delivery.Event
 		it.Event.ID, it.Event.Type, it.Event.Time, it.Event.Data = ev.ID, ev.Type, ev.Time, ev.Data
 		it.Attempts, it.FirstAttempt, it.ReplayOf = dd.Delivery.Attempt, dd.Delivery.FirstAttempt, dd.Delivery.Replay
+		if dd.Delivery.Recovered() {
+			it.ReplayOf, it.Recovered = 0, true
+		}
 		it.LastFailure.Time, it.LastFailure.StatusCode, it.LastFailure.Reason = dd.Last.Time, dd.Last.StatusCode, dd.Last.Reason
 	}
 	writeValue(w, map[string]any{"items": items})

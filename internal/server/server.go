@@ -63,8 +63,13 @@ type Options struct {
 	// only that object's deliveries, and answers 404 for a name that has
 	// none.
 	SubscriptionUID func(ns, name string) (uid string, ok bool)
-	Clock           clock.PassiveClock
-	Logger          logr.Logger
+	// Events, when set, serves the retained events under
+	// /v1/namespaces/{ns}/events (GET; retained.go).
+	Events EventReader
+	// Recoverer, with Deliveries, serves POST .../subscriptions/{name}/recover.
+	Recoverer Recoverer
+	Clock     clock.PassiveClock
+	Logger    logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -73,6 +78,7 @@ type Handler struct {
 	opts       Options
 	namespaces map[string]bool
 	admin      http.Handler
+	events     http.Handler
 }
 
 // NewHandler checks opts and returns the API's handler.
@@ -105,6 +111,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	if opts.Deliveries != nil {
 		h.admin = newAdmin(opts.Deliveries, h)
+	}
+	if opts.Events != nil {
+		h.events = newEvents(opts.Events, h)
 	}
 	if len(opts.Namespaces) > 0 {
 		h.namespaces = map[string]bool{}
@@ -141,6 +150,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ns, resource, _ := strings.Cut(rest, "/")
 	if strings.HasPrefix(resource, "subscriptions/") && h.admin != nil {
 		h.admin.ServeHTTP(w, r)
+		return
+	}
+	if h.events != nil && r.Method == http.MethodGet && (resource == "events" || strings.HasPrefix(resource, "events/")) {
+		h.events.ServeHTTP(w, r)
 		return
 	}
 	var batch bool

@@ -28,7 +28,7 @@ type ownedStatus struct {
 // The dispatcher's conditions, in the order it writes them.
 var (
 	endpointConditions     = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded, hooklinev1.ConditionDisabled}
-	subscriptionConditions = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded, ConditionFilterFailing}
+	subscriptionConditions = []string{hooklinev1.ConditionDelivering, hooklinev1.ConditionDegraded, ConditionFilterFailing, ConditionRecovering}
 )
 
 // ConditionFilterFailing is True on a Subscription whose filter, as it is now
@@ -114,6 +114,9 @@ func subscriptionStatus(sub *hooklinev1.Subscription, st *engine.SubscriptionSta
 	cur := sub.Status.Conditions
 	conds := []metav1.Condition{transition(cur, delivering, now), transition(cur, degraded, now)}
 	if c, ok := filterCondition(sub, counts); ok {
+		conds = append(conds, transition(cur, c, now))
+	}
+	if c, ok := recoveryCondition(counts); ok {
 		conds = append(conds, transition(cur, c, now))
 	}
 	return ownedStatus{Conditions: conds, Delivery: deliveryStatus(counts, backlog)}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -144,6 +145,8 @@ type dispatcher struct {
 	reporter *status.Reporter
 	metrics  *prometheus.Registry
 	api      http.Handler
+	// eng is set once runEngine has built the engine; recoveries need it.
+	eng atomic.Pointer[engine.Engine]
 }
 
 // assemble opens the queue and builds every part around it: the registry of
@@ -193,6 +196,8 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.api, err = server.NewHandler(server.Options{
 		Publisher:  publisher{d.q},
 		Deliveries: d.q,
+		Events:     d.q,
+		Recoverer:  recoverer{d},
 		SubscriptionUID: func(ns, name string) (string, bool) {
 			if s := d.reg.Subscription(ns, name); s != nil {
 				return string(s.UID), true
@@ -313,6 +318,7 @@ func (d *dispatcher) runEngine(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.eng.Store(eng)
 	// Status is reported until the engine has stopped; a problem with it is logged,
 	// never a reason to stop delivering.
 	reportCtx, stopReporting := context.WithCancel(ctx)

@@ -48,6 +48,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	bindNATSFlags(fs, f)
 	fs.StringVar(&f.durability, "durability", "default", "default: an accepted event survives any process crash (lost only on an OS crash or power loss); always: fsync before accepting (slower, survives power loss)")
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
+	c.Queue.Retention, c.Queue.RetentionBytes = queue.DefaultRetention, queue.DefaultRetentionBytes
+	fs.Var(retentionFlag{&c.Queue.Retention}, "event-retention", "how long accepted events are kept after fan-out, to list them (GET .../events) and recover subscriptions; 0 keeps none")
+	fs.Var(byteSizeFlag{&c.Queue.RetentionBytes}, "event-retention-bytes", "most space retained events take, the oldest going first, e.g. 1GiB; 0: bounded by --event-retention only")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
 	fs.StringVar(&c.Auth, "auth", "kubernetes", "kubernetes: publishers authenticate with their ServiceAccount token and need RBAC create on events.hookline.io; none: no authentication (local use only)")
 	fs.StringVar(&c.TokenAudience, "token-audience", "", "audience publishers' tokens must be issued for, e.g. hookline (projected ServiceAccount tokens); empty accepts the API server's default audience")
