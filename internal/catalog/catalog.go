@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/server"
 )
 
 // Entry is one EventType as the dispatcher uses it. Entries are shared and must not be
@@ -256,4 +257,21 @@ func (c *Catalog) publishAll() {
 			c.publish(key.Namespace)
 		}
 	}
+}
+
+// CheckData implements server.DataChecker: data of a type whose EventType enforces a
+// schema must match it. A type the catalog does not list, or whose schema does not
+// compile, is not checked.
+func (c *Catalog) CheckData(ns, eventType string, data []byte) *server.DataViolation {
+	e := c.Lookup(ns, eventType)
+	v, err := e.Check(data)
+	switch {
+	case err != nil:
+		// The API has already checked that data is JSON; this is a failure of the
+		// validator, reported rather than let through silently.
+		return &server.DataViolation{EventType: e.Name, Rule: "schema", KeywordLocation: "#", Message: err.Error()}
+	case v == nil:
+		return nil
+	}
+	return &server.DataViolation{EventType: e.Name, Path: v.Path, Rule: v.Rule, KeywordLocation: v.KeywordLocation, Message: v.Message}
 }

@@ -63,8 +63,11 @@ type Options struct {
 	// only that object's deliveries, and answers 404 for a name that has
 	// none.
 	SubscriptionUID func(ns, name string) (uid string, ok bool)
-	Clock           clock.PassiveClock
-	Logger          logr.Logger
+	// Schemas, when set, refuses events whose data does not match their type's
+	// enforced schema (422), before anything is stored.
+	Schemas DataChecker
+	Clock   clock.PassiveClock
+	Logger  logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -285,6 +288,9 @@ func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, 
 	}
 	now := h.opts.Clock.Now().UTC()
 	ev, ferr := wire.validate("", ns, func() string { return NewID(now) }, now)
+	if ferr == nil {
+		ferr = h.checkData("", &ev)
+	}
 	if ferr != nil {
 		writeError(w, ferr)
 		return

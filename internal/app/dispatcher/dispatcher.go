@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 
+	"github.com/hookline/hookline/internal/catalog"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
@@ -134,6 +135,7 @@ type dispatcher struct {
 	q        *queue.Queue
 	pool     *delivery.Pool
 	reg      *registry.Registry
+	catalog  *catalog.Catalog
 	reporter *status.Reporter
 	metrics  *prometheus.Registry
 	api      http.Handler
@@ -172,6 +174,10 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, fmt.Errorf("setting up the registry: %w", err)
 	}
 
+	if d.catalog, err = catalog.New(restCfg, cfg.Namespaces, d.log.WithName("catalog")); err != nil {
+		return nil, fmt.Errorf("setting up the event catalog: %w", err)
+	}
+
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -192,6 +198,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 			}
 			return "", false
 		},
+		Schemas:      d.catalog,
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxJSONDepth: cfg.MaxJSONDepth,
@@ -199,6 +206,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		Namespaces:   cfg.Namespaces,
 		ReadyChecks: []server.Check{
 			{Name: "registry", Ready: d.reg.CheckReady},
+			{Name: "catalog", Ready: d.catalog.CheckReady},
 		},
 		Clock:  d.clk,
 		Logger: d.log.WithName("api"),
@@ -267,6 +275,7 @@ func listen(ctx context.Context, cfg Config) (listeners, error) {
 func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.reg.Start(ctx) })
+	g.Go(func() error { return d.catalog.Start(ctx) })
 	g.Go(func() error { return d.reporter.Start(ctx) })
 	g.Go(func() error { return d.runEngine(ctx) })
 	g.Go(func() error { return serve(ctx, lns.api, d.api, d.cfg.Limits) })
@@ -277,7 +286,7 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	}
 	if d.cfg.Ready != nil {
 		g.Go(func() error {
-			if err := d.reg.WaitForSync(ctx); err == nil {
+			if err := d.reg.WaitForSync(ctx); err == nil && d.catalog.WaitForSync(ctx) == nil {
 				close(d.cfg.Ready)
 			}
 			return nil
