@@ -66,8 +66,11 @@ type Options struct {
 	// Schemas, when set, refuses events whose data does not match their type's
 	// enforced schema (422), before anything is stored.
 	Schemas DataChecker
-	Clock   clock.PassiveClock
-	Logger  logr.Logger
+	// Tests, when set, serves test sends to endpoints under
+	// /v1/namespaces/{ns}/webhookendpoints/{name}/.
+	Tests  TestSender
+	Clock  clock.PassiveClock
+	Logger logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -76,6 +79,7 @@ type Handler struct {
 	opts       Options
 	namespaces map[string]bool
 	admin      http.Handler
+	endpoints  http.Handler
 }
 
 // NewHandler checks opts and returns the API's handler.
@@ -108,6 +112,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	if opts.Deliveries != nil {
 		h.admin = newAdmin(opts.Deliveries, h)
+	}
+	if opts.Tests != nil {
+		h.endpoints = newEndpointAdmin(opts.Tests, h)
 	}
 	if len(opts.Namespaces) > 0 {
 		h.namespaces = map[string]bool{}
@@ -144,6 +151,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ns, resource, _ := strings.Cut(rest, "/")
 	if strings.HasPrefix(resource, "subscriptions/") && h.admin != nil {
 		h.admin.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(resource, "webhookendpoints/") && h.endpoints != nil {
+		h.endpoints.ServeHTTP(w, r)
 		return
 	}
 	var batch bool

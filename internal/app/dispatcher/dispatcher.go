@@ -32,6 +32,7 @@ import (
 	"github.com/hookline/hookline/internal/server"
 	"github.com/hookline/hookline/internal/ssrf"
 	"github.com/hookline/hookline/internal/status"
+	"github.com/hookline/hookline/internal/testsend"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -199,6 +200,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 			return "", false
 		},
 		Schemas:      d.catalog,
+		Tests:        &testsend.Sender{Endpoints: d.reg, Catalog: d.catalog, Log: d.q, Clock: d.clk},
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxJSONDepth: cfg.MaxJSONDepth,
