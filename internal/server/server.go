@@ -183,12 +183,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, refused.fieldError(w))
 		return
 	}
-	if !isJSON(r.Header.Get("Content-Type")) {
+	ce := cloudEventsMode(r)
+	if ce != ceNone && batch {
+		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "CloudEvents are published to /v1/namespaces/{namespace}/events, several at once as application/cloudevents-batch+json"})
+		return
+	}
+	if ce == ceNone && !isJSON(r.Header.Get("Content-Type")) {
 		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\""})
 		return
 	}
 	limit := h.opts.MaxBodyBytes
-	if batch {
+	if batch || ce == ceBatch {
 		limit = h.opts.MaxBatchBodyBytes
 	}
 	// The body is not pooled: the events' data are slices of it, handed to the Publisher.
@@ -197,7 +202,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ferr)
 		return
 	}
-	if batch {
+	if ce != ceNone {
+		h.publishCloudEvents(w, r, ns, body, ce)
+	} else if batch {
 		h.publishBatch(w, r, ns, body)
 	} else {
 		h.publishOne(w, r, ns, body)
