@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -124,6 +125,10 @@ func (c *Catalog) Start(ctx context.Context) error {
 		return nil
 	}
 	inf, err := c.cache.GetInformer(ctx, &hooklinev1.EventType{})
+	if meta.IsNoMatchError(err) {
+		return fmt.Errorf("watching EventTypes: the EventType CRD (eventtypes.hookline.io) is not installed; "+
+			"apply this version's CRDs first (kubectl apply --server-side -f charts/hookline/crds/, see docs/operations.md): %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("watching EventTypes: %w", err)
 	}
