@@ -222,3 +222,26 @@ func TestSendTestRefusals(t *testing.T) {
 		t.Fatalf("a refused request sent %d events", len(f.healthy.bodies))
 	}
 }
+
+func TestSendTestCloudEventsFormats(t *testing.T) {
+	f := setup(t)
+	var res server.TestResult
+	call(t, f.api, http.MethodPost, "/v1/namespaces/shop/webhookendpoints/healthy/test?type=invoice.paid&format=CloudEventsBinary", http.StatusOK, &res)
+	call(t, f.api, http.MethodPost, "/v1/namespaces/shop/webhookendpoints/healthy/test?type=invoice.paid&format=CloudEventsStructured", http.StatusOK, &res)
+	f.healthy.mu.Lock()
+	defer f.healthy.mu.Unlock()
+	if len(f.healthy.headers) != 2 {
+		t.Fatalf("receiver got %d requests, want 2", len(f.healthy.headers))
+	}
+	if h := f.healthy.headers[0]; h.Get("ce-type") != "invoice.paid" || h.Get("ce-specversion") != "1.0" || string(f.healthy.bodies[0]) != `{"invoice":"in_123","amount":1999}` {
+		t.Fatalf("binary: headers %v body %s", h, f.healthy.bodies[0])
+	}
+	if h := f.healthy.headers[1]; !strings.HasPrefix(h.Get("Content-Type"), "application/cloudevents+json") || !strings.Contains(string(f.healthy.bodies[1]), `"specversion":"1.0"`) {
+		t.Fatalf("structured: headers %v body %s", h, f.healthy.bodies[1])
+	}
+	for i := range 2 {
+		if err := signing.Verify([]string{f.secret}, f.healthy.headers[i], f.healthy.bodies[i], time.Now(), 0); err != nil {
+			t.Fatalf("request %d not signed right: %v", i, err)
+		}
+	}
+}
