@@ -85,13 +85,15 @@ var _ = Describe("EventType", func() {
 		Expect(eventTypeReady(et)(Default).Message).To(And(ContainSubstring("spec.example.amount"), ContainSubstring(`"minimum"`)))
 	})
 
-	It("is refused by the API server with enforce and no schema, or a wildcard type", func() {
+	It("is refused by the API server with enforce and no schema, a wildcard type, or a schema that is not an object", func() {
 		et := newEventType(ns, "noschema", "invoice.paid", "", "")
 		et.Spec.Enforce = true
 		err := k8sClient.Create(ctx, et)
 		Expect(err).To(MatchError(ContainSubstring("spec.enforce needs spec.schema")))
 		err = k8sClient.Create(ctx, newEventType(ns, "wild", "invoice.*", "", ""))
 		Expect(err).To(MatchError(ContainSubstring("spec.type must be an event type")))
+		err = k8sClient.Create(ctx, newEventType(ns, "boolean", "invoice.paid", "true", ""))
+		Expect(err).To(MatchError(ContainSubstring("spec.schema")))
 	})
 
 	It("counts matching Subscriptions, and warns Subscriptions that match no known type", func() {

@@ -34,9 +34,10 @@ type EventTypeSpec struct {
 	// for the event's data. Only the schema itself is read: a $ref to another document
 	// is refused. The API server cannot check JSON Schema, so the operator does: an
 	// invalid schema makes the EventType Ready=False with reason InvalidSchema, and the
-	// dispatcher does not enforce it.
+	// dispatcher does not enforce it. It must be a JSON object (the boolean schemas true
+	// and false are refused: neither describes data).
 	// +optional
-	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Schema *apiextensionsv1.JSON `json:"schema,omitempty"`
 
