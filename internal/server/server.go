@@ -189,7 +189,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ce == ceNone && !isJSON(r.Header.Get("Content-Type")) {
-		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\""})
+		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\", or as a CloudEvent (application/cloudevents+json, application/cloudevents-batch+json, or binary mode with ce-* headers)"})
 		return
 	}
 	limit := h.opts.MaxBodyBytes
