@@ -27,6 +27,8 @@ type operatorStatus struct {
 	ObservedGeneration int64                     `json:"observedGeneration,omitempty"`
 	Conditions         []metav1.Condition        `json:"conditions,omitempty"`
 	Signing            *hooklinev1.SigningStatus `json:"signing,omitempty"`
+	// MatchingSubscriptions is an EventType's.
+	MatchingSubscriptions *int32 `json:"matchingSubscriptions,omitempty"`
 }
 
 func ownedStatus(obj client.Object) operatorStatus {
@@ -37,9 +39,17 @@ func ownedStatus(obj client.Object) operatorStatus {
 		st.ObservedGeneration, st.Signing, conds = o.Status.ObservedGeneration, o.Status.Signing, o.Status.Conditions
 	case *hooklinev1.Subscription:
 		st.ObservedGeneration, conds = o.Status.ObservedGeneration, o.Status.Conditions
+	case *hooklinev1.EventType:
+		st.ObservedGeneration, st.MatchingSubscriptions, conds = o.Status.ObservedGeneration, o.Status.MatchingSubscriptions, o.Status.Conditions
 	}
 	for _, t := range readiness.OperatorConditions {
 		if c := meta.FindStatusCondition(conds, t); c != nil {
+			st.Conditions = append(st.Conditions, *c)
+		}
+	}
+	// The event catalog's warning on a Subscription is the operator's too.
+	if _, ok := obj.(*hooklinev1.Subscription); ok {
+		if c := meta.FindStatusCondition(conds, hooklinev1.ConditionUnknownEventTypes); c != nil {
 			st.Conditions = append(st.Conditions, *c)
 		}
 	}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +28,7 @@ type SubscriptionReconciler struct {
 // +kubebuilder:rbac:groups=hookline.io,resources=subscriptions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hookline.io,resources=subscriptions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=hookline.io,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hookline.io,resources=eventtypes,verbs=get;list;watch
 
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var sub hooklinev1.Subscription
@@ -57,6 +59,9 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 
 	setConditions(&sub.Status.Conditions, readiness.Subscription(in), sub.Generation)
+	if err := r.checkCatalog(ctx, &sub); err != nil {
+		return ctrl.Result{}, err
+	}
 	sub.Status.ObservedGeneration = sub.Generation
 	if err := patchStatus(ctx, r.Client, &sub, base); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing status of Subscription %s: %w", req.NamespacedName, err)
@@ -70,6 +75,31 @@ func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hooklinev1.Subscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&hooklinev1.WebhookEndpoint{}, handler.EnqueueRequestsFromMapFunc(referrers(r.Client, &hooklinev1.SubscriptionList{}, indexSubscriptionEndpoint))).
+		Watches(&hooklinev1.EventType{}, handler.EnqueueRequestsFromMapFunc(allInNamespace(r.Client, &hooklinev1.SubscriptionList{}))).
 		Named("subscription").
 		Complete(r)
+}
+
+// checkCatalog sets or removes the UnknownEventTypes warning: patterns that match no
+// EventType of a namespace that has a catalog are likely a typo.
+func (r *SubscriptionReconciler) checkCatalog(ctx context.Context, sub *hooklinev1.Subscription) error {
+	var ets hooklinev1.EventTypeList
+	if err := r.List(ctx, &ets, client.InNamespace(sub.Namespace)); err != nil {
+		return fmt.Errorf("listing EventTypes of %s: %w", sub.Namespace, err)
+	}
+	types := make([]string, 0, len(ets.Items))
+	seen := map[string]bool{}
+	for i := range ets.Items {
+		if t := ets.Items[i].Spec.Type; !seen[t] {
+			seen[t] = true
+			types = append(types, t)
+		}
+	}
+	sort.Strings(types)
+	if c := unknownEventTypes(sub.Spec.EventTypes, types, sub.Generation); c != nil {
+		meta.SetStatusCondition(&sub.Status.Conditions, *c)
+	} else {
+		meta.RemoveStatusCondition(&sub.Status.Conditions, hooklinev1.ConditionUnknownEventTypes)
+	}
+	return nil
 }

@@ -75,7 +75,12 @@ func (e *Engine) forgetDeleted(ctx context.Context, wasGone map[any]bool) map[an
 	}
 	gone := map[any]bool{}
 	for _, id := range logs {
-		if s := e.routes.Subscription(id.Namespace, id.Name); s != nil && string(s.UID) == id.UID {
+		if uid, ok := queue.EndpointLogOf(id); ok {
+			// An endpoint's test sends: kept while the endpoint is.
+			if ep := e.routes.Endpoint(id.Namespace, id.Name); ep != nil && string(ep.UID) == uid {
+				continue
+			}
+		} else if s := e.routes.Subscription(id.Namespace, id.Name); s != nil && string(s.UID) == id.UID {
 			continue
 		}
 		if gone[id] = true; !wasGone[id] {

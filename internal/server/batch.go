@@ -21,6 +21,9 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request, ns string
 	for i := range wires {
 		prefix := "events[" + strconv.Itoa(i) + "]"
 		ev, ferr := wires[i].validate(prefix, ns, newID, now)
+		if ferr == nil {
+			ferr = h.checkData(prefix, &ev)
+		}
 		if ferr != nil {
 			writeError(w, ferr)
 			return

@@ -68,8 +68,14 @@ type Options struct {
 	Events EventReader
 	// Recoverer, with Deliveries, serves POST .../subscriptions/{name}/recover.
 	Recoverer Recoverer
-	Clock     clock.PassiveClock
-	Logger    logr.Logger
+	// Schemas, when set, refuses events whose data does not match their type's
+	// enforced schema (422), before anything is stored.
+	Schemas DataChecker
+	// Tests, when set, serves test sends to endpoints under
+	// /v1/namespaces/{ns}/webhookendpoints/{name}/.
+	Tests  TestSender
+	Clock  clock.PassiveClock
+	Logger logr.Logger
 }
 
 // Handler serves the dispatcher's whole HTTP surface: the publishing API, the
@@ -79,6 +85,7 @@ type Handler struct {
 	namespaces map[string]bool
 	admin      http.Handler
 	events     http.Handler
+	endpoints  http.Handler
 }
 
 // NewHandler checks opts and returns the API's handler.
@@ -114,6 +121,9 @@ func NewHandler(opts Options) (*Handler, error) {
 	}
 	if opts.Events != nil {
 		h.events = newEvents(opts.Events, h)
+	}
+	if opts.Tests != nil {
+		h.endpoints = newEndpointAdmin(opts.Tests, h)
 	}
 	if len(opts.Namespaces) > 0 {
 		h.namespaces = map[string]bool{}
@@ -156,6 +166,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.events.ServeHTTP(w, r)
 		return
 	}
+	if strings.HasPrefix(resource, "webhookendpoints/") && h.endpoints != nil {
+		h.endpoints.ServeHTTP(w, r)
+		return
+	}
 	var batch bool
 	switch resource {
 	case "events":
@@ -182,12 +196,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, refused.fieldError(w))
 		return
 	}
-	if !isJSON(r.Header.Get("Content-Type")) {
-		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\""})
+	ce := cloudEventsMode(r)
+	if ce != ceNone && batch {
+		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "CloudEvents are published to /v1/namespaces/{namespace}/events, several at once as application/cloudevents-batch+json"})
+		return
+	}
+	if ce == ceNone && !isJSON(r.Header.Get("Content-Type")) {
+		writeError(w, &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", message: "send the event as JSON with \"Content-Type: application/json\", or as a CloudEvent (application/cloudevents+json, application/cloudevents-batch+json, or binary mode with ce-* headers)"})
 		return
 	}
 	limit := h.opts.MaxBodyBytes
-	if batch {
+	if batch || ce == ceBatch {
 		limit = h.opts.MaxBatchBodyBytes
 	}
 	// The body is not pooled: the events' data are slices of it, handed to the Publisher.
@@ -196,7 +215,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ferr)
 		return
 	}
-	if batch {
+	if ce != ceNone {
+		h.publishCloudEvents(w, r, ns, body, ce)
+	} else if batch {
 		h.publishBatch(w, r, ns, body)
 	} else {
 		h.publishOne(w, r, ns, body)
@@ -298,6 +319,9 @@ func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, 
 	}
 	now := h.opts.Clock.Now().UTC()
 	ev, ferr := wire.validate("", ns, func() string { return NewID(now) }, now)
+	if ferr == nil {
+		ferr = h.checkData("", &ev)
+	}
 	if ferr != nil {
 		writeError(w, ferr)
 		return

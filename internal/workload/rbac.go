@@ -15,7 +15,7 @@ import (
 // with --watch-namespaces narrows this to those namespaces.
 func NamespacedRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{"hookline.io"}, Resources: []string{"webhookendpoints", "subscriptions"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"hookline.io"}, Resources: []string{"webhookendpoints", "subscriptions", "eventtypes"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"hookline.io"}, Resources: []string{"webhookendpoints/status", "subscriptions/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},

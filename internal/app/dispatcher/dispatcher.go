@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 
+	"github.com/hookline/hookline/internal/catalog"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/engine"
 	"github.com/hookline/hookline/internal/queue"
@@ -32,6 +33,7 @@ import (
 	"github.com/hookline/hookline/internal/server"
 	"github.com/hookline/hookline/internal/ssrf"
 	"github.com/hookline/hookline/internal/status"
+	"github.com/hookline/hookline/internal/testsend"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -142,6 +144,7 @@ type dispatcher struct {
 	q        *queue.Queue
 	pool     *delivery.Pool
 	reg      *registry.Registry
+	catalog  *catalog.Catalog
 	reporter *status.Reporter
 	metrics  *prometheus.Registry
 	api      http.Handler
@@ -182,6 +185,10 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, fmt.Errorf("setting up the registry: %w", err)
 	}
 
+	if d.catalog, err = catalog.New(restCfg, cfg.Namespaces, d.log.WithName("catalog")); err != nil {
+		return nil, fmt.Errorf("setting up the event catalog: %w", err)
+	}
+
 	d.metrics = prometheus.NewRegistry()
 	d.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -204,6 +211,8 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 			}
 			return "", false
 		},
+		Schemas:      d.catalog,
+		Tests:        &testsend.Sender{Endpoints: d.reg, Catalog: d.catalog, Log: d.q, Clock: d.clk},
 		Authorizer:   authz,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxJSONDepth: cfg.MaxJSONDepth,
@@ -211,6 +220,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		Namespaces:   cfg.Namespaces,
 		ReadyChecks: []server.Check{
 			{Name: "registry", Ready: d.reg.CheckReady},
+			{Name: "catalog", Ready: d.catalog.CheckReady},
 		},
 		Clock:  d.clk,
 		Logger: d.log.WithName("api"),
@@ -279,6 +289,7 @@ func listen(ctx context.Context, cfg Config) (listeners, error) {
 func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.reg.Start(ctx) })
+	g.Go(func() error { return d.catalog.Start(ctx) })
 	g.Go(func() error { return d.reporter.Start(ctx) })
 	g.Go(func() error { return d.runEngine(ctx) })
 	g.Go(func() error { return serve(ctx, lns.api, d.api, d.cfg.Limits) })
@@ -289,7 +300,7 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	}
 	if d.cfg.Ready != nil {
 		g.Go(func() error {
-			if err := d.reg.WaitForSync(ctx); err == nil {
+			if err := d.reg.WaitForSync(ctx); err == nil && d.catalog.WaitForSync(ctx) == nil {
 				close(d.cfg.Ready)
 			}
 			return nil

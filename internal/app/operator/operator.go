@@ -120,6 +120,9 @@ func setup(ctx context.Context, mgr ctrl.Manager, clk clock.WithDelayedExecution
 	if err := (&controllers.SubscriptionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up Subscription controller: %w", err)
 	}
+	if err := (&controllers.EventTypeReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up EventType controller: %w", err)
+	}
 	return nil
 }
 
