@@ -157,6 +157,7 @@ func Args(s Settings) []string {
 	if s.LogLevel != "" {
 		args = append(args, "--zap-log-level="+s.LogLevel)
 	}
+	args = append(args, s.Egress.args()...)
 	return append(args, s.ExtraArgs...)
 }
 

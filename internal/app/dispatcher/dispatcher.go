@@ -60,7 +60,14 @@ type Config struct {
 	AllowUnlabelledSecrets bool
 	AllowCIDRs             []string // destinations allowed despite the SSRF guard
 	DenyCIDRs              []string // more destinations to refuse (cluster networks)
-	Workers                int
+	// EgressProxy is the installation's HTTP proxy (--egress-proxy); empty connects
+	// directly. EgressNoProxy lists destinations that bypass it, in the NO_PROXY
+	// format; EgressProxyAllowPrivate exempts the proxy's own address from the SSRF
+	// guard.
+	EgressProxy             string
+	EgressNoProxy           string
+	EgressProxyAllowPrivate bool
+	Workers                 int
 	// StatusInterval is the least time between two status writes of one endpoint or
 	// subscription; zero means status.DefaultWriteInterval.
 	StatusInterval time.Duration
@@ -95,7 +102,26 @@ func (c *Config) Validate() error {
 	if c.MaxJSONDepth < 0 {
 		return fmt.Errorf("--max-json-depth=%d must be positive", c.MaxJSONDepth)
 	}
+	if _, err := c.egressProxy(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// egressProxy is the installation's proxy from --egress-proxy and its companions; nil
+// when there is none.
+func (c *Config) egressProxy() (*delivery.Proxy, error) {
+	if c.EgressProxy == "" {
+		if c.EgressNoProxy != "" || c.EgressProxyAllowPrivate {
+			return nil, errors.New("--egress-no-proxy and --egress-proxy-allow-private need --egress-proxy")
+		}
+		return nil, nil
+	}
+	u, err := delivery.ParseProxyURL(c.EgressProxy)
+	if err != nil {
+		return nil, fmt.Errorf("--egress-proxy: %w", err)
+	}
+	return &delivery.Proxy{URL: u, NoProxy: c.EgressNoProxy, Trusted: c.EgressProxyAllowPrivate}, nil
 }
 
 // Run runs the dispatcher until ctx ends. cfg connects to the Kubernetes API.
@@ -152,6 +178,10 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	if err != nil {
 		return nil, fmt.Errorf("--allow-cidr/--deny-cidr: %w", err)
 	}
+	proxy, err := cfg.egressProxy()
+	if err != nil {
+		return nil, err
+	}
 	if d.q, err = queue.Open(ctx, cfg.Queue, d.log.WithName("queue")); err != nil {
 		return nil, fmt.Errorf("opening the queue: %w", err)
 	}
@@ -166,7 +196,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.pool = delivery.NewPool(delivery.PoolOptions{Clock: d.clk, MaxIdleConnsPerHost: 1000})
 	d.reg, err = registry.New(restCfg, registry.Options{
 		Namespaces: cfg.Namespaces, Pool: d.pool, SSRF: policy, Clock: d.clk, Logger: d.log.WithName("registry"),
-		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets,
+		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets, Proxy: proxy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting up the registry: %w", err)
