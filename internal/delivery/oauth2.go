@@ -63,8 +63,8 @@ type tokenFetch struct {
 	// waiters counts the deliveries waiting on this fetch, for tests.
 	waiters atomic.Int64
 	done    chan struct{}
-	tok  string
-	err  error
+	tok     string
+	err     error
 }
 
 // TokenError is a failure to get an access token. It is an attempt's error: the attempt

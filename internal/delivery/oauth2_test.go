@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/hookline/hookline/internal/ssrf"
 )
 
@@ -26,7 +25,7 @@ import (
 type tokenServer struct {
 	*httptest.Server
 	secret    atomic.Pointer[string]
-	expiresIn atomic.Int64 // seconds; 0 leaves expires_in out
+	expiresIn atomic.Int64  // seconds; 0 leaves expires_in out
 	hold      chan struct{} // when set, every request waits for it to close
 
 	mu      sync.Mutex
@@ -359,6 +358,5 @@ func TestOAuth2Refusals(t *testing.T) {
 		}
 	}
 }
-
 
 func runtimeGosched() { runtime.Gosched() }
