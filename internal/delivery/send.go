@@ -222,6 +222,9 @@ func (t *Target) requestHeader(msg *Message, attemptTime time.Time, body []byte)
 		set("Ce-Type", ceHeaderValue(msg.Type))
 		set("Ce-Time", string(msg.Time.UTC().AppendFormat(make([]byte, 0, rfc3339Len), time.RFC3339Nano)))
 	}
+	if msg.TraceParent != "" {
+		set("Traceparent", msg.TraceParent)
+	}
 	// Present but empty: net/http then treats the POST as idempotent and
 	// may resend it on a fresh connection when a reused keep-alive
 	// connection turns out to be closed, instead of failing the attempt.

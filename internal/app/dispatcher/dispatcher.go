@@ -31,6 +31,7 @@ import (
 	"github.com/hookline/hookline/internal/server"
 	"github.com/hookline/hookline/internal/ssrf"
 	"github.com/hookline/hookline/internal/status"
+	"github.com/hookline/hookline/internal/tracing"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -128,6 +129,20 @@ func (c *Config) egressProxy() (*delivery.Proxy, error) {
 func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	stopTracing, err := tracing.Setup(ctx, "hookline-dispatcher")
+	if err != nil {
+		return err
+	}
+	if stopTracing != nil {
+		cfg.Logger.Info("Tracing on: exporting spans over OTLP as the OTEL_* environment says")
+		defer func() {
+			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := stopTracing(flush); err != nil {
+				cfg.Logger.Error(err, "Flushing the last spans")
+			}
+		}()
 	}
 	d, err := assemble(ctx, restCfg, cfg)
 	if err != nil {
@@ -236,6 +251,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	if err != nil {
 		return nil, err
 	}
+	d.api = tracing.Middleware(d.api)
 	return d, nil
 }
 
@@ -420,16 +436,30 @@ func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
 type publisher struct{ q *queue.Queue }
 
 func (p publisher) Publish(ctx context.Context, ev server.Event) (server.PublishResult, error) {
-	res, err := p.q.PublishEvent(ctx, queue.Event(ev))
+	qev := queueEvent(&ev)
+	var end func(error)
+	qev.TraceParent, end = tracing.Ingest(ctx, ev.Namespace, ev.ID, ev.Type)
+	res, err := p.q.PublishEvent(ctx, qev)
+	end(err)
 	return server.PublishResult{Duplicate: res.Duplicate}, err
+}
+
+// queueEvent is the event as the queue stores it, without a trace context yet.
+func queueEvent(ev *server.Event) queue.Event {
+	return queue.Event{Namespace: ev.Namespace, ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data}
 }
 
 func (p publisher) PublishBatch(ctx context.Context, evs []server.Event) ([]server.PublishResult, error) {
 	qevs := make([]queue.Event, len(evs))
-	for i, ev := range evs {
-		qevs[i] = queue.Event(ev)
+	ends := make([]func(error), len(evs))
+	for i := range evs {
+		qevs[i] = queueEvent(&evs[i])
+		qevs[i].TraceParent, ends[i] = tracing.Ingest(ctx, evs[i].Namespace, evs[i].ID, evs[i].Type)
 	}
 	res, err := p.q.PublishEvents(ctx, qevs)
+	for _, end := range ends {
+		end(err)
+	}
 	out := make([]server.PublishResult, len(res))
 	for i, r := range res {
 		out[i] = server.PublishResult{Duplicate: r.Duplicate}
