@@ -36,3 +36,38 @@ func TestEgressSettings(t *testing.T) {
 		t.Errorf("Args() without egress = %v", args)
 	}
 }
+
+func TestTracingSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tr   *Tracing
+		want string
+	}{
+		{"none", nil, ""},
+		{"endpoint", &Tracing{Endpoint: "http://otel-collector.observability:4318", SampleRatio: "0.25"}, ""},
+		{"no endpoint", &Tracing{}, `tracing.endpoint "": give the OTLP/HTTP collector's URL`},
+		{"grpc scheme", &Tracing{Endpoint: "dns:///collector:4317"}, "tracing.endpoint"},
+		{"ratio over 1", &Tracing{Endpoint: "http://c:4318", SampleRatio: "2"}, `tracing.sampleRatio "2": give a number from 0 to 1`},
+	} {
+		err := Settings{Tracing: tt.tr}.Default("hookline:test").Validate()
+		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	got := map[string]string{}
+	for _, e := range (&Tracing{Endpoint: "http://c:4318", SampleRatio: "0.1"}).env() {
+		got[*e.Name] = *e.Value
+	}
+	if got["OTEL_EXPORTER_OTLP_ENDPOINT"] != "http://c:4318" || got["OTEL_EXPORTER_OTLP_PROTOCOL"] != "http/protobuf" ||
+		got["OTEL_TRACES_SAMPLER"] != "parentbased_traceidratio" || got["OTEL_TRACES_SAMPLER_ARG"] != "0.1" {
+		t.Errorf("env: %v", got)
+	}
+	d := Render(Settings{Tracing: &Tracing{Endpoint: "http://c:4318"}}.Default("hookline:test")).Deployment
+	found := false
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		found = found || (*e.Name == "OTEL_EXPORTER_OTLP_ENDPOINT" && *e.Value == "http://c:4318")
+	}
+	if !found {
+		t.Error("the rendered dispatcher has no OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+}

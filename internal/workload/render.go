@@ -239,6 +239,7 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 	if s.ImagePullPolicy != "" {
 		container.WithImagePullPolicy(s.ImagePullPolicy)
 	}
+	container.WithEnv(s.Tracing.env()...)
 	if s.Resources != nil {
 		container.WithResources(resources(*s.Resources))
 		if limit, ok := s.Resources.Limits[corev1.ResourceMemory]; ok {

@@ -100,6 +100,8 @@ type Settings struct {
 	TLS *TLS `json:"tls,omitempty"`
 	// Egress, when set, sends deliveries through an HTTP proxy (docs/security.md).
 	Egress *Egress `json:"egress,omitempty"`
+	// Tracing, when set, exports OpenTelemetry spans to an OTLP/HTTP collector.
+	Tracing *Tracing `json:"tracing,omitempty"`
 	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
 	LogLevel string `json:"logLevel,omitempty"`
 	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
@@ -215,6 +217,7 @@ func (s Settings) Validate() error {
 		bad("--dispatcher-replicas=%d: must be at least 1", s.Replicas)
 	}
 	errs = append(errs, s.Egress.problems()...)
+	errs = append(errs, s.Tracing.problems()...)
 	errs = append(errs, s.queueProblems()...)
 	if s.Storage.Class != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {

@@ -13,6 +13,11 @@ hookline.dispatcherSettings with (dict "root" . "settings" $s).
 {{- if .allowPrivateProxy }}{{ $_ := set $e "allowPrivateProxy" true }}{{ end -}}
 {{- $_ := set $.settings "egress" $e -}}
 {{- end }}{{ end -}}
+{{- with $d.tracing }}{{ if .endpoint -}}
+{{- $t := dict "endpoint" .endpoint -}}
+{{- with .sampleRatio }}{{ $_ := set $t "sampleRatio" (toString .) }}{{ end -}}
+{{- $_ := set $.settings "tracing" $t -}}
+{{- end }}{{ end -}}
 {{- end -}}
 
 {{- define "hookline.dispatcherTLSSecret" -}}
