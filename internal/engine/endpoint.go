@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/hookline/hookline/internal/queue"
-	"github.com/hookline/hookline/internal/tracing"
 	"github.com/hookline/hookline/internal/registry"
+	"github.com/hookline/hookline/internal/tracing"
 )
 
 // task is one delivery waiting in an endpoint's queue or being sent.

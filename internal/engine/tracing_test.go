@@ -229,4 +229,3 @@ func only(t *testing.T, id string, spans []collected, name string) collected {
 	}
 	return found[0]
 }
-

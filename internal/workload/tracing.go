@@ -40,7 +40,9 @@ func (t *Tracing) env() []*corev1ac.EnvVarApplyConfiguration {
 	if t == nil {
 		return nil
 	}
-	env := func(k, v string) *corev1ac.EnvVarApplyConfiguration { return corev1ac.EnvVar().WithName(k).WithValue(v) }
+	env := func(k, v string) *corev1ac.EnvVarApplyConfiguration {
+		return corev1ac.EnvVar().WithName(k).WithValue(v)
+	}
 	out := []*corev1ac.EnvVarApplyConfiguration{
 		env("OTEL_EXPORTER_OTLP_ENDPOINT", t.Endpoint),
 		env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
