@@ -42,7 +42,7 @@ type OAuth2Auth struct {
 	// replace grant_type, client_id, client_secret, scope or audience.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['grant_type', 'client_id', 'client_secret', 'scope', 'audience']))",message="spec.auth.oauth2.params cannot set grant_type, client_id, client_secret, scope or audience: use the fields of spec.auth.oauth2"
+	// +kubebuilder:validation:XValidation:rule="!['grant_type', 'client_id', 'client_secret', 'scope', 'audience'].exists(k, k in self)",message="spec.auth.oauth2.params cannot set grant_type, client_id, client_secret, scope or audience: use the fields of spec.auth.oauth2"
 	Params map[string]string `json:"params,omitempty"`
 }
 
