@@ -85,7 +85,7 @@ var _ = Describe("A deliverable endpoint", func() {
 
 		ep = newEndpoint(ns, "two-auth")
 		ep.Spec.Auth = &hooklinev1.EndpointAuth{Bearer: &hooklinev1.SecretKeyRef{Name: "s", Key: "k"}, Basic: &hooklinev1.SecretRef{Name: "s"}}
-		refused(ep, "auth must set exactly one of apiKey, basic, bearer and mtls")
+		refused(ep, "auth must set exactly one of apiKey, basic, bearer, mtls and oauth2")
 
 		for url, msg := range map[string]string{
 			"ftp://example.com/hook":         "spec.url must use https://",

@@ -11,6 +11,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.mtls) || self.url.startsWith('https://')",message="spec.auth.mtls needs an https:// URL"
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.apiKey) || !has(self.headers) || (has(self.auth.apiKey.__in__) && self.auth.apiKey.__in__ == 'Query') || !self.headers.exists(h, h.name.lowerAscii() == self.auth.apiKey.name.lowerAscii())",message="spec.headers sets the header spec.auth.apiKey sends the key in: remove it from spec.headers"
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !(has(self.auth.basic) || has(self.auth.bearer)) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers must not set Authorization when spec.auth.basic or spec.auth.bearer sends it: remove it from spec.headers"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.oauth2) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers must not set Authorization when spec.auth.oauth2 sends it: remove it from spec.headers"
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.oauth2) || self.auth.oauth2.tokenURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="spec.auth.oauth2.tokenURL must use https://; to fetch tokens over plain http:// set spec.allowInsecureHTTP: true"
 type WebhookEndpointSpec struct {
 	// URL receives the deliveries: an absolute https:// URL without credentials.
 	// +kubebuilder:validation:MinLength=1
@@ -55,6 +57,11 @@ type WebhookEndpointSpec struct {
 	// +optional
 	Limits *EndpointLimits `json:"limits,omitempty"`
 
+	// Proxy overrides the installation's egress proxy for this endpoint: another proxy,
+	// or none at all.
+	// +optional
+	Proxy *EndpointProxy `json:"proxy,omitempty"`
+
 	// Suspend stops deliveries to this endpoint. Events keep being accepted and wait in the
 	// queue until it is resumed.
 	// +optional
@@ -85,7 +92,7 @@ type Header struct {
 
 // EndpointAuth authenticates deliveries. Exactly one method is set when auth is present.
 //
-// +kubebuilder:validation:XValidation:rule="[has(self.apiKey), has(self.basic), has(self.bearer), has(self.mtls)].filter(x, x).size() == 1",message="auth must set exactly one of apiKey, basic, bearer and mtls"
+// +kubebuilder:validation:XValidation:rule="[has(self.apiKey), has(self.basic), has(self.bearer), has(self.mtls), has(self.oauth2)].filter(x, x).size() == 1",message="auth must set exactly one of apiKey, basic, bearer, mtls and oauth2"
 type EndpointAuth struct {
 	// APIKey sends a key from a Secret in a header or a query parameter.
 	// +optional
@@ -102,6 +109,11 @@ type EndpointAuth struct {
 	// MTLS presents a client certificate from a kubernetes.io/tls Secret (tls.crt, tls.key).
 	// +optional
 	MTLS *SecretRef `json:"mtls,omitempty"`
+
+	// OAuth2 fetches an access token with the OAuth 2.0 client credentials grant and sends
+	// "Authorization: Bearer <token>". Tokens are cached and refreshed before they expire.
+	// +optional
+	OAuth2 *OAuth2Auth `json:"oauth2,omitempty"`
 }
 
 // APIKeyAuth places an API key in a header or a query parameter.

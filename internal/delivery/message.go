@@ -55,6 +55,9 @@ type Message struct {
 	Namespace    string
 	Subscription string
 	Format       Format
+	// TraceParent, when set, is sent as the W3C traceparent header: the trace context
+	// of this attempt's span.
+	TraceParent string
 }
 
 const (

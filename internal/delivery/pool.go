@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -111,26 +112,37 @@ func (p *Pool) NewTarget(cfg TargetConfig) (*Target, error) {
 		if err != nil {
 			return nil, refuse(RefusedTLS, "endpoint %s: %v", t.display, err)
 		}
-		e = &poolEntry{key: key, transport: newTransport(tlsConf, connect, cfg.SSRF, p.maxIdlePerHost)}
+		e = &poolEntry{key: key, transport: newTransport(tlsConf, connect, cfg.SSRF, cfg.Proxy, p.maxIdlePerHost)}
 		p.entries[key] = e
+	}
+	if o := cfg.Auth.OAuth2; o != nil {
+		// The token server gets a transport of its own: its TLS trust is not the
+		// receiver's, and it is dialed through the same SSRF guard and proxy.
+		tr := newTransport(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs}, connect, cfg.SSRF, cfg.Proxy, 2)
+		if t.oauth, err = newTokenSource(o, tr, t.timeout, p.clock); err != nil {
+			return nil, err
+		}
 	}
 	e.refs++
 	t.entry = e
 	return t, nil
 }
 
-func newTransport(tlsConf *tls.Config, connect time.Duration, policy ssrf.Policy, maxIdlePerHost int) *http.Transport {
+func newTransport(tlsConf *tls.Config, connect time.Duration, policy ssrf.Policy, proxy *Proxy, maxIdlePerHost int) *http.Transport {
 	d := &net.Dialer{
 		Timeout:   connect,
 		KeepAlive: 30 * time.Second,
 		Control:   policy.Control,
 	}
+	// Never a proxy from the environment: only one configured for hookline, whose
+	// own address the SSRF guard vets (see Proxy).
+	var proxyFunc func(*http.Request) (*url.URL, error)
+	if proxy != nil {
+		proxyFunc = proxy.proxyFunc(policy)
+	}
 	return &http.Transport{
-		// Never a proxy from the environment: through a proxy the SSRF
-		// guard would vet the proxy's address, and the proxy would dial
-		// whatever the URL says.
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
+		Proxy:                  proxyFunc,
+		DialContext:            dialer(d, proxy),
 		TLSClientConfig:        tlsConf,
 		TLSHandshakeTimeout:    connect,
 		ForceAttemptHTTP2:      true,
@@ -181,6 +193,7 @@ func transportKey(cfg TargetConfig, connect time.Duration) [sha256.Size]byte {
 	}
 	field([]byte(connect.String()))
 	field([]byte(cfg.SSRF.String()))
+	field([]byte(cfg.Proxy.String()))
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
 	return k

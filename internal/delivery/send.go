@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -112,24 +113,31 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req := (&http.Request{
-		Method:        http.MethodPost,
-		URL:           t.reqURL, // shared by every request; net/http only reads it
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        t.requestHeader(&msg, attemptTime, body),
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
-		ContentLength: int64(len(body)),
-		Host:          t.reqURL.Host,
-	}).WithContext(ctx)
+	header := t.requestHeader(&msg, attemptTime, body)
+	var token string
+	if t.oauth != nil {
+		var err error
+		if token, err = t.oauth.token(ctx, ""); err != nil {
+			return Result{Err: err, Throttled: isTimeout(err), Verdict: Retry}
+		}
+		header["Authorization"] = []string{"Bearer " + token}
+	}
 
 	start := t.clock.Now()
-	// The transport, not an http.Client: a RoundTripper never follows a
-	// redirect, and skipping the client's redirect bookkeeping saves a
-	// copy of the headers on every attempt.
-	resp, err := t.entry.transport.RoundTrip(req)
+	resp, err := t.roundTrip(ctx, header, body)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && t.oauth != nil {
+		// The receiver refused the token (revoked, or expired early): fetch a new
+		// one, once, and send again.
+		_, _ = readBody(resp)
+		var terr error
+		if token, terr = t.oauth.token(ctx, token); terr != nil {
+			return Result{Err: terr, Latency: t.clock.Since(start), Throttled: isTimeout(terr), Verdict: Retry}
+		}
+		header = maps.Clone(header)
+		header["Authorization"] = []string{"Bearer " + token}
+		start = t.clock.Now()
+		resp, err = t.roundTrip(ctx, header, body)
+	}
 	res := Result{Latency: t.clock.Since(start)}
 	if err != nil {
 		res.Err = fmt.Errorf("POST %s: %w", t.display, redactURLError(err))
@@ -140,6 +148,9 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 	res.StatusCode = resp.StatusCode
 	res.Body, res.BodyTruncated = readBody(resp)
 	res.Body = t.scrub(res.Body)
+	if token != "" && bytes.Contains(res.Body, []byte(token)) {
+		res.Body = bytes.ReplaceAll(res.Body, []byte(token), []byte("[redacted]"))
+	}
 
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	instruction := strings.ToLower(strings.TrimSpace(resp.Header.Get("Webhook-Delivery")))
@@ -158,6 +169,26 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 		res.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), start.Add(res.Latency))
 	}
 	return res
+}
+
+// roundTrip sends one request of an attempt.
+func (t *Target) roundTrip(ctx context.Context, header http.Header, body []byte) (*http.Response, error) {
+	req := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           t.reqURL, // shared by every request; net/http only reads it
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+		Host:          t.reqURL.Host,
+	}).WithContext(ctx)
+	// The transport, not an http.Client: a RoundTripper never follows a
+	// redirect, and skipping the client's redirect bookkeeping saves a
+	// copy of the headers on every attempt.
+	return t.entry.transport.RoundTrip(req)
 }
 
 // requestHeader builds the headers of one attempt. hookline's own headers
@@ -190,6 +221,9 @@ func (t *Target) requestHeader(msg *Message, attemptTime time.Time, body []byte)
 		set("Ce-Source", ceHeaderValue(msg.Source()))
 		set("Ce-Type", ceHeaderValue(msg.Type))
 		set("Ce-Time", string(msg.Time.UTC().AppendFormat(make([]byte, 0, rfc3339Len), time.RFC3339Nano)))
+	}
+	if msg.TraceParent != "" {
+		set("Traceparent", msg.TraceParent)
 	}
 	// Present but empty: net/http then treats the POST as idempotent and
 	// may resend it on a fresh connection when a reused keep-alive

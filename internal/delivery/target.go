@@ -55,6 +55,8 @@ type Auth struct {
 	Basic       *BasicAuth
 	BearerToken string
 	ClientCert  *ClientCert
+	// OAuth2 fetches the bearer token with the client credentials grant.
+	OAuth2 *OAuth2
 }
 
 // TargetConfig describes one endpoint with every secret already resolved.
@@ -75,7 +77,9 @@ type TargetConfig struct {
 	Timeout        time.Duration // whole attempt; DefaultTimeout if zero
 	ConnectTimeout time.Duration // TCP and TLS handshake; DefaultConnectTimeout if zero
 	SSRF           ssrf.Policy
-	Sign           Signer
+	// Proxy, when set, carries the endpoint's requests; nil connects directly.
+	Proxy *Proxy
+	Sign  Signer
 }
 
 // Target is an endpoint ready to send to. It is safe for concurrent use and
@@ -90,6 +94,9 @@ type Target struct {
 	// secrets are scrubbed from stored response bodies: a receiver that
 	// echoes the request would otherwise put them in the attempt log.
 	secrets [][]byte
+
+	// oauth fetches the access token sent with every request; nil without OAuth2.
+	oauth *tokenSource
 
 	pool   *Pool
 	entry  *poolEntry
@@ -106,6 +113,9 @@ func (t *Target) Close() {
 		return
 	}
 	t.pool.release(t.entry)
+	if t.oauth != nil {
+		t.oauth.client.CloseIdleConnections()
+	}
 }
 
 // ReservedHeaders are set by hookline on every request, or belong to the connection
@@ -189,6 +199,11 @@ func CheckTarget(cfg TargetConfig) error {
 	if _, err := tlsConfig(cfg); err != nil {
 		return refuse(RefusedTLS, "endpoint %s: %v", t.display, err)
 	}
+	if o := cfg.Auth.OAuth2; o != nil {
+		if _, err := newTokenSource(o, nil, DefaultTimeout, clock.RealClock{}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -214,6 +229,11 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 	}
 	if err := t.addAuth(cfg.Auth, u); err != nil {
 		return nil, err
+	}
+	if cfg.Proxy != nil {
+		if err := checkProxyURL(cfg.Proxy.URL); err != nil {
+			return nil, refuse(RefusedConfig, "endpoint %s: %v", display, err)
+		}
 	}
 	t.reqURL = u
 	return t, nil
@@ -266,13 +286,13 @@ func (t *Target) addHeaders(headers map[string][]string) error {
 // the query, a parameter of u. Every credential is remembered for scrubbing.
 func (t *Target) addAuth(a Auth, u *url.URL) error {
 	kinds := 0
-	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.BearerToken != ""} {
+	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.BearerToken != "", a.OAuth2 != nil} {
 		if set {
 			kinds++
 		}
 	}
 	if kinds > 1 {
-		return refuse(RefusedConfig, "endpoint %s: use one of API key, basic and bearer auth", t.display)
+		return refuse(RefusedConfig, "endpoint %s: use one of API key, basic, bearer and OAuth2 auth", t.display)
 	}
 	switch {
 	case a.APIKey != nil:
@@ -287,6 +307,14 @@ func (t *Target) addAuth(a Auth, u *url.URL) error {
 	case a.BearerToken != "":
 		t.secrets = append(t.secrets, []byte(a.BearerToken))
 		return t.setAuthHeader("Authorization", "Bearer "+a.BearerToken)
+	case a.OAuth2 != nil:
+		// The token is set per request; the configured headers must leave room for it.
+		if _, ok := t.header["Authorization"]; ok {
+			return refuse(RefusedConfig, "endpoint %s: header Authorization is set both by OAuth2 auth and by headers", t.display)
+		}
+		if a.OAuth2.ClientSecret != "" {
+			t.secrets = append(t.secrets, []byte(a.OAuth2.ClientSecret))
+		}
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ func (e *Engine) fanOut(ctx context.Context, f *queue.Fanout) {
 				evs := b.Events()
 				ms := make([]queue.Matched, len(evs))
 				for i := range evs {
-					ms[i] = e.matchEvent(ctx, evs[i])
+					ms[i] = e.matchTraced(ctx, &evs[i])
 				}
 				b.Store(ms)
 			}

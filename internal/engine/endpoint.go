@@ -12,6 +12,7 @@ import (
 
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/registry"
+	"github.com/hookline/hookline/internal/tracing"
 )
 
 // task is one delivery waiting in an endpoint's queue or being sent.
@@ -22,6 +23,8 @@ type task struct {
 	// renewed is when the lease was last extended, or the delivery
 	// received; guarded by the endpoint's mutex while queued.
 	renewed time.Time
+	// span is the attempt's trace span; the zero value when tracing is off.
+	span tracing.Attempt
 }
 
 type disabledInfo struct {

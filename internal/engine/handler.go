@@ -8,6 +8,7 @@ import (
 
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/tracing"
 )
 
 // handle takes every delivery, from the shared consumer
@@ -96,10 +97,12 @@ func (e *Engine) attempt(st *endpointState, t *task) {
 		Subscription: t.d.Subscription,
 		Format:       t.sub.Format,
 	}
+	t.span, msg.TraceParent = tracing.StartAttempt(t.d.Event.TraceParent, t.d.Event.Namespace, st.key.name, t.d.Subscription, t.d.Event.ID, t.d.Attempt)
 	start := e.clock.Now()
 	res := delivery.SendTimeout(e.sendCtx, ep.Target, msg, start, t.sub.Timeout)
 	if e.sendCtx.Err() != nil {
 		// Cut off by shutdown: not the endpoint's failure, not an attempt.
+		t.span.End(res.StatusCode, "shutdown", nil)
 		e.abandon(st, probe)
 		e.hold(t.job, st, e.clock.Now(), holdShutdown)
 		return

@@ -140,6 +140,7 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 	now := e.clock.Now()
 	o := decide(res, d, sub.Policy, now, nil)
 
+	t.span.End(res.StatusCode, o.resolution.String(), res.Err)
 	a := queue.Attempt{Time: start, Attempt: d.Attempt, StatusCode: res.StatusCode, Latency: res.Latency,
 		Response: string(res.Body), Error: o.attemptError}
 	if err := e.q.RecordAttempt(e.sendCtx, subscriptionID(d), a); err != nil {

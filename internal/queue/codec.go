@@ -17,16 +17,22 @@ import (
 // misreading messages already stored. codecV1 stored times as UnixNano, 0
 // meaning unset, which cannot hold times before 1678 or after 2262 and
 // takes the Unix epoch for unset; codecV2 stores seconds and nanoseconds
-// apart and round-trips every time.Time exactly. Both are read.
+// apart and round-trips every time.Time exactly. Both are read. codecV3 is
+// codecV2 with the event's W3C traceparent after its data; it is written only
+// for an event that carries one (tracing on), so without tracing the stored
+// form, and what an older dispatcher can read, is unchanged.
 const (
 	codecV1 = 1
 	codecV2 = 3
+	codecV3 = 5
 )
 
 var errShort = errors.New("message truncated")
 
 type encoder struct {
 	b []byte
+	// trace writes the event's traceparent (codecV3).
+	trace bool
 	// legacyTimes writes codecV1 times, only for tests of old data.
 	legacyTimes bool
 }
@@ -60,6 +66,8 @@ func (e *encoder) time(t time.Time) {
 type decoder struct {
 	b   []byte
 	err error
+	// trace reads the event's traceparent (codecV3).
+	trace bool
 	// legacyTimes reads codecV1 times.
 	legacyTimes bool
 }
@@ -147,6 +155,8 @@ func (d *decoder) version(what string) {
 	case d.err != nil:
 	case v == codecV1:
 		d.legacyTimes = true
+	case v == codecV3:
+		d.trace = true
 	case v != codecV2:
 		d.err = fmt.Errorf("%s: unknown format version %d", what, v)
 	}
@@ -158,6 +168,19 @@ func (e *encoder) event(ev *Event) {
 	e.string(ev.Type)
 	e.time(ev.Time)
 	e.bytes(ev.Data)
+	if e.trace {
+		e.string(ev.TraceParent)
+	}
+}
+
+// version writes the format version: codecV3 when the event carries a traceparent.
+func (e *encoder) version(ev *Event) {
+	if ev.TraceParent != "" {
+		e.trace = true
+		e.byte(codecV3)
+		return
+	}
+	e.byte(codecV2)
 }
 
 func (d *decoder) event() Event {
@@ -169,12 +192,15 @@ func (d *decoder) event() Event {
 	if data := d.bytes(); len(data) > 0 {
 		ev.Data = data
 	}
+	if d.trace {
+		ev.TraceParent = d.string()
+	}
 	return ev
 }
 
 func encodeEvent(ev *Event) []byte {
-	e := encoder{b: make([]byte, 0, 32+len(ev.Namespace)+len(ev.ID)+len(ev.Type)+len(ev.Data))}
-	e.byte(codecV2)
+	e := encoder{b: make([]byte, 0, 32+len(ev.Namespace)+len(ev.ID)+len(ev.Type)+len(ev.Data)+len(ev.TraceParent))}
+	e.version(ev)
 	e.event(ev)
 	return e.b
 }
@@ -224,12 +250,12 @@ func (d *decoder) delivery() Delivery {
 
 func deliverySize(dv *Delivery) int {
 	return 64 + len(dv.Subscription) + len(dv.SubscriptionUID) + len(dv.Endpoint) +
-		len(dv.Event.Namespace) + len(dv.Event.ID) + len(dv.Event.Type) + len(dv.Event.Data)
+		len(dv.Event.Namespace) + len(dv.Event.ID) + len(dv.Event.Type) + len(dv.Event.Data) + len(dv.Event.TraceParent)
 }
 
 func encodeDelivery(dv *Delivery) []byte {
 	e := encoder{b: make([]byte, 0, deliverySize(dv))}
-	e.byte(codecV2)
+	e.version(&dv.Event)
 	e.delivery(dv)
 	return e.b
 }
@@ -246,7 +272,7 @@ func decodeDelivery(b []byte) (Delivery, error) {
 
 func encodeDead(dv *Delivery, info *DeadInfo) []byte {
 	e := encoder{b: make([]byte, 0, deliverySize(dv)+32+len(info.Reason))}
-	e.byte(codecV2)
+	e.version(&dv.Event)
 	e.delivery(dv)
 	e.varint(int64(info.StatusCode))
 	e.string(info.Reason)

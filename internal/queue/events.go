@@ -21,6 +21,9 @@ type Event struct {
 	Type string
 	Time time.Time
 	Data json.RawMessage
+	// TraceParent is the W3C trace context of the event's ingest span, when tracing is
+	// on: fan-out and delivery attempts continue its trace across the queue.
+	TraceParent string `json:"-"`
 }
 
 // PublishResult is the outcome of storing an event.

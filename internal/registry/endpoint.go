@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -159,6 +160,8 @@ type builder struct {
 	clock clock.PassiveClock
 	// allowUnlabelled: Options.AllowUnlabelledSecrets.
 	allowUnlabelled bool
+	// proxy: Options.Proxy, for endpoints without spec.proxy.
+	proxy *delivery.Proxy
 }
 
 // secretGetter reads a referenced Secret; a missing one is an apierrors NotFound.
@@ -257,6 +260,9 @@ func (b *builder) targetConfig(ctx context.Context, ep *hooklinev1.WebhookEndpoi
 		return cfg, r.Reason, r.Message, nil
 	}
 	cfg.SSRF = b.ssrf
+	if ep.Spec.Proxy == nil {
+		cfg.Proxy = b.proxy
+	}
 	return cfg, "", "", nil
 }
 
@@ -310,7 +316,21 @@ func TargetConfig(spec *hooklinev1.WebhookEndpointSpec, secrets map[string]*core
 		case a.MTLS != nil:
 			s := secrets[a.MTLS.Name]
 			cfg.Auth.ClientCert = &delivery.ClientCert{CertPEM: s.Data[secretrefs.TLSCertKey], KeyPEM: s.Data[secretrefs.TLSKeyKey]}
+		case a.OAuth2 != nil:
+			o := a.OAuth2
+			cfg.Auth.OAuth2 = &delivery.OAuth2{
+				TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: value(o.ClientSecret),
+				Scopes: o.Scopes, Audience: o.Audience, Params: o.Params,
+			}
+			if cfg.Auth.OAuth2.ClientSecret == "" {
+				return cfg, []readiness.SecretProblem{{Field: "spec.auth.oauth2.clientSecret", Secret: o.ClientSecret.Name, Key: o.ClientSecret.Key, Detail: "is empty; put the client secret there"}}
+			}
 		}
+	}
+	if p := spec.Proxy; p != nil && p.URL != "" {
+		// The CRD checks the URL; delivery refuses one that is not scheme://host:port.
+		u, _ := url.Parse(p.URL)
+		cfg.Proxy = &delivery.Proxy{URL: u}
 	}
 	if t := spec.TLS; t != nil {
 		cfg.ServerName = t.ServerName

@@ -36,6 +36,9 @@ type Options struct {
 	// AllowUnlabelledSecrets turns off the rule that a Secret whose value is
 	// sent to an endpoint must carry hookline.io/endpoint-secret: "true".
 	AllowUnlabelledSecrets bool
+	// Proxy is the installation's egress proxy (the dispatcher's --egress-proxy), used
+	// by every endpoint without spec.proxy; nil connects directly.
+	Proxy *delivery.Proxy
 	// BuildConcurrency bounds the endpoints built at once, each of which may read
 	// Secrets from the API. Default 8.
 	BuildConcurrency int
@@ -184,7 +187,7 @@ func newRegistry(opts Options) *Registry {
 	}
 	r := &Registry{
 		synced: make(chan struct{}),
-		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock, allowUnlabelled: opts.AllowUnlabelledSecrets},
+		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock, allowUnlabelled: opts.AllowUnlabelledSecrets, proxy: opts.Proxy},
 		log:    opts.Logger,
 	}
 	r.snap.Store(&snapshot{namespaces: map[string]*view{}})

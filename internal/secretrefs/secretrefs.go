@@ -47,6 +47,10 @@ func Endpoint(spec *hooklinev1.WebhookEndpointSpec) []Ref {
 			refs = append(refs, Ref{Field: "spec.auth.bearer", Secret: a.Bearer.Name, Keys: []string{a.Bearer.Key}, SentToEndpoint: true})
 		case a.MTLS != nil:
 			refs = append(refs, Ref{Field: "spec.auth.mtls", Secret: a.MTLS.Name, Keys: []string{TLSCertKey, TLSKeyKey}, SentToEndpoint: true})
+		case a.OAuth2 != nil:
+			// Sent to the token URL, which whoever writes the endpoint chooses as freely
+			// as its URL: the same opt-in rule applies.
+			refs = append(refs, Ref{Field: "spec.auth.oauth2.clientSecret", Secret: a.OAuth2.ClientSecret.Name, Keys: []string{a.OAuth2.ClientSecret.Key}, SentToEndpoint: true})
 		}
 	}
 	if t := spec.TLS; t != nil && t.CA != nil {

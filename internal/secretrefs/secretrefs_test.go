@@ -42,6 +42,7 @@ func TestEndpointAuthKinds(t *testing.T) {
 		{hooklinev1.EndpointAuth{APIKey: &hooklinev1.APIKeyAuth{Name: "X-Key", ValueFrom: hooklinev1.SecretKeyRef{Name: "s", Key: "k"}}}, "spec.auth.apiKey.valueFrom", []string{"k"}},
 		{hooklinev1.EndpointAuth{Bearer: &hooklinev1.SecretKeyRef{Name: "s", Key: "token"}}, "spec.auth.bearer", []string{"token"}},
 		{hooklinev1.EndpointAuth{MTLS: &hooklinev1.SecretRef{Name: "s"}}, "spec.auth.mtls", []string{"tls.crt", "tls.key"}},
+		{hooklinev1.EndpointAuth{OAuth2: &hooklinev1.OAuth2Auth{TokenURL: "https://a/t", ClientID: "c", ClientSecret: hooklinev1.SecretKeyRef{Name: "s", Key: "client-secret"}}}, "spec.auth.oauth2.clientSecret", []string{"client-secret"}},
 	}
 	for _, tt := range tests {
 		refs := Endpoint(&hooklinev1.WebhookEndpointSpec{Auth: &tt.auth})

@@ -20,6 +20,9 @@ type Event struct {
 	Type      string
 	Time      time.Time
 	Data      json.RawMessage
+	// TraceParent is set by the dispatcher when tracing is on (internal/tracing), never
+	// from the request body; it keeps Event convertible to queue.Event.
+	TraceParent string `json:"-"`
 }
 
 // PublishResult is what storing an event came to.

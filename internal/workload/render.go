@@ -151,6 +151,7 @@ func Args(s Settings) []string {
 	if s.LogLevel != "" {
 		args = append(args, "--zap-log-level="+s.LogLevel)
 	}
+	args = append(args, s.Egress.args()...)
 	return append(args, s.ExtraArgs...)
 }
 
@@ -235,6 +236,7 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 	if s.ImagePullPolicy != "" {
 		container.WithImagePullPolicy(s.ImagePullPolicy)
 	}
+	container.WithEnv(s.Tracing.env()...)
 	if s.Resources != nil {
 		container.WithResources(resources(*s.Resources))
 		if limit, ok := s.Resources.Limits[corev1.ResourceMemory]; ok {

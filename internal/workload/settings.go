@@ -111,6 +111,10 @@ type Settings struct {
 	RequireSecretOptIn *bool `json:"requireSecretOptIn,omitempty"`
 	// TLS, when set, has the dispatcher serve its API over HTTPS.
 	TLS *TLS `json:"tls,omitempty"`
+	// Egress, when set, sends deliveries through an HTTP proxy (docs/security.md).
+	Egress *Egress `json:"egress,omitempty"`
+	// Tracing, when set, exports OpenTelemetry spans to an OTLP/HTTP collector.
+	Tracing *Tracing `json:"tracing,omitempty"`
 	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
 	LogLevel string `json:"logLevel,omitempty"`
 	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
@@ -258,6 +262,8 @@ func (s Settings) Validate() error {
 	if s.Replicas < 1 {
 		bad("--dispatcher-replicas=%d: must be at least 1", s.Replicas)
 	}
+	errs = append(errs, s.Egress.problems()...)
+	errs = append(errs, s.Tracing.problems()...)
 	errs = append(errs, s.queueProblems()...)
 	if s.Storage.Class != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {

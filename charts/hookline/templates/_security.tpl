@@ -7,6 +7,17 @@ hookline.dispatcherSettings with (dict "root" . "settings" $s).
 {{- $d := .root.Values.dispatcher -}}
 {{- if eq (toString $d.requireSecretOptIn) "false" }}{{ $_ := set .settings "requireSecretOptIn" false }}{{ end -}}
 {{- if $d.tls.enabled }}{{ $_ := set .settings "tls" (dict "secretName" (include "hookline.dispatcherTLSSecret" .root)) }}{{ end -}}
+{{- with $d.egress }}{{ if .proxy -}}
+{{- $e := dict "proxy" .proxy -}}
+{{- with .noProxy }}{{ $_ := set $e "noProxy" . }}{{ end -}}
+{{- if .allowPrivateProxy }}{{ $_ := set $e "allowPrivateProxy" true }}{{ end -}}
+{{- $_ := set $.settings "egress" $e -}}
+{{- end }}{{ end -}}
+{{- with $d.tracing }}{{ if .endpoint -}}
+{{- $t := dict "endpoint" .endpoint -}}
+{{- with .sampleRatio }}{{ $_ := set $t "sampleRatio" (toString .) }}{{ end -}}
+{{- $_ := set $.settings "tracing" $t -}}
+{{- end }}{{ end -}}
 {{- end -}}
 
 {{- define "hookline.dispatcherTLSSecret" -}}

@@ -34,6 +34,7 @@ import (
 	"github.com/hookline/hookline/internal/ssrf"
 	"github.com/hookline/hookline/internal/status"
 	"github.com/hookline/hookline/internal/testsend"
+	"github.com/hookline/hookline/internal/tracing"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -63,7 +64,14 @@ type Config struct {
 	AllowUnlabelledSecrets bool
 	AllowCIDRs             []string // destinations allowed despite the SSRF guard
 	DenyCIDRs              []string // more destinations to refuse (cluster networks)
-	Workers                int
+	// EgressProxy is the installation's HTTP proxy (--egress-proxy); empty connects
+	// directly. EgressNoProxy lists destinations that bypass it, in the NO_PROXY
+	// format; EgressProxyAllowPrivate exempts the proxy's own address from the SSRF
+	// guard.
+	EgressProxy             string
+	EgressNoProxy           string
+	EgressProxyAllowPrivate bool
+	Workers                 int
 	// SuspendedHold is how long deliveries of a suspended subscription, and
 	// ordered ones to an endpoint that cannot take them, are put back for
 	// (engine.Options.SuspendedHold); zero means engine.DefaultSuspendedHold.
@@ -105,13 +113,46 @@ func (c *Config) Validate() error {
 	if c.SuspendedHold != 0 && (c.SuspendedHold < time.Second || c.SuspendedHold > time.Hour) {
 		return fmt.Errorf("--suspended-hold=%s must be between 1s and 1h (default %s)", c.SuspendedHold, engine.DefaultSuspendedHold)
 	}
+	if _, err := c.egressProxy(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// egressProxy is the installation's proxy from --egress-proxy and its companions; nil
+// when there is none.
+func (c *Config) egressProxy() (*delivery.Proxy, error) {
+	if c.EgressProxy == "" {
+		if c.EgressNoProxy != "" || c.EgressProxyAllowPrivate {
+			return nil, errors.New("--egress-no-proxy and --egress-proxy-allow-private need --egress-proxy")
+		}
+		return nil, nil
+	}
+	u, err := delivery.ParseProxyURL(c.EgressProxy)
+	if err != nil {
+		return nil, fmt.Errorf("--egress-proxy: %w", err)
+	}
+	return &delivery.Proxy{URL: u, NoProxy: c.EgressNoProxy, Trusted: c.EgressProxyAllowPrivate}, nil
 }
 
 // Run runs the dispatcher until ctx ends. cfg connects to the Kubernetes API.
 func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	stopTracing, err := tracing.Setup(ctx, "hookline-dispatcher")
+	if err != nil {
+		return err
+	}
+	if stopTracing != nil {
+		cfg.Logger.Info("Tracing on: exporting spans over OTLP as the OTEL_* environment says")
+		defer func() {
+			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := stopTracing(flush); err != nil {
+				cfg.Logger.Error(err, "Flushing the last spans")
+			}
+		}()
 	}
 	d, err := assemble(ctx, restCfg, cfg)
 	if err != nil {
@@ -165,6 +206,10 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	if err != nil {
 		return nil, fmt.Errorf("--allow-cidr/--deny-cidr: %w", err)
 	}
+	proxy, err := cfg.egressProxy()
+	if err != nil {
+		return nil, err
+	}
 	if d.q, err = queue.Open(ctx, cfg.Queue, d.log.WithName("queue")); err != nil {
 		return nil, fmt.Errorf("opening the queue: %w", err)
 	}
@@ -179,7 +224,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	d.pool = delivery.NewPool(delivery.PoolOptions{Clock: d.clk, MaxIdleConnsPerHost: 1000})
 	d.reg, err = registry.New(restCfg, registry.Options{
 		Namespaces: cfg.Namespaces, Pool: d.pool, SSRF: policy, Clock: d.clk, Logger: d.log.WithName("registry"),
-		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets,
+		AllowUnlabelledSecrets: cfg.AllowUnlabelledSecrets, Proxy: proxy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting up the registry: %w", err)
@@ -228,6 +273,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 	if err != nil {
 		return nil, err
 	}
+	d.api = tracing.Middleware(d.api)
 	return d, nil
 }
 
@@ -414,16 +460,30 @@ func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
 type publisher struct{ q *queue.Queue }
 
 func (p publisher) Publish(ctx context.Context, ev server.Event) (server.PublishResult, error) {
-	res, err := p.q.PublishEvent(ctx, queue.Event(ev))
+	qev := queueEvent(&ev)
+	var end func(error)
+	qev.TraceParent, end = tracing.Ingest(ctx, ev.Namespace, ev.ID, ev.Type)
+	res, err := p.q.PublishEvent(ctx, qev)
+	end(err)
 	return server.PublishResult{Duplicate: res.Duplicate}, err
+}
+
+// queueEvent is the event as the queue stores it, without a trace context yet.
+func queueEvent(ev *server.Event) queue.Event {
+	return queue.Event{Namespace: ev.Namespace, ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data}
 }
 
 func (p publisher) PublishBatch(ctx context.Context, evs []server.Event) ([]server.PublishResult, error) {
 	qevs := make([]queue.Event, len(evs))
-	for i, ev := range evs {
-		qevs[i] = queue.Event(ev)
+	ends := make([]func(error), len(evs))
+	for i := range evs {
+		qevs[i] = queueEvent(&evs[i])
+		qevs[i].TraceParent, ends[i] = tracing.Ingest(ctx, evs[i].Namespace, evs[i].ID, evs[i].Type)
 	}
 	res, err := p.q.PublishEvents(ctx, qevs)
+	for _, end := range ends {
+		end(err)
+	}
 	out := make([]server.PublishResult, len(res))
 	for i, r := range res {
 		out[i] = server.PublishResult{Duplicate: r.Duplicate}
