@@ -268,6 +268,8 @@ var _ = Describe("Dispatcher", Ordered, func() {
 			g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(workload.DefaultExternalReplicas))
 			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElements("--nats-replicas=3",
 				"--nats-user-file=/etc/hookline/nats-user/username", "--nats-ca-file=/etc/hookline/nats-ca/ca.crt"))
+			g.Expect(d.Spec.Template.Spec.Affinity).NotTo(BeNil())
+			g.Expect(d.Spec.Template.Spec.Affinity.PodAntiAffinity).NotTo(BeNil())
 			g.Expect(d.Spec.Template.Spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution).To(HaveLen(1))
 			g.Expect(d.Spec.Template.Spec.TopologySpreadConstraints).To(ConsistOf(And(
 				HaveField("TopologyKey", corev1.LabelTopologyZone), HaveField("MaxSkew", BeEquivalentTo(1)))))

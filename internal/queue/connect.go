@@ -91,7 +91,7 @@ func (c Config) connectionProblems() []error {
 	if given(c.TLS.CertFile) != given(c.TLS.KeyFile) {
 		errs = append(errs, fmt.Errorf("%s and %s go together (a client certificate and its key): set both, or neither", flagCert, flagKey))
 	}
-	if redactURL(c.URL) != c.URL && len(modes) > 0 {
+	if RedactURL(c.URL) != c.URL && len(modes) > 0 {
 		errs = append(errs, fmt.Errorf("--nats-url carries credentials and %s is set too: keep the credentials in one place, preferably the file", modes[0]))
 	}
 	return errs
@@ -295,7 +295,7 @@ func loadClientCert(certFile, keyFile string) (tls.Certificate, error) {
 // explainConnectError adds to a failed connection's error what to check, for
 // the failures that come from the settings.
 func (c Config) explainConnectError(err error) error {
-	where := redactURL(c.URL)
+	where := RedactURL(c.URL)
 	auth := c.authDescription()
 	msg := err.Error()
 	switch {
@@ -329,8 +329,8 @@ func (c Config) authDescription() string {
 	return ""
 }
 
-// redactURL hides a password or token in a NATS URL list (comma-separated).
-func redactURL(s string) string {
+// RedactURL hides a password or token in a NATS URL list (comma-separated).
+func RedactURL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
 		u, err := url.Parse(strings.TrimSpace(p))

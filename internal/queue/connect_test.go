@@ -366,3 +366,14 @@ func TestCredentialsRotation(t *testing.T) {
 		t.Fatalf("publishing after the rotation: %v", err)
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://a:4222,nats://b:4222":         "nats://a:4222,nats://b:4222",
+		"nats://user:pass@a:4222,tls://t@b:1": "nats://user:xxxxx@a:4222,tls://xxxxx@b:1",
+	} {
+		if got := queue.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -418,7 +418,7 @@ func queueMode(c queue.Config) string {
 	if c.Embedded {
 		return "embedded:" + c.DataDir
 	}
-	return "external:" + c.URL
+	return "external:" + queue.RedactURL(c.URL)
 }
 
 // serve runs an HTTP server on ln until ctx ends, then shuts it down
