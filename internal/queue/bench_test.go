@@ -132,6 +132,12 @@ func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
 		}
 	}
 	var handled atomic.Int64
+	// maxGap is the longest wait between two deliveries handed to the
+	// handlers while the backlog drains: a pull that stalls until its
+	// expiry (pullExpiry) shows as a gap of about that length.
+	var gapMu sync.Mutex
+	var last time.Time
+	var maxGap time.Duration
 	all := make(chan struct{})
 	b.SetBytes(1024)
 	b.ResetTimer()
@@ -139,6 +145,13 @@ func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
 	run(b, func(ctx context.Context) error { return runFanout(ctx, q, toEndpoint("sub", "ep")) })
 	run(b, func(ctx context.Context) error {
 		return runDeliveries(ctx, q, 64, func(ctx context.Context, j *Job) {
+			now := time.Now()
+			gapMu.Lock()
+			if !last.IsZero() {
+				maxGap = max(maxGap, now.Sub(last))
+			}
+			last = now
+			gapMu.Unlock()
 			if err := j.Done(); err != nil {
 				b.Error(err)
 			}
@@ -162,4 +175,5 @@ func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/fannedOut.Seconds(), "fanout-events/s")
 	b.ReportMetric(float64(b.N)/total.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(maxGap)/float64(time.Millisecond), "max-gap-ms")
 }

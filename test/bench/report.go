@@ -339,11 +339,12 @@ func reportCounters(out io.Writer, runs []*runResult) {
 
 var (
 	namespaceLabel = regexp.MustCompile(`namespace="[^"]*",?`)
-	fanoutSub      = regexp.MustCompile(`subscription="fan-[0-9]+"`)
+	fanoutSub      = regexp.MustCompile(`(subscription|endpoint)="fan(10)?-[0-9]+"`)
 )
 
 // summarizeCounters drops the namespace label (one per run) and sums the fan-out
-// subscriptions into one line, so a thousand subscriptions do not print a thousand
+// subscriptions (fan-N) and the fan-out-10 subscriptions and endpoints (fan10-N) into one
+// line each, so a thousand subscriptions do not print a thousand
 // lines each.
 func summarizeCounters(lines []string) []string {
 	sums := map[string]float64{}
@@ -359,7 +360,7 @@ func summarizeCounters(lines []string) []string {
 		}
 		key := namespaceLabel.ReplaceAllString(line[:i], "")
 		key = strings.Replace(key, ",}", "}", 1)
-		key = fanoutSub.ReplaceAllString(key, `subscription="fan-*"`)
+		key = fanoutSub.ReplaceAllString(key, `$1="fan$2-*"`)
 		if _, ok := sums[key]; !ok {
 			order = append(order, key)
 		}
