@@ -110,8 +110,8 @@ func setup(t *testing.T) *env {
 		d := &dispatcher{api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 		d.proc = startProc(t, e.dir, fmt.Sprintf("dispatcher-%d", i), e.hookline, e.dispatcherArgs(d.api)...)
 		e.disp = append(e.disp, d)
-	}
-	for _, d := range e.disp {
+		// One at a time: the first creates the replicated streams, which
+		// takes a fresh cluster a while.
 		e.waitDispatcher(t, d)
 	}
 	return e
