@@ -110,8 +110,8 @@ func setup(t *testing.T) *env {
 		d := &dispatcher{api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 		d.proc = startProc(t, e.dir, fmt.Sprintf("dispatcher-%d", i), e.hookline, e.dispatcherArgs(d.api)...)
 		e.disp = append(e.disp, d)
-	}
-	for _, d := range e.disp {
+		// One at a time: the first creates the replicated streams, which
+		// takes a fresh cluster a while.
 		e.waitDispatcher(t, d)
 	}
 	return e
@@ -208,12 +208,24 @@ func (e *env) dispatcherArgs(api string) []string {
 		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default"}
 }
 
+// waitDispatcher waits until the replica is ready. One that exits while
+// starting (a cluster still placing its peers refuses new streams) is
+// started again, as Kubernetes restarts a crashed container.
 func (e *env) waitDispatcher(t *testing.T, d *dispatcher) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := waitOK(ctx, d.proc, "http://"+d.api+"/readyz", 90*time.Second); err != nil {
-		t.Fatal(err)
+	for try := 1; ; try++ {
+		err := waitOK(ctx, d.proc, "http://"+d.api+"/readyz", 90*time.Second)
+		if err == nil {
+			return
+		}
+		if d.running() || try == 5 || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s exited while starting; starting it again: %v", d.name, err)
+		time.Sleep(time.Second)
+		d.start(t)
 	}
 }
 
