@@ -108,7 +108,7 @@ node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node,
 	hack/build-node.sh >/dev/null
 
 .PHONY: flux
-flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; 10-25 min cold).
+flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; ~10 min cold on 2 idle cores, far more on a loaded machine).
 	hack/build-flux.sh >/dev/null
 
 .PHONY: test

@@ -2,8 +2,9 @@
 # Builds the Flux controllers the GitOps suite (test/gitops) runs as host processes
 # (source-controller, kustomize-controller, helm-controller) from the Go module proxy, at
 # pinned versions, into bin/flux-<versions>/. A binary that is already there is reused, so
-# only the first run on a machine pays for the build (10-25 minutes of cold build on 2 busy
-# cores; seconds afterwards). Prints the directory (test/gitops reads FLUX_BIN, or finds
+# only the first run on a machine pays for the build: about 10 minutes on 2 idle cores,
+# much longer on a loaded machine (over 90 minutes measured on 2 cores at load ~40, with
+# nothing in the Go build cache); seconds afterwards. Prints the directory (test/gitops reads FLUX_BIN, or finds
 # bin/flux-current), with each controller's CRDs in crds/ (the suite installs them).
 #
 # Why a wrapper module per controller: each controller's go.mod carries `replace` lines
