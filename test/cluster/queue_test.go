@@ -244,3 +244,16 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 		len(ids), events, len(o.got)+dups, dups, o.moves, o.overlaps)
 	o.mu.Unlock()
 }
+
+// waitFor polls cond until it holds or timeout passes; it asserts outcomes,
+// never speed.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

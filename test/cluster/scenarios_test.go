@@ -1,3 +1,5 @@
+//go:build clusterprocs
+
 package cluster
 
 import (
@@ -282,19 +284,6 @@ func publishTo(ctx context.Context, api, ns, id string) error {
 		return fmt.Errorf("%s", resp.Status)
 	}
 	return nil
-}
-
-// waitFor polls cond until it holds or timeout passes; it asserts outcomes,
-// never speed.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func TestCluster(t *testing.T) {

@@ -1,3 +1,5 @@
+//go:build gitops
+
 // Package gitops runs hookline under the real Flux controllers: a real kube-apiserver and
 // etcd, source-, kustomize- and helm-controller as host processes (built by
 // hack/build-flux.sh), a Git repository served on loopback by git-http-backend, a Helm
