@@ -159,7 +159,7 @@ func (c *Catalog) Start(ctx context.Context) error {
 	close(c.synced)
 	select {
 	case <-ctx.Done():
-		<-done
+		<-done //nolint:errcheck // after a cancel the informer's error is only the cancellation
 		return nil
 	case err := <-done:
 		if ctx.Err() != nil {

@@ -140,7 +140,9 @@ func (s *tokenSource) token(ctx context.Context, stale string) (string, error) {
 	if f == nil {
 		f = &tokenFetch{done: make(chan struct{})}
 		s.inflight = f
-		go s.fetch(f)
+		// The fetch is shared by every caller waiting on it, so no one caller's
+		// cancellation may end it; it keeps the caller's values, and its own timeout.
+		go s.fetch(context.WithoutCancel(ctx), f)
 	}
 	f.waiters.Add(1)
 	s.mu.Unlock()
@@ -152,10 +154,10 @@ func (s *tokenSource) token(ctx context.Context, stale string) (string, error) {
 	}
 }
 
-func (s *tokenSource) fetch(f *tokenFetch) {
+func (s *tokenSource) fetch(parent context.Context, f *tokenFetch) {
 	defer close(f.done)
 	s.fetches.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	ctx, cancel := context.WithTimeout(parent, s.timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
 	fetched := s.clock.Now()

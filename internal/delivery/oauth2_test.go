@@ -241,7 +241,7 @@ func TestOAuth2Receiver401ForcesOneRefresh(t *testing.T) {
 }
 
 func TestOAuth2TokenServerDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestOAuth2ClientSecretRotation(t *testing.T) {
 func TestOAuth2TokenURLPassesTheSSRFPolicy(t *testing.T) {
 	// The token server listens on 127.0.0.2, which the policy denies while the
 	// receiver's 127.0.0.1 is allowed.
-	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.2:0")
 	if err != nil {
 		t.Skipf("no 127.0.0.2 on this machine: %v", err)
 	}

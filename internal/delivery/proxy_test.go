@@ -32,7 +32,7 @@ type connectProxy struct {
 }
 
 func newConnectProxy(t *testing.T, hosts map[string]string) *connectProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func (p *connectProxy) handle(c net.Conn) {
 	if ip, ok := p.hosts[host]; ok {
 		host = ip
 	}
-	up, err := net.Dial("tcp", net.JoinHostPort(host, port))
+	up, err := (&net.Dialer{}).DialContext(req.Context(), "tcp", net.JoinHostPort(host, port))
 	if err != nil {
 		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 		return

@@ -136,7 +136,7 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 		header = maps.Clone(header)
 		header["Authorization"] = []string{"Bearer " + token}
 		start = t.clock.Now()
-		resp, err = t.roundTrip(ctx, header, body)
+		resp, err = t.roundTrip(ctx, header, body) //nolint:bodyclose // closed by readBody below, like the first response
 	}
 	res := Result{Latency: t.clock.Since(start)}
 	if err != nil {

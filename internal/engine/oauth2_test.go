@@ -22,7 +22,7 @@ import (
 func TestOAuth2TokenFailureIsAnAttempt(t *testing.T) {
 	t.Parallel()
 	// The token server's address is reserved now, and served only from the second attempt on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestOAuth2TokenFailureIsAnAttempt(t *testing.T) {
 	}
 
 	// The token server comes up on its address: the retry fetches a token and delivers.
-	l, err := net.Listen("tcp", addr)
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Skipf("the token server's port was taken meanwhile: %v", err)
 	}

@@ -59,15 +59,7 @@ func TestRecoverDeliveredAndDead(t *testing.T) {
 		got := rc.byID()
 		return len(got["e1"]) == 2 && len(got["e2"]) == 2 && len(got["e3"]) == 3
 	})
-	for id, reqs := range rc.byID() {
-		want := delivery.WebhookIDOf(ns, id, string(sub.UID))
-		for _, req := range reqs {
-			rc.verify(t, req)
-			if req.webhookID() != want {
-				t.Errorf("%s request %d has webhook-id %s, want %s like its first delivery", id, req.n, req.webhookID(), want)
-			}
-		}
-	}
+	sameWebhookIDs(t, rc, sub)
 	eventually(t, "the recovery complete in the figures", func() bool {
 		p := f.subscriptionStats("invoices").Recovery
 		return p != nil && p.Phase == queue.RecoveryComplete
@@ -95,8 +87,56 @@ func TestRecoverDeliveredAndDead(t *testing.T) {
 		t.Errorf("a recovery since after the last event queued %d", late.Queued)
 	}
 
-	// A failed recovery is resumed after its cursor by the same request:
-	// here only e3 and o1 come after it, and only e3 matches.
+	resumeFailedRecovery(t, f, eng, rc, sub)
+
+	if _, err := eng.Recover(ctx, queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "another"}, "req-3", time.Time{}); err == nil {
+		t.Error("a recovery of another object of the name was accepted")
+	}
+}
+
+// TestMergeKeepsLatestRecovery: figures of several processes show the
+// recovery updated last, whichever process ran it.
+func TestMergeKeepsLatestRecovery(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
+	older := &RecoveryProgress{ID: "a", Phase: queue.RecoveryComplete, UpdatedAt: t0}
+	newer := &RecoveryProgress{ID: "b", Phase: queue.RecoveryRunning, UpdatedAt: t0.Add(time.Second)}
+	for _, c := range []struct {
+		a, b Counts
+		want *RecoveryProgress
+	}{
+		{Counts{}, Counts{}, nil},
+		{Counts{Recovery: older}, Counts{}, older},
+		{Counts{}, Counts{Recovery: newer}, newer},
+		{Counts{Recovery: older}, Counts{Recovery: newer}, newer},
+		{Counts{Recovery: newer}, Counts{Recovery: older}, newer},
+	} {
+		if got := c.a.merge(c.b).Recovery; got != c.want {
+			t.Errorf("merge(%v, %v).Recovery = %v, want %v", c.a.Recovery, c.b.Recovery, got, c.want)
+		}
+	}
+}
+
+// sameWebhookIDs checks every request rc got is signed and carries the
+// webhook-id of the event's first delivery through sub.
+func sameWebhookIDs(t *testing.T, rc *receiver, sub queue.SubscriptionID) {
+	t.Helper()
+	for id, reqs := range rc.byID() {
+		want := delivery.WebhookIDOf(ns, id, string(sub.UID))
+		for _, req := range reqs {
+			rc.verify(t, req)
+			if req.webhookID() != want {
+				t.Errorf("%s request %d has webhook-id %s, want %s like its first delivery", id, req.n, req.webhookID(), want)
+			}
+		}
+	}
+}
+
+// resumeFailedRecovery: a failed recovery is resumed after its cursor by the
+// same request.
+func resumeFailedRecovery(t *testing.T, f *fixture, eng *Engine, rc *receiver, sub queue.SubscriptionID) {
+	t.Helper()
+	ctx := context.Background()
+	// Only e3 and o1 come after the cursor (e2), and only e3 matches.
 	evs, _, err := f.q.ListEvents(ctx, queue.EventQuery{Namespace: ns, Limit: 10})
 	if err != nil || len(evs) != 4 {
 		t.Fatalf("retained events: %d, %v", len(evs), err)
@@ -133,29 +173,4 @@ func TestRecoverDeliveredAndDead(t *testing.T) {
 		t.Errorf("the resumed recovery sent e1 %d and e2 %d times in all, want 2 each", len(got["e1"]), len(got["e2"]))
 	}
 
-	if _, err := eng.Recover(ctx, queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "another"}, "req-3", time.Time{}); err == nil {
-		t.Error("a recovery of another object of the name was accepted")
-	}
-}
-
-// TestMergeKeepsLatestRecovery: figures of several processes show the
-// recovery updated last, whichever process ran it.
-func TestMergeKeepsLatestRecovery(t *testing.T) {
-	t0 := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
-	older := &RecoveryProgress{ID: "a", Phase: queue.RecoveryComplete, UpdatedAt: t0}
-	newer := &RecoveryProgress{ID: "b", Phase: queue.RecoveryRunning, UpdatedAt: t0.Add(time.Second)}
-	for _, c := range []struct {
-		a, b Counts
-		want *RecoveryProgress
-	}{
-		{Counts{}, Counts{}, nil},
-		{Counts{Recovery: older}, Counts{}, older},
-		{Counts{}, Counts{Recovery: newer}, newer},
-		{Counts{Recovery: older}, Counts{Recovery: newer}, newer},
-		{Counts{Recovery: newer}, Counts{Recovery: older}, newer},
-	} {
-		if got := c.a.merge(c.b).Recovery; got != c.want {
-			t.Errorf("merge(%v, %v).Recovery = %v, want %v", c.a.Recovery, c.b.Recovery, got, c.want)
-		}
-	}
 }

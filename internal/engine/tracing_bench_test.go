@@ -57,7 +57,7 @@ func benchmarkTracing(b *testing.B, on bool) {
 	f.subscription("bench", "bench")
 	f.start(Options{})
 
-	producer := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+	producer := trace.ContextWithRemoteSpanContext(b.Context(), trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
 		TraceFlags: trace.FlagsSampled, Remote: true,
 	}))
@@ -73,7 +73,7 @@ func benchmarkTracing(b *testing.B, on bool) {
 				ev := queue.Event{Namespace: ns, ID: fmt.Sprintf("tr-%d-%d", b.N, i), Type: "bench.event", Time: time.Now(), Data: benchData}
 				var end func(error)
 				ev.TraceParent, end = tracing.Ingest(producer, ev.Namespace, ev.ID, ev.Type)
-				_, err := f.q.PublishEvent(context.Background(), ev)
+				_, err := f.q.PublishEvent(producer, ev)
 				end(err)
 				if err != nil {
 					b.Error(err)

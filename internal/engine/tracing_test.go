@@ -166,13 +166,7 @@ func TestTracingSpanTree(t *testing.T) {
 	for _, s := range spans {
 		byTrace[s.traceID] = append(byTrace[s.traceID], s)
 	}
-	sent := map[string]string{} // attempt span id -> the traceparent the receiver got
-	for _, r := range rc.requests() {
-		tp := r.header.Get("Traceparent")
-		if parts := strings.Split(tp, "-"); len(parts) == 4 {
-			sent[parts[2]] = tp
-		}
-	}
+	sent := traceparentsSent(rc) // attempt span id -> the traceparent the receiver got
 	want := map[string][]string{
 		"delivered": {"1:204:delivered"},
 		"retried":   {"1:502:retry", "2:204:delivered"},
@@ -228,4 +222,17 @@ func only(t *testing.T, id string, spans []collected, name string) collected {
 		t.Fatalf("%s: %d %s spans, want 1 (trace has %d spans)", id, len(found), name, len(spans))
 	}
 	return found[0]
+}
+
+// traceparentsSent maps the span id of each traceparent rc received to the
+// whole header.
+func traceparentsSent(rc *receiver) map[string]string {
+	sent := map[string]string{}
+	for _, r := range rc.requests() {
+		tp := r.header.Get("Traceparent")
+		if parts := strings.Split(tp, "-"); len(parts) == 4 {
+			sent[parts[2]] = tp
+		}
+	}
+	return sent
 }

@@ -45,6 +45,8 @@ type TLSFiles struct {
 func (t TLSFiles) enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.ServerName != "" }
 
 // The flags each file comes from, so that errors say what to change.
+//
+//nolint:gosec // G101: these are command-line flag names, not credentials.
 const (
 	flagCreds    = "--nats-creds-file"
 	flagUser     = "--nats-user-file"

@@ -92,7 +92,7 @@ type laneProcess struct {
 
 func startLaneChild(t *testing.T, dir, mode string) *laneProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$") //nolint:gosec // G702: re-runs this test binary itself, with fixed arguments.
 	cmd.Env = append(os.Environ(), laneChildEnv+"="+mode, "HOOKLINE_LANE_DIR="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

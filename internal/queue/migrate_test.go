@@ -14,11 +14,11 @@ import (
 	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
-// oldDelivery is a delivery of subscription sub (object uid) to endpoint ep.
-func oldDelivery(id, sub, uid, ep string) queue.Delivery {
+// oldDelivery is a delivery of subscription sub (object uid) to endpoint shop.
+func oldDelivery(id, sub, uid string) queue.Delivery {
 	return queue.Delivery{
 		Event:        queue.Event{Namespace: "team-a", ID: id, Type: "order.created", Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Data: []byte(`{}`)},
-		Subscription: sub, SubscriptionUID: uid, Endpoint: ep, Attempt: 4,
+		Subscription: sub, SubscriptionUID: uid, Endpoint: "shop", Attempt: 4,
 	}
 }
 
@@ -69,13 +69,13 @@ func TestMigrateOldSubjectLayout(t *testing.T) {
 		subject string
 		data    []byte
 	}{
-		{"hl.dead.team-a.orders", queue.OldLayoutDead(oldDelivery("d1", "orders", "uid-1", "shop"), queue.DeadInfo{StatusCode: 503, Reason: "HTTP 503", Time: died})},
-		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p1", "orders", "uid-1", "shop"))},
-		{"hl.dead.team-a.my_2ehook", queue.OldLayoutDead(oldDelivery("d2", "my.hook", "uid-2", "shop"), queue.DeadInfo{StatusCode: 500, Reason: "HTTP 500", Time: died})},
+		{"hl.dead.team-a.orders", queue.OldLayoutDead(oldDelivery("d1", "orders", "uid-1"), queue.DeadInfo{StatusCode: 503, Reason: "HTTP 503", Time: died})},
+		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p1", "orders", "uid-1"))},
+		{"hl.dead.team-a.my_2ehook", queue.OldLayoutDead(oldDelivery("d2", "my.hook", "uid-2"), queue.DeadInfo{StatusCode: 500, Reason: "HTTP 500", Time: died})},
 		{"hl.att.team-a.orders", queue.OldLayoutAttempts(queue.Attempt{Time: died, Attempt: 1, StatusCode: 503}, queue.Attempt{Time: died, Attempt: 2, StatusCode: 503})},
-		{"hl.dead.team-a.orders", queue.OldLayoutDead(oldDelivery("d3", "orders", "uid-1", "shop"), queue.DeadInfo{StatusCode: 503, Reason: "HTTP 503", Time: died})},
-		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p2", "billing", "uid-3", "shop"))},
-		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p3", "orders", "uid-1", "shop"))},
+		{"hl.dead.team-a.orders", queue.OldLayoutDead(oldDelivery("d3", "orders", "uid-1"), queue.DeadInfo{StatusCode: 503, Reason: "HTTP 503", Time: died})},
+		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p2", "billing", "uid-3"))},
+		{"hl.park.team-a.shop", queue.OldLayoutParked(oldDelivery("p3", "orders", "uid-1"))},
 		{"hl.att.team-a.ghost", queue.OldLayoutAttempts(queue.Attempt{Time: died, Attempt: 1, StatusCode: 500})},
 	} {
 		if _, err := js.Publish(ctx, m.subject, m.data); err != nil {

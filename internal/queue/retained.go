@@ -193,7 +193,7 @@ func (q *Queue) listBackward(ctx context.Context, eq EventQuery) ([]RetainedEven
 		hi = min(hi, eq.Cursor-1)
 	}
 	var out []RetainedEvent
-	window := uint64(4 * (eq.Limit + 1))
+	window := 4 * (uint64(max(eq.Limit, 0)) + 1)
 	for hi >= first && hi > 0 && len(out) <= eq.Limit {
 		lo := first
 		if hi >= window && hi-window+1 > first {

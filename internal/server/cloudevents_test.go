@@ -93,7 +93,12 @@ func TestCloudEventsBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/cloudevents-batch+json", strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/cloudevents-batch+json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +150,7 @@ func TestCloudEventsRefused(t *testing.T) {
 			if tc.headers["path"] != "" {
 				p += tc.headers["path"]
 			}
-			req := httptest.NewRequest(http.MethodPost, p, strings.NewReader(tc.body))
+			req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, p, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", tc.ct)
 			for k, v := range tc.headers {
 				if k != "path" {

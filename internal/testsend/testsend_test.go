@@ -66,7 +66,7 @@ type fixture struct {
 func setup(t *testing.T) *fixture {
 	f := &fixture{healthy: newReceiver(t, http.StatusOK, `{"ok":true}`), failing: newReceiver(t, http.StatusInternalServerError, strings.Repeat("boom ", 1000))}
 	// An address nothing listens on: a listener opened and closed.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func (discard) Publish(context.Context, server.Event) (server.PublishResult, err
 func call(t *testing.T, h http.Handler, method, path string, want int, out any) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, nil))
 	if rec.Code != want {
 		t.Fatalf("%s %s: %d, want %d: %s", method, path, rec.Code, want, rec.Body)
 	}

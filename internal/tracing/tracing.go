@@ -165,6 +165,8 @@ func Ingest(ctx context.Context, namespace, id, typ string) (tp string, end func
 // event's ingest span. It returns the traceparent the event's deliveries carry, so their
 // attempts are children of the fan-out; tp and the result are "" when the event has no
 // trace.
+//
+//nolint:contextcheck // the span continues the trace stored with the event (tp), not the caller's context
 func Fanout(tp, namespace, id, typ string) (child string, end func(deliveries int, err error)) {
 	t := tracer.Load()
 	if t == nil || tp == "" {
@@ -183,6 +185,8 @@ type Attempt struct{ span trace.Span }
 
 // StartAttempt starts the span of one delivery attempt, a child of the delivery's stored
 // traceparent, and returns the traceparent to send to the receiver: the attempt's own.
+//
+//nolint:contextcheck // the span continues the trace stored with the event (tp), not the caller's context
 func StartAttempt(tp, namespace, endpoint, subscription, eventID string, attempt int) (Attempt, string) {
 	t := tracer.Load()
 	if t == nil || tp == "" {

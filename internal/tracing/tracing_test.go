@@ -56,7 +56,7 @@ func TestMiddlewareContinuesTheProducersTrace(t *testing.T) {
 		stored, end = Ingest(r.Context(), "team-a", "evt-1", "invoice.paid")
 		end(nil)
 	}))
-	req := httptest.NewRequest(http.MethodPost, "/v1/namespaces/team-a/events", nil)
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/namespaces/team-a/events", nil)
 	req.Header.Set("Traceparent", producer)
 	h.ServeHTTP(httptest.NewRecorder(), req)
 
@@ -73,7 +73,7 @@ func TestMiddlewareContinuesTheProducersTrace(t *testing.T) {
 	}
 
 	// Without a traceparent the ingest span starts a trace of its own.
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/", nil))
 	if s := rec.Ended()[1]; s.Parent().IsValid() || !strings.Contains(stored, s.SpanContext().TraceID().String()) {
 		t.Errorf("a request without traceparent: parent %v, stored %q", s.Parent(), stored)
 	}

@@ -43,6 +43,8 @@ type SecretRef struct {
 // SecretKind is what a NATS Secret holds.
 type SecretKind string
 
+//
+//nolint:gosec // G101: these are descriptions of what a Secret holds, not credentials.
 const (
 	SecretNATSCreds SecretKind = "NATS credentials file"
 	SecretUser      SecretKind = "NATS user name and password"

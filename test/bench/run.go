@@ -117,31 +117,12 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 		return err
 	}
 
-	phase := func(name string, f func() error) error {
-		b.logf("durability=%s: %s", durability, name)
-		start := time.Now()
-		before, conns := sampleCPU(r.d.cmd.Process.Pid), b.sinkSrv.conns.Load()
-		profile := filepath.Join(b.cfg.profileDir, durability+"-"+name+".cpu.pprof")
-		if err := r.d.startProfile(profile); err != nil {
-			return err
-		}
-		err := f()
-		if perr := r.d.stopProfile(); perr != nil && err == nil {
-			err = perr
-		}
-		note := phaseNote{Name: name, Took: time.Since(start), Load: loadAvg(), CPU: shareBetween(before, sampleCPU(r.d.cmd.Process.Pid)), Conns: b.sinkSrv.conns.Load() - conns}
-		note.HWM, _ = r.d.peakMemory()
-		res.Phases = append(res.Phases, note)
-		if crash := r.d.crashed(); crash != nil {
-			return crash
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		// Let the dispatcher finish acknowledging before the next phase starts.
-		time.Sleep(2 * time.Second)
-		return ctx.Err()
-	}
+	return b.phases(ctx, r, res, full)
+}
+
+// phases runs the baseline and then the phases of one run that the flags ask for.
+func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) error {
+	phase := func(name string, f func() error) error { return b.phase(ctx, r, res, name, f) }
 	if err := phase("baseline", func() error {
 		base, err := b.baseline(ctx, r)
 		res.Baseline = base
@@ -308,4 +289,34 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// phase runs one measured phase of a run: it logs it, samples the dispatcher's CPU, memory
+// and the sink's connections around f, writes a CPU profile when asked, and records the
+// figures in res.
+func (b *bench) phase(ctx context.Context, r *run, res *runResult, name string, f func() error) error {
+	durability := r.durability
+	b.logf("durability=%s: %s", durability, name)
+	start := time.Now()
+	before, conns := sampleCPU(r.d.cmd.Process.Pid), b.sinkSrv.conns.Load()
+	profile := filepath.Join(b.cfg.profileDir, durability+"-"+name+".cpu.pprof")
+	if err := r.d.startProfile(profile); err != nil {
+		return err
+	}
+	err := f()
+	if perr := r.d.stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
+	note := phaseNote{Name: name, Took: time.Since(start), Load: loadAvg(), CPU: shareBetween(before, sampleCPU(r.d.cmd.Process.Pid)), Conns: b.sinkSrv.conns.Load() - conns}
+	note.HWM, _ = r.d.peakMemory()
+	res.Phases = append(res.Phases, note)
+	if crash := r.d.crashed(); crash != nil {
+		return crash
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	// Let the dispatcher finish acknowledging before the next phase starts.
+	time.Sleep(2 * time.Second)
+	return ctx.Err()
 }

@@ -91,7 +91,7 @@ func newFlakyReceiver(keys func() []string) *flakyReceiver {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
-		f.Receiver.ServeHTTP(w, req)
+		f.ServeHTTP(w, req)
 	}))
 	DeferCleanup(f.srv.Close)
 	return f

@@ -81,11 +81,12 @@ func get(gvk schema.GroupVersionKind, ns, name string) func(g Gomega) *unstructu
 // cond is a condition of an object read as unstructured.
 type cond struct{ Status, Reason, Message string }
 
-func condition(u *unstructured.Unstructured, typ string) cond {
+// readyCondition is the Ready condition of u, or the zero cond when it has none.
+func readyCondition(u *unstructured.Unstructured) cond {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
-		if m["type"] == typ {
+		if m["type"] == "Ready" {
 			s, _ := m["status"].(string)
 			r, _ := m["reason"].(string)
 			msg, _ := m["message"].(string)
@@ -102,7 +103,7 @@ func ready(gvk schema.GroupVersionKind, name string) func(g Gomega) cond {
 		u := get(gvk, fluxNamespace, name)(g)
 		observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
 		g.Expect(observed).To(Equal(u.GetGeneration()), "%s %s has not finished with its generation", gvk.Kind, name)
-		return condition(u, "Ready")
+		return readyCondition(u)
 	}
 }
 
@@ -112,7 +113,7 @@ func attempted(name, sha string) func(g Gomega) cond {
 		u := get(kustomizationGVK, fluxNamespace, name)(g)
 		rev, _, _ := unstructured.NestedString(u.Object, "status", "lastAttemptedRevision")
 		g.Expect(rev).To(Equal("main@sha1:"+sha), "Kustomization %s has not attempted the commit yet", name)
-		c := condition(u, "Ready")
+		c := readyCondition(u)
 		g.Expect(c.Reason).NotTo(Equal("Progressing"), "still progressing: %s", c.Message)
 		return c
 	}
@@ -227,8 +228,8 @@ var _ = Describe("Flux", Ordered, func() {
 		By("hookline's reason is on the objects, and Argo CD's check shows it")
 		Expect(argoHealth(subscriptionGVK, "refunds")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("filter")))
 		Expect(argoHealth(endpointGVK, "partner")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("partner-signing")))
-		Expect(condition(get(subscriptionGVK, tenantNamespace, "refunds")(Default), "Ready").Reason).To(Equal("InvalidFilter"))
-		Expect(condition(get(endpointGVK, tenantNamespace, "partner")(Default), "Ready").Reason).To(Equal("SigningKeyInvalid"))
+		Expect(readyCondition(get(subscriptionGVK, tenantNamespace, "refunds")(Default)).Reason).To(Equal("InvalidFilter"))
+		Expect(readyCondition(get(endpointGVK, tenantNamespace, "partner")(Default)).Reason).To(Equal("SigningKeyInvalid"))
 
 		By("the healthy Kustomization, on the same commit, is not affected")
 		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"))

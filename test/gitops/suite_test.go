@@ -61,7 +61,7 @@ func findFlux(root string) string {
 		dir = filepath.Join(root, "bin", "flux-current")
 	}
 	for _, b := range []string{"source-controller", "kustomize-controller", "helm-controller", "crds"} {
-		_, err := os.Stat(filepath.Join(dir, b))
+		_, err := os.Stat(filepath.Join(dir, b)) //nolint:gosec // G703: the developer's own FLUX_BIN or bin/, by design
 		Expect(err).NotTo(HaveOccurred(), "%s not found in %s: run `make flux` (hack/build-flux.sh) first", b, dir)
 	}
 	return dir
