@@ -244,7 +244,7 @@ func Apply(keys signing.KeySet, d Decision, newSecret func() (string, error), ne
 	if d.HandledRequest != "" {
 		next.LastRequest = d.HandledRequest
 	}
-	if _, err := signing.ParseSecret(next.Current.Secret); err != nil {
+	if err := signing.CheckSecret(next.Current.Secret); err != nil {
 		return keys, fmt.Errorf("applying key rotation: current key %s would be unusable: %w", next.Current.ID, err)
 	}
 	return next, nil
@@ -255,7 +255,7 @@ func newKey(keys signing.KeySet, at time.Time, newSecret func() (string, error),
 	if err != nil {
 		return signing.Key{}, fmt.Errorf("generating signing key: %w", err)
 	}
-	if _, err := signing.ParseSecret(secret); err != nil {
+	if err := signing.CheckSecret(secret); err != nil {
 		return signing.Key{}, fmt.Errorf("generating signing key: %w", err)
 	}
 	id := newID()
