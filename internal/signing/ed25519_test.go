@@ -218,3 +218,36 @@ func fmt9(err error) string {
 	}
 	return err.Error()
 }
+
+// Verify, which receivers built on this package use, accepts v1a signatures for whpk_
+// public keys and whsk_ private keys. Checked against signatures made here with
+// crypto/ed25519 directly, not with Signer.
+func TestVerifyAcceptsV1a(t *testing.T) {
+	k := newEd25519Key(t, "k")
+	priv, err := ParseEd25519Secret(k.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"a":1}`)
+	ts := strconv.FormatInt(t0.Unix(), 10)
+	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(priv, []byte("msg_9."+ts+"."+string(body))))
+	h := http.Header{}
+	h.Set("webhook-id", "msg_9")
+	h.Set("webhook-timestamp", ts)
+	h.Set("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl v1a,"+sig)
+	pub := publicKeyOf(t, k)
+	for _, secret := range []string{pub, k.Secret} {
+		if err := Verify([]string{testSecretA, secret}, h, body, t0, 0); err != nil {
+			t.Errorf("Verify with %.5s key: %v", secret, err)
+		}
+	}
+	if err := Verify([]string{pub}, h, []byte(`{"a":2}`), t0, 0); !errors.Is(err, ErrNoMatchingSignature) {
+		t.Errorf("changed body: %v, want ErrNoMatchingSignature", err)
+	}
+	if err := Verify([]string{publicKeyOf(t, newEd25519Key(t, "o"))}, h, body, t0, 0); !errors.Is(err, ErrNoMatchingSignature) {
+		t.Errorf("other key: %v, want ErrNoMatchingSignature", err)
+	}
+	if err := Verify([]string{"whpk_AAAA"}, h, body, t0, 0); !errors.Is(err, ErrMalformedSecret) {
+		t.Errorf("short public key: %v, want ErrMalformedSecret", err)
+	}
+}
