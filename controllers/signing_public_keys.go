@@ -120,4 +120,3 @@ func (r *WebhookEndpointReconciler) reconcilePublicKeys(ctx context.Context, ep 
 	}
 	return nil
 }
-
