@@ -251,3 +251,28 @@ func TestVerifyAcceptsV1a(t *testing.T) {
 		t.Errorf("short public key: %v, want ErrMalformedSecret", err)
 	}
 }
+
+func BenchmarkSignEd25519(b *testing.B) {
+	body := []byte(strings.Repeat(`{"k":"v"}`, 1024/9))
+	cur, _ := GenerateEd25519Secret()
+	prev, _ := GenerateEd25519Secret()
+	for _, bc := range []struct {
+		name string
+		ks   KeySet
+	}{
+		{name: "1key", ks: KeySet{Current: Key{ID: "new", Secret: cur}}},
+		{name: "2keys", ks: KeySet{Current: Key{ID: "new", Secret: cur}, Previous: &Key{ID: "old", Secret: prev, ExpiresAt: t0.Add(time.Hour)}}},
+	} {
+		s, err := NewSigner(bc.ks, t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Sign("msg_2Lh9F2ZkZ0M6d3x6cYx0q1JwVbA", t0, body)
+			}
+		})
+	}
+}

@@ -55,7 +55,12 @@ type signingKey struct {
 type scratch struct {
 	prefix []byte
 	sum    [sha256.Size]byte
+	// msg is prefix+body for ed25519, which signs the message in one piece.
+	msg []byte
 }
+
+// maxPooledMsg bounds the ed25519 message buffer kept in the pool.
+const maxPooledMsg = 64 << 10
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{prefix: make([]byte, 0, 128)} }}
 
@@ -120,6 +125,7 @@ func (s *Signer) Expires() time.Time { return s.expires }
 func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	var msg []byte // built on the first ed25519 key
 	sc.prefix = append(sc.prefix[:0], id...)
 	sc.prefix = append(sc.prefix, '.')
 	sc.prefix = strconv.AppendInt(sc.prefix, ts.Unix(), 10)
@@ -133,8 +139,13 @@ func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 			out.WriteByte(' ')
 		}
 		if k.ed != nil {
-			msg := make([]byte, 0, len(sc.prefix)+len(body))
-			msg = append(append(msg, sc.prefix...), body...)
+			if msg == nil {
+				msg = append(append(sc.msg[:0], sc.prefix...), body...)
+				// Pooled only up to a size, so one large body does not stay in memory.
+				if cap(msg) <= maxPooledMsg {
+					sc.msg = msg
+				}
+			}
 			out.WriteString(signatureVersionEd25519)
 			out.WriteString(base64.StdEncoding.EncodeToString(ed25519.Sign(k.ed, msg)))
 			continue
