@@ -120,8 +120,9 @@ func (s *Signer) KeyIDs() []string {
 func (s *Signer) Expires() time.Time { return s.expires }
 
 // Sign returns the webhook-signature header value for a delivery: one
-// "v1,<signature>" per HMAC key and one "v1a,<signature>" per ed25519 key, space-separated, current key first. The
-// webhook-timestamp header must carry ts as Unix seconds; SetHeaders does so.
+// "v1,<signature>" per HMAC key and one "v1a,<signature>" per ed25519 key,
+// space-separated, current key first. The webhook-timestamp header must carry
+// ts as Unix seconds; SetHeaders does so.
 func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
