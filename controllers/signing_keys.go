@@ -30,6 +30,15 @@ func RotationPolicy(spec *hooklinev1.WebhookEndpointSpec) (rotation.Policy, erro
 	return p, nil
 }
 
+// SigningAlgorithm is the algorithm the endpoint's generated keys sign with. An unset
+// algorithm is HMAC-SHA256, so removing the field rotates an ed25519 key out.
+func SigningAlgorithm(spec *hooklinev1.WebhookEndpointSpec) string {
+	if spec.Signing != nil && spec.Signing.Algorithm != "" {
+		return spec.Signing.Algorithm
+	}
+	return signing.AlgorithmHMACSHA256
+}
+
 // RotationRequest reads the manual rotation annotations. The token records both values,
 // so a new value in either one is a new request, and the same values never rotate twice.
 func RotationRequest(annotations map[string]string, lastHandled string) rotation.Request {
@@ -81,6 +90,7 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 		if perr != nil {
 			return signingKeyError{perr.Error()}, nil
 		}
+		policy.Algorithm = SigningAlgorithm(&ep.Spec)
 		var current signing.KeySet
 		hasKeys := false
 		if exists {
@@ -94,7 +104,11 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 			}
 		}
 		decision = rotation.Plan(current, hasKeys, policy, RotationRequest(ep.Annotations, current.LastRequest), now)
-		keys, err = rotation.Apply(current, decision, signing.GenerateSecret, signing.NewKeyID)
+		newSecret, gerr := signing.GenerateSecretFor(policy.Algorithm)
+		if gerr != nil {
+			return signingKeyError{"spec.signing.algorithm: " + gerr.Error()}, nil
+		}
+		keys, err = rotation.Apply(current, decision, newSecret, signing.NewKeyID)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +129,15 @@ func (r *WebhookEndpointReconciler) reconcileSigningKeys(ctx context.Context, ep
 		}
 		r.Recorder.Eventf(ep, nil, corev1.EventTypeNormal, "SigningKeyRotated", "RotateSigningKey", note)
 	}
-	ep.Status.Signing = signingStatus(name, keys, user, ep)
+	had := ""
+	if ep.Status.Signing != nil {
+		had = ep.Status.Signing.PublicKeysConfigMap
+	}
+	st := signingStatus(name, keys, user, ep)
+	if err := r.reconcilePublicKeys(ctx, ep, keys, st, had); err != nil {
+		return nil, err
+	}
+	ep.Status.Signing = st
 	return nil, nil
 }
 

@@ -159,7 +159,17 @@ type EndpointTLS struct {
 // Signing chooses between a generated, rotated key and a key the user provides.
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.rotation) && has(self.secretRef))",message="set either signing.rotation (hookline generates and rotates the key) or signing.secretRef (you provide the key, never rotated), not both"
+// +kubebuilder:validation:XValidation:rule="!(has(self.algorithm) && self.algorithm == 'ed25519' && has(self.secretRef))",message="signing.algorithm: ed25519 keys are generated and rotated by hookline; remove signing.secretRef (it holds an HMAC whsec_ key) or set signing.algorithm to hmac-sha256"
 type Signing struct {
+	// Algorithm is how deliveries are signed: "hmac-sha256" (the default; Standard Webhooks
+	// "v1," signatures with a shared whsec_ secret) or "ed25519" (Standard Webhooks "v1a,"
+	// signatures; receivers verify with the public key published in status.signing and in
+	// the ConfigMap named there). Changing it rotates to a new key of the new algorithm,
+	// with the usual overlap.
+	// +kubebuilder:validation:XValidation:rule="self in ['hmac-sha256', 'ed25519']",message="signing.algorithm must be hmac-sha256 or ed25519"
+	// +optional
+	Algorithm string `json:"algorithm,omitempty"`
+
 	// Rotation schedules rotation of the generated key.
 	// +optional
 	Rotation *Rotation `json:"rotation,omitempty"`
@@ -279,6 +289,34 @@ type SigningStatus struct {
 	// PreviousKeyExpiresAt is when the previous key stops signing.
 	// +optional
 	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+
+	// Algorithm is the algorithm of the current key: hmac-sha256 or ed25519.
+	// +optional
+	Algorithm string `json:"algorithm,omitempty"`
+
+	// PublicKeys are the public halves of the ed25519 keys that sign now, current first
+	// (during an overlap, the previous keys too). Empty for HMAC keys.
+	// +optional
+	// +listType=atomic
+	PublicKeys []SigningPublicKey `json:"publicKeys,omitempty"`
+
+	// PublicKeysConfigMap names the ConfigMap, in the endpoint's namespace, that holds the
+	// same public keys for receivers to read; empty for HMAC keys.
+	// +optional
+	PublicKeysConfigMap string `json:"publicKeysConfigMap,omitempty"`
+}
+
+// SigningPublicKey is the public half of an ed25519 signing key.
+type SigningPublicKey struct {
+	// KeyID identifies the key, as currentKeyID and previousKeyID do.
+	KeyID string `json:"keyID"`
+
+	// PublicKey is "whpk_" followed by the standard base64 of the 32-byte ed25519 public key.
+	PublicKey string `json:"publicKey"`
+
+	// ExpiresAt is when the key stops signing; empty for the current key.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
 
 // WebhookEndpoint is a receiver of webhooks: its URL, authentication, signing key and limits.

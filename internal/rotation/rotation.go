@@ -15,6 +15,10 @@ type Policy struct {
 	// Overlap is how long the replaced key keeps signing after a scheduled
 	// or requested rotation.
 	Overlap time.Duration
+	// Algorithm is what new keys sign with (signing.AlgorithmHMACSHA256 or
+	// signing.AlgorithmEd25519); empty means whatever the current key uses.
+	// A current key of another algorithm is rotated out, with the overlap.
+	Algorithm string
 }
 
 // DefaultPolicy rotates every 90 days and keeps the old key for a day, long
@@ -69,6 +73,7 @@ const (
 	CauseSchedule     Cause = "Schedule"
 	CauseRequest      Cause = "Request"
 	CauseOverlapEnded Cause = "OverlapEnded"
+	CauseAlgorithm    Cause = "AlgorithmChanged"
 )
 
 // Decision is the outcome of Plan.
@@ -167,6 +172,11 @@ func Plan(keys signing.KeySet, hasKeys bool, p Policy, req Request, now time.Tim
 		d = rotate(at, p, true)
 		d.Cause = CauseRequest
 		d.HandledRequest = req.Token
+	case p.Algorithm != "" && signing.Algorithm(keys.Current.Secret) != p.Algorithm:
+		// A new algorithm is a rotation to a key of that algorithm: the old key
+		// keeps signing for the overlap, so receivers can switch verifiers.
+		d = rotate(at, p, true)
+		d.Cause = CauseAlgorithm
 	case !now.Before(NextRotation(keys, p)):
 		d = rotate(at, p, true)
 		d.Cause = CauseSchedule
@@ -244,7 +254,7 @@ func Apply(keys signing.KeySet, d Decision, newSecret func() (string, error), ne
 	if d.HandledRequest != "" {
 		next.LastRequest = d.HandledRequest
 	}
-	if _, err := signing.ParseSecret(next.Current.Secret); err != nil {
+	if err := signing.CheckSecret(next.Current.Secret); err != nil {
 		return keys, fmt.Errorf("applying key rotation: current key %s would be unusable: %w", next.Current.ID, err)
 	}
 	return next, nil
@@ -255,7 +265,7 @@ func newKey(keys signing.KeySet, at time.Time, newSecret func() (string, error),
 	if err != nil {
 		return signing.Key{}, fmt.Errorf("generating signing key: %w", err)
 	}
-	if _, err := signing.ParseSecret(secret); err != nil {
+	if err := signing.CheckSecret(secret); err != nil {
 		return signing.Key{}, fmt.Errorf("generating signing key: %w", err)
 	}
 	id := newID()

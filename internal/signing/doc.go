@@ -9,6 +9,10 @@
 // deliveries. Any official Standard Webhooks library verifies what Signer
 // produces.
 //
+// A key may instead be an ed25519 private key ("whsk_", see ed25519.go): it
+// signs "v1a,<signature>" entries, verified with its "whpk_" public key. A set
+// may mix both kinds while an endpoint changes algorithm.
+//
 // Nothing in this package puts a secret into an error, a log line or a key ID:
 // key IDs of user-provided keys are a truncated SHA-256 fingerprint, and
 // parse errors describe the problem, not the input.

@@ -107,7 +107,7 @@ func (ks KeySet) ToSecretData() map[string][]byte {
 func olderPrefix(i int) string { return DataOlder + "." + strconv.Itoa(i+1) }
 
 // KeySetFromSecretData reads a set written by ToSecretData. Every key it
-// returns has a secret that ParseSecret accepts, so a Signer can always be
+// returns has a secret that CheckSecret accepts, so a Signer can always be
 // built from the result.
 func KeySetFromSecretData(data map[string][]byte) (KeySet, error) {
 	current, err := keyFromData(data, DataCurrent, DataCurrentID, DataCurrentCreated, "")
@@ -150,7 +150,7 @@ func keyFromData(data map[string][]byte, secretKey, idKey, createdKey, expiresKe
 	if !ok {
 		return Key{}, fmt.Errorf("%w: data key %q is missing", ErrInvalidKeySet, secretKey)
 	}
-	if _, err := ParseSecret(string(secret)); err != nil {
+	if err := CheckSecret(string(secret)); err != nil {
 		return Key{}, fmt.Errorf("%w: data key %q: %w", ErrInvalidKeySet, secretKey, err)
 	}
 	id := string(data[idKey])

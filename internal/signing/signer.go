@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -45,6 +46,8 @@ type signingKey struct {
 	// padded keys, which is most of the fixed cost of a signature, so each
 	// state is built once and Reset between uses.
 	macs *sync.Pool
+	// ed is set for an ed25519 key, which signs "v1a," instead of "v1,".
+	ed ed25519.PrivateKey
 }
 
 // scratch holds the per-call buffers, pooled so a signature costs only the
@@ -52,7 +55,12 @@ type signingKey struct {
 type scratch struct {
 	prefix []byte
 	sum    [sha256.Size]byte
+	// msg is prefix+body for ed25519, which signs the message in one piece.
+	msg []byte
 }
+
+// maxPooledMsg bounds the ed25519 message buffer kept in the pool.
+const maxPooledMsg = 64 << 10
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{prefix: make([]byte, 0, 128)} }}
 
@@ -78,6 +86,14 @@ func NewSigner(ks KeySet, now time.Time) (*Signer, error) {
 }
 
 func (s *Signer) add(k Key) error {
+	if Algorithm(k.Secret) == AlgorithmEd25519 {
+		priv, err := ParseEd25519Secret(k.Secret)
+		if err != nil {
+			return fmt.Errorf("building signer for key %s: %w", k.ID, err)
+		}
+		s.keys = append(s.keys, signingKey{id: k.ID, ed: priv})
+		return nil
+	}
 	secret, err := ParseSecret(k.Secret)
 	if err != nil {
 		return fmt.Errorf("building signer for key %s: %w", k.ID, err)
@@ -104,11 +120,13 @@ func (s *Signer) KeyIDs() []string {
 func (s *Signer) Expires() time.Time { return s.expires }
 
 // Sign returns the webhook-signature header value for a delivery: one
-// "v1,<signature>" per key, space-separated, current key first. The
-// webhook-timestamp header must carry ts as Unix seconds; SetHeaders does so.
+// "v1,<signature>" per HMAC key and one "v1a,<signature>" per ed25519 key,
+// space-separated, current key first. The webhook-timestamp header must carry
+// ts as Unix seconds; SetHeaders does so.
 func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	var msg []byte // built on the first ed25519 key
 	sc.prefix = append(sc.prefix[:0], id...)
 	sc.prefix = append(sc.prefix, '.')
 	sc.prefix = strconv.AppendInt(sc.prefix, ts.Unix(), 10)
@@ -120,6 +138,18 @@ func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
 	for i, k := range s.keys {
 		if i > 0 {
 			out.WriteByte(' ')
+		}
+		if k.ed != nil {
+			if msg == nil {
+				msg = append(append(sc.msg[:0], sc.prefix...), body...)
+				// Pooled only up to a size, so one large body does not stay in memory.
+				if cap(msg) <= maxPooledMsg {
+					sc.msg = msg
+				}
+			}
+			out.WriteString(signatureVersionEd25519)
+			out.WriteString(base64.StdEncoding.EncodeToString(ed25519.Sign(k.ed, msg)))
+			continue
 		}
 		mac := k.macs.Get().(hash.Hash)
 		mac.Reset()

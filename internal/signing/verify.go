@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -31,6 +32,9 @@ var (
 // (DefaultTolerance when tolerance is zero), and at least one v1 signature in
 // webhook-signature must match one of the secrets for this id, timestamp and
 // body. Signatures of other versions are ignored, as the specification asks.
+//
+// A secret may also be an ed25519 key: a "whpk_" public key (what receivers are given)
+// or a "whsk_" private key; it matches a "v1a" signature.
 func Verify(secrets []string, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	id := h.Get(HeaderID)
 	tsRaw := h.Get(HeaderTimestamp)
@@ -65,7 +69,15 @@ func Verify(secrets []string, h http.Header, body []byte, now time.Time, toleran
 	signed = append(signed, body...)
 
 	expected := make([][]byte, 0, len(secrets))
+	var publics []ed25519.PublicKey
 	for i, s := range secrets {
+		if pub, ok, err := ed25519PublicOf(s); ok {
+			if err != nil {
+				return fmt.Errorf("verifying with secret %d: %w", i, err)
+			}
+			publics = append(publics, pub)
+			continue
+		}
 		key, err := ParseSecret(s)
 		if err != nil {
 			return fmt.Errorf("verifying with secret %d: %w", i, err)
@@ -78,6 +90,16 @@ func Verify(secrets []string, h http.Header, body []byte, now time.Time, toleran
 	}
 	for _, entry := range strings.Fields(sigs) {
 		version, sig, ok := strings.Cut(entry, ",")
+		if ok && version == "v1a" && len(publics) > 0 {
+			if raw, err := base64.StdEncoding.DecodeString(sig); err == nil {
+				for _, pub := range publics {
+					if ed25519.Verify(pub, signed, raw) {
+						return nil
+					}
+				}
+			}
+			continue
+		}
 		if !ok || version != "v1" {
 			continue
 		}
@@ -88,4 +110,24 @@ func Verify(secrets []string, h http.Header, body []byte, now time.Time, toleran
 		}
 	}
 	return ErrNoMatchingSignature
+}
+
+// ed25519PublicOf returns the public key of a "whpk_" or "whsk_" key; ok is false for
+// anything else (an HMAC secret).
+func ed25519PublicOf(s string) (pub ed25519.PublicKey, ok bool, err error) {
+	switch {
+	case strings.HasPrefix(s, PrivateKeyPrefix):
+		priv, err := ParseEd25519Secret(s)
+		if err != nil {
+			return nil, true, err
+		}
+		return priv.Public().(ed25519.PublicKey), true, nil
+	case strings.HasPrefix(s, PublicKeyPrefix):
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, PublicKeyPrefix))
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return nil, true, fmt.Errorf("%w: a public key is %q followed by the standard base64 of 32 bytes", ErrMalformedSecret, PublicKeyPrefix)
+		}
+		return ed25519.PublicKey(raw), true, nil
+	}
+	return nil, false, nil
 }
