@@ -77,10 +77,7 @@ func newAdmin(q AdminQueue, h *Handler) http.Handler {
 		allowed["recover"] = "POST"
 	}
 	for path, allow := range allowed {
-		mux.HandleFunc(sub+path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", allow)
-			writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: fmt.Sprintf("%s is not allowed here; use %s.", r.Method, allow)})
-		})
+		mux.HandleFunc(sub+path, methodNotAllowed(allow))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusNotFound, message: "No such resource. The admin API serves " +
@@ -286,5 +283,13 @@ func (a *admin) resend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: fmt.Sprintf("%v; resending again is safe", err)})
 	default:
 		writeValue(w, map[string]uint64{"resent": seq})
+	}
+}
+
+// methodNotAllowed answers 405 naming the method to use instead.
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: fmt.Sprintf("%s is not allowed here; use %s.", r.Method, allow)})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // publishBatch handles {"events": [...]}: every event is validated before any is
@@ -19,20 +20,11 @@ func (h *Handler) publishBatch(w http.ResponseWriter, r *http.Request, ns string
 	evs := make([]Event, len(wires))
 	seen := make(map[string]int, len(wires))
 	for i := range wires {
-		prefix := "events[" + strconv.Itoa(i) + "]"
-		ev, ferr := wires[i].validate(prefix, ns, newID, now)
-		if ferr == nil {
-			ferr = h.checkData(prefix, &ev)
-		}
+		ev, ferr := h.batchEvent(&wires[i], i, "events", seen, ns, newID, now)
 		if ferr != nil {
 			writeError(w, ferr)
 			return
 		}
-		if j, dup := seen[ev.ID]; dup {
-			writeError(w, badRequest(prefix+".id", "id %q is also the id of events[%d]; the second would be dropped as a duplicate. Give each event its own id", ev.ID, j))
-			return
-		}
-		seen[ev.ID] = i
 		evs[i] = ev
 	}
 
@@ -164,4 +156,24 @@ func (h *Handler) decodeBatch(body []byte) ([]wireEvent, *fieldError) {
 		return nil, badRequest("events", "events is required and must hold 1 to %d events", h.opts.MaxBatchEvents)
 	}
 	return wires, nil
+}
+
+// batchEvent validates the i-th event of a batch named list ("events" for native
+// batches, "" for CloudEvents batches): its fields, its data against an enforced
+// schema, and that no earlier event of the batch (in seen, which it extends) has its
+// id.
+func (h *Handler) batchEvent(wire *wireEvent, i int, list string, seen map[string]int, ns string, newID func() string, now time.Time) (Event, *fieldError) {
+	prefix := list + "[" + strconv.Itoa(i) + "]"
+	ev, ferr := wire.validate(prefix, ns, newID, now)
+	if ferr == nil {
+		ferr = h.checkData(prefix, &ev)
+	}
+	if ferr != nil {
+		return Event{}, ferr
+	}
+	if j, dup := seen[ev.ID]; dup {
+		return Event{}, badRequest(prefix+".id", "id %q is also the id of %s[%d]; the second would be dropped as a duplicate. Give each event its own id", ev.ID, list, j)
+	}
+	seen[ev.ID] = i
+	return ev, nil
 }

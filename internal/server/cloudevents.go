@@ -117,19 +117,11 @@ func (h *Handler) publishCloudEvents(w http.ResponseWriter, r *http.Request, ns 
 				writeError(w, ferr)
 				return
 			}
-			ev, ferr := wires[i].validate(prefix, ns, newID, now)
-			if ferr == nil {
-				ferr = h.checkData(prefix, &ev)
-			}
+			ev, ferr := h.batchEvent(&wires[i], i, "", seen, ns, newID, now)
 			if ferr != nil {
 				writeError(w, ferr)
 				return
 			}
-			if j, dup := seen[ev.ID]; dup {
-				writeError(w, badRequest(prefix+".id", "id %q is also the id of [%d]; the second would be dropped as a duplicate. Give each event its own id", ev.ID, j))
-				return
-			}
-			seen[ev.ID] = i
 			evs = append(evs, ev)
 		}
 	default:

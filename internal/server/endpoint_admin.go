@@ -78,10 +78,7 @@ func newEndpointAdmin(t TestSender, h *Handler) http.Handler {
 	mux.HandleFunc("POST "+ep+"test", a.test)
 	mux.HandleFunc("GET "+ep+"attempts", a.attempts)
 	for path, allow := range map[string]string{"test": "POST", "attempts": "GET"} {
-		mux.HandleFunc(ep+path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", allow)
-			writeError(w, &fieldError{status: http.StatusMethodNotAllowed, message: fmt.Sprintf("%s is not allowed here; use %s.", r.Method, allow)})
-		})
+		mux.HandleFunc(ep+path, methodNotAllowed(allow))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusNotFound, message: "No such resource. The endpoint admin API serves " +
