@@ -311,8 +311,18 @@ func (c Config) explainConnectError(err error) error {
 		return fmt.Errorf("connecting to NATS at %s: %w: TLS is set (%s, %s or %s) and the server does not offer it; check the URL, or turn TLS on in the server", where, err, flagCA, flagCert, flagSNI)
 	case errors.Is(err, nats.ErrTLS) || strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:"):
 		hint := "check " + flagCA + " (the authority that signs the servers' certificates) and " + flagSNI + " (the name in them)"
-		if strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") || strings.Contains(msg, "unknown certificate") {
+		// With TLS 1.3 the client finishes its side of the handshake before
+		// the server has judged the client's certificate, so a refusal can
+		// arrive as the alert ("certificate required") or, when the client
+		// writes first, as the server closing right after the handshake. The
+		// client had already accepted the server's certificate by then.
+		refusedClient := strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") ||
+			strings.Contains(msg, "unknown certificate") || strings.Contains(msg, "after TLS handshake")
+		switch {
+		case refusedClient && c.TLS.CertFile == "":
 			hint = "the server verifies clients: set " + flagCert + " and " + flagKey + " to a certificate its authority signed"
+		case refusedClient:
+			hint = "the server refused the client certificate in " + flagCert + ": it must be signed by the authority the server trusts, for client authentication, and not expired"
 		}
 		return fmt.Errorf("connecting to NATS at %s over TLS: %w: %s", where, err, hint)
 	}

@@ -270,6 +270,12 @@ func TestConnectMutualTLS(t *testing.T) {
 	noClientCert.TLS.CertFile, noClientCert.TLS.KeyFile = "", ""
 	wantOpenError(t, noClientCert, "over TLS", "the server verifies clients: set --nats-cert-file and --nats-key-file")
 
+	stranger := newPKI(t)
+	strangerCert, strangerKey := stranger.issue(t, "stranger", 4, x509.ExtKeyUsageClientAuth)
+	untrustedClient := cfg
+	untrustedClient.TLS.CertFile, untrustedClient.TLS.KeyFile = strangerCert, strangerKey
+	wantOpenError(t, untrustedClient, "over TLS", "the server refused the client certificate in --nats-cert-file")
+
 	wrongName := cfg
 	wrongName.TLS.ServerName = "other.test"
 	wantOpenError(t, wrongName, "over TLS", "--nats-tls-server-name")
