@@ -94,6 +94,13 @@ spec:
 			names = append(names, fmt.Sprintf("cus-%02d", k))
 		}
 		badLane := queue.KeyLane(badKey, hooklinev1.DefaultOrderingLanes)
+		// And one key that shares the failing key's lane, to see it held.
+		for k := keys; ; k++ {
+			if name := fmt.Sprintf("cus-%02d", k); queue.KeyLane(name, hooklinev1.DefaultOrderingLanes) == badLane {
+				names = append(names, name)
+				break
+			}
+		}
 		var peers, free []string
 		for _, k := range names[1:] {
 			if queue.KeyLane(k, hooklinev1.DefaultOrderingLanes) == badLane {
@@ -103,6 +110,7 @@ spec:
 			}
 		}
 		Expect(free).NotTo(BeEmpty())
+		Expect(peers).NotTo(BeEmpty())
 		for seq := range perKey {
 			for _, k := range names {
 				publish(ns, token, fmt.Sprintf("%s-%02d", k, seq), "invoice.paid", map[string]any{"customer": k, "seq": seq})
