@@ -62,6 +62,10 @@ func TestKeyCostBudget(t *testing.T) {
 	if _, err := compileKey(expr, lowLimits); err == nil || !strings.Contains(err.Error(), "above the filter budget") {
 		t.Fatalf("compileKey = %v, want a budget error", err)
 	}
+	// At the real budget too: a loop inside a loop over a 256 KiB event.
+	if _, err := CompileKey(`data.a.exists(i, data.b.exists(j, i == j)) ? "x" : "y"`); err == nil || !strings.Contains(err.Error(), "above the filter budget of 10000000") {
+		t.Fatalf("CompileKey of a nested loop = %v, want a budget error", err)
+	}
 	if _, err := compileKey(`data.customerId`, lowLimits); err != nil {
 		t.Fatalf("a plain field read is within any budget: %v", err)
 	}
