@@ -198,7 +198,7 @@ var _ = Describe("Flux", Ordered, func() {
 		operatorP = startOperator()
 		dispatcherP = startDispatcher()
 		apply(ks)
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), "operator log: %s", operatorP.logPath)
+		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), operatorP.logTail)
 		Expect(get(kustomizationGVK, fluxNamespace, "webhooks")(Default).Object).To(HaveKeyWithValue("status", HaveKeyWithValue("lastAppliedRevision", "main@sha1:"+sha)))
 		for _, name := range []string{"billing", "ledger"} {
 			Expect(argoHealth(endpointGVK, name)(Default)).To(HavePrefix("Healthy"))
@@ -216,7 +216,9 @@ var _ = Describe("Flux", Ordered, func() {
 		// Not the 10m timeout: kustomize-controller stops waiting as soon as kstatus says
 		// Failed for one object, which hookline's Stalled=True makes it. It names the
 		// objects that were Failed at that poll (one or both of these).
-		Expect(c.Message).To(HavePrefix("failed early due to stalled resources: ["))
+		// "health check failed after 59.5ms: failed early due to stalled resources: [...]";
+		// at the timeout it would say "timeout waiting for".
+		Expect(c.Message).To(MatchRegexp(`^health check failed after [^:]+: failed early due to stalled resources: \[`))
 		Expect(c.Message).To(Or(ContainSubstring("Subscription/payments/refunds status: 'Failed'"),
 			ContainSubstring("WebhookEndpoint/payments/partner status: 'Failed'")))
 		// Flux (fluxcd/pkg/ssa) prints kind, name and kstatus verdict, not the object's
@@ -283,7 +285,7 @@ var _ = Describe("Flux", Ordered, func() {
 				return nil
 			}
 		}
-		Eventually(delivers(billing)).Should(Succeed(), "dispatcher log: %s", dispatcherP.logPath)
+		Eventually(delivers(billing)).Should(Succeed(), dispatcherP.logTail)
 		Expect(ledger.Stats().Unique).To(BeZero())
 
 		files := tenantFiles("webhooks", urls)
@@ -295,7 +297,7 @@ var _ = Describe("Flux", Ordered, func() {
 		sub := get(subscriptionGVK, tenantNamespace, "invoices")(Default)
 		Expect(sub.Object).To(HaveKeyWithValue("spec", HaveKeyWithValue("endpointRef", HaveKeyWithValue("name", "ledger"))))
 
-		Eventually(delivers(ledger)).Should(Succeed(), "dispatcher log: %s", dispatcherP.logPath)
+		Eventually(delivers(ledger)).Should(Succeed(), dispatcherP.logTail)
 		Expect(ledger.Stats().Rejected).To(BeZero(), "deliveries verify with the ledger endpoint's key")
 	})
 })
