@@ -270,7 +270,7 @@ var _ = Describe("Flux", Ordered, func() {
 		Expect(operatorReplicas(Default)).To(BeEquivalentTo(2))
 	})
 
-	It("(d) moves a Subscription when Git changes, and the dispatcher delivers to the new target", func() {
+	It("(d) moves a Subscription when Git changes, waits for a stopped operator, and the dispatcher delivers to the new target", func() {
 		token := publisherToken(tenantNamespace)
 		n := 0
 		delivers := func(r *endpointReceiver) func() error {
@@ -291,9 +291,27 @@ var _ = Describe("Flux", Ordered, func() {
 		files := tenantFiles("webhooks", urls)
 		moved := strings.Replace(files["webhooks/subscriptions.yaml"], "endpointRef: {name: billing}", "endpointRef: {name: ledger}", 1)
 		Expect(moved).NotTo(Equal(files["webhooks/subscriptions.yaml"]))
+
+		By("with the operator stopped, the changed Subscription holds the sync: its verdict is for the old generation")
+		ks := manifest("flux/platform.yaml", "Kustomization")
+		waiting := ks.DeepCopy()
+		set(waiting, "20s", "spec", "timeout") // shortened only while the operator is stopped
+		apply(waiting)
+		Eventually(ready(kustomizationGVK, "webhooks")).Should(HaveField("Status", "True"))
+		operatorP.stop()
 		sha = platform.commit("invoices go to the ledger", map[string]string{"webhooks/subscriptions.yaml": moved})
 		requestReconcile(gitRepositoryGVK, "platform")
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"))
+		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "False"))
+		c := attempted("webhooks", sha)(Default)
+		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
+		Expect(c.Message).To(SatisfyAll(ContainSubstring("timeout waiting for"),
+			ContainSubstring("Subscription/payments/invoices status: 'InProgress'")))
+		Expect(argoHealth(subscriptionGVK, "invoices")(Default)).To(HavePrefix("Progressing"))
+
+		By("restarted, the operator lets the same revision pass")
+		operatorP = startOperator()
+		apply(ks)
+		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), operatorP.logTail)
 		sub := get(subscriptionGVK, tenantNamespace, "invoices")(Default)
 		Expect(sub.Object).To(HaveKeyWithValue("spec", HaveKeyWithValue("endpointRef", HaveKeyWithValue("name", "ledger"))))
 
