@@ -245,6 +245,8 @@ var _ = Describe("Flux", Ordered, func() {
 		apply(src)
 		// This suite runs without a node: no pod ever starts, so Flux must not wait for the
 		// Deployments (on a real cluster leave disableWait out; test/node runs the chart's pods).
+		AddReportEntry("HelmRelease without a node", "no kubelet runs here: install and upgrade use disableWait, "+
+			"so the release's pods are not waited for (test/node runs the chart's pods on a real node)")
 		hr := manifest("flux/helm.yaml", "HelmRelease")
 		set(hr, true, "spec", "install", "disableWait")
 		set(hr, true, "spec", "upgrade", "disableWait")
