@@ -107,7 +107,7 @@ func ready(gvk schema.GroupVersionKind, name string) func(g Gomega) cond {
 	}
 }
 
-// applied returns a Kustomization's Ready condition once it has attempted revision sha.
+// attempted returns a Kustomization's Ready condition once it has attempted revision sha.
 func attempted(name, sha string) func(g Gomega) cond {
 	return func(g Gomega) cond {
 		u := get(kustomizationGVK, fluxNamespace, name)(g)
@@ -119,15 +119,30 @@ func attempted(name, sha string) func(g Gomega) cond {
 	}
 }
 
-// requestReconcile asks a Flux controller to reconcile now, as `flux reconcile` does.
-func requestReconcile(gvk schema.GroupVersionKind, name string) {
+// failedAttempt waits for a Kustomization to fail on revision sha and returns that Ready
+// condition, read in the same poll: a retry may reset it to Progressing right after.
+func failedAttempt(name, sha string) cond {
+	GinkgoHelper()
+	var c cond
+	Eventually(func(g Gomega) {
+		c = attempted(name, sha)(g)
+		g.Expect(c.Status).To(Equal("False"), "Kustomization %s: %s", name, c.Message)
+	}).Should(Succeed())
+	return c
+}
+
+// requestReconcile asks a Flux controller to reconcile now, as `flux reconcile` does, and
+// returns the request's token, which the controller copies to status.lastHandledReconcileAt.
+func requestReconcile(gvk schema.GroupVersionKind, name string) string {
 	GinkgoHelper()
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
 	u.SetNamespace(fluxNamespace)
 	u.SetName(name)
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{"reconcile.fluxcd.io/requestedAt":%q}}}`, time.Now().Format(time.RFC3339Nano))
+	token := time.Now().Format(time.RFC3339Nano)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"reconcile.fluxcd.io/requestedAt":%q}}}`, token)
 	Expect(k8s.Patch(context.Background(), u, client.RawPatch("application/merge-patch+json", []byte(patch)))).To(Succeed())
+	return token
 }
 
 // argoHealth is Argo CD's verdict (the shipped Lua check) on a hookline object in the cluster.
@@ -184,8 +199,7 @@ var _ = Describe("Flux", Ordered, func() {
 		waiting := ks.DeepCopy()
 		set(waiting, "20s", "spec", "timeout") // the file's 2m, shortened only for this step
 		apply(waiting)
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "False"))
-		c := attempted("webhooks", sha)(Default)
+		c := failedAttempt("webhooks", sha)
 		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
 		Expect(c).To(HaveField("Message", ContainSubstring("timeout waiting for")))
 		Expect(c).To(HaveField("Message", ContainSubstring("Subscription/payments/invoices status: 'InProgress'")))
@@ -210,14 +224,12 @@ var _ = Describe("Flux", Ordered, func() {
 		sha = platform.commit("broken objects", tenantFiles("broken", urls))
 		requestReconcile(gitRepositoryGVK, "platform")
 		apply(manifest("flux/broken.yaml", "Kustomization"))
-		Eventually(attempted("webhooks-broken", sha)).Should(HaveField("Status", "False"))
-		c := attempted("webhooks-broken", sha)(Default)
+		c := failedAttempt("webhooks-broken", sha)
 		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
 		// Not the 10m timeout: kustomize-controller stops waiting as soon as kstatus says
-		// Failed for one object, which hookline's Stalled=True makes it. It names the
-		// objects that were Failed at that poll (one or both of these).
-		// "health check failed after 59.5ms: failed early due to stalled resources: [...]";
-		// at the timeout it would say "timeout waiting for".
+		// Failed for one object, which hookline's Stalled=True makes it, and names the Failed
+		// objects it had polled by then: "health check failed after 59.5ms: failed early due
+		// to stalled resources: [...]". At the timeout it would say "timeout waiting for".
 		Expect(c.Message).To(MatchRegexp(`^health check failed after [^:]+: failed early due to stalled resources: \[`))
 		Expect(c.Message).To(Or(ContainSubstring("Subscription/payments/refunds status: 'Failed'"),
 			ContainSubstring("WebhookEndpoint/payments/partner status: 'Failed'")))
@@ -228,10 +240,23 @@ var _ = Describe("Flux", Ordered, func() {
 		Expect(c.Message).NotTo(Or(ContainSubstring("InvalidFilter"), ContainSubstring("SigningKeyInvalid"), ContainSubstring("does not compile")))
 
 		By("hookline's reason is on the objects, and Argo CD's check shows it")
-		Expect(argoHealth(subscriptionGVK, "refunds")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("filter")))
-		Expect(argoHealth(endpointGVK, "partner")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("partner-signing")))
+		Eventually(argoHealth(subscriptionGVK, "refunds")).Should(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("filter")))
+		Eventually(argoHealth(endpointGVK, "partner")).Should(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("partner-signing")))
 		Expect(readyCondition(get(subscriptionGVK, tenantNamespace, "refunds")(Default)).Reason).To(Equal("InvalidFilter"))
 		Expect(readyCondition(get(endpointGVK, tenantNamespace, "partner")(Default)).Reason).To(Equal("SigningKeyInvalid"))
+
+		By("with the filter fixed in Git, the endpoint alone fails the sync as fast")
+		// Flux stops at the first Failed object it polls, so the first message named the
+		// Subscription; with it fixed, only the endpoint can be the cause.
+		files := tenantFiles("broken", urls)
+		fixed := strings.Replace(files["broken/broken.yaml"], "filter: data.amount >\n", "filter: data.amount > 100\n", 1)
+		Expect(fixed).NotTo(Equal(files["broken/broken.yaml"]))
+		sha = platform.commit("refunds: a filter that compiles", map[string]string{"broken/broken.yaml": fixed})
+		requestReconcile(gitRepositoryGVK, "platform")
+		c = failedAttempt("webhooks-broken", sha)
+		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
+		Expect(c.Message).To(MatchRegexp(`^health check failed after [^:]+: failed early due to stalled resources: \[WebhookEndpoint/payments/partner status: 'Failed'\]$`))
+		Eventually(argoHealth(subscriptionGVK, "refunds")).Should(HavePrefix("Healthy"))
 
 		By("the healthy Kustomization, on the same commit, is not affected")
 		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"))
@@ -303,8 +328,7 @@ var _ = Describe("Flux", Ordered, func() {
 		operatorP.stop()
 		sha = platform.commit("invoices go to the ledger", map[string]string{"webhooks/subscriptions.yaml": moved})
 		requestReconcile(gitRepositoryGVK, "platform")
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "False"))
-		c := attempted("webhooks", sha)(Default)
+		c := failedAttempt("webhooks", sha)
 		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
 		Expect(c.Message).To(SatisfyAll(ContainSubstring("timeout waiting for"),
 			ContainSubstring("Subscription/payments/invoices status: 'InProgress'")))
