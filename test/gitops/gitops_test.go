@@ -131,18 +131,15 @@ func failedAttempt(name, sha string) cond {
 	return c
 }
 
-// requestReconcile asks a Flux controller to reconcile now, as `flux reconcile` does, and
-// returns the request's token, which the controller copies to status.lastHandledReconcileAt.
-func requestReconcile(gvk schema.GroupVersionKind, name string) string {
+// requestReconcile asks a Flux controller to reconcile now, as `flux reconcile` does.
+func requestReconcile(gvk schema.GroupVersionKind, name string) {
 	GinkgoHelper()
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
 	u.SetNamespace(fluxNamespace)
 	u.SetName(name)
-	token := time.Now().Format(time.RFC3339Nano)
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{"reconcile.fluxcd.io/requestedAt":%q}}}`, token)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"reconcile.fluxcd.io/requestedAt":%q}}}`, time.Now().Format(time.RFC3339Nano))
 	Expect(k8s.Patch(context.Background(), u, client.RawPatch("application/merge-patch+json", []byte(patch)))).To(Succeed())
-	return token
 }
 
 // argoHealth is Argo CD's verdict (the shipped Lua check) on a hookline object in the cluster.
