@@ -77,6 +77,14 @@ func setup(t *testing.T) *env {
 		t.Skip("the cluster suite runs processes for minutes; skipped with -short")
 	}
 	e := &env{dir: t.TempDir()}
+	// HOOKLINE_CLUSTER_LOGS keeps the processes' logs and stores after the
+	// run, for reading what happened.
+	if d := os.Getenv("HOOKLINE_CLUSTER_LOGS"); d != "" {
+		e.dir = d
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
