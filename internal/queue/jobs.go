@@ -228,6 +228,8 @@ type Deliveries struct {
 	cons   [Partitions]jetstream.Consumer
 	// assigned is the partitions this replica pulls from (Assigned).
 	assigned []int
+	// members is HL_MEMBERS, nil until it could be created.
+	members jetstream.Stream
 	// gen counts the pumps started per partition, so a hand-off that
 	// finds its partition taken up again leaves it pinned.
 	gen [Partitions]atomic.Int64
@@ -250,9 +252,6 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 		if _, err := q.partitionConsumer(ctx, p); err != nil {
 			return nil, err
 		}
-	}
-	if err := q.ensureMembers(ctx); err != nil {
-		return nil, err
 	}
 	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane),
 		id: nuid.Next(), buffer: buffer}

@@ -46,7 +46,7 @@ const (
 	memberTTL = 5 * time.Second
 )
 
-func (q *Queue) ensureMembers(ctx context.Context) error {
+func (q *Queue) ensureMembers(ctx context.Context) (jetstream.Stream, error) {
 	s, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              streamMembers,
 		Description:       "hookline: the dispatcher replicas alive, one subject each, to spread the delivery partitions",
@@ -59,24 +59,29 @@ func (q *Queue) ensureMembers(ctx context.Context) error {
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
-		return fmt.Errorf("creating or updating stream %s: %w", streamMembers, err)
+		return nil, fmt.Errorf("creating or updating stream %s: %w", streamMembers, err)
 	}
-	q.members = s
-	return nil
+	return s, nil
 }
 
 // beat says this replica is alive and returns the replicas alive, sorted.
-func (q *Queue) beat(ctx context.Context, id string) ([]string, error) {
+func (s *Deliveries) beat(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
 	defer cancel()
-	if _, err := q.js.Publish(ctx, subjMembers+"."+id, nil); err != nil {
-		return nil, fmt.Errorf("announcing replica %s: %w", id, err)
+	members := s.membersStream()
+	if members == nil {
+		var err error
+		if members, err = s.q.ensureMembers(ctx); err != nil {
+			return nil, err
+		}
+		s.consMu.Lock()
+		s.members = members
+		s.consMu.Unlock()
 	}
-	return q.liveMembers(ctx)
-}
-
-func (q *Queue) liveMembers(ctx context.Context) ([]string, error) {
-	info, err := q.members.Info(ctx, jetstream.WithSubjectFilter(subjMembers+".*"))
+	if _, err := s.q.js.Publish(ctx, subjMembers+"."+s.id, nil); err != nil {
+		return nil, fmt.Errorf("announcing replica %s: %w", s.id, err)
+	}
+	info, err := members.Info(ctx, jetstream.WithSubjectFilter(subjMembers+".*"))
 	if err != nil {
 		return nil, fmt.Errorf("reading the live replicas: %w", err)
 	}
@@ -90,11 +95,21 @@ func (q *Queue) liveMembers(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+func (s *Deliveries) membersStream() jetstream.Stream {
+	s.consMu.Lock()
+	defer s.consMu.Unlock()
+	return s.members
+}
+
 // leave removes this replica from the live ones at once.
-func (q *Queue) leave(ctx context.Context, id string) error {
-	err := q.members.Purge(ctx, jetstream.WithPurgeSubject(subjMembers+"."+id))
+func (s *Deliveries) leave(ctx context.Context) error {
+	members := s.membersStream()
+	if members == nil {
+		return nil
+	}
+	err := members.Purge(ctx, jetstream.WithPurgeSubject(subjMembers+"."+s.id))
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("removing replica %s from the live ones: %w", id, err)
+		return fmt.Errorf("removing replica %s from the live ones: %w", s.id, err)
 	}
 	return nil
 }
@@ -178,24 +193,37 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 	var running [Partitions]context.CancelFunc
 	var done [Partitions]chan struct{}
 	var mine []int
-	failing := false
+	failing, started := false, false
 	tick := time.NewTicker(memberBeat)
 	defer tick.Stop()
 	for {
-		members, err := s.q.beat(ctx, s.id)
-		switch {
-		case ctx.Err() != nil:
+		members, err := s.beat(ctx)
+		if ctx.Err() != nil {
 			return
+		}
+		switch {
+		case err != nil && !started:
+			// Never heard the others (HL_MEMBERS not created or readable
+			// yet): pull from every partition, as every replica did before
+			// partitions were spread; the pins keep ownership exclusive.
+			if !failing {
+				s.q.log.Error(err, "Reading the live dispatcher replicas failed; pulling from every delivery partition until it works")
+			}
+			failing, members = true, []string{s.id}
 		case err != nil:
-			// Keep pulling what was assigned: the pin keeps ownership
-			// exclusive, and the others take over once this replica's beat
-			// has been missing for memberTTL.
+			// Keep pulling what was assigned; the others take this
+			// replica's partitions over once its beat has been missing for
+			// memberTTL, and the pins decide meanwhile.
 			if !failing {
 				s.q.log.Error(err, "Reading the live dispatcher replicas failed; keeping the delivery partitions assigned before")
 			}
 			failing = true
-		default:
+		case failing:
+			s.q.log.Info("Reading the live dispatcher replicas works again", "replicas", len(members))
 			failing = false
+		}
+		if err == nil || !started {
+			started = true
 			owners := assign(members)
 			var now []int
 			for p := range Partitions {
@@ -219,7 +247,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 					now = append(now, p)
 				}
 			}
-			if !slices.Equal(now, mine) {
+			if err == nil && !slices.Equal(now, mine) {
 				mine = now
 				s.consMu.Lock()
 				s.assigned = slices.Clone(mine)

@@ -176,7 +176,7 @@ func (ps *pins) note(m jetstream.Msg) {
 // leaves the live replicas first, so the others already pull from its
 // partitions when they are unpinned.
 func (s *Deliveries) Release(ctx context.Context) error {
-	errs := []error{s.q.leave(ctx, s.id)}
+	errs := []error{s.leave(ctx)}
 	for p := range Partitions {
 		errs = append(errs, s.unpin(ctx, p))
 	}

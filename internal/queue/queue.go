@@ -34,9 +34,6 @@ type Queue struct {
 	alog attemptLog
 
 	events, deliveries, dead, attempts, holds jetstream.Stream
-	// members lists the replicas alive (members.go), opened with the
-	// deliveries.
-	members jetstream.Stream
 	// retained is nil when retention is off (retained.go).
 	retained jetstream.Stream
 	// recKV holds recoveries' progress, opened on first use (recover.go).
