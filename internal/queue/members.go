@@ -44,6 +44,13 @@ const (
 	// Below PinnedTTL, so a dead replica's partitions are assigned to the
 	// others before its pins run out.
 	memberTTL = 5 * time.Second
+	// stallCheckBeats is how many beats apart each assigned partition is
+	// checked for deliveries nobody takes (stalled).
+	stallCheckBeats = 5
+	// handOffWait bounds how long a partition given to another replica
+	// stays pinned here while this replica finishes its deliveries.
+	handOffWait = time.Minute
+	keepPinWait = 500 * time.Millisecond
 )
 
 func (q *Queue) ensureMembers(ctx context.Context) (jetstream.Stream, error) {
@@ -194,9 +201,33 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 	var done [Partitions]chan struct{}
 	var mine []int
 	failing, started := false, false
+	start := func(p int) {
+		pctx, cancel := context.WithCancel(ctx)
+		running[p], done[p] = cancel, make(chan struct{})
+		s.gen[p].Add(1)
+		d := done[p]
+		pumps.Go(func() {
+			defer close(d)
+			s.q.pumpInto(pctx, s.partitionConsumer(p), s.buffer, true, s.msgs, jetstream.PullPriorityGroup(partitionGroup))
+		})
+	}
+	var stalled [Partitions]int
 	tick := time.NewTicker(memberBeat)
 	defer tick.Stop()
-	for {
+	for beat := 1; ; beat++ {
+		if beat%stallCheckBeats == 0 {
+			for p := range Partitions {
+				if running[p] == nil || !s.stalled(ctx, p, &stalled[p]) {
+					continue
+				}
+				// Start over with a new iterator and no remembered pin.
+				running[p]()
+				s.consMu.Lock()
+				s.cons[p] = nil
+				s.consMu.Unlock()
+				start(p)
+			}
+		}
 		members, err := s.beat(ctx)
 		if ctx.Err() != nil {
 			return
@@ -229,14 +260,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 			for p := range Partitions {
 				switch {
 				case owners[p] == s.id && running[p] == nil:
-					pctx, cancel := context.WithCancel(ctx)
-					running[p], done[p] = cancel, make(chan struct{})
-					s.gen[p].Add(1)
-					d := done[p]
-					pumps.Go(func() {
-						defer close(d)
-						s.q.pumpInto(pctx, s.partitionConsumer(p), s.buffer, true, s.msgs, jetstream.PullPriorityGroup(partitionGroup))
-					})
+					start(p)
 				case owners[p] != s.id && running[p] != nil:
 					running[p]()
 					d, gen := done[p], s.gen[p].Load()
@@ -287,21 +311,24 @@ func (s *Deliveries) partitionConsumer(p int) func(context.Context) (jetstream.C
 // pump has stopped (putting back what it had pulled ahead) and every job it
 // handed out is resolved, it unpins p if this replica still holds it, so the
 // new owner is pinned at its next pull and never while a request of this one
-// to an endpoint of p is open. Jobs that are never resolved come back to the
-// new owner after their lease; waiting longer than that for them is useless.
+// to an endpoint of p is open. It waits at most handOffWait: a job never
+// resolved comes back to the new owner after its lease anyway.
 func (s *Deliveries) handOff(ctx context.Context, p int, pumpDone <-chan struct{}, gen int64) {
 	select {
 	case <-ctx.Done():
 		return // Release hands everything over at shutdown.
 	case <-pumpDone:
 	}
-	deadline := time.Now().Add(s.q.cfg.AckWait)
-	for s.held[p].Load() > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
+	// Meanwhile the pin is kept: the server unpins a client that has not
+	// pulled for PinnedTTL, and the engine may hold an endpoint's
+	// deliveries longer than that (up to a few seconds of its pace, plus
+	// the sends in flight).
+	deadline := time.Now().Add(max(s.q.cfg.AckWait, handOffWait))
+	for s.held[p].Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		s.keepPin(p)
+	}
+	if ctx.Err() != nil {
+		return
 	}
 	if s.gen[p].Load() != gen {
 		return // assigned back to this replica meanwhile: keep the pin
@@ -311,4 +338,64 @@ func (s *Deliveries) handOff(ctx context.Context, p int, pumpDone <-chan struct{
 	if err := s.unpin(rctx, p); err != nil {
 		s.q.log.Error(err, "Handing a delivery partition to another replica failed; it moves when the pin runs out", "partition", p, "pinnedTTL", PinnedTTL)
 	}
+}
+
+// keepPin sends one pull request of partition p with this replica's pin id
+// that no message fits (MaxBytes 1): the server resets the pin's TTL when
+// the request arrives and never hands it a message, which stays for the
+// owner that comes next. It returns when the request expires.
+func (s *Deliveries) keepPin(p int) {
+	s.consMu.Lock()
+	c := s.cons[p]
+	s.consMu.Unlock()
+	if c == nil {
+		time.Sleep(keepPinWait)
+		return
+	}
+	batch, err := c.FetchBytes(1, jetstream.FetchMaxWait(keepPinWait), jetstream.FetchPriorityGroup(partitionGroup))
+	if err != nil {
+		time.Sleep(keepPinWait)
+		return
+	}
+	for m := range batch.Messages() {
+		_ = m.Nak() // cannot happen with MaxBytes 1; never keep one
+	}
+}
+
+// stalled reports a partition whose consumer has deliveries due that no
+// replica holds (pending, none waiting for an ack) on two checks in a row:
+// its pin or this replica's pull is stuck. With nothing acknowledged
+// pending, no replica is sending one of its deliveries, so unpinning cannot
+// make two owners overlap.
+func (s *Deliveries) stalled(ctx context.Context, p int, count *int) bool {
+	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
+	defer cancel()
+	name := partitionConsumerName(p)
+	c, err := s.q.deliveries.Consumer(ctx, name)
+	if err != nil {
+		return false
+	}
+	info := c.CachedInfo()
+	if info.NumPending == 0 || info.NumAckPending > 0 {
+		*count = 0
+		return false
+	}
+	if *count++; *count < 2 {
+		return false
+	}
+	*count = 0
+	pinned := ""
+	for _, g := range info.PriorityGroups {
+		if g.Group == partitionGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	s.q.log.Info("A delivery partition has deliveries due that nobody takes; unpinning it and pulling again",
+		"partition", p, "pending", info.NumPending, "waitingPulls", info.NumWaiting, "pinned", pinned)
+	if pinned != "" {
+		if err := s.q.deliveries.UnpinConsumer(ctx, name, partitionGroup); err != nil {
+			s.q.log.Error(err, "Unpinning a stalled delivery partition failed", "partition", p)
+		}
+	}
+	return true
 }
