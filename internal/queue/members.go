@@ -73,18 +73,22 @@ func (q *Queue) ensureMembers(ctx context.Context) (jetstream.Stream, error) {
 
 // beat says this replica is alive and returns the replicas alive, sorted.
 func (s *Deliveries) beat(ctx context.Context) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
-	defer cancel()
 	members := s.membersStream()
 	if members == nil {
+		// Placing a new replicated stream takes a busy cluster seconds.
+		cctx, cancel := context.WithTimeout(ctx, shortWait)
 		var err error
-		if members, err = s.q.ensureMembers(ctx); err != nil {
+		members, err = s.q.ensureMembers(cctx)
+		cancel()
+		if err != nil {
 			return nil, err
 		}
 		s.consMu.Lock()
 		s.members = members
 		s.consMu.Unlock()
 	}
+	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
+	defer cancel()
 	if _, err := s.q.js.Publish(ctx, subjMembers+"."+s.id, nil); err != nil {
 		return nil, fmt.Errorf("announcing replica %s: %w", s.id, err)
 	}
@@ -200,7 +204,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 	var running [Partitions]context.CancelFunc
 	var done [Partitions]chan struct{}
 	var mine []int
-	failing, started := false, false
+	failing, started, since := false, false, time.Now()
 	start := func(p int) {
 		pctx, cancel := context.WithCancel(ctx)
 		running[p], done[p] = cancel, make(chan struct{})
@@ -233,6 +237,9 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 			return
 		}
 		switch {
+		case err != nil && !started && time.Since(since) < memberTTL:
+			// Try again at the next beat before pulling from everything.
+			s.q.log.V(1).Info("Reading the live dispatcher replicas failed", "error", err.Error())
 		case err != nil && !started:
 			// Never heard the others (HL_MEMBERS not created or readable
 			// yet): pull from every partition, as every replica did before
@@ -253,7 +260,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 			s.q.log.Info("Reading the live dispatcher replicas works again", "replicas", len(members))
 			failing = false
 		}
-		if err == nil || !started {
+		if err == nil || (!started && members != nil) {
 			started = true
 			owners := assign(members)
 			var now []int
@@ -376,6 +383,10 @@ func (s *Deliveries) stalled(ctx context.Context, p int, count *int) bool {
 		return false
 	}
 	info := c.CachedInfo()
+	if info.NumPending > 0 {
+		s.q.log.V(1).Info("Delivery partition has deliveries due", "partition", p, "pending", info.NumPending,
+			"ackPending", info.NumAckPending, "waitingPulls", info.NumWaiting)
+	}
 	if info.NumPending == 0 || info.NumAckPending > 0 {
 		*count = 0
 		return false

@@ -213,7 +213,7 @@ func (e *env) dispatcherArgs(api string) []string {
 	return []string{"dispatcher", "--queue=external", "--nats-url", e.natsURLs(), "--nats-replicas", "3",
 		"--kubeconfig", e.kubeconfig, "--auth", "none", "--listen", api, "--metrics-listen", "",
 		"--allow-cidr", "127.0.0.0/8", "--max-request-timeout", maxRequestTimeout.String(),
-		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default"}
+		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default", "--zap-log-level", "debug"}
 }
 
 // waitDispatcher waits until the replica is ready. One that exits while
