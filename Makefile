@@ -120,8 +120,9 @@ test: verify control-plane node helm nats-server ## Run every test: unit, integr
 	$(MAKE) test-allocs
 
 .PHONY: test-allocs
-test-allocs: ## Allocation bounds of the hot path; they need a build without the race detector.
+test-allocs: ## Allocation and memory bounds of the hot path; they need a build without the race detector.
 	go test -count=1 $(GO_TEST_FLAGS) -run '^TestHotPathAllocations$$' ./internal/server ./internal/queue ./internal/delivery
+	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) -run '^TestDeadEndpointBacklogStaysOnDisk$$' ./internal/engine
 
 .PHONY: test-gitops
 test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real Flux controllers (not yet part of make test: see issue #17).

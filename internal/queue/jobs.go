@@ -23,6 +23,10 @@ type Delivery struct {
 	// Ordered routes the delivery to the subscription's ordered lane
 	// (EnsureOrdered), where one delivery at a time is in flight.
 	Ordered bool
+	// Lane is, for a subscription ordered per key, the keyed lane its key
+	// hashes to (KeyLane, from 1; EnsureKeyed); 0 is the subscription's one
+	// ordered lane.
+	Lane int
 	// Attempt counts from 1. Holds and parking do not count.
 	Attempt int
 	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
