@@ -101,6 +101,9 @@ func (q *Queue) PublishEvents(ctx context.Context, evs []Event) ([]PublishResult
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
+	if q.group != nil {
+		return q.group.publishBatch(ctx, evs)
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for i := range evs {
 		f, err := q.js.PublishMsgAsync(eventMsg(&evs[i]), jetstream.WithStallWait(publishStall))

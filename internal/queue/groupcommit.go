@@ -125,6 +125,36 @@ func (g *groupCommit) publish(ctx context.Context, ev *Event) (PublishResult, er
 	}
 }
 
+// publishBatch stores a caller's batch of events as atomic batches of up to
+// groupCommitMax, one sync each, instead of one sync per event.
+func (g *groupCommit) publishBatch(ctx context.Context, evs []Event) ([]PublishResult, error) {
+	res := make([]PublishResult, len(evs))
+	for from := 0; from < len(evs); from += groupCommitMax {
+		chunk := evs[from:min(from+groupCommitMax, len(evs))]
+		batch := make([]*commitReq, len(chunk))
+		for i := range chunk {
+			batch[i] = &commitReq{msg: eventMsg(&chunk[i]), done: make(chan struct{})}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g.commit(batch)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publishing events: %w", ctx.Err())
+		}
+		for i, r := range batch {
+			if r.err != nil {
+				return nil, fmt.Errorf("publishing event %s/%s: %w", chunk[i].Namespace, chunk[i].ID, r.err)
+			}
+			res[from+i] = r.res
+		}
+	}
+	return res, nil
+}
+
 func (r *commitReq) finish(res PublishResult, err error) {
 	r.res, r.err = res, err
 	close(r.done)

@@ -231,3 +231,33 @@ func storedEventIDs(t *testing.T, q *Queue) map[string]bool {
 func isNoMessage(err error) bool {
 	return errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found")
 }
+
+// A caller's batch under SyncAlways is stored as an atomic batch, and its
+// repeats are reported as duplicates of the first copies.
+func TestGroupCommitPublishEvents(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	evs := make([]Event, 300)
+	for i := range evs {
+		evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+	}
+	first, err := q.PublishEvents(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range first {
+		if r.Duplicate || (i > 0 && r.Seq != first[i-1].Seq+1) {
+			t.Fatalf("event %d: %+v after %+v; want stored in order", i, r, first[max(i-1, 0)])
+		}
+	}
+	again, err := q.PublishEvents(context.Background(), append(evs[:2:2], testEvent("team-a", "new")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again[0].Duplicate || again[0].Seq != first[0].Seq || !again[1].Duplicate || again[2].Duplicate {
+		t.Errorf("repeats and a new event: %+v", again)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != 301 {
+		t.Errorf("%d events stored, want 301", n)
+	}
+}
