@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -162,7 +164,11 @@ func (r *commitReq) finish(res PublishResult, err error) {
 
 func (g *groupCommit) commit(batch []*commitReq) {
 	if len(batch) > 1 {
-		seq, err := g.commitAtomic(batch)
+		msgs := make([]*nats.Msg, len(batch))
+		for i, r := range batch {
+			msgs[i] = r.msg
+		}
+		seq, err := g.commitAtomic(msgs)
 		if err == nil {
 			first := seq - uint64(len(batch)) + 1
 			for i, r := range batch {
@@ -209,18 +215,18 @@ type batchAck struct {
 // commitAtomic stores the batch atomically and returns the sequence of its
 // last event. The staged messages carry no reply subject: the server
 // answers only the commit, after the batch is stored and synced.
-func (g *groupCommit) commitAtomic(batch []*commitReq) (uint64, error) {
+func (g *groupCommit) commitAtomic(batch []*nats.Msg) (uint64, error) {
 	// Any unique string of up to 64 characters names a batch.
 	id := nats.NewInbox()
 	last := len(batch) - 1
-	for i, r := range batch[:last] {
-		if err := g.q.nc.PublishMsg(batchMsg(r.msg, id, i+1, false)); err != nil {
+	for i, m := range batch[:last] {
+		if err := g.q.nc.PublishMsg(batchMsg(m, id, i+1, false)); err != nil {
 			return 0, fmt.Errorf("staging an atomic batch: %w", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
-	resp, err := g.q.nc.RequestMsgWithContext(ctx, batchMsg(batch[last].msg, id, last+1, true))
+	resp, err := g.q.nc.RequestMsgWithContext(ctx, batchMsg(batch[last], id, last+1, true))
 	if err != nil {
 		return 0, fmt.Errorf("committing an atomic batch: %w", err)
 	}
@@ -250,3 +256,104 @@ func batchMsg(m *nats.Msg, id string, seq int, commit bool) *nats.Msg {
 	}
 	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}
 }
+
+// publishFunc publishes one message and returns its acknowledgement to come.
+type publishFunc func(*nats.Msg) (jetstream.PubAckFuture, error)
+
+// publishAsync is the plain async publish.
+func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
+	return q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+}
+
+// stager collects a fan-out batch's messages per stream and stores each
+// stream's as one atomic batch (flush). A batch the server refuses — one
+// repeating a delivery already stored by an earlier, interrupted fan-out —
+// is published message by message instead, each with its own answer.
+type stager struct {
+	q      *Queue
+	groups map[string][]*stagedFuture // by stream subject root
+	order  []string
+}
+
+func newStager(q *Queue) *stager { return &stager{q: q, groups: map[string][]*stagedFuture{}} }
+
+func (s *stager) stage(m *nats.Msg) (jetstream.PubAckFuture, error) {
+	f := &stagedFuture{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	root := subjRetained
+	switch {
+	case strings.HasPrefix(m.Subject, subjRetained+"."):
+	case strings.HasPrefix(m.Subject, subjDead+"."):
+		// Dead letters at fan-out are rare: published on their own.
+		return s.q.publishAsync(m)
+	default:
+		root = "deliveries"
+	}
+	if _, ok := s.groups[root]; !ok {
+		s.order = append(s.order, root)
+	}
+	s.groups[root] = append(s.groups[root], f)
+	return f, nil
+}
+
+// flush stores what was staged, the streams' batches concurrently, and
+// returns once every message is stored or has failed (or, on the fallback,
+// is on its way as an async publish).
+func (s *stager) flush() {
+	var wg sync.WaitGroup
+	for _, root := range s.order {
+		fs := s.groups[root]
+		wg.Go(func() { s.store(fs) })
+	}
+	wg.Wait()
+}
+
+func (s *stager) store(fs []*stagedFuture) {
+	// In order, chunk by chunk: a stream keeps the fan-out's order.
+	for from := 0; from < len(fs); from += groupCommitMax {
+		s.storeChunk(fs[from:min(from+groupCommitMax, len(fs))])
+	}
+}
+
+func (s *stager) storeChunk(fs []*stagedFuture) {
+	if len(fs) > 1 {
+		msgs := make([]*nats.Msg, len(fs))
+		for i, f := range fs {
+			msgs[i] = f.msg
+		}
+		last, err := s.q.group.commitAtomic(msgs)
+		if err == nil {
+			first := last - uint64(len(fs)) + 1
+			for i, f := range fs {
+				f.ok <- &jetstream.PubAck{Sequence: first + uint64(i)}
+			}
+			return
+		}
+		s.q.log.V(1).Info("An atomic batch of the fan-out was refused; publishing it message by message", "messages", len(fs), "error", err.Error())
+	}
+	for _, f := range fs {
+		inner, err := s.q.publishAsync(f.msg)
+		if err != nil {
+			f.err <- err
+			continue
+		}
+		go func() {
+			select {
+			case a := <-inner.Ok():
+				f.ok <- a
+			case err := <-inner.Err():
+				f.err <- err
+			}
+		}()
+	}
+}
+
+// stagedFuture is the acknowledgement of a staged message.
+type stagedFuture struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func (f *stagedFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *stagedFuture) Err() <-chan error            { return f.err }
+func (f *stagedFuture) Msg() *nats.Msg               { return f.msg }

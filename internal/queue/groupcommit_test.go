@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,5 +260,133 @@ func TestGroupCommitPublishEvents(t *testing.T) {
 	}
 	if n := streamMsgs(t, q, streamEvents); n != 301 {
 		t.Errorf("%d events stored, want 301", n)
+	}
+}
+
+func twoSubscriptions(_ context.Context, ev Event) ([]Delivery, error) {
+	return []Delivery{
+		{Subscription: "a", SubscriptionUID: "uid-a", Endpoint: "ep"},
+		{Subscription: "b", SubscriptionUID: "uid-b", Endpoint: "ep"},
+	}, nil
+}
+
+// Under SyncAlways the fan-out stores each batch's deliveries and retained
+// copies as atomic batches: every event gets all of its deliveries and its
+// copy, once.
+func TestFanoutAtomicBatches(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	const events = 600
+	evs := make([]Event, events)
+	for i := range evs {
+		evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+	}
+	if _, err := q.PublishEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+		t.Errorf("%d deliveries stored, want %d", n, 2*events)
+	}
+	if n := streamMsgs(t, q, streamRetained); n != events {
+		t.Errorf("%d events retained, want %d", n, events)
+	}
+}
+
+// fanoutChildEnv makes the test binary run fanoutChild: it fans out the
+// events already stored in $HOOKLINE_FANOUT_DIR under SyncAlways, printing
+// "fanning" once it has started and "matched N" after every 250 events
+// matched, until killed.
+const fanoutChildEnv = "HOOKLINE_FANOUT_CHILD"
+
+func init() {
+	if dir := os.Getenv(fanoutChildEnv); dir != "" {
+		os.Exit(fanoutChild(dir))
+	}
+}
+
+func fanoutChild(dir string) int {
+	cfg := testConfig(dir)
+	cfg.Sync = SyncAlways
+	q, err := Open(context.Background(), cfg, logr.Discard())
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("fanning")
+	var matched atomic.Int64
+	match := func(ctx context.Context, ev Event) ([]Delivery, error) {
+		if n := matched.Add(1); n%250 == 0 {
+			fmt.Println("matched", n)
+		}
+		return twoSubscriptions(ctx, ev)
+	}
+	if err := runFanout(context.Background(), q, match); err != nil {
+		fmt.Println("error", err)
+	}
+	return 1
+}
+
+// A dispatcher killed (SIGKILL) in the middle of atomic fan-out batches
+// loses no delivery and stores none twice: the next start fans out again
+// what was not acknowledged, and a batch repeating stored deliveries is
+// refused and published message by message, each recognised by its id.
+func TestFanoutAtomicSIGKILL(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 3000
+	// Killed as it starts, and after 250 and 1,500 events were matched.
+	for _, after := range []int{0, 1, 6} {
+		t.Run(fmt.Sprintf("after %d lines", after), func(t *testing.T) {
+			// The events the child had taken come back after the fan-out's
+			// ack wait (30 s): the cases wait side by side.
+			t.Parallel()
+			dir := t.TempDir()
+			func() {
+				q := alwaysQueue(t, dir)
+				evs := make([]Event, events)
+				for i := range evs {
+					evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+				}
+				if _, err := q.PublishEvents(context.Background(), evs); err != nil {
+					t.Fatal(err)
+				}
+				q.Close()
+			}()
+			cmd := exec.Command(exe, "-test.run", "^$")
+			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := bufio.NewScanner(stdout)
+			if !lines.Scan() || lines.Text() != "fanning" {
+				_ = cmd.Process.Kill()
+				t.Fatalf("child: %q", lines.Text())
+			}
+			for range after {
+				if !lines.Scan() {
+					t.Fatal("the child ended early")
+				}
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+
+			q := openTest(t, testConfig(dir))
+			left := streamMsgs(t, q, streamEvents)
+			run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+			eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+			if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+				t.Errorf("%d deliveries stored, want %d (killed with %d events left to fan out)", n, 2*events, left)
+			}
+			t.Logf("killed with %d of %d events left to fan out", left, events)
+		})
 	}
 }

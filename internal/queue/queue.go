@@ -204,6 +204,9 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		Retention:         jetstream.WorkQueuePolicy,
 		Duplicates:        q.deliveryDedupeWindow(),
 		AllowMsgSchedules: true,
+		// The fan-out stores deliveries as atomic batches under SyncAlways
+		// (groupcommit.go).
+		AllowAtomicPublish: q.cfg.Embedded,
 		// Schedules need roll-ups: the server marks each schedule message
 		// as a subject roll-up so a newer schedule replaces an older one.
 		AllowRollup: true,
