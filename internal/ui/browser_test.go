@@ -1,0 +1,593 @@
+package ui_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/app/dispatcher"
+	"github.com/hookline/hookline/internal/app/operator"
+	"github.com/hookline/hookline/internal/controlplane"
+	"github.com/hookline/hookline/internal/process"
+	"github.com/hookline/hookline/internal/receiver"
+	"github.com/hookline/hookline/internal/ui"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// stack is a real API server, the operator and the dispatcher in this process, a
+// receiver on loopback, and a dashboard per user.
+type stack struct {
+	env      *controlplane.Env
+	admin    client.Client
+	apiURL   string
+	ns       string
+	recv     *receiver.Receiver
+	broken   atomic.Bool
+	recvURL  string
+	shots    string
+	owner    *ui.Server
+	ownerURL string
+	viewer   *ui.Server
+	viewURL  string
+	tokens   map[string]string
+}
+
+func TestDashboardInBrowser(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("the dashboard's tests run headless Chromium at %s: install it with `make chromium` (apt-get install chromium)", chromiumPath)
+	}
+	s := startStack(t)
+	ctx := newBrowser(t)
+
+	// Two events die: the receiver answers 500 with a reason in its body.
+	s.broken.Store(true)
+	s.publish(t, "inv-1", "invoice.paid", map[string]any{"invoice": 1, "amount": "12.00"})
+	s.publish(t, "inv-2", "invoice.paid", map[string]any{"invoice": 2, "amount": "30.50"})
+	s.waitDead(t, 2)
+
+	ep := s.ownerURL + "/ns/" + s.ns + "/endpoints/billing"
+	sub := s.ownerURL + "/ns/" + s.ns + "/subscriptions/invoices"
+
+	t.Run("namespaces", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(s.owner.LoginURL()))
+		got := text(t, ctx, "#namespaces")
+		if !strings.Contains(got, s.ns) {
+			t.Fatalf("the namespaces page does not list %s: %q", s.ns, got)
+		}
+		s.screenshot(t, ctx, "namespaces")
+		waitText(t, ctx, s.ownerURL+"/ns/"+s.ns, "#endpoints", "Failing")
+		got = text(t, ctx, "#subscriptions")
+		if !strings.Contains(got, "invoices") {
+			t.Errorf("the namespace page does not list subscription invoices: %q", got)
+		}
+		s.screenshot(t, ctx, "namespace")
+	})
+
+	t.Run("endpoint shows the last failure", func(t *testing.T) {
+		waitText(t, ctx, ep, "#last-failure", "database unavailable")
+		got := text(t, ctx, "#last-failure")
+		for _, want := range []string{"500", "database unavailable: connection pool exhausted"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("last failure %q lacks %q", got, want)
+			}
+		}
+		if sum := text(t, ctx, "#chart-summary"); !strings.Contains(sum, "failed") || strings.Contains(sum, "No attempts") {
+			t.Errorf("chart summary %q", sum)
+		}
+		if lat := text(t, ctx, "#ep-latency"); !strings.Contains(lat, "p50") {
+			t.Errorf("latency %q", lat)
+		}
+		s.screenshot(t, ctx, "endpoint")
+	})
+
+	// The receiver is fixed; the dead letters go again.
+	s.broken.Store(false)
+
+	t.Run("resend one dead letter and replay the rest", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(sub))
+		dead := text(t, ctx, "#dead")
+		if !strings.Contains(dead, "inv-1") || !strings.Contains(dead, "inv-2") {
+			t.Fatalf("dead letters %q lack inv-1 and inv-2", dead)
+		}
+		s.screenshot(t, ctx, "subscription")
+		// Search by event id, select the one found, resend it.
+		do(t, ctx, chromedp.SetValue(chromedp.CSS("#event-search"), "inv-1"),
+			chromedp.Submit(chromedp.CSS("#event-search")), chromedp.WaitVisible(chromedp.CSS("#dead")))
+		if got := text(t, ctx, "#dead"); strings.Contains(got, "inv-2") {
+			t.Fatalf("searching inv-1 still lists inv-2: %q", got)
+		}
+		do(t, ctx, chromedp.Click(chromedp.CSS("#dead input[type=checkbox]")),
+			chromedp.Click(chromedp.CSS("#btn-resend")), chromedp.WaitVisible(chromedp.CSS("#question")))
+		if q := text(t, ctx, "#question"); !strings.Contains(q, "1 selected dead letter") {
+			t.Errorf("confirmation %q", q)
+		}
+		do(t, ctx, chromedp.Click(chromedp.CSS("#btn-confirm")), chromedp.WaitVisible(chromedp.CSS("#outcome")))
+		if got := text(t, ctx, "#outcome"); !strings.Contains(got, "Resent 1 of 1") {
+			t.Fatalf("resend outcome %q", got)
+		}
+		s.waitReceived(t, "inv-1")
+
+		// Replay the remaining one by time range (all of them: both bounds empty).
+		do(t, ctx, chromedp.Navigate(sub), chromedp.Click(chromedp.CSS("#btn-replay")), chromedp.WaitVisible(chromedp.CSS("#question")))
+		do(t, ctx, chromedp.Click(chromedp.CSS("#btn-confirm")), chromedp.WaitVisible(chromedp.CSS("#outcome")))
+		if got := text(t, ctx, "#outcome"); !strings.Contains(got, "Replayed") {
+			t.Fatalf("replay outcome %q", got)
+		}
+		s.waitReceived(t, "inv-2")
+		waitText(t, ctx, sub, "#attempts-live", "204")
+	})
+
+	t.Run("send a test event", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(ep), chromedp.SetValue(chromedp.CSS("#test-type"), "invoice.paid"),
+			chromedp.Click(chromedp.CSS("#btn-test")), chromedp.WaitVisible(chromedp.CSS("#question")))
+		do(t, ctx, chromedp.Click(chromedp.CSS("#btn-confirm")), chromedp.WaitVisible(chromedp.CSS("#outcome")))
+		got := text(t, ctx, "#outcome")
+		if !strings.Contains(got, "delivered: the receiver answered status 204") {
+			t.Fatalf("test send outcome %q", got)
+		}
+		found := false
+		for _, d := range s.recv.Deliveries() {
+			found = found || (d.Type == "invoice.paid" && strings.Contains(got, d.EventID))
+		}
+		if !found {
+			t.Errorf("the receiver has no test delivery named in %q", got)
+		}
+	})
+
+	t.Run("events", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(s.ownerURL+"/ns/"+s.ns+"/events"))
+		got := text(t, ctx, "#events")
+		if !strings.Contains(got, "inv-1") || !strings.Contains(got, "inv-2") {
+			t.Fatalf("events list %q", got)
+		}
+		s.screenshot(t, ctx, "events")
+		do(t, ctx, chromedp.Click(chromedp.CSS(`a[href$="/events/inv-2"]`)), chromedp.WaitVisible(chromedp.CSS("#event-data")))
+		if data := text(t, ctx, "#event-data"); !strings.Contains(data, "30.50") {
+			t.Errorf("event data %q", data)
+		}
+		if to := text(t, ctx, "#sent-to"); !strings.Contains(to, "invoices") {
+			t.Errorf("sent to %q", to)
+		}
+	})
+
+	t.Run("a user without the right is refused", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(s.viewer.LoginURL()))
+		vsub := s.viewURL + "/ns/" + s.ns + "/subscriptions/invoices"
+		do(t, ctx, chromedp.Navigate(vsub), chromedp.WaitVisible(chromedp.CSS("#why-replay")))
+		disabled := evalBool(t, ctx, `document.getElementById("btn-replay").disabled && document.getElementById("btn-resend").disabled`)
+		if !disabled {
+			t.Error("replay and resend are enabled for a user who may not replay")
+		}
+		if why := text(t, ctx, "#why-replay"); !strings.Contains(why, "may not replay subscriptions.hookline.io") {
+			t.Errorf("reason %q", why)
+		}
+		s.screenshot(t, ctx, "refused")
+		do(t, ctx, chromedp.Navigate(s.viewURL+"/ns/"+s.ns+"/endpoints/billing"), chromedp.WaitVisible(chromedp.CSS("#why-test")))
+		disabled = evalBool(t, ctx, `document.getElementById("btn-test").disabled`)
+		if !disabled {
+			t.Error("send-test is enabled for a user who may not send tests")
+		}
+		// The button is only a hint: forced, the action is a real call the dispatcher refuses.
+		do(t, ctx, chromedp.Navigate(vsub), chromedp.WaitVisible(chromedp.CSS("#btn-replay")),
+			js(`document.getElementById("btn-replay").disabled = false`),
+			chromedp.Click(chromedp.CSS("#btn-replay")), chromedp.WaitVisible(chromedp.CSS("#btn-confirm")),
+			chromedp.Click(chromedp.CSS("#btn-confirm")), chromedp.WaitVisible(chromedp.CSS("#outcome")))
+		if got := text(t, ctx, "#outcome"); !strings.Contains(got, "403") {
+			t.Errorf("forced replay as the viewer: %q, want the dispatcher's 403", got)
+		}
+	})
+
+	t.Run("the local server refuses other origins and missing tokens", func(t *testing.T) {
+		jar := loginCookie(t, s.owner)
+		post := func(host, origin, body string) int {
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, s.ownerURL+"/ns/"+s.ns+"/subscriptions/invoices/replay", strings.NewReader(body))
+			req.Host = host
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			req.AddCookie(jar)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		host := strings.TrimPrefix(s.ownerURL, "http://")
+		for _, c := range []struct {
+			name, host, origin, body string
+			want                     int
+		}{
+			{"another origin", host, "http://evil.example", "confirm=yes&csrf=" + csrf(t, s), http.StatusForbidden},
+			{"no CSRF token", host, s.ownerURL, "confirm=yes", http.StatusForbidden},
+			{"a rebinding Host", "evil.example:80", s.ownerURL, "confirm=yes&csrf=" + csrf(t, s), http.StatusMisdirectedRequest},
+			{"the dashboard's own form, unconfirmed", host, s.ownerURL, "csrf=" + csrf(t, s), http.StatusOK},
+		} {
+			if got := post(c.host, c.origin, c.body); got != c.want {
+				t.Errorf("%s: %d, want %d", c.name, got, c.want)
+			}
+		}
+		resp, err := http.Get(s.ownerURL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("a request without the session cookie: %d, want 401", resp.StatusCode)
+		}
+	})
+}
+
+// --- the stack --------------------------------------------------------------------
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	env, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{env: env, ns: "shop", tokens: map[string]string{}}
+	s.shots = filepath.Join(env.RepoRoot, "bin", "ui-screenshots")
+	if err := os.MkdirAll(s.shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s.admin, err = client.New(env.Config, client.Options{Scheme: process.Scheme()}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
+
+	// The operator's and the dispatcher's logs go next to the screenshots, for a failure.
+	logFile, err := os.Create(filepath.Join(s.shots, "stack.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logFile.Close() })
+	logger := process.NewLogger(&zap.Options{}, logFile)
+	ctrl.SetLogger(logger)
+	mgr, err := operator.NewManager(env.Config, operator.Options{MetricsAddr: "0", ProbeAddr: "0", Logger: logger.WithName("operator"), SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgrDone := make(chan struct{})
+	go func() { defer close(mgrDone); _ = mgr.Start(ctx) }()
+
+	// The dispatcher's configuration comes from its own flags, so its defaults are the
+	// command's.
+	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
+	flags := dispatcher.BindFlags(fs)
+	must(t, fs.Parse([]string{"--kubeconfig", env.Kubeconfig, "--listen", "127.0.0.1:0", "--metrics-listen", "",
+		"--data-dir", filepath.Join(t.TempDir(), "queue"), "--allow-cidr", "127.0.0.0/8", "--watch-namespaces", s.ns,
+		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s"}))
+	dcfg, _, err := flags.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := make(chan net.Addr, 1)
+	dcfg.Logger = logger.WithName("dispatcher")
+	dcfg.Listening = func(api, _ net.Addr) { apiAddr <- api }
+	dispDone := make(chan error, 1)
+	go func() { dispDone <- dispatcher.Run(ctx, env.Config, dcfg) }()
+	t.Cleanup(func() {
+		cancel()
+		<-dispDone
+		<-mgrDone
+	})
+	select {
+	case a := <-apiAddr:
+		s.apiURL = "http://" + a.String()
+	case err := <-dispDone:
+		t.Fatalf("the dispatcher stopped: %v", err)
+	}
+
+	// The receiver fails with a reason while broken, and verifies signatures once fixed.
+	s.recv = &receiver.Receiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.broken.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"error":"database unavailable: connection pool exhausted","retry":true}`)
+			return
+		}
+		s.recv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s.recvURL = srv.URL + "/hooks"
+
+	must(t, s.admin.Create(ctx, &hooklinev1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing"},
+		Spec:       hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true},
+	}))
+	must(t, s.admin.Create(ctx, &hooklinev1.Subscription{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "invoices"},
+		Spec: hooklinev1.SubscriptionSpec{
+			EndpointRef: hooklinev1.EndpointRef{Name: "billing"}, EventTypes: []string{"invoice.*"},
+			Delivery: &hooklinev1.DeliveryPolicy{Schedule: []hooklinev1.Duration{*hooklinev1.DurationOf(time.Second)}, MaxAttempts: ptr.To[int32](2)},
+		},
+	}))
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var ep hooklinev1.WebhookEndpoint
+		var sb hooklinev1.Subscription
+		_ = s.admin.Get(context.Background(), client.ObjectKey{Namespace: s.ns, Name: "billing"}, &ep)
+		_ = s.admin.Get(context.Background(), client.ObjectKey{Namespace: s.ns, Name: "invoices"}, &sb)
+		e, _ := json.MarshalIndent(ep.Status, "", " ")
+		b, _ := json.MarshalIndent(sb.Status, "", " ")
+		t.Logf("endpoint status: %s\nsubscription status: %s", e, b)
+	})
+	eventually(t, "the endpoint's signing keys", func() error {
+		keys, err := receiver.FollowEndpoint(ctx, s.admin, s.ns, "billing", time.Second, logr.Discard())
+		if err == nil {
+			s.recv.Secrets = keys
+		}
+		return err
+	})
+
+	// The owner may do everything the dashboard offers; the viewer may only look.
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	owner, err := controlplane.ServiceAccountToken(ctx, cs, s.ns, "owner", rbacv1.PolicyRule{
+		APIGroups: []string{hooklinev1.GroupVersion.Group},
+		Resources: []string{"subscriptions", "webhookendpoints", "subscriptions/attempts", "subscriptions/deadletters",
+			"webhookendpoints/test", "webhookendpoints/attempts", "events"},
+		Verbs: []string{"get", "list", "watch", "patch", "create", "replay"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := controlplane.ServiceAccountToken(ctx, cs, s.ns, "viewer", rbacv1.PolicyRule{
+		APIGroups: []string{hooklinev1.GroupVersion.Group},
+		Resources: []string{"subscriptions", "webhookendpoints", "subscriptions/attempts", "subscriptions/deadletters", "webhookendpoints/attempts", "events"},
+		Verbs:     []string{"get", "list"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokens["owner"], s.tokens["viewer"] = owner, viewer
+	s.owner, s.ownerURL = s.dashboard(t, owner, []string{s.ns})
+	s.viewer, s.viewURL = s.dashboard(t, viewer, nil)
+	return s
+}
+
+// dashboard serves ui for a user with token, as `hookline ui` does.
+func (s *stack) dashboard(t *testing.T, token string, namespaces []string) (*ui.Server, string) {
+	t.Helper()
+	cfg := rest.AnonymousClientConfig(s.env.Config)
+	cfg.BearerToken = token
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ui.New(ln.Addr().String(), ui.Options{
+		Kube:             cfg,
+		Dispatcher:       &ui.Dispatcher{URL: s.apiURL, Token: token},
+		Namespaces:       namespaces,
+		DefaultNamespace: s.ns,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer()
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return srv, "http://" + ln.Addr().String()
+}
+
+func (s *stack) publish(t *testing.T, id, typ string, data any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "data": data})
+	eventually(t, "publishing "+id, func() error {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, s.apiURL+"/v1/namespaces/"+s.ns+"/events", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+s.tokens["owner"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("%s: %s", resp.Status, msg)
+		}
+		return nil
+	})
+}
+
+func (s *stack) waitDead(t *testing.T, n int) {
+	t.Helper()
+	d := &ui.Dispatcher{URL: s.apiURL, Token: s.tokens["owner"]}
+	eventually(t, fmt.Sprintf("%d dead letters", n), func() error {
+		dead, err := d.Dead(context.Background(), s.ns, "invoices", 100)
+		if err == nil && len(dead) < n {
+			at, _ := d.Attempts(context.Background(), s.ns, "invoices", 10)
+			err = fmt.Errorf("%d dead letters so far; attempts %+v", len(dead), at)
+		}
+		return err
+	})
+}
+
+func (s *stack) waitReceived(t *testing.T, id string) {
+	t.Helper()
+	eventually(t, id+" at the receiver", func() error {
+		if !s.recv.SeenEvent(id) {
+			return fmt.Errorf("not received")
+		}
+		return nil
+	})
+}
+
+func (s *stack) screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := get(t, ctx, chromedp.FullScreenshot(100))
+	if err := os.WriteFile(filepath.Join(s.shots, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --- the browser ------------------------------------------------------------------
+
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	// The first run starts the browser; its context must have no timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return ctx
+}
+
+// do runs browser actions with a bound, so a missing element fails the test instead
+// of hanging it.
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	get(t, ctx, chromedp.Steps(steps...))
+}
+
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	if err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("browser at %s: %v", loc, err)
+	}
+	return v
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.Text(chromedp.CSS(sel)))
+}
+
+func evalBool(t *testing.T, ctx context.Context, expr string) bool {
+	t.Helper()
+	return get(t, ctx, chromedp.Evaluate[bool](expr))
+}
+
+// js runs a script for its effect.
+func js(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](expr)(ctx, tg)
+		return err
+	})
+}
+
+// waitText loads url until sel's text holds want: status follows deliveries within the
+// dispatcher's status interval.
+func waitText(t *testing.T, ctx context.Context, url, sel, want string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		do(t, ctx, chromedp.Navigate(url))
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			last = v
+		}
+		if err == nil && strings.Contains(last, want) {
+			return
+		}
+	}
+	t.Fatalf("%s %s: %q does not hold %q within a minute", url, sel, last, want)
+}
+
+// --- helpers ------------------------------------------------------------------------
+
+func loginCookie(t *testing.T, srv *ui.Server) *http.Cookie {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(srv.LoginURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		return ck
+	}
+	t.Fatal("the login address set no cookie")
+	return nil
+}
+
+// csrf reads the token from a page's form, as a same-origin page would.
+func csrf(t *testing.T, s *stack) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, s.ownerURL+"/ns/"+s.ns+"/subscriptions/invoices", nil)
+	req.AddCookie(loginCookie(t, s.owner))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	const marker = `name="csrf" value="`
+	i := bytes.Index(body, []byte(marker))
+	if i < 0 {
+		t.Fatalf("no CSRF token in the page: %s", body)
+	}
+	rest := body[i+len(marker):]
+	return string(rest[:bytes.IndexByte(rest, '"')])
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: not within a minute: %v", what, err)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
