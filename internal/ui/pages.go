@@ -131,10 +131,10 @@ func note(what string, err error) string {
 // --- namespaces -----------------------------------------------------------------
 
 type nsSummary struct {
-	Name                    string
+	Name                     string
 	Endpoints, Subscriptions int
-	Unhealthy               int
-	Note                    string
+	Unhealthy                int
+	Note                     string
 }
 
 func (s *Server) namespaces(ctx context.Context) ([]string, string) {
@@ -201,13 +201,13 @@ func (s *Server) namespacesPage(w http.ResponseWriter, r *http.Request) {
 // --- one namespace ----------------------------------------------------------------
 
 type endpointRow struct {
-	Name, URL      string
-	Health         Health
-	Suspended      bool
-	Disabled       bool
-	Delivery       hooklinev1.DeliveryStatus
-	NextRotation   string
-	Subscriptions  int
+	Name, URL     string
+	Health        Health
+	Suspended     bool
+	Disabled      bool
+	Delivery      hooklinev1.DeliveryStatus
+	NextRotation  string
+	Subscriptions int
 }
 
 type subscriptionRow struct {
@@ -435,6 +435,7 @@ func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.AttemptCount = len(attempts)
 	for _, a := range attempts {
+		a.Subscription = name
 		if (d.Status == "ok" && !a.OK()) || (d.Status == "failed" && a.OK()) {
 			continue
 		}
@@ -605,4 +606,3 @@ func parseLocal(v string) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("want a time such as 2026-11-26T20:00 (UTC), got %q", v)
 }
-
