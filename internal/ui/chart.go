@@ -72,10 +72,8 @@ func deliveryChart(attempts []Attempt, now time.Time, window time.Duration, n in
 		b.Label = fmt.Sprintf("%s: %d delivered, %d failed", b.Start.UTC().Format("15:04"), b.OK, b.Failed)
 	}
 	total := c.OK + c.Failed
-	switch {
-	case total == 0:
-		c.Summary = fmt.Sprintf("No attempts in the last %s.", window)
-	default:
+	c.Summary = fmt.Sprintf("No attempts in the last %s.", window)
+	if total > 0 {
 		c.Summary = fmt.Sprintf("%d attempts in the last %s: %d succeeded, %d failed (%s success).",
 			total, window, c.OK, c.Failed, percent(c.OK, total))
 	}
