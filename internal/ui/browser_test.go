@@ -75,6 +75,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"send a test event", s.testSend},
 		{"events", s.events},
 		{"rotate the signing key", s.rotate},
+		{"enable a disabled endpoint", s.enable},
 		{"a user without the right is refused", s.refused},
 		{"the local server refuses other origins and missing tokens", s.guard},
 	} {
@@ -235,6 +236,30 @@ func (s *stack) rotate(t *testing.T, b browser) {
 	})
 }
 
+// enable re-enables the endpoint the dispatcher disabled on a 410; the dispatcher records
+// that it handled the request.
+func (s *stack) enable(t *testing.T, b browser) {
+	ctx := b.ctx
+	s.publish(t, "legacy-1", "legacy.ping", map[string]any{})
+	legacy := s.ownerURL + "/ns/" + s.ns + "/endpoints/legacy"
+	waitText(t, ctx, legacy, "#ep-health", "Disabled")
+	do(t, ctx, chromedp.Click(chromedp.CSS("#btn-enable")), chromedp.WaitVisible(chromedp.CSS("#question")),
+		chromedp.Click(chromedp.CSS("#btn-confirm")), chromedp.WaitVisible(chromedp.CSS("#outcome")))
+	if got := text(t, ctx, "#outcome"); !strings.Contains(got, "re-enabled") {
+		t.Fatalf("enable outcome %q", got)
+	}
+	eventually(t, "the dispatcher handling the enable", func() error {
+		var ep hooklinev1.WebhookEndpoint
+		if err := s.admin.Get(context.Background(), client.ObjectKey{Namespace: s.ns, Name: "legacy"}, &ep); err != nil {
+			return err
+		}
+		if v := ep.Annotations[hooklinev1.AnnotationEnable]; v == "" || ep.Status.LastHandledEnable != v {
+			return fmt.Errorf("annotation %q, lastHandledEnable %q", v, ep.Status.LastHandledEnable)
+		}
+		return nil
+	})
+}
+
 func (s *stack) refused(t *testing.T, b browser) {
 	ctx := b.ctx
 	do(t, ctx, chromedp.Navigate(s.viewer.LoginURL()))
@@ -381,6 +406,18 @@ func startStack(t *testing.T) *stack {
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing"},
 		Spec:       hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true},
 	}))
+	// A receiver that has gone away: it answers 410, and the dispatcher disables its
+	// endpoint.
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }))
+	t.Cleanup(gone.Close)
+	must(t, s.admin.Create(ctx, &hooklinev1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "legacy"},
+		Spec:       hooklinev1.WebhookEndpointSpec{URL: gone.URL + "/hooks", AllowInsecureHTTP: true},
+	}))
+	must(t, s.admin.Create(ctx, &hooklinev1.Subscription{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "legacy"},
+		Spec:       hooklinev1.SubscriptionSpec{EndpointRef: hooklinev1.EndpointRef{Name: "legacy"}, EventTypes: []string{"legacy.*"}},
+	}))
 	must(t, s.admin.Create(ctx, &hooklinev1.Subscription{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "invoices"},
 		Spec: hooklinev1.SubscriptionSpec{
@@ -500,13 +537,39 @@ func (s *stack) waitReceived(t *testing.T, id string) {
 	})
 }
 
+// screenshot saves the page, after checking what a screen reader and a keyboard need:
+// every field has a label, every button a name, the chart a text alternative.
 func (s *stack) screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
+	problems := get(t, ctx, chromedp.Evaluate[[]string](a11yCheck))
+	for _, p := range problems {
+		t.Errorf("%s page: %s", name, p)
+	}
 	png := get(t, ctx, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(s.shots, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
+
+const a11yCheck = `(() => {
+  const out = [];
+  if (!document.documentElement.lang) out.push("the html element has no lang");
+  document.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(el => {
+    if (el.labels.length === 0 && !el.getAttribute("aria-label")) out.push("unlabelled field " + (el.id || el.name));
+  });
+  document.querySelectorAll("button").forEach(el => {
+    if (!el.textContent.trim() && !el.getAttribute("aria-label")) out.push("a button without a name");
+  });
+  document.querySelectorAll("[role=img]").forEach(el => {
+    const ref = el.getAttribute("aria-labelledby");
+    if (!ref || !document.getElementById(ref) || !document.getElementById(ref).textContent.trim()) out.push("an image without a text alternative");
+  });
+  document.querySelectorAll("[aria-describedby]").forEach(el => {
+    if (!document.getElementById(el.getAttribute("aria-describedby"))) out.push("aria-describedby names a missing element on " + el.id);
+  });
+  if (!document.querySelector("h1")) out.push("no h1");
+  return out;
+})()`
 
 // --- the browser ------------------------------------------------------------------
 
