@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/go-logr/logr"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/app/dispatcher"
@@ -447,15 +449,33 @@ func startStack(t *testing.T) *stack {
 
 	// The owner may do everything the dashboard offers; the viewer may only look.
 	cs := kubernetes.NewForConfigOrDie(env.Config)
+	// The owner publishes, and has the Role docs/dashboard.md shows: the test proves the
+	// documented Role is enough for every page and action.
 	owner, err := controlplane.ServiceAccountToken(ctx, cs, s.ns, "owner", rbacv1.PolicyRule{
-		APIGroups: []string{hooklinev1.GroupVersion.Group},
-		Resources: []string{"subscriptions", "webhookendpoints", "subscriptions/attempts", "subscriptions/deadletters",
-			"webhookendpoints/test", "webhookendpoints/attempts", "events"},
-		Verbs: []string{"get", "list", "watch", "patch", "create", "replay"},
+		APIGroups: []string{hooklinev1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	role := documentedRole(t, filepath.Join(env.RepoRoot, "docs", "dashboard.md"))
+	role.Namespace = s.ns
+	must(t, s.admin.Create(ctx, role))
+	must(t, s.admin.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "owner", Namespace: s.ns}},
+	}))
+	eventually(t, "the documented Role in force", func() error {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: "system:serviceaccount:" + s.ns + ":owner",
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: s.ns, Verb: "create", Group: hooklinev1.GroupVersion.Group,
+				Resource: "webhookendpoints", Subresource: "test"},
+		}}, metav1.CreateOptions{})
+		if err == nil && !sar.Status.Allowed {
+			err = fmt.Errorf("not yet")
+		}
+		return err
+	})
 	viewer, err := controlplane.ServiceAccountToken(ctx, cs, s.ns, "viewer", rbacv1.PolicyRule{
 		APIGroups: []string{hooklinev1.GroupVersion.Group},
 		Resources: []string{"subscriptions", "webhookendpoints", "subscriptions/attempts", "subscriptions/deadletters", "webhookendpoints/attempts", "events"},
@@ -468,6 +488,25 @@ func startStack(t *testing.T) *stack {
 	s.owner, s.ownerURL = s.dashboard(t, owner, []string{s.ns})
 	s.viewer, s.viewURL = s.dashboard(t, viewer, nil)
 	return s
+}
+
+// documentedRole reads the Role of the first yaml block of the doc.
+func documentedRole(t *testing.T, doc string) *rbacv1.Role {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatalf("%s has no yaml block", doc)
+	}
+	var role rbacv1.Role
+	if err := yaml.UnmarshalStrict([]byte(block), &role); err != nil || role.Kind != "Role" || len(role.Rules) == 0 {
+		t.Fatalf("the yaml block of %s is not a Role (%v):\n%s", doc, err, block)
+	}
+	return &role
 }
 
 // dashboard serves ui for a user with token, as `hookline ui` does.
