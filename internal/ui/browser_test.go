@@ -265,6 +265,13 @@ func (s *stack) enable(t *testing.T, b browser) {
 func (s *stack) refused(t *testing.T, b browser) {
 	ctx := b.ctx
 	do(t, ctx, chromedp.Navigate(s.viewer.LoginURL()))
+	// The viewer may not list namespaces: the dashboard says so and shows its namespace.
+	if got := text(t, ctx, "#notes"); !strings.Contains(got, "Listing namespaces was refused") {
+		t.Errorf("the viewer's namespaces page notes %q", got)
+	}
+	if got := text(t, ctx, "#namespaces"); !strings.Contains(got, s.ns) {
+		t.Errorf("the viewer's namespaces page lists %q, want %s", got, s.ns)
+	}
 	vsub := s.viewURL + "/ns/" + s.ns + "/subscriptions/invoices"
 	do(t, ctx, chromedp.Navigate(vsub), chromedp.WaitVisible(chromedp.CSS("#why-replay")))
 	if !evalBool(t, ctx, `document.getElementById("btn-replay").disabled && document.getElementById("btn-resend").disabled`) {

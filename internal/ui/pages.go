@@ -161,27 +161,48 @@ func (s *Server) namespacesPage(w http.ResponseWriter, r *http.Request) {
 		p.Notes = append(p.Notes, n)
 	}
 	rows := make([]nsSummary, len(names))
+	// One list of each kind across the cluster when RBAC allows it; else one per namespace
+	// (a page refreshed live must not cost two requests per namespace when it need not).
+	var allEps hooklinev1.WebhookEndpointList
+	var allSubs hooklinev1.SubscriptionList
+	clusterWide := s.kube.List(ctx, &allEps) == nil && s.kube.List(ctx, &allSubs) == nil
 	var wg sync.WaitGroup
 	for i, ns := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			row := nsSummary{Name: ns}
-			var eps hooklinev1.WebhookEndpointList
-			var subs hooklinev1.SubscriptionList
-			if err := s.kube.List(ctx, &eps, client.InNamespace(ns)); err != nil {
-				row.Note = err.Error()
+			var eps []hooklinev1.WebhookEndpoint
+			var subs []hooklinev1.Subscription
+			if clusterWide {
+				for _, e := range allEps.Items {
+					if e.Namespace == ns {
+						eps = append(eps, e)
+					}
+				}
+				for _, sb := range allSubs.Items {
+					if sb.Namespace == ns {
+						subs = append(subs, sb)
+					}
+				}
+			} else {
+				var el hooklinev1.WebhookEndpointList
+				var sl hooklinev1.SubscriptionList
+				if err := s.kube.List(ctx, &el, client.InNamespace(ns)); err != nil {
+					row.Note = err.Error()
+				}
+				if err := s.kube.List(ctx, &sl, client.InNamespace(ns)); err != nil {
+					row.Note = err.Error()
+				}
+				eps, subs = el.Items, sl.Items
 			}
-			if err := s.kube.List(ctx, &subs, client.InNamespace(ns)); err != nil {
-				row.Note = err.Error()
-			}
-			row.Endpoints, row.Subscriptions = len(eps.Items), len(subs.Items)
-			for _, e := range eps.Items {
+			row.Endpoints, row.Subscriptions = len(eps), len(subs)
+			for _, e := range eps {
 				if healthOf(e.Status.Conditions, e.Spec.Suspend).Class == "bad" {
 					row.Unhealthy++
 				}
 			}
-			for _, sb := range subs.Items {
+			for _, sb := range subs {
 				if healthOf(sb.Status.Conditions, sb.Spec.Suspend).Class == "bad" {
 					row.Unhealthy++
 				}
