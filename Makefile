@@ -18,8 +18,10 @@ ACTIONLINT     := $(BIN)/actionlint-$(ACTIONLINT_VERSION)
 NATS_SERVER_VERSION := $(shell go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2 2>/dev/null)
 NATS_SERVER    := $(BIN)/nats-server-$(NATS_SERVER_VERSION)
 HOOKLINE       := $(BIN)/hookline
-# Headless Chromium for the dashboard's browser tests (internal/ui), from Debian's packages.
-CHROMIUM       := /usr/bin/chromium
+# Headless Chromium for the dashboard's browser tests (internal/ui), from Debian's packages;
+# CHROMIUM=/path/to/chrome uses another build of Chromium or Chrome.
+CHROMIUM       ?= /usr/bin/chromium
+export HOOKLINE_CHROMIUM := $(CHROMIUM)
 # The release the chart and config/default install by default; the image's tag.
 APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
 # Stamped into the binary (`hookline version`) and the image's labels.

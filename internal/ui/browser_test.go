@@ -40,7 +40,14 @@ import (
 	"github.com/hookline/hookline/internal/ui"
 )
 
-const chromiumPath = "/usr/bin/chromium"
+// chromiumPath is Debian's Chromium, or the browser $HOOKLINE_CHROMIUM names (make passes
+// CHROMIUM on).
+var chromiumPath = func() string {
+	if p := os.Getenv("HOOKLINE_CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}()
 
 // stack is a real API server, the operator and the dispatcher in this process, a
 // receiver on loopback, and a dashboard per user.
@@ -62,7 +69,7 @@ type stack struct {
 
 func TestDashboardInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("the dashboard's tests run headless Chromium at %s: install it with `make chromium` (apt-get install chromium)", chromiumPath)
+		t.Fatalf("the dashboard's tests run headless Chromium at %s: install it with `make chromium` (apt-get install chromium), or name another with CHROMIUM=/path/to/chrome", chromiumPath)
 	}
 	s := startStack(t)
 	ctx := newBrowser(t)
