@@ -220,7 +220,7 @@ func (s *Server) checkPost(r *http.Request) error {
 	return nil
 }
 
-// Handler wraps the server with request timeouts; cmd/hookline serves it.
+// HTTPServer is the server with request timeouts that cmd/hookline serves the dashboard with.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 }
