@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,13 @@ func init() {
 }
 
 func runUI(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveUI(ctx, args, os.Stderr)
+}
+
+// serveUI serves the dashboard until ctx ends, telling the user on out where it is.
+func serveUI(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ui", flag.ContinueOnError)
 	api := bindAPIFlags(fs)
 	kube := bindKubeFlags(fs)
@@ -83,17 +91,15 @@ func runUI(args []string) error {
 		return err
 	}
 	hs := srv.HTTPServer()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 
-	fmt.Fprintf(os.Stderr, "hookline ui: serving on http://%s as your kubeconfig user, reading the dispatcher at %s.\n"+
+	fmt.Fprintf(out, "hookline ui: serving on http://%s as your kubeconfig user, reading the dispatcher at %s.\n"+
 		"Open this address (it carries a one-time login token; do not share it):\n\n  %s\n\nPress Ctrl-C to stop.\n",
 		ln.Addr(), api.server, srv.LoginURL())
 	if !*noBrowser {
 		if err := openBrowser(context.WithoutCancel(ctx), srv.LoginURL()); err != nil {
-			fmt.Fprintf(os.Stderr, "Could not open a browser (%v); open the address above yourself.\n", err)
+			fmt.Fprintf(out, "Could not open a browser (%v); open the address above yourself.\n", err)
 		}
 	}
 	select {
