@@ -76,7 +76,7 @@ func serveUI(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 
-	ln, err := listenLoopback(*listen)
+	ln, err := listenLoopback(ctx, *listen)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func serveUI(ctx context.Context, args []string, out io.Writer) error {
 
 // listenLoopback refuses any address but a loopback one: the dashboard acts with the
 // user's credentials, so nobody else may reach it.
-func listenLoopback(addr string) (net.Listener, error) {
+func listenLoopback(ctx context.Context, addr string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen=%q: want host:port, e.g. 127.0.0.1:8090", addr)
@@ -129,7 +129,7 @@ func listenLoopback(addr string) (net.Listener, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("--listen=%q: the dashboard listens on a loopback address only (it acts with your credentials); use 127.0.0.1:PORT", addr)
 	}
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen=%q: %w (choose another port, or 127.0.0.1:0 for a free one)", addr, err)
 	}

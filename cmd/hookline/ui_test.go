@@ -15,12 +15,12 @@ import (
 
 func TestUIListensOnLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:8090", ":8090", "10.0.0.1:8090", "example.com:8090", "8090"} {
-		if _, err := listenLoopback(addr); err == nil || !strings.Contains(err.Error(), "--listen") {
+		if _, err := listenLoopback(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "--listen") {
 			t.Errorf("listenLoopback(%q) = %v, want an error naming --listen", addr, err)
 		}
 	}
 	for _, addr := range []string{"127.0.0.1:0", "localhost:0", "[::1]:0"} {
-		ln, err := listenLoopback(addr)
+		ln, err := listenLoopback(context.Background(), addr)
 		if err != nil {
 			if addr == "[::1]:0" && strings.Contains(err.Error(), "cannot assign") {
 				continue // no IPv6 loopback on this machine
