@@ -118,7 +118,6 @@ test: verify control-plane node helm nats-server ## Run every test: unit, integr
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) $$(go list ./... | grep -v -x -F $(addprefix -e ,$(RACE_PACKAGES:./%=github.com/hookline/hookline/%)))
 	$(MAKE) test-allocs
-	$(MAKE) test-cluster-processes
 
 .PHONY: test-allocs
 test-allocs: ## Allocation and memory bounds of the hot path; they need a build without the race detector.
@@ -130,7 +129,7 @@ test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags gitops -timeout 30m $(GO_TEST_FLAGS) ./test/gitops
 
 .PHONY: test-cluster-processes
-test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (part of make test; about 4 min).
+test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (not yet part of make test: see issue #12).
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
 .PHONY: bench
