@@ -30,7 +30,7 @@ type jsTap struct {
 
 // The queue's subject roots (internal/queue/subjects.go): a rename that this test
 // does not follow shows as zero writes, which fails the lower bounds below.
-var tapRoots = []string{"hl.evt", "hl.dlv", "hl.ord", "hl.sch", "hl.park", "hl.dead", "hl.att", "hl.hold"}
+var tapRoots = []string{"hl.evt", "hl.dlv", "hl.ord", "hl.sch", "hl.park", "hl.dead", "hl.att", "hl.hold", "hl.ret"}
 
 const tapSentinel = "hookline.test.sentinel"
 
@@ -105,8 +105,8 @@ func (tap *jsTap) settle(t *testing.T) map[string]int {
 // TestJetStreamOperationsPerDelivery counts the JetStream writes and acknowledgements
 // that successful deliveries cost, on the real embedded server, for single events and
 // for batches, to one subscription and to ten. The bounds are today's costs per
-// delivery: an event is written once and acked once by the fan-out; a delivery is
-// written once and acked once; attempt log entries are written in batches. A change
+// delivery: an event is written once, retained once and acked once by the fan-out; a
+// delivery is written once and acked once; attempt log entries are written in batches. A change
 // that adds a write or an ack per delivery fails here, without timing anything.
 func TestJetStreamOperationsPerDelivery(t *testing.T) {
 	t.Parallel()
@@ -167,6 +167,8 @@ func TestJetStreamOperationsPerDelivery(t *testing.T) {
 				min, max float64
 			}{
 				{"write hl.evt", eventWrites, eventWrites},
+				// The fan-out retains each event (retention is on by default).
+				{"write hl.ret", eventWrites, eventWrites},
 				{"write hl.dlv", 1, 1},
 				// The attempt log: at least one write in all, at most one per delivery.
 				{"write hl.att", 1 / float64(deliveries), 1},

@@ -28,8 +28,7 @@ func queueState(t testing.TB, f *fixture) (subjects, consumers []string) {
 	for name := range names.Name() {
 		// Retained events belong to the namespace, not to a subscription: they
 		// stay for the retention window whatever happens to the objects.
-		// The live dispatcher replicas (queue/members.go) are the
-		// processes', not any object's.
+		// The dispatchers' membership records belong to the replicas.
 		if name == "HL_RETAINED" || name == "HL_MEMBERS" {
 			continue
 		}

@@ -3,12 +3,15 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Run with a fixed count so SyncAlways runs stay short, e.g.
@@ -125,6 +128,14 @@ func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
 	cfg.MaxRequestTimeout, cfg.AckWait = 15*time.Second, 30*time.Second
 	cfg.Sync, cfg.Retention = mode, retention
 	q := openTest(b, cfg)
+	// The client drops messages a subscription cannot take ("slow
+	// consumer"); a dropped delivery comes back only after its ack wait.
+	var drops atomic.Int64
+	q.nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			drops.Add(1)
+		}
+	})
 	evs := benchEvents(b.N)
 	for i := 0; i < len(evs); i += 1000 {
 		if _, err := q.PublishEvents(context.Background(), evs[i:min(i+1000, len(evs))]); err != nil {
@@ -176,4 +187,5 @@ func benchFanoutDeliver(b *testing.B, mode SyncMode, retention time.Duration) {
 	b.ReportMetric(float64(b.N)/fannedOut.Seconds(), "fanout-events/s")
 	b.ReportMetric(float64(b.N)/total.Seconds(), "deliveries/s")
 	b.ReportMetric(float64(maxGap)/float64(time.Millisecond), "max-gap-ms")
+	b.ReportMetric(float64(drops.Load()), "slow-consumer-reports")
 }

@@ -65,6 +65,9 @@ func (q *Queue) PublishEvent(ctx context.Context, ev Event) (PublishResult, erro
 	if err := ev.validate(); err != nil {
 		return PublishResult{}, err
 	}
+	if q.group != nil {
+		return q.group.publish(ctx, &ev)
+	}
 	f, err := q.js.PublishMsgAsync(eventMsg(&ev), jetstream.WithStallWait(publishStall))
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publishing event %s/%s: %w", ev.Namespace, ev.ID, err)
@@ -97,6 +100,9 @@ func (q *Queue) PublishEvents(ctx context.Context, evs []Event) ([]PublishResult
 		if err := evs[i].validate(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
+	}
+	if q.group != nil {
+		return q.group.publishBatch(ctx, evs)
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for i := range evs {

@@ -208,23 +208,36 @@ func (b *EventBatch) Store(matched []Matched) {
 	q, ctx := b.f.q, b.f.ctx
 	<-b.prev
 	var futures []jetstream.PubAckFuture
+	// Under SyncAlways the deliveries and retained copies of the batch are
+	// staged and stored as one atomic batch per stream, one fsync each,
+	// before the next batch publishes (groupcommit.go); otherwise each is
+	// an async publish.
+	pub := q.publishAsync
+	var st *stager
+	if q.group != nil {
+		st = newStager(q)
+		pub = st.stage
+	}
 	items := make([]fanned, len(b.msgs))
 	for i, m := range b.msgs {
 		it := fanned{msg: m, from: len(futures), err: errors.New("not matched")}
 		if i < len(matched) {
 			it.err = matched[i].Err
 			if it.err == nil {
-				futures, it.err = q.publishDeliveries(b.events[i], matched[i].Deliveries, futures)
+				futures, it.err = q.publishDeliveries(pub, b.events[i], matched[i].Deliveries, futures)
 			}
 			if it.err == nil {
-				futures, it.err = q.publishRejected(b.events[i], matched[i].Rejected, futures)
+				futures, it.err = q.publishRejected(pub, b.events[i], matched[i].Rejected, futures)
 			}
 			if it.err == nil {
-				futures, it.err = q.publishRetained(&b.events[i], futures)
+				futures, it.err = q.publishRetained(pub, &b.events[i], futures)
 			}
 		}
 		it.to = len(futures)
 		items[i] = it
+	}
+	if st != nil {
+		st.flush()
 	}
 	close(b.sent)
 
@@ -250,7 +263,7 @@ type fanned struct {
 	err      error
 }
 
-func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+func (q *Queue) publishDeliveries(pub publishFunc, ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	for i := range ds {
 		d := &ds[i]
 		d.Event = ev
@@ -265,7 +278,7 @@ func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.P
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
 			Data:    encodeDelivery(d),
 		}
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+		f, err := pub(m)
 		if err != nil {
 			return futures, fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
 		}
@@ -274,7 +287,7 @@ func (q *Queue) publishDeliveries(ev Event, ds []Delivery, futures []jetstream.P
 	return futures, nil
 }
 
-func (q *Queue) publishRejected(ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+func (q *Queue) publishRejected(pub publishFunc, ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	for i := range rs {
 		d := &rs[i].Delivery
 		d.Event = ev
@@ -286,7 +299,7 @@ func (q *Queue) publishRejected(ev Event, rs []Rejected, futures []jetstream.Pub
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d) + "/dead"}},
 			Data:    encodeDead(d, &rs[i].Info),
 		}
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+		f, err := pub(m)
 		if err != nil {
 			return futures, fmt.Errorf("storing a rejected delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
 		}

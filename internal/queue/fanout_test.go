@@ -53,7 +53,7 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 
 	// A fan-out repeated after a crash publishes the same ids: nothing new
 	// is stored.
-	futures, err := q.publishDeliveries(testEvent("team-a", "e1"),
+	futures, err := q.publishDeliveries(q.publishAsync, testEvent("team-a", "e1"),
 		[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"}}, nil)
 	if err == nil {
 		err = await(context.Background(), futures)

@@ -46,6 +46,10 @@ type Queue struct {
 	// pending when the connection closes time out later, when nobody is
 	// left to care.
 	closed atomic.Bool
+	// group batches concurrent single events under SyncAlways
+	// (groupcommit.go); nil otherwise. stopGroup ends it.
+	group     *groupCommit
+	stopGroup context.CancelFunc
 }
 
 // pingInterval is how often the client pings the server it is connected to.
@@ -131,6 +135,11 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	if err := q.migrate(ctx); err != nil {
 		log.Error(err, "Moving data of the old subject layout stopped; it resumes when the queue is opened again")
 	}
+	if cfg.Embedded && cfg.Sync == SyncAlways {
+		gctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		q.group, q.stopGroup = newGroupCommit(q), stop
+		go q.group.run(gctx)
+	}
 	ok = true
 	return q, nil
 }
@@ -185,6 +194,9 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		Subjects:    []string{subjEvents + ".>"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Duplicates:  q.cfg.DedupeWindow,
+		// Group commit under SyncAlways publishes atomic batches
+		// (groupcommit.go); the embedded server supports them.
+		AllowAtomicPublish: q.cfg.Embedded,
 	}, {
 		Name:              streamDeliveries,
 		Description:       "hookline: deliveries waiting for an attempt, scheduled retries and parked deliveries",
@@ -192,6 +204,9 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		Retention:         jetstream.WorkQueuePolicy,
 		Duplicates:        q.deliveryDedupeWindow(),
 		AllowMsgSchedules: true,
+		// The fan-out stores deliveries as atomic batches under SyncAlways
+		// (groupcommit.go).
+		AllowAtomicPublish: q.cfg.Embedded,
 		// Schedules need roll-ups: the server marks each schedule message
 		// as a subject roll-up so a newer schedule replaces an older one.
 		AllowRollup: true,
@@ -251,6 +266,9 @@ func (q *Queue) Close() {
 }
 
 func (q *Queue) close() {
+	if q.stopGroup != nil {
+		q.stopGroup()
+	}
 	q.lanes.stopAll()
 	q.alog.close()
 	q.closed.Store(true)

@@ -83,11 +83,14 @@ func (q *Queue) retainedStreamConfig() jetstream.StreamConfig {
 		// A fan-out repeated after a crash stores the event again; its id
 		// makes that a no-op.
 		Duplicates: min(q.cfg.DedupeWindow, q.cfg.Retention),
+		// The fan-out stores retained copies as atomic batches under
+		// SyncAlways (groupcommit.go).
+		AllowAtomicPublish: q.cfg.Embedded,
 	}
 }
 
 // publishRetained stores ev in the retained events, as part of its fan-out.
-func (q *Queue) publishRetained(ev *Event, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+func (q *Queue) publishRetained(pub publishFunc, ev *Event, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	if !q.retaining() {
 		return futures, nil
 	}
@@ -96,7 +99,7 @@ func (q *Queue) publishRetained(ev *Event, futures []jetstream.PubAckFuture) ([]
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{eventMsgID(ev.Namespace, ev.ID)}},
 		Data:    encodeEvent(ev),
 	}
-	f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+	f, err := pub(m)
 	if err != nil {
 		return futures, fmt.Errorf("retaining event %s/%s: %w", ev.Namespace, ev.ID, err)
 	}

@@ -118,10 +118,10 @@ func TestRetainedListing(t *testing.T) {
 	// A repeated fan-out (the event published again after its id left the
 	// events' window is not one, but a crash between retaining and acking
 	// is): the same message id is not retained twice.
-	if _, err := q.publishRetained(&all[0].Event, nil); err != nil {
+	if _, err := q.publishRetained(q.publishAsync, &all[0].Event, nil); err != nil {
 		t.Fatal(err)
 	}
-	fs, _ := q.publishRetained(&all[0].Event, nil)
+	fs, _ := q.publishRetained(q.publishAsync, &all[0].Event, nil)
 	if err := await(ctx, fs); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,400 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func alwaysQueue(t *testing.T, dir string) *Queue {
+	t.Helper()
+	cfg := testConfig(dir)
+	cfg.Sync = SyncAlways
+	q := openTest(t, cfg)
+	if q.group == nil {
+		t.Fatal("no group commit under SyncAlways")
+	}
+	return q
+}
+
+func commitNow(q *Queue, evs ...Event) []*commitReq {
+	batch := make([]*commitReq, len(evs))
+	for i := range evs {
+		batch[i] = &commitReq{msg: eventMsg(&evs[i]), done: make(chan struct{})}
+	}
+	q.group.commit(batch)
+	return batch
+}
+
+// A batch is stored whole, with consecutive sequences; a batch the server
+// refuses because it repeats a stored id is published event by event, and
+// each caller gets its own answer.
+func TestGroupCommitBatches(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+
+	first := commitNow(q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
+	for i, r := range first {
+		if r.err != nil || r.res.Duplicate {
+			t.Fatalf("event %d: %+v, %v", i, r.res, r.err)
+		}
+		if r.res.Seq != first[0].res.Seq+uint64(i) {
+			t.Errorf("event %d stored at %d, want %d", i, r.res.Seq, first[0].res.Seq+uint64(i))
+		}
+	}
+
+	again := commitNow(q, testEvent("team-a", "e2"), testEvent("team-a", "e4"))
+	if r := again[0]; r.err != nil || !r.res.Duplicate || r.res.Seq != first[1].res.Seq {
+		t.Errorf("repeated e2: %+v, %v; want a duplicate of seq %d", r.res, r.err, first[1].res.Seq)
+	}
+	if r := again[1]; r.err != nil || r.res.Duplicate {
+		t.Errorf("new e4 in a refused batch: %+v, %v; want it stored", r.res, r.err)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != 4 {
+		t.Errorf("%d events stored, want 4", n)
+	}
+}
+
+// Concurrent single events, each published twice: every id is stored once,
+// and both publishes of it report the same sequence.
+func TestGroupCommitConcurrent(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	const ids, callers = 600, 48
+	var mu sync.Mutex
+	results := map[string][]PublishResult{}
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for i := c; i < 2*ids; i += callers {
+				id := fmt.Sprintf("e%d", i%ids)
+				res, err := q.PublishEvent(context.Background(), testEvent("team-a", id))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				results[id] = append(results[id], res)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for id, rs := range results {
+		stored := 0
+		for _, r := range rs {
+			if !r.Duplicate {
+				stored++
+			}
+		}
+		if len(rs) != 2 || stored != 1 || rs[0].Seq != rs[1].Seq {
+			t.Errorf("%s: %+v; want two answers, one stored, one duplicate, same sequence", id, rs)
+		}
+	}
+	if n := streamMsgs(t, q, streamEvents); n != ids {
+		t.Errorf("%d events stored, want %d", n, ids)
+	}
+}
+
+// groupChildEnv makes the test binary run groupChild instead of the tests:
+// it publishes single events from 32 goroutines under SyncAlways into the
+// queue in $HOOKLINE_GROUP_DIR and prints "stored <id>" once each returns,
+// until killed.
+const groupChildEnv = "HOOKLINE_GROUP_CHILD"
+
+func init() {
+	if dir := os.Getenv(groupChildEnv); dir != "" {
+		os.Exit(groupChild(dir))
+	}
+}
+
+func groupChild(dir string) int {
+	cfg := testConfig(dir)
+	cfg.Sync = SyncAlways
+	q, err := Open(context.Background(), cfg, logr.Discard())
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	var out sync.Mutex
+	var wg sync.WaitGroup
+	for c := range 32 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("c%d-%d", c, i)
+				if _, err := q.PublishEvent(context.Background(), testEvent("team-a", id)); err != nil {
+					out.Lock()
+					fmt.Println("error", err)
+					out.Unlock()
+					return
+				}
+				out.Lock()
+				fmt.Println("stored", id)
+				out.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return 1
+}
+
+// A dispatcher killed (SIGKILL) while concurrent single events are being
+// group-committed loses none that it answered as stored: each is in the
+// events stream when the queue is opened again. Killed at several points.
+func TestGroupCommitSIGKILL(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []int{1, 150, 700} {
+		t.Run(fmt.Sprintf("after %d", after), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(exe, "-test.run", "^$")
+			cmd.Env = append(os.Environ(), groupChildEnv+"="+dir)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			stored := map[string]bool{}
+			lines := bufio.NewScanner(stdout)
+			for len(stored) < after && lines.Scan() {
+				what, id, _ := strings.Cut(lines.Text(), " ")
+				if what != "stored" {
+					t.Fatalf("child: %s", lines.Text())
+				}
+				stored[id] = true
+			}
+			_ = cmd.Process.Kill()
+			// What the child printed before it died was answered too.
+			for lines.Scan() {
+				if what, id, _ := strings.Cut(lines.Text(), " "); what == "stored" {
+					stored[id] = true
+				}
+			}
+			_ = cmd.Wait()
+			if len(stored) < after {
+				t.Fatalf("the child stored %d events before it ended, want %d", len(stored), after)
+			}
+
+			q := openTest(t, testConfig(dir))
+			found := storedEventIDs(t, q)
+			for id := range stored {
+				if !found[id] {
+					t.Errorf("event %s was answered as stored but is not in the events stream after SIGKILL", id)
+				}
+			}
+			t.Logf("killed after %d answered events; %d in the stream", len(stored), len(found))
+		})
+	}
+}
+
+func storedEventIDs(t *testing.T, q *Queue) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := q.events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := q.events.GetMsg(ctx, seq)
+		if err != nil {
+			if isNoMessage(err) {
+				continue
+			}
+			t.Fatal(err)
+		}
+		ev, err := decodeEvent(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found[ev.ID] = true
+	}
+	return found
+}
+
+func isNoMessage(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found")
+}
+
+// A caller's batch under SyncAlways is stored as an atomic batch, and its
+// repeats are reported as duplicates of the first copies.
+func TestGroupCommitPublishEvents(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	evs := make([]Event, 300)
+	for i := range evs {
+		evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+	}
+	first, err := q.PublishEvents(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range first {
+		if r.Duplicate || (i > 0 && r.Seq != first[i-1].Seq+1) {
+			t.Fatalf("event %d: %+v after %+v; want stored in order", i, r, first[max(i-1, 0)])
+		}
+	}
+	again, err := q.PublishEvents(context.Background(), append(evs[:2:2], testEvent("team-a", "new")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again[0].Duplicate || again[0].Seq != first[0].Seq || !again[1].Duplicate || again[2].Duplicate {
+		t.Errorf("repeats and a new event: %+v", again)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != 301 {
+		t.Errorf("%d events stored, want 301", n)
+	}
+}
+
+func twoSubscriptions(_ context.Context, ev Event) ([]Delivery, error) {
+	return []Delivery{
+		{Subscription: "a", SubscriptionUID: "uid-a", Endpoint: "ep"},
+		{Subscription: "b", SubscriptionUID: "uid-b", Endpoint: "ep"},
+	}, nil
+}
+
+// Under SyncAlways the fan-out stores each batch's deliveries and retained
+// copies as atomic batches: every event gets all of its deliveries and its
+// copy, once.
+func TestFanoutAtomicBatches(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	const events = 600
+	evs := make([]Event, events)
+	for i := range evs {
+		evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+	}
+	if _, err := q.PublishEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+		t.Errorf("%d deliveries stored, want %d", n, 2*events)
+	}
+	if n := streamMsgs(t, q, streamRetained); n != events {
+		t.Errorf("%d events retained, want %d", n, events)
+	}
+}
+
+// fanoutChildEnv makes the test binary run fanoutChild: it fans out the
+// events already stored in $HOOKLINE_FANOUT_DIR under SyncAlways, printing
+// "fanning" once it has started and "matched N" after every 250 events
+// matched, until killed.
+const fanoutChildEnv = "HOOKLINE_FANOUT_CHILD"
+
+func init() {
+	if dir := os.Getenv(fanoutChildEnv); dir != "" {
+		os.Exit(fanoutChild(dir))
+	}
+}
+
+func fanoutChild(dir string) int {
+	cfg := testConfig(dir)
+	cfg.Sync = SyncAlways
+	q, err := Open(context.Background(), cfg, logr.Discard())
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("fanning")
+	var matched atomic.Int64
+	match := func(ctx context.Context, ev Event) ([]Delivery, error) {
+		if n := matched.Add(1); n%250 == 0 {
+			fmt.Println("matched", n)
+		}
+		return twoSubscriptions(ctx, ev)
+	}
+	if err := runFanout(context.Background(), q, match); err != nil {
+		fmt.Println("error", err)
+	}
+	return 1
+}
+
+// A dispatcher killed (SIGKILL) in the middle of atomic fan-out batches
+// loses no delivery and stores none twice: the next start fans out again
+// what was not acknowledged, and a batch repeating stored deliveries is
+// refused and published message by message, each recognised by its id.
+func TestFanoutAtomicSIGKILL(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 3000
+	// Killed as it starts, and after 250 and 1,500 events were matched.
+	for _, after := range []int{0, 1, 6} {
+		t.Run(fmt.Sprintf("after %d lines", after), func(t *testing.T) {
+			// The events the child had taken come back after the fan-out's
+			// ack wait (30 s): the cases wait side by side.
+			t.Parallel()
+			dir := t.TempDir()
+			func() {
+				q := alwaysQueue(t, dir)
+				evs := make([]Event, events)
+				for i := range evs {
+					evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+				}
+				if _, err := q.PublishEvents(context.Background(), evs); err != nil {
+					t.Fatal(err)
+				}
+				q.Close()
+			}()
+			cmd := exec.Command(exe, "-test.run", "^$")
+			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := bufio.NewScanner(stdout)
+			if !lines.Scan() || lines.Text() != "fanning" {
+				_ = cmd.Process.Kill()
+				t.Fatalf("child: %q", lines.Text())
+			}
+			for range after {
+				if !lines.Scan() {
+					t.Fatal("the child ended early")
+				}
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+
+			q := openTest(t, testConfig(dir))
+			left := streamMsgs(t, q, streamEvents)
+			run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+			// Longer than eventually's 30 s: what the child had taken is
+			// handed out again only after the fan-out's ack wait, 30 s.
+			deadline := time.Now().Add(3 * time.Minute)
+			for streamMsgs(t, q, streamEvents) > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d events not fanned out after the restart", streamMsgs(t, q, streamEvents))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+				t.Errorf("%d deliveries stored, want %d (killed with %d events left to fan out)", n, 2*events, left)
+			}
+			t.Logf("killed with %d of %d events left to fan out", left, events)
+		})
+	}
+}
