@@ -123,7 +123,6 @@ test: verify control-plane node helm nats-server flux chromium ## Run every test
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) $$(go list ./... | grep -v -x -F $(addprefix -e ,$(RACE_PACKAGES:./%=github.com/hookline/hookline/%)))
 	$(MAKE) test-allocs
 	$(MAKE) test-gitops
-	$(MAKE) test-cluster-processes
 
 .PHONY: test-ui
 test-ui: control-plane chromium ## Run the dashboard's tests (hookline ui) in headless Chromium against a real API server and dispatcher.
@@ -139,7 +138,7 @@ test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags gitops -timeout 30m $(GO_TEST_FLAGS) ./test/gitops
 
 .PHONY: test-cluster-processes
-test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (part of make test; about 4 min).
+test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (not yet part of make test: see issue #12).
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
 .PHONY: bench

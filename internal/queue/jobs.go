@@ -281,12 +281,13 @@ func (s *Deliveries) Jobs() iter.Seq[*Job] {
 				_ = m.Nak()
 				continue
 			}
-			s.pins.note(m)
+			p := partitionOfSubject(m.Subject())
+			s.pins.note(m, p)
 			j := s.q.job(m, nil)
 			if j == nil {
 				continue
 			}
-			if p := partitionOfSubject(m.Subject()); p >= 0 {
+			if p >= 0 {
 				j.held = &s.held[p]
 				j.held.Add(1)
 			}

@@ -330,7 +330,8 @@ func (s *Deliveries) handOff(ctx context.Context, p int, pumpDone <-chan struct{
 	// pulled for PinnedTTL, and the engine may hold an endpoint's
 	// deliveries longer than that (up to a few seconds of its pace, plus
 	// the sends in flight).
-	deadline := time.Now().Add(max(s.q.cfg.AckWait, handOffWait))
+	began := time.Now()
+	deadline := began.Add(max(s.q.cfg.AckWait, handOffWait))
 	for s.held[p].Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		s.keepPin(p)
 	}
@@ -344,7 +345,10 @@ func (s *Deliveries) handOff(ctx context.Context, p int, pumpDone <-chan struct{
 	defer cancel()
 	if err := s.unpin(rctx, p); err != nil {
 		s.q.log.Error(err, "Handing a delivery partition to another replica failed; it moves when the pin runs out", "partition", p, "pinnedTTL", PinnedTTL)
+		return
 	}
+	s.q.log.V(1).Info("Handed a delivery partition to another replica", "partition", p,
+		"waited", time.Since(began).Round(time.Millisecond).String(), "unresolved", s.held[p].Load())
 }
 
 // keepPin sends one pull request of partition p with this replica's pin id

@@ -1,9 +1,12 @@
 package queue
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestAssignSpreadsEveryPartition(t *testing.T) {
@@ -59,5 +62,86 @@ func TestAssignMovesFewPartitions(t *testing.T) {
 	t.Logf("a fourth replica moved %d of %d partitions, %d of them to it", moved, Partitions, toD)
 	if moved > Partitions/2 {
 		t.Errorf("a fourth replica moved %d of %d partitions", moved, Partitions)
+	}
+}
+
+// TestHandOffWaitsForHeldDeliveries: r1 owns every partition and holds one
+// delivery of an endpoint in each, unresolved, as the engine holds a
+// rate-limited endpoint's deliveries in memory. r2 starts and is assigned
+// half the partitions, but gets none of their deliveries while r1 still
+// holds some, even past PinnedTTL (r1 keeps its pins); once r1 resolves
+// them, r2 delivers its partitions.
+func TestHandOffWaitsForHeldDeliveries(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t.TempDir())
+	cfg.Listen = "127.0.0.1:-1"
+	q1 := openTest(t, cfg)
+	q2 := openTest(t, Config{URL: q1.ClientURL(), MaxRequestTimeout: cfg.MaxRequestTimeout, AckWait: cfg.AckWait})
+
+	// One endpoint per partition.
+	var endpoints []string
+	for i, seen := 0, map[int]bool{}; len(seen) < Partitions; i++ {
+		ep := fmt.Sprintf("ep-%d", i)
+		if p := partitionOf("team-a", ep); !seen[p] {
+			seen[p] = true
+			endpoints = append(endpoints, ep)
+		}
+	}
+
+	ctx1, stop1 := context.WithCancel(context.Background())
+	defer stop1()
+	src1, err := q1.OpenDeliveries(ctx1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []*Job
+	go func() {
+		for j := range src1.Jobs() {
+			mu.Lock()
+			held = append(held, j)
+			mu.Unlock()
+		}
+	}()
+	storeDeliveries(t, q1, endpoints, 1, "a")
+	eventually(t, "r1 holding one delivery of each endpoint", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(held) == len(endpoints)
+	})
+
+	all := &recorder{}
+	r2, _ := runReplica(t, q2, "r2", all)
+	eventually(t, "the partitions split between the replicas", func() bool {
+		return len(src1.Assigned()) == Partitions/2 && len(r2.src.Assigned()) == Partitions/2
+	})
+	storeDeliveries(t, q1, endpoints, 1, "b")
+	// Past the pinned TTL (r2 would have been pinned had r1 stopped
+	// pulling), r1 extending its leases as the engine does.
+	for end := time.Now().Add(PinnedTTL + 2*time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		mu.Lock()
+		for _, j := range held {
+			_ = j.InProgress()
+		}
+		mu.Unlock()
+	}
+	if n := all.len(); n != 0 {
+		t.Fatalf("r2 delivered %d deliveries while r1 still held deliveries of their partitions", n)
+	}
+
+	mu.Lock()
+	for _, j := range held {
+		if err := j.Done(); err != nil {
+			t.Errorf("Done: %v", err)
+		}
+	}
+	mu.Unlock()
+	eventually(t, "r2 delivering its partitions once r1 resolved its deliveries", func() bool {
+		return all.len() == Partitions/2
+	})
+	for _, s := range all.all() {
+		if !slices.Contains(r2.src.Assigned(), partitionOf("team-a", s.d.Endpoint)) {
+			t.Errorf("r2 delivered to %s, whose partition is not assigned to it", s.d.Endpoint)
+		}
 	}
 }

@@ -151,17 +151,17 @@ type pins struct {
 	ids [Partitions]string
 }
 
-func (ps *pins) note(m jetstream.Msg) {
+// note records the pin id of m, a message of partition p (-1: none).
+func (ps *pins) note(m jetstream.Msg, p int) {
+	if p < 0 {
+		return
+	}
 	h := m.Headers()
 	if h == nil {
 		return
 	}
 	id := h.Get(pinHeader)
 	if id == "" {
-		return
-	}
-	p := partitionOfSubject(m.Subject())
-	if p < 0 {
 		return
 	}
 	ps.mu.Lock()

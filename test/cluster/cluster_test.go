@@ -81,7 +81,7 @@ func setup(t *testing.T) *env {
 	// run, for reading what happened.
 	if d := os.Getenv("HOOKLINE_CLUSTER_LOGS"); d != "" {
 		e.dir = d
-		if err := os.MkdirAll(d, 0o750); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil { //nolint:gosec // a directory the person running the test names
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func setup(t *testing.T) *env {
 	}
 	natsBin := natsServerBinary(t, root)
 	e.hookline = filepath.Join(e.dir, "hookline")
-	build := exec.Command("go", "build", "-o", e.hookline, "./cmd/hookline")
+	build := exec.Command("go", "build", "-o", e.hookline, "./cmd/hookline") //nolint:gosec // the output path is under the test's own directory
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building hookline: %v\n%s", err, out)

@@ -292,7 +292,7 @@ func (e *env) checkStatus(t *testing.T, name, ns string, sub *hooklinev1.Subscri
 	counted := func(d hooklinev1.DeliveryStatus) bool { return d.Delivered+d.Failed >= got }
 	deadline := time.Now().Add(30 * time.Second)
 	ep, s := read()
-	for !(counted(ep) && counted(s)) && time.Now().Before(deadline) && !lossy {
+	for (!counted(ep) || !counted(s)) && time.Now().Before(deadline) && !lossy {
 		time.Sleep(500 * time.Millisecond)
 		ep, s = read()
 	}
