@@ -458,7 +458,7 @@ func (l *attemptLog) flush(q *Queue, all bool) {
 		acks = append(acks, ack)
 	}
 	if len(batches) > 0 {
-		go l.awaitStored(flight, subjects, acks)
+		go l.awaitStored(q, flight, subjects, acks)
 	}
 	if failed > 0 {
 		l.dropped.Add(failed)
@@ -475,19 +475,20 @@ func (l *attemptLog) flush(q *Queue, all bool) {
 // awaitStored keeps a flight's entries visible to readers until the server
 // has answered for all of its batches (or a minute has passed: the publish
 // is then lost with the connection, and the entries with it).
-func (l *attemptLog) awaitStored(flight uint64, subjects []string, acks []jetstream.PubAckFuture) {
+func (l *attemptLog) awaitStored(q *Queue, flight uint64, subjects []string, acks []jetstream.PubAckFuture) {
+	defer l.landed(flight, subjects)
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
 	for _, ack := range acks {
 		select {
 		case <-ack.Ok():
-		case <-ack.Err():
+		case err := <-ack.Err():
+			q.log.Error(err, "Storing an attempt-log batch failed; its attempts are lost", "subject", ack.Msg().Subject)
 		case <-timeout.C:
-			l.landed(flight, subjects)
+			q.log.Error(nil, "No answer for attempt-log batches within a minute; their attempts may be lost")
 			return
 		}
 	}
-	l.landed(flight, subjects)
 }
 
 // cutAttemptBatches appends the entries' batches to batches: the first ones
