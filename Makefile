@@ -18,6 +18,10 @@ ACTIONLINT     := $(BIN)/actionlint-$(ACTIONLINT_VERSION)
 NATS_SERVER_VERSION := $(shell go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2 2>/dev/null)
 NATS_SERVER    := $(BIN)/nats-server-$(NATS_SERVER_VERSION)
 HOOKLINE       := $(BIN)/hookline
+# Headless Chromium for the dashboard's browser tests (internal/ui), from Debian's packages;
+# CHROMIUM=/path/to/chrome uses another build of Chromium or Chrome.
+CHROMIUM       ?= /usr/bin/chromium
+export HOOKLINE_CHROMIUM := $(CHROMIUM)
 # The release the chart and config/default install by default; the image's tag.
 APP_VERSION    := $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/hookline/Chart.yaml)
 # Stamped into the binary (`hookline version`) and the image's labels.
@@ -108,27 +112,34 @@ node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node,
 	hack/build-node.sh >/dev/null
 
 .PHONY: flux
-flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; ~10 min cold on 2 idle cores, far more on a loaded machine).
+flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; ~10 min cold on 2 idle cores, ~11 min measured on 2 cores at load 15-25).
 	hack/build-flux.sh >/dev/null
 
 .PHONY: test
-test: verify control-plane node helm nats-server ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node.
+test: verify control-plane node helm nats-server flux chromium ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node, hookline under Flux, the dashboard in headless Chromium.
 	@# The packages that run goroutines against each other run under the race detector;
 	@# the rest run plain, so nothing runs twice.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) $$(go list ./... | grep -v -x -F $(addprefix -e ,$(RACE_PACKAGES:./%=github.com/hookline/hookline/%)))
 	$(MAKE) test-allocs
+	$(MAKE) test-gitops
+	$(MAKE) test-cluster-processes
+
+.PHONY: test-ui
+test-ui: control-plane chromium ## Run the dashboard's tests (hookline ui) in headless Chromium against a real API server and dispatcher.
+	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -count=1 -timeout 10m $(GO_TEST_FLAGS) ./internal/ui ./cmd/hookline
 
 .PHONY: test-allocs
-test-allocs: ## Allocation bounds of the hot path; they need a build without the race detector.
+test-allocs: ## Allocation and memory bounds of the hot path; they need a build without the race detector.
 	go test -count=1 $(GO_TEST_FLAGS) -run '^TestHotPathAllocations$$' ./internal/server ./internal/queue ./internal/delivery
+	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) -run '^TestDeadEndpointBacklogStaysOnDisk$$' ./internal/engine
 
 .PHONY: test-gitops
-test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real Flux controllers (not yet part of make test: see issue #17).
+test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real source-, kustomize- and helm-controller (about 2 minutes once bin/flux-current is built).
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags gitops -timeout 30m $(GO_TEST_FLAGS) ./test/gitops
 
 .PHONY: test-cluster-processes
-test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (not yet part of make test: see issue #12).
+test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (part of make test; about 4 min).
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
 .PHONY: bench
@@ -148,6 +159,13 @@ $(ACTIONLINT):
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 	mv $(BIN)/.tmp/golangci-lint $@ && ln -sf $(notdir $@) $(BIN)/golangci-lint
+
+.PHONY: chromium
+chromium: $(CHROMIUM) ## Install Chromium from Debian's packages when missing (the dashboard's browser tests drive it headless).
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "$(CHROMIUM) is missing and there is no apt-get: install Chromium so that $(CHROMIUM) exists"; exit 1; }
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 .PHONY: nats-server
 nats-server: $(NATS_SERVER) ## Build bin/nats-server-<version of go.mod> (test/cluster runs three).

@@ -17,6 +17,7 @@ import (
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/match"
 	"github.com/hookline/hookline/internal/readiness"
+	"github.com/hookline/hookline/internal/registry"
 )
 
 // SubscriptionReconciler keeps a Subscription's Ready condition true to its endpoint and
@@ -41,6 +42,7 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if sub.Spec.Filter != "" {
 		_, in.FilterError = match.CompileFilter(sub.Spec.Filter)
 	}
+	_, _, in.OrderingKeyError = registry.OrderingKey(sub.Spec.Delivery)
 	var ep hooklinev1.WebhookEndpoint
 	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.Spec.EndpointRef.Name}, &ep)
 	switch {

@@ -94,6 +94,21 @@ var _ = Describe("Subscription", func() {
 		Eventually(readyOf(sub)).Should(haveReady(metav1.ConditionTrue, hooklinev1.ReasonReady))
 	})
 
+	It("reports an ordering key that does not compile, as Stalled, and recovers when it is fixed", func() {
+		Expect(k8sClient.Create(ctx, newEndpoint(ns, "billing"))).To(Succeed())
+		sub := newSubscription(ns, "keyed", "billing")
+		sub.Spec.Delivery = &hooklinev1.DeliveryPolicy{Ordering: hooklinev1.OrderingOrdered, OrderingKey: "data.amount > 3"}
+		Expect(k8sClient.Create(ctx, sub)).To(Succeed())
+		Eventually(readyOf(sub)).Should(haveReady(metav1.ConditionFalse, hooklinev1.ReasonInvalidOrderingKey))
+		Expect(readyOf(sub)(Default).Message).To(And(ContainSubstring("spec.delivery.orderingKey does not compile"),
+			ContainSubstring("must evaluate to a string"), ContainSubstring("string(data.accountId)")))
+		Expect(meta.IsStatusConditionTrue(sub.Status.Conditions, hooklinev1.ConditionStalled)).To(BeTrue(), "Stalled=True next to Ready=False")
+
+		sub.Spec.Delivery.OrderingKey = "data.customerId"
+		Expect(k8sClient.Update(ctx, sub)).To(Succeed())
+		Eventually(readyOf(sub)).Should(haveReady(metav1.ConditionTrue, hooklinev1.ReasonReady))
+	})
+
 	It("follows spec changes with observedGeneration", func() {
 		Expect(k8sClient.Create(ctx, newEndpoint(ns, "billing"))).To(Succeed())
 		sub := newSubscription(ns, "gen", "billing")

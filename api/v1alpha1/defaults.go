@@ -119,3 +119,20 @@ func (e *ExponentialBackoff) GetMultiplier() int32 {
 	}
 	return e.Multiplier
 }
+
+// DefaultOrderingLanes is how many lanes the keys of delivery.orderingKey are hashed onto
+// when delivery.orderingLanes is unset.
+const DefaultOrderingLanes = 16
+
+// GetOrderingLanes is how many lanes an ordered subscription's deliveries are spread over:
+// 0 without delivery.orderingKey (one order for the whole subscription), else
+// delivery.orderingLanes or DefaultOrderingLanes.
+func (d *DeliveryPolicy) GetOrderingLanes() int {
+	switch {
+	case d == nil || d.OrderingKey == "":
+		return 0
+	case d.OrderingLanes == nil:
+		return DefaultOrderingLanes
+	}
+	return int(*d.OrderingLanes)
+}

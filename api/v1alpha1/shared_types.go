@@ -139,6 +139,8 @@ const (
 	ReasonEndpointNotReady     = "EndpointNotReady"
 	// ReasonInvalidFilter: spec.filter does not compile. Stalled.
 	ReasonInvalidFilter = "InvalidFilter"
+	// ReasonInvalidOrderingKey: spec.delivery.orderingKey does not compile. Stalled.
+	ReasonInvalidOrderingKey = "InvalidOrderingKey"
 	// ReasonSigningKeyInvalid: the signing key cannot be set up. Stalled.
 	ReasonSigningKeyInvalid = "SigningKeyInvalid"
 )

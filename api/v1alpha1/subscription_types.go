@@ -79,6 +79,8 @@ const (
 // ±20% jitter.
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.schedule) && has(self.exponential))",message="set either delivery.schedule or delivery.exponential, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.orderingKey) || (has(self.ordering) && self.ordering == 'Ordered')",message="delivery.orderingKey needs delivery.ordering: Ordered (ordering per key is ordered delivery with one order per key); set it, or remove orderingKey"
+// +kubebuilder:validation:XValidation:rule="!has(self.orderingLanes) || has(self.orderingKey)",message="delivery.orderingLanes needs delivery.orderingKey: lanes split an ordered subscription's keys; set orderingKey, or remove orderingLanes"
 type DeliveryPolicy struct {
 	// Schedule lists the delay before each retry, e.g. ["5s", "5m", "30m"].
 	// +optional
@@ -123,10 +125,37 @@ type DeliveryPolicy struct {
 	ClientErrors ClientErrorPolicy `json:"clientErrors,omitempty"`
 
 	// Ordering: Unordered (default, deliveries run in parallel) or Ordered (one in flight at a
-	// time, in publish order; a failing delivery holds the ones behind it).
+	// time, in publish order; a failing delivery holds the ones behind it). With orderingKey,
+	// Ordered keeps one order per key instead of one for the whole subscription.
 	// +kubebuilder:default=Unordered
 	// +optional
 	Ordering Ordering `json:"ordering,omitempty"`
+
+	// OrderingKey makes Ordered delivery per key: a CEL expression over the event that gives
+	// its key, e.g. `data.customerId`, with the variables of spec.filter (type, id, time,
+	// data). Deliveries with the same key arrive in publish order, one at a time; different
+	// keys go in parallel, up to the endpoint's limits.maxInFlight. Keys are hashed onto
+	// orderingLanes lanes, each delivering one at a time: keys that share a lane share its
+	// order, so a failing delivery holds the deliveries behind it in its lane only. The
+	// expression must give a string (write string(data.id) for a number); an event for which
+	// it fails (a missing field) or gives no string gets the empty key, and those events keep
+	// one order among themselves. An expression that does not compile, or may cost more
+	// than a filter may, makes the Subscription Ready=False and Stalled=True with reason
+	// InvalidOrderingKey. Requires ordering: Ordered.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	OrderingKey string `json:"orderingKey,omitempty"`
+
+	// OrderingLanes is how many lanes the keys of orderingKey are hashed onto (1 to 256,
+	// default 16): at most this many keys are delivered at once, and the rest wait on disk
+	// in their lane. Changing it, or the key, while deliveries are queued moves later
+	// deliveries of a key to another lane; the queued ones are still delivered, but may
+	// arrive after those later ones. Requires orderingKey.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	OrderingLanes *int32 `json:"orderingLanes,omitempty"`
 }
 
 // ExponentialBackoff grows the delay by Multiplier after each failure, up to MaxInterval.

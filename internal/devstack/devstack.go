@@ -222,6 +222,7 @@ In another terminal:
   export KUBECONFIG=%[1]s
   bin/hookline publish --server http://%[3]s -n %[2]s --type invoice.paid --data '{"amount": 1200}'
   kubectl get hookline -n %[2]s                 # endpoints and subscriptions, with health
+  bin/hookline ui --server http://%[3]s -n %[2]s   # the same in a browser dashboard (docs/dashboard.md)
   kubectl describe whep local-receiver -n %[2]s # conditions, signing key schedule, delivery
   curl -s http://%[3]s/v1/namespaces/%[2]s/subscriptions/local-all/attempts   # the attempt log
   kubectl annotate whep local-receiver -n %[2]s hookline.io/rotate=$(date +%%s)   # rotate the key now

@@ -138,7 +138,7 @@ type Engine struct {
 
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
-	lanes     sync.Map // objKey → types.UID: ordered lanes ensured by this process
+	lanes     sync.Map // objKey → laneSet: ordered lanes ensured by this process
 	// relocating holds the queue.ParkedKeys whose backlog this process is
 	// moving to the subscription's current endpoint.
 	relocating sync.Map

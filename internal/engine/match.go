@@ -69,6 +69,12 @@ func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
 				continue
 			}
 		}
+		if s.OrderKey != nil {
+			if in == nil && decodeErr == nil {
+				in, decodeErr = filterInput(&ev)
+			}
+			d.Lane = e.keyLane(ctx, s, &ev, in, decodeErr)
+		}
 		if err := e.ensureLane(ctx, s); err != nil {
 			return queue.Matched{Err: err}
 		}
@@ -114,6 +120,7 @@ func filterInput(ev *queue.Event) (*match.FilterInput, error) {
 // stopped being ordered.
 func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error {
 	k := objKey{s.Namespace, s.Name}
+	want := laneSet{uid: s.UID, lanes: s.Lanes}
 	v, ok := e.lanes.Load(k)
 	switch {
 	case !s.Ordered:
@@ -121,12 +128,25 @@ func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error
 			e.lanes.Delete(k)
 		}
 		return nil
-	case ok && v.(types.UID) == s.UID:
+	case ok && v.(laneSet) == want:
 		return nil
 	}
-	if err := e.q.EnsureOrdered(ctx, s.Namespace, s.Name); err != nil {
+	var err error
+	if s.OrderKey != nil {
+		err = e.q.EnsureKeyed(ctx, s.Namespace, s.Name, s.Lanes)
+	} else {
+		err = e.q.EnsureOrdered(ctx, s.Namespace, s.Name)
+	}
+	if err != nil {
 		return err
 	}
-	e.lanes.Store(k, s.UID)
+	e.lanes.Store(k, want)
 	return nil
+}
+
+// laneSet is what ensureLane ensured for a subscription: its object, and
+// its lane count (0 for its single ordered lane).
+type laneSet struct {
+	uid   types.UID
+	lanes int
 }

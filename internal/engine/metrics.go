@@ -48,6 +48,7 @@ type metrics struct {
 	parks        *prometheus.CounterVec
 	unparks      *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
+	keyMissing   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -93,11 +94,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hookline_filter_errors_total",
 			Help: "Events a subscription's filter failed to evaluate on; the event is not delivered to it.",
 		}, []string{"namespace", "subscription"}),
+		keyMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookline_ordering_key_missing_total",
+			Help: "Events a subscription ordered per key got the empty key for: its orderingKey failed on them (a missing field) or gave no string.",
+		}, []string{"namespace", "subscription"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors, m.keyMissing} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering delivery metrics: %w", err)
 		}
@@ -111,6 +116,7 @@ func (m *metrics) forgetSubscription(ns, name string) {
 	m.attempts.DeletePartialMatch(l)
 	m.dead.DeletePartialMatch(l)
 	m.filterErrors.DeletePartialMatch(l)
+	m.keyMissing.DeletePartialMatch(l)
 }
 
 func (m *metrics) forgetEndpoint(ns, name string) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hookline/hookline/internal/match"
 	"github.com/hookline/hookline/internal/queue"
 )
 
@@ -160,8 +161,12 @@ func (e *Engine) recoverChunk(ctx context.Context, r *queue.Recovery) (done bool
 		if !s.Matcher.Match(ev.Event.Type) {
 			continue
 		}
+		in, decodeErr := (*match.FilterInput)(nil), error(nil)
+		if s.Filter != nil || s.OrderKey != nil {
+			in, decodeErr = filterInput(&ev.Event)
+		}
 		if s.Filter != nil {
-			in, err := filterInput(&ev.Event)
+			err := decodeErr
 			ok := false
 			if err == nil {
 				ok, err = s.Filter.EvalContext(ctx, *in)
@@ -172,8 +177,12 @@ func (e *Engine) recoverChunk(ctx context.Context, r *queue.Recovery) (done bool
 				continue
 			}
 		}
-		ds = append(ds, queue.Delivery{Event: ev.Event, Subscription: s.Name, SubscriptionUID: string(s.UID),
-			Endpoint: s.Endpoint, Ordered: s.Ordered})
+		d := queue.Delivery{Event: ev.Event, Subscription: s.Name, SubscriptionUID: string(s.UID),
+			Endpoint: s.Endpoint, Ordered: s.Ordered}
+		if s.OrderKey != nil {
+			d.Lane = e.keyLane(ctx, s, &ev.Event, in, decodeErr)
+		}
+		ds = append(ds, d)
 	}
 	if len(ds) > 0 {
 		if err := e.ensureLane(ctx, s); err != nil {

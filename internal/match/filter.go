@@ -111,31 +111,47 @@ func CompileFilter(expr string) (*Filter, error) {
 }
 
 func compileFilter(expr string, lim limits) (*Filter, error) {
+	prg, est, err := compileBounded(expr, lim, ErrFilterCompile, func(t *cel.Type) error {
+		if !t.IsExactType(cel.BoolType) {
+			return fmt.Errorf("the expression must evaluate to a bool, but it evaluates to %s; "+
+				"compare it explicitly, e.g. data.flag == true", t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Filter{expr: expr, program: prg, maxSize: lim.eventSize, estimate: est}, nil
+}
+
+// compileBounded compiles expr in the event environment, checks its output
+// type, and refuses it if its worst-case cost over an event of up to
+// lim.eventSize exceeds lim.budget. Every error wraps kind.
+func compileBounded(expr string, lim limits, kind error, checkType func(*cel.Type) error) (cel.Program, uint64, error) {
 	env, err := filterEnv()
 	if err != nil {
-		return nil, fmt.Errorf("building filter environment: %w", err)
+		return nil, 0, fmt.Errorf("building the event expression environment: %w", err)
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFilterCompile, iss.Err())
+		return nil, 0, fmt.Errorf("%w: %w", kind, iss.Err())
 	}
-	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("%w: the expression must evaluate to a bool, but it evaluates to %s; "+
-			"compare it explicitly, e.g. data.flag == true", ErrFilterCompile, ast.OutputType())
+	if err := checkType(ast.OutputType()); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", kind, err)
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{maxSize: lim.eventSize})
 	if err != nil {
-		return nil, fmt.Errorf("%w: estimating its cost: %w", ErrFilterCompile, err)
+		return nil, 0, fmt.Errorf("%w: estimating its cost: %w", kind, err)
 	}
 	if est.Max > lim.budget {
-		return nil, fmt.Errorf("%w: its worst-case cost over event data of up to %d bytes is estimated at %d, above the filter budget of %d; "+
-			"avoid nesting loops over data (all, exists, exists_one, map, filter) and passing over the same list many times", ErrFilterCompile, lim.eventSize, est.Max, lim.budget)
+		return nil, 0, fmt.Errorf("%w: its worst-case cost over event data of up to %d bytes is estimated at %d, above the filter budget of %d; "+
+			"avoid nesting loops over data (all, exists, exists_one, map, filter) and passing over the same list many times", kind, lim.eventSize, est.Max, lim.budget)
 	}
 	prg, err := env.Program(ast, cel.InterruptCheckFrequency(interruptCheckFrequency))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFilterCompile, err)
+		return nil, 0, fmt.Errorf("%w: %w", kind, err)
 	}
-	return &Filter{expr: expr, program: prg, maxSize: lim.eventSize, estimate: est.Max}, nil
+	return prg, est.Max, nil
 }
 
 // EstimatedCost is the filter's worst-case cost over an event of up to

@@ -26,6 +26,12 @@ type Attempt struct {
 	Response string
 }
 
+// Equal reports whether a and b are the same attempt-log entry.
+func (a Attempt) Equal(b Attempt) bool {
+	return a.Time.Equal(b.Time) && a.Attempt == b.Attempt && a.StatusCode == b.StatusCode &&
+		a.Latency == b.Latency && a.Error == b.Error && a.Response == b.Response
+}
+
 // MaxResponseBytes is how much of a response body the attempt log keeps.
 const MaxResponseBytes = 20 << 10
 
@@ -116,6 +122,20 @@ func (q *Queue) RecentAttempts(ctx context.Context, sub SubscriptionID, limit in
 	subject := attemptSubject(sub)
 	// The log is bounded per subject, so reading all of it is cheap; the
 	// server offers no reverse read.
+	//
+	// Entries this process has not stored yet (buffered, or published and
+	// not acknowledged) are taken before the stream is read: each is then
+	// either in what the read returns or in this list, and the ones in both
+	// are returned once. So every attempt recorded before the call is in the
+	// answer, and a later read never loses one an earlier read showed.
+	var unstored []Attempt
+	for _, e := range q.alog.buffered(subject) {
+		a, err := decodeAttemptEntry(e)
+		if err != nil { // cannot happen: encoded by this process
+			return nil, err
+		}
+		unstored = append(unstored, a)
+	}
 	var out []Attempt
 	keep := func() {
 		if len(out) > 2*limit {
@@ -123,9 +143,15 @@ func (q *Queue) RecentAttempts(ctx context.Context, sub SubscriptionID, limit in
 		}
 	}
 	err := scan(ctx, q.attempts, subject, time.Time{}, func(m jetstream.Msg, md *jetstream.MsgMetadata) (bool, error) {
+		n := len(out)
 		var err error
 		if out, err = decodeAttempts(out, m.Data()); err != nil {
 			q.log.Error(err, "Skipping an undecodable attempt-log message", "seq", md.Sequence.Stream)
+		}
+		for _, a := range out[n:] {
+			if i := slices.IndexFunc(unstored, a.Equal); i >= 0 {
+				unstored = slices.Delete(unstored, i, i+1)
+			}
 		}
 		keep()
 		return true, nil
@@ -133,13 +159,7 @@ func (q *Queue) RecentAttempts(ctx context.Context, sub SubscriptionID, limit in
 	if err != nil {
 		return nil, fmt.Errorf("reading attempt log of %s: %w", sub, err)
 	}
-	// Read after the stream: an entry stored in between is missed (until the
-	// next read) rather than returned twice.
-	for _, e := range q.alog.buffered(subject) {
-		a, err := decodeAttemptEntry(e)
-		if err != nil { // cannot happen: encoded by this process
-			return nil, err
-		}
+	for _, a := range unstored {
 		out = append(out, a)
 		keep()
 	}
@@ -166,6 +186,10 @@ type attemptLog struct {
 	running bool
 	// publishing is set while the flusher publishes what it took.
 	publishing bool
+	// inflight holds, per subject, the entries published and not yet
+	// acknowledged, oldest first, so readers see them until they are stored.
+	inflight map[string][]inflightAttempt
+	flights  uint64
 
 	kick, stop, done chan struct{}
 
@@ -182,6 +206,11 @@ type attemptBuf struct {
 type bufferedAttempt struct {
 	seq   uint64
 	entry []byte
+}
+
+type inflightAttempt struct {
+	flight uint64
+	entry  []byte
 }
 
 type attemptRef struct {
@@ -253,19 +282,35 @@ func (l *attemptLog) dropOldest() bool {
 	return false
 }
 
-// buffered returns the subject's buffered entries, oldest first.
+// buffered returns the subject's entries not known to be stored, oldest
+// first: those published and not yet acknowledged, then the buffered ones.
 func (l *attemptLog) buffered(subject string) [][]byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.subs[subject]
-	if b == nil {
-		return nil
+	var out [][]byte
+	for _, e := range l.inflight[subject] {
+		out = append(out, e.entry)
 	}
-	out := make([][]byte, len(b.entries))
-	for i, e := range b.entries {
-		out[i] = e.entry
+	if b := l.subs[subject]; b != nil {
+		for _, e := range b.entries {
+			out = append(out, e.entry)
+		}
 	}
 	return out
+}
+
+// landed forgets the entries of flight id: stored, or given up on.
+func (l *attemptLog) landed(id uint64, subjects []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, subject := range subjects {
+		es := slices.DeleteFunc(l.inflight[subject], func(e inflightAttempt) bool { return e.flight == id })
+		if len(es) == 0 {
+			delete(l.inflight, subject)
+		} else {
+			l.inflight[subject] = es
+		}
+	}
 }
 
 // idle reports whether the subject has nothing buffered and the flusher is
@@ -273,7 +318,7 @@ func (l *attemptLog) buffered(subject string) [][]byte {
 func (l *attemptLog) idle(subject string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.subs[subject] == nil && !l.publishing
+	return l.subs[subject] == nil && len(l.inflight[subject]) == 0 && !l.publishing
 }
 
 // forget drops the subject's buffered entries, for a purge.
@@ -286,6 +331,7 @@ func (l *attemptLog) forget(subject string) {
 		}
 		delete(l.subs, subject)
 	}
+	delete(l.inflight, subject)
 }
 
 // close stores what is buffered and stops the flusher. Later attempts are
@@ -373,6 +419,20 @@ func (l *attemptLog) flush(q *Queue, all bool) {
 	clear(l.due)
 	l.due = l.due[:0]
 	l.publishing = len(batches) > 0
+	l.flights++
+	flight := l.flights
+	subjects := make([]string, 0, len(batches))
+	if len(batches) > 0 && l.inflight == nil {
+		l.inflight = make(map[string][]inflightAttempt)
+	}
+	for _, bt := range batches {
+		if !slices.Contains(subjects, bt.subject) {
+			subjects = append(subjects, bt.subject)
+		}
+		for _, e := range bt.entries {
+			l.inflight[bt.subject] = append(l.inflight[bt.subject], inflightAttempt{flight: flight, entry: e})
+		}
+	}
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
@@ -382,17 +442,23 @@ func (l *attemptLog) flush(q *Queue, all bool) {
 
 	var failed uint64
 	var firstErr error
+	acks := make([]jetstream.PubAckFuture, 0, len(batches))
 	for _, bt := range batches {
 		// Publishes on one connection are stored in order, so batches of a
 		// subject stay in order too.
-		_, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: bt.subject, Data: encodeAttemptBatch(bt.entries)},
+		ack, err := q.ajs.PublishMsgAsync(&nats.Msg{Subject: bt.subject, Data: encodeAttemptBatch(bt.entries)},
 			jetstream.WithStallWait(attemptFlushStall))
 		if err != nil {
 			failed += uint64(len(bt.entries))
 			if firstErr == nil {
 				firstErr = err
 			}
+			continue
 		}
+		acks = append(acks, ack)
+	}
+	if len(batches) > 0 {
+		go l.awaitStored(flight, subjects, acks)
 	}
 	if failed > 0 {
 		l.dropped.Add(failed)
@@ -404,6 +470,24 @@ func (l *attemptLog) flush(q *Queue, all bool) {
 			"dropped", d-l.droppedLogged, "bufferBytes", attemptBufferBytes)
 		l.droppedLogged = d
 	}
+}
+
+// awaitStored keeps a flight's entries visible to readers until the server
+// has answered for all of its batches (or a minute has passed: the publish
+// is then lost with the connection, and the entries with it).
+func (l *attemptLog) awaitStored(flight uint64, subjects []string, acks []jetstream.PubAckFuture) {
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	for _, ack := range acks {
+		select {
+		case <-ack.Ok():
+		case <-ack.Err():
+		case <-timeout.C:
+			l.landed(flight, subjects)
+			return
+		}
+	}
+	l.landed(flight, subjects)
 }
 
 // cutAttemptBatches appends the entries' batches to batches: the first ones

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -430,4 +431,61 @@ func bufferEmpty(l *attemptLog) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.subs) == 0 && !l.publishing
+}
+
+// TestAttemptLogReadsSeeEveryRecordedAttempt reads the log continuously while
+// attempts are recorded and flushed: every read holds each attempt recorded
+// before it began, once. An entry the flusher had published and the server
+// had not yet acknowledged used to be in neither the buffer nor the stream,
+// so a read could lose an attempt an earlier read had shown.
+func TestAttemptLogReadsSeeEveryRecordedAttempt(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t.TempDir())
+	q := openTest(t, cfg)
+	ctx := context.Background()
+	sub := sid("team-a", "reads")
+	const total = 400
+	var recorded atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= total; i++ {
+			if err := q.RecordAttempt(ctx, sub, Attempt{Time: time.Now(), Attempt: i, StatusCode: 502}); err != nil {
+				t.Error(err)
+				return
+			}
+			recorded.Store(int64(i))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	reads := 0
+	for {
+		select {
+		case <-done:
+			if reads < 50 {
+				t.Errorf("only %d reads ran alongside the recording", reads)
+			}
+			return
+		default:
+		}
+		before := int(recorded.Load())
+		got, err := q.RecentAttempts(ctx, sub, cfg.AttemptLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads++
+		if len(got) < min(before, cfg.AttemptLog) {
+			t.Fatalf("read %d began after attempt %d and holds %d attempts (%s...), want at least %d",
+				reads, before, len(got), attemptNumbers(got[:min(len(got), 5)]), min(before, cfg.AttemptLog))
+		}
+		for k, a := range got {
+			if k > 0 && a.Attempt != got[k-1].Attempt-1 {
+				t.Fatalf("read %d: entry %d is attempt %d after %d: want newest first, none missing, none twice",
+					reads, k, a.Attempt, got[k-1].Attempt)
+			}
+		}
+		if len(got) > 0 && got[0].Attempt < before {
+			t.Fatalf("read %d began after attempt %d and its newest is %d", reads, before, got[0].Attempt)
+		}
+	}
 }

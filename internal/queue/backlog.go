@@ -61,12 +61,12 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 		return b, err
 	}
 	for subj, n := range counts {
-		ns, sub, err := splitPair(subj, subjOrdered)
+		ns, sub, _, err := splitOrdered(subj)
 		if err != nil {
 			q.log.Error(err, "Ignoring an unexpected ordered-lane subject")
 			continue
 		}
-		b.Ordered[SubscriptionKey{ns, sub}] = n
+		b.Ordered[SubscriptionKey{ns, sub}] += n
 	}
 	return b, nil
 }

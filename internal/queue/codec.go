@@ -217,10 +217,19 @@ func decodeEvent(b []byte) (Event, error) {
 
 const flagOrdered = 1
 
+// laneShift places Delivery.Lane in the flags above the flag bits: a
+// version that does not know keyed lanes reads such a delivery as one of the
+// subscription's single ordered lane, and a delivery stored before keyed
+// lanes reads as lane 0, so no codec version is needed.
+const laneShift = 8
+
 func (e *encoder) delivery(dv *Delivery) {
 	var flags uint64
 	if dv.Ordered {
 		flags |= flagOrdered
+	}
+	if dv.Lane > 0 {
+		flags |= uint64(dv.Lane) << laneShift
 	}
 	e.uvarint(flags)
 	e.varint(int64(dv.Attempt))
@@ -237,6 +246,7 @@ func (d *decoder) delivery() Delivery {
 	var dv Delivery
 	flags := d.uvarint()
 	dv.Ordered = flags&flagOrdered != 0
+	dv.Lane = int(flags >> laneShift) //nolint:gosec // G115: at most MaxKeyLanes, written by encoder.delivery
 	dv.Attempt = d.int()
 	dv.Holds = d.int()
 	dv.Replay = d.uvarint()

@@ -11,7 +11,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	ev := testEvent("team-a", "evt_1")
 	d := Delivery{
 		Event: ev, Subscription: "billing.hooks", SubscriptionUID: "0b7c", Endpoint: "erp",
-		Ordered: true, Attempt: 3, Holds: 2, Replay: 99,
+		Ordered: true, Lane: 7, Attempt: 3, Holds: 2, Replay: 99,
 		FirstAttempt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
 	}
 	t.Run("event", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Delivery is one event on its way to one subscription's endpoint.
@@ -22,6 +23,10 @@ type Delivery struct {
 	// Ordered routes the delivery to the subscription's ordered lane
 	// (EnsureOrdered), where one delivery at a time is in flight.
 	Ordered bool
+	// Lane is, for a subscription ordered per key, the keyed lane its key
+	// hashes to (KeyLane, from 1; EnsureKeyed); 0 is the subscription's one
+	// ordered lane.
+	Lane int
 	// Attempt counts from 1. Holds and parking do not count.
 	Attempt int
 	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
@@ -59,6 +64,9 @@ type Job struct {
 	state atomic.Int32
 	// detached: the handler passed the job on to be resolved later.
 	detached atomic.Bool
+	// held is its partition's count of jobs not resolved (Deliveries.held),
+	// nil outside the partitions.
+	held *atomic.Int64
 }
 
 // Delivery is the delivery to attempt.
@@ -162,6 +170,9 @@ func (j *Job) resolve(f func(context.Context) error) error {
 		return err
 	}
 	j.state.Store(2)
+	if j.held != nil {
+		j.held.Add(-1)
+	}
 	return nil
 }
 
@@ -209,11 +220,29 @@ type Deliveries struct {
 	msgs  chan jetstream.Msg
 	lanes chan *Lane
 	pins  pins
+	// id names this replica among the live ones (members.go).
+	id     string
+	buffer int
+	// held counts, per partition, the jobs handed out and not resolved yet:
+	// a partition is handed to another replica once it is back to zero.
+	held [Partitions]atomic.Int64
+	// cons keeps one client-side consumer per partition across restarts
+	// of its pump, so the pin id it learnt goes with its next pulls.
+	consMu sync.Mutex
+	cons   [Partitions]jetstream.Consumer
+	// assigned is the partitions this replica pulls from (Assigned).
+	assigned []int
+	// members is HL_MEMBERS, nil until it could be created.
+	members jetstream.Stream
+	// gen counts the pumps started per partition, so a hand-off that
+	// finds its partition taken up again leaves it pinned.
+	gen [Partitions]atomic.Int64
 }
 
 // OpenDeliveries starts reading deliveries until ctx ends, keeping up to
 // buffer unordered ones pulled ahead, and runs the ordered lanes
-// (EnsureOrdered).
+// (EnsureOrdered). Of the partitions it pulls only those assigned to this
+// replica among the live ones (members.go).
 func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, error) {
 	if buffer < 1 {
 		return nil, fmt.Errorf("buffer must be positive, got %d", buffer)
@@ -228,21 +257,14 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 			return nil, err
 		}
 	}
-	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane)}
+	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane),
+		id: nuid.Next(), buffer: buffer}
 	if err := q.lanes.start(ctx, q, s.lanes); err != nil {
 		return nil, err
 	}
-	// Each partition pulls up to buffer ahead, but only the partitions this
-	// replica owns get messages; a replica that owns them all (the embedded
-	// queue) pulls ahead from each endpoint's partition as before.
 	var pumps sync.WaitGroup
 	pumps.Go(func() { q.pumpInto(ctx, q.legacyConsumer, buffer, true, s.msgs) })
-	for p := range Partitions {
-		consumer := func(ctx context.Context) (jetstream.Consumer, error) { return q.partitionConsumer(ctx, p) }
-		pumps.Go(func() {
-			q.pumpInto(ctx, consumer, buffer, true, s.msgs, jetstream.PullPriorityGroup(partitionGroup))
-		})
-	}
+	pumps.Go(func() { s.spread(ctx, &pumps) })
 	go func() {
 		pumps.Wait()
 		close(s.msgs)
@@ -261,7 +283,14 @@ func (s *Deliveries) Jobs() iter.Seq[*Job] {
 			}
 			s.pins.note(m)
 			j := s.q.job(m, nil)
-			if j != nil && !yield(j) {
+			if j == nil {
+				continue
+			}
+			if p := partitionOfSubject(m.Subject()); p >= 0 {
+				j.held = &s.held[p]
+				j.held.Add(1)
+			}
+			if !yield(j) {
 				return
 			}
 		}

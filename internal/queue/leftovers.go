@@ -56,7 +56,7 @@ func (q *Queue) Kept(ctx context.Context) (logs []SubscriptionID, lanes []Subscr
 		return nil, nil, err
 	}
 	for subj := range counts {
-		if ns, sub, err := splitPair(subj, subjOrdered); err == nil {
+		if ns, sub, _, err := splitOrdered(subj); err == nil {
 			addLane(SubscriptionKey{ns, sub})
 		}
 	}
@@ -65,7 +65,7 @@ func (q *Queue) Kept(ctx context.Context) (logs []SubscriptionID, lanes []Subscr
 		if !strings.HasPrefix(c.Name, orderedPrefix) {
 			continue
 		}
-		ns, sub, err := splitPair(c.Config.FilterSubject, subjOrdered)
+		ns, sub, _, err := splitOrdered(c.Config.FilterSubject)
 		if err != nil {
 			q.log.Error(err, "Ignoring an ordered lane with an unexpected subject", "consumer", c.Name)
 			continue

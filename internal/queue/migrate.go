@@ -142,7 +142,7 @@ func (q *Queue) knownUIDs(ctx context.Context, see func(ns, sub, uid string)) er
 			continue
 		}
 		if d, err := decodeDelivery(m.Data); err == nil {
-			if ns, sub, err := splitPair(subj, subjOrdered); err == nil {
+			if ns, sub, _, err := splitOrdered(subj); err == nil {
 				see(ns, sub, d.SubscriptionUID)
 			}
 		}

@@ -29,37 +29,33 @@ import (
 // consuming it if deliveries are open (OpenDeliveries). Deliveries with Ordered set are
 // stored whether or not their lane exists; they wait until it does.
 func (q *Queue) EnsureOrdered(ctx context.Context, ns, sub string) error {
-	name := orderedConsumerName(ns, sub)
-	_, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "hookline: ordered deliveries of subscription " + ns + "/" + sub,
-		FilterSubject: orderedSubject(ns, sub),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
-		MaxAckPending: 1,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return fmt.Errorf("creating ordered lane of %s/%s: %w", ns, sub, err)
-	}
-	q.lanes.add(name)
-	return nil
+	return q.ensureLane(ctx, ns, sub, 0)
 }
 
-// RemoveOrdered deletes a subscription's ordered lane and the deliveries
-// still in it. Call it when the subscription is deleted, or after its lane
-// has drained (Backlog) when it stops being ordered.
+// RemoveOrdered deletes a subscription's ordered lanes (the single one and
+// any keyed ones, keyed.go) and the deliveries still in them. Call it when
+// the subscription is deleted, or after its lanes have drained (Backlog)
+// when it stops being ordered.
 func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
-	name := orderedConsumerName(ns, sub)
-	q.lanes.remove(name)
-	if err := q.deliveries.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("deleting ordered lane of %s/%s: %w", ns, sub, err)
+	names, err := q.laneConsumers(ctx, ns, sub)
+	if err != nil {
+		return err
 	}
-	if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(orderedSubject(ns, sub))); err != nil {
-		return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
+	for _, name := range names {
+		q.lanes.remove(name)
+		if err := q.deliveries.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("deleting ordered lane %s of %s/%s: %w", name, ns, sub, err)
+		}
 	}
-	if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(holdSubject(name))); err != nil {
-		return fmt.Errorf("purging the holds of ordered lane %s/%s: %w", ns, sub, err)
+	for _, subj := range []string{orderedSubject(ns, sub), orderedSubject(ns, sub) + ".*"} {
+		if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
+		}
+	}
+	for _, name := range names {
+		if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(holdSubject(name))); err != nil {
+			return fmt.Errorf("purging the holds of ordered lane %s of %s/%s: %w", name, ns, sub, err)
+		}
 	}
 	return nil
 }

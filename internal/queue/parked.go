@@ -299,7 +299,10 @@ func (u *unparker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		// Its state is worth nothing after a restart: whatever it had not
 		// seen acknowledged is still in the stream.
 		MemoryStorage: true,
-		Replicas:      1,
+		// Replicas unset: the stream's. A work-queue stream refuses a
+		// consumer with fewer replicas than itself, so 1 here left every
+		// parked delivery of a cluster with --nats-replicas=3 parked for
+		// good (TestCluster).
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the parking consumer: %w", err)

@@ -172,37 +172,43 @@ func (ps *pins) note(m jetstream.Msg) {
 // Release hands the partitions this replica owns to the other replicas at
 // once instead of after PinnedTTL. Call it after the context of
 // OpenDeliveries has ended and every delivery taken has been resolved (or
-// put back): an owner released earlier would overlap with the next.
+// put back): an owner released earlier would overlap with the next. It
+// leaves the live replicas first, so the others already pull from its
+// partitions when they are unpinned.
 func (s *Deliveries) Release(ctx context.Context) error {
-	s.pins.mu.Lock()
-	ids := s.pins.ids
-	s.pins.mu.Unlock()
-	var errs []error
-	for p, id := range ids {
-		if id == "" {
-			continue
-		}
-		name := partitionConsumerName(p)
-		c, err := s.q.deliveries.Consumer(ctx, name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, g := range info.PriorityGroups {
-			if g.Group != partitionGroup || g.PinnedClientID != id {
-				continue
-			}
-			if err := s.q.deliveries.UnpinConsumer(ctx, name, partitionGroup); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				errs = append(errs, fmt.Errorf("unpinning %s: %w", name, err))
-			}
-		}
+	errs := []error{s.leave(ctx)}
+	for p := range Partitions {
+		errs = append(errs, s.unpin(ctx, p))
 	}
 	return errors.Join(errs...)
+}
+
+// unpin unpins partition p if this replica holds its pin.
+func (s *Deliveries) unpin(ctx context.Context, p int) error {
+	s.pins.mu.Lock()
+	id := s.pins.ids[p]
+	s.pins.mu.Unlock()
+	if id == "" {
+		return nil
+	}
+	name := partitionConsumerName(p)
+	c, err := s.q.deliveries.Consumer(ctx, name)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != partitionGroup || g.PinnedClientID != id {
+			continue
+		}
+		if err := s.q.deliveries.UnpinConsumer(ctx, name, partitionGroup); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("unpinning %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Owners reports, per partition, the pin id of the replica that owns it

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,18 @@ func TestEachEndpointHasOneOwner(t *testing.T) {
 	all := &recorder{}
 	r1, stop1 := runReplica(t, q1, "r1", all)
 	r2, _ := runReplica(t, q2, "r2", all)
+	// The two split the partitions between them once each has seen the
+	// other.
+	eventually(t, "the partitions split between the replicas", func() bool {
+		a1, a2 := r1.src.Assigned(), r2.src.Assigned()
+		return len(a1) == Partitions/2 && len(a2) == Partitions/2 && len(slices.Concat(a1, a2)) == len(dedupe(slices.Concat(a1, a2)))
+	})
+	assigned := map[int]*replica{}
+	for _, r := range []*replica{r1, r2} {
+		for _, p := range r.src.Assigned() {
+			assigned[p] = r
+		}
+	}
 	const per = 20
 	storeDeliveries(t, q1, endpoints, per, "a")
 	eventually(t, "first deliveries", func() bool { return all.len() == len(endpoints)*per })
@@ -149,6 +162,13 @@ func TestEachEndpointHasOneOwner(t *testing.T) {
 		}
 	}
 	t.Logf("r1 owned %d endpoints, r2 %d", len(e1), len(e2))
+	// Each endpoint went to the replica its partition is assigned to.
+	for _, ep := range endpoints {
+		r := assigned[partitionOf("team-a", ep)]
+		if r.endpoints()[ep] != per {
+			t.Errorf("endpoint %s (partition %d) got %d deliveries from %s, its partition's replica; want all %d", ep, partitionOf("team-a", ep), r.endpoints()[ep], r.name, per)
+		}
+	}
 
 	// r1 stops and releases: r2 gets everything, long before PinnedTTL.
 	stop1()
@@ -194,4 +214,10 @@ func TestLegacyDeliveriesAreStillDelivered(t *testing.T) {
 	runReplica(t, q, "r", all)
 	storeDeliveries(t, q, []string{"erp"}, n, "new")
 	eventually(t, "old and new deliveries", func() bool { return all.len() == 2*n })
+}
+
+func dedupe(xs []int) []int {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return slices.Compact(s)
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// scanWait is how long one fetch of a scan waits for messages.
+const scanWait = 2 * time.Second
+
 // scan reads the messages of one subject, oldest first, from start (zero:
 // the beginning), until fn returns false or the subject is read to the end
 // as it was when the scan began. It serves the small, occasional reads
@@ -51,8 +54,9 @@ func scanFrom(ctx context.Context, s jetstream.Stream, subject string, start tim
 		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
 	}()
 	left := c.CachedInfo().NumPending
+	empty := 0
 	for left > 0 {
-		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(2*time.Second))
+		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(scanWait))
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", subject, err)
 		}
@@ -73,8 +77,18 @@ func scanFrom(ctx context.Context, s jetstream.Stream, subject string, start tim
 			return fmt.Errorf("reading %s: %w", subject, err)
 		}
 		if n == 0 {
-			// Expired or deleted since the count was taken.
-			return nil
+			// Nothing within the wait: the rest expired or was deleted since
+			// the count was taken, or the server is slow. Ask which, rather
+			// than return a partial read as if it were whole.
+			info, err := c.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", subject, err)
+			}
+			if left = info.NumPending; left > 0 {
+				if empty++; empty >= 5 {
+					return fmt.Errorf("reading %s: no message within %s, %d times, while the server counts %d left", subject, scanWait, empty, left)
+				}
+			}
 		}
 	}
 	return nil

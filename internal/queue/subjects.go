@@ -267,7 +267,7 @@ func deliveryMsgID(d *Delivery) string {
 // laneSubject is where a delivery waits for its next attempt.
 func laneSubject(d *Delivery) string {
 	if d.Ordered {
-		return orderedSubject(d.Event.Namespace, d.Subscription)
+		return laneSubjectOf(d.Event.Namespace, d.Subscription, d.Lane)
 	}
 	return deliverySubject(d.Event.Namespace, d.Endpoint)
 }

@@ -62,7 +62,10 @@ type SubscriptionInput struct {
 	EndpointReason  string // the endpoint's Ready reason when it is not ready
 	EndpointStalled bool   // the endpoint is Stalled: it needs a person, so this does too
 	FilterError     error  // nil when there is no filter or it compiles
-	Suspended       bool
+	// OrderingKeyError is registry.OrderingKey's refusal of spec.delivery.orderingKey,
+	// nil when there is none or it compiles.
+	OrderingKeyError error
+	Suspended        bool
 }
 
 // Subscription decides a Subscription's Ready condition. The order matters: a user fixes
@@ -72,6 +75,8 @@ func Subscription(in SubscriptionInput) Result {
 	case in.FilterError != nil:
 		return Result{metav1.ConditionFalse, hooklinev1.ReasonInvalidFilter,
 			fmt.Sprintf("spec.filter does not compile: %v. Fix the CEL expression; it can use type, id, time and data.", in.FilterError), true}
+	case in.OrderingKeyError != nil:
+		return Result{metav1.ConditionFalse, hooklinev1.ReasonInvalidOrderingKey, in.OrderingKeyError.Error() + ".", true}
 	case !in.EndpointFound:
 		return Result{metav1.ConditionFalse, hooklinev1.ReasonEndpointNotFound,
 			fmt.Sprintf("WebhookEndpoint %q does not exist in this namespace. Create it or fix spec.endpointRef.name.", in.EndpointName), false}

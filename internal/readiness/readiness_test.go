@@ -29,6 +29,8 @@ func TestSubscription(t *testing.T) {
 			metav1.ConditionFalse, hooklinev1.ReasonEndpointNotReady, "not reconciled yet"},
 		{"bad filter wins over a missing endpoint", SubscriptionInput{EndpointName: "b", FilterError: errors.New("syntax error")},
 			metav1.ConditionFalse, hooklinev1.ReasonInvalidFilter, "spec.filter does not compile: syntax error"},
+		{"bad ordering key wins over a missing endpoint", SubscriptionInput{EndpointName: "b", OrderingKeyError: errors.New("spec.delivery.orderingKey does not compile: x")},
+			metav1.ConditionFalse, hooklinev1.ReasonInvalidOrderingKey, "spec.delivery.orderingKey does not compile: x."},
 		{"suspended", SubscriptionInput{EndpointName: "b", EndpointFound: true, EndpointReady: true, Suspended: true},
 			metav1.ConditionTrue, hooklinev1.ReasonSuspended, "spec.suspend"},
 		{"suspended but broken is not ready", SubscriptionInput{EndpointName: "b", Suspended: true},

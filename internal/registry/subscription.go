@@ -33,8 +33,13 @@ type Subscription struct {
 	Format delivery.Format
 	Policy delivery.Policy
 	// Timeout overrides the endpoint's attempt timeout; zero keeps the endpoint's.
-	Timeout   time.Duration
-	Ordered   bool
+	Timeout time.Duration
+	Ordered bool
+	// OrderKey is nil unless Ordered is per key; then Lanes (at least 1) is
+	// how many lanes its keys are hashed onto. Like Filter, the caller
+	// evaluates it.
+	OrderKey  *match.Key
+	Lanes     int
 	Suspended bool
 
 	// Usable is false when the spec cannot be compiled; Reason and Message say why.
@@ -67,6 +72,9 @@ func buildSubscription(s *hooklinev1.Subscription) *Subscription {
 		if sub.Filter, err = match.CompileFilter(s.Spec.Filter); err != nil {
 			return unusable(hooklinev1.ReasonInvalidFilter, fmt.Sprintf("spec.filter does not compile: %v.", err))
 		}
+	}
+	if sub.OrderKey, sub.Lanes, err = OrderingKey(s.Spec.Delivery); err != nil {
+		return unusable(hooklinev1.ReasonInvalidOrderingKey, err.Error())
 	}
 	if sub.Format, err = payloadFormat(s.Spec.Payload); err != nil {
 		return unusable(ReasonInvalidConfiguration, err.Error())
@@ -145,4 +153,21 @@ func DeliveryPolicy(d *hooklinev1.DeliveryPolicy) (p delivery.Policy, timeout ti
 		return delivery.Policy{}, 0, false, err
 	}
 	return p, timeout, ordered, nil
+}
+
+// OrderingKey compiles spec.delivery.orderingKey and gives its lane count:
+// nil and 0 when deliveries are not ordered per key. The error names the
+// field and is a sentence fit for status.
+func OrderingKey(d *hooklinev1.DeliveryPolicy) (*match.Key, int, error) {
+	if d == nil || d.OrderingKey == "" {
+		return nil, 0, nil
+	}
+	if d.Ordering != hooklinev1.OrderingOrdered {
+		return nil, 0, fmt.Errorf("spec.delivery.orderingKey needs spec.delivery.ordering: Ordered; set it, or remove orderingKey")
+	}
+	k, err := match.CompileKey(d.OrderingKey)
+	if err != nil {
+		return nil, 0, fmt.Errorf("spec.delivery.orderingKey does not compile: %w. Fix the CEL expression; it can use type, id, time and data and must give a string, e.g. data.customerId", err)
+	}
+	return k, d.GetOrderingLanes(), nil
 }

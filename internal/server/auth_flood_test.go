@@ -140,7 +140,10 @@ var _ = Describe("KubernetesAuthorizer under a token flood", func() {
 			elapsed.Round(time.Millisecond), sent, bound, codes, published.Load(), refusedValid.Load())
 		Expect(sent).To(BeNumerically("<=", bound))
 		Expect(codes[http.StatusAccepted]).To(BeZero())
-		Expect(codes[http.StatusUnauthorized] + codes[http.StatusTooManyRequests]).To(Equal(clients * perClient))
+		// Every forged token is refused: 401 once reviewed, 429 past its
+		// address's budget, or 503 when the review slots stayed busy (on a
+		// loaded machine the API server answers slowly; no decision, no entry).
+		Expect(codes[http.StatusUnauthorized] + codes[http.StatusTooManyRequests] + codes[http.StatusServiceUnavailable]).To(Equal(clients * perClient))
 		Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">", 0))
 		Expect(refusedValid.Load()).To(BeZero())
 		Expect(published.Load()).To(BeNumerically(">", 0))

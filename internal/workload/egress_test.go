@@ -71,3 +71,29 @@ func TestTracingSettings(t *testing.T) {
 		t.Error("the rendered dispatcher has no OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 }
+
+func TestEventRetentionSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    *EventRetention
+		want string
+	}{
+		{"none", nil, ""},
+		{"both", &EventRetention{MaxAge: "72h", MaxBytes: "4GiB"}, ""},
+		{"keep none, no byte bound", &EventRetention{MaxAge: "0", MaxBytes: "0"}, ""},
+		{"days", &EventRetention{MaxAge: "7d"}, `eventRetention.maxAge "7d": give a duration such as 168h`},
+		{"under a second", &EventRetention{MaxAge: "10ms"}, `eventRetention.maxAge "10ms": give at least 1s`},
+		{"not a size", &EventRetention{MaxBytes: "lots"}, `eventRetention.maxBytes "lots": give a size such as 1GiB`},
+		{"negative size", &EventRetention{MaxBytes: "-1Gi"}, `eventRetention.maxBytes "-1Gi"`},
+	} {
+		err := Settings{EventRetention: tt.r}.Default("hookline:test").Validate()
+		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	args := Args(Settings{EventRetention: &EventRetention{MaxAge: "72h", MaxBytes: "4GiB"}, ExtraArgs: []string{"--event-retention=24h"}}.Default("hookline:test"))
+	i, j := slices.Index(args, "--event-retention=72h"), slices.Index(args, "--event-retention=24h")
+	if i < 0 || !slices.Contains(args, "--event-retention-bytes=4GiB") || j < i {
+		t.Errorf("Args() = %v: want --event-retention=72h and --event-retention-bytes=4GiB, before extraArgs (which override them)", args)
+	}
+}

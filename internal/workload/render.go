@@ -152,6 +152,7 @@ func Args(s Settings) []string {
 		args = append(args, "--zap-log-level="+s.LogLevel)
 	}
 	args = append(args, s.Egress.args()...)
+	args = append(args, s.EventRetention.args()...)
 	return append(args, s.ExtraArgs...)
 }
 

@@ -115,6 +115,9 @@ type Settings struct {
 	Egress *Egress `json:"egress,omitempty"`
 	// Tracing, when set, exports OpenTelemetry spans to an OTLP/HTTP collector.
 	Tracing *Tracing `json:"tracing,omitempty"`
+	// EventRetention, when set, overrides how long and in how much space accepted
+	// events are kept after fan-out.
+	EventRetention *EventRetention `json:"eventRetention,omitempty"`
 	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
 	LogLevel string `json:"logLevel,omitempty"`
 	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
@@ -264,6 +267,7 @@ func (s Settings) Validate() error {
 	}
 	errs = append(errs, s.Egress.problems()...)
 	errs = append(errs, s.Tracing.problems()...)
+	errs = append(errs, s.EventRetention.problems()...)
 	errs = append(errs, s.queueProblems()...)
 	if s.Storage.Class != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {

@@ -77,6 +77,14 @@ func setup(t *testing.T) *env {
 		t.Skip("the cluster suite runs processes for minutes; skipped with -short")
 	}
 	e := &env{dir: t.TempDir()}
+	// HOOKLINE_CLUSTER_LOGS keeps the processes' logs and stores after the
+	// run, for reading what happened.
+	if d := os.Getenv("HOOKLINE_CLUSTER_LOGS"); d != "" {
+		e.dir = d
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +213,7 @@ func (e *env) dispatcherArgs(api string) []string {
 	return []string{"dispatcher", "--queue=external", "--nats-url", e.natsURLs(), "--nats-replicas", "3",
 		"--kubeconfig", e.kubeconfig, "--auth", "none", "--listen", api, "--metrics-listen", "",
 		"--allow-cidr", "127.0.0.0/8", "--max-request-timeout", maxRequestTimeout.String(),
-		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default"}
+		"--status-interval", "1s", "--workers", "16", "--lease-namespace", "default", "--zap-log-level", "debug"}
 }
 
 // waitDispatcher waits until the replica is ready. One that exits while

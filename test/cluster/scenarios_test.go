@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/delivery"
@@ -112,7 +113,12 @@ func (r *receiver) rate(w time.Duration) (perSecond float64, maxInWindow int) {
 // unlimited one, both subscribed to every event; events published for
 // publishFor at publishRate through the replicas that answer; fault run once
 // the limited endpoint is busy; then the checks.
-func (e *env) scenario(t *testing.T, name string, fault func(t *testing.T, progress func(n int))) {
+//
+// lossyCounts is for a scenario that kills a dispatcher: the deliveries it
+// made since its last report (every --status-interval) are at the receiver
+// but in no figure, so status may count fewer than the receiver saw, never
+// more.
+func (e *env) scenario(t *testing.T, name string, lossyCounts bool, fault func(t *testing.T, progress func(n int))) {
 	ctx := context.Background()
 	start := time.Now()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}
@@ -247,6 +253,12 @@ func (e *env) scenario(t *testing.T, name string, fault func(t *testing.T, progr
 		t.Logf("%s: %s received %d deliveries for %d accepted events (%d duplicates, same webhook-id), at most %d in flight",
 			name, subs[r].Spec.EndpointRef.Name, r.count(), len(events)+len(probes), dups, maxSeen)
 	}
+	// Status: the endpoints' and subscriptions' figures, merged from every
+	// replica's reports by the lease holder, equal what the receivers saw.
+	for _, r := range []*receiver{limited, free} {
+		e.checkStatus(t, name, ns.Name, subs[r], r, lossyCounts)
+	}
+
 	perSecond, inWindow := limited.rate(5 * time.Second)
 	t.Logf("%s: limited endpoint: %.1f/s from first to last delivery, at most %d in any 5 s (limit %d/s, burst %d); %d events accepted, %d refused; took %s",
 		name, perSecond, inWindow, rateLimit, burst, len(events), refused, time.Since(start).Round(time.Second))
@@ -255,6 +267,49 @@ func (e *env) scenario(t *testing.T, name string, fault func(t *testing.T, progr
 	}
 	if limitIn5s := int(5*rateLimit*1.1) + burst; inWindow > limitIn5s {
 		t.Errorf("%s: the limited endpoint received %d deliveries in 5 s, more than %d (5 s at %d/s + 10%%, plus the burst)", name, inWindow, limitIn5s, rateLimit)
+	}
+}
+
+// checkStatus waits until the status of the subscription sub and of its
+// endpoint counts every request receiver r answered (each was a 2xx, so a
+// delivery; an attempt the dispatcher gave up on as a timeout counts as
+// failed instead), then checks it counts none more.
+func (e *env) checkStatus(t *testing.T, name, ns string, sub *hooklinev1.Subscription, r *receiver, lossy bool) {
+	t.Helper()
+	ctx := context.Background()
+	read := func() (ep, s hooklinev1.DeliveryStatus) {
+		var whep hooklinev1.WebhookEndpoint
+		if err := e.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: sub.Spec.EndpointRef.Name}, &whep); err == nil && whep.Status.Delivery != nil {
+			ep = *whep.Status.Delivery
+		}
+		var cur hooklinev1.Subscription
+		if err := e.kube.Get(ctx, client.ObjectKeyFromObject(sub), &cur); err == nil && cur.Status.Delivery != nil {
+			s = *cur.Status.Delivery
+		}
+		return ep, s
+	}
+	got := int64(r.count())
+	counted := func(d hooklinev1.DeliveryStatus) bool { return d.Delivered+d.Failed >= got }
+	deadline := time.Now().Add(30 * time.Second)
+	ep, s := read()
+	for !(counted(ep) && counted(s)) && time.Now().Before(deadline) && !lossy {
+		time.Sleep(500 * time.Millisecond)
+		ep, s = read()
+	}
+	if lossy {
+		// Give the reports of the live replicas time to land.
+		time.Sleep(5 * time.Second)
+		ep, s = read()
+	}
+	t.Logf("%s: %s: the receiver answered %d requests; endpoint status delivered %d, failed %d; subscription status delivered %d, failed %d",
+		name, sub.Spec.EndpointRef.Name, got, ep.Delivered, ep.Failed, s.Delivered, s.Failed)
+	for what, d := range map[string]hooklinev1.DeliveryStatus{"WebhookEndpoint " + sub.Spec.EndpointRef.Name: ep, "Subscription " + sub.Name: s} {
+		if d.Delivered > got {
+			t.Errorf("%s: %s status counts %d delivered, the receiver answered only %d requests", name, what, d.Delivered, got)
+		}
+		if !lossy && d.Delivered+d.Failed < got {
+			t.Errorf("%s: %s status counts %d delivered and %d failed, the receiver answered %d requests", name, what, d.Delivered, d.Failed, got)
+		}
 	}
 }
 
@@ -290,7 +345,7 @@ func TestCluster(t *testing.T) {
 	e := setup(t)
 
 	t.Run("kill -9 a NATS node and bring it back", func(t *testing.T) {
-		e.scenario(t, "nats-kill", func(t *testing.T, progress func(int)) {
+		e.scenario(t, "nats-kill", false, func(t *testing.T, progress func(int)) {
 			nd := e.nats[0]
 			nd.kill()
 			// Deliveries go on without it.
@@ -299,7 +354,7 @@ func TestCluster(t *testing.T) {
 		})
 	})
 	t.Run("kill -9 a dispatcher replica", func(t *testing.T) {
-		e.scenario(t, "disp-kill", func(t *testing.T, progress func(int)) {
+		e.scenario(t, "disp-kill", true, func(t *testing.T, progress func(int)) {
 			d := e.disp[0]
 			d.kill()
 			progress(100)
@@ -307,7 +362,7 @@ func TestCluster(t *testing.T) {
 		})
 	})
 	t.Run("rolling restart of every dispatcher", func(t *testing.T) {
-		e.scenario(t, "rolling", func(t *testing.T, _ func(int)) {
+		e.scenario(t, "rolling", false, func(t *testing.T, _ func(int)) {
 			for _, d := range e.disp {
 				d.stop(30 * time.Second)
 				e.restartDispatcher(t, d)
@@ -315,7 +370,7 @@ func TestCluster(t *testing.T) {
 		})
 	})
 	t.Run("a NATS node paused for 30 s", func(t *testing.T) {
-		e.scenario(t, "nats-pause", func(t *testing.T, _ func(int)) {
+		e.scenario(t, "nats-pause", false, func(t *testing.T, _ func(int)) {
 			nd := e.nats[1]
 			if err := nd.signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)

@@ -107,7 +107,7 @@ func ready(gvk schema.GroupVersionKind, name string) func(g Gomega) cond {
 	}
 }
 
-// applied returns a Kustomization's Ready condition once it has attempted revision sha.
+// attempted returns a Kustomization's Ready condition once it has attempted revision sha.
 func attempted(name, sha string) func(g Gomega) cond {
 	return func(g Gomega) cond {
 		u := get(kustomizationGVK, fluxNamespace, name)(g)
@@ -117,6 +117,18 @@ func attempted(name, sha string) func(g Gomega) cond {
 		g.Expect(c.Reason).NotTo(Equal("Progressing"), "still progressing: %s", c.Message)
 		return c
 	}
+}
+
+// failedAttempt waits for a Kustomization to fail on revision sha and returns that Ready
+// condition, read in the same poll: a retry may reset it to Progressing right after.
+func failedAttempt(name, sha string) cond {
+	GinkgoHelper()
+	var c cond
+	Eventually(func(g Gomega) {
+		c = attempted(name, sha)(g)
+		g.Expect(c.Status).To(Equal("False"), "Kustomization %s: %s", name, c.Message)
+	}).Should(Succeed())
+	return c
 }
 
 // requestReconcile asks a Flux controller to reconcile now, as `flux reconcile` does.
@@ -184,8 +196,7 @@ var _ = Describe("Flux", Ordered, func() {
 		waiting := ks.DeepCopy()
 		set(waiting, "20s", "spec", "timeout") // the file's 2m, shortened only for this step
 		apply(waiting)
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "False"))
-		c := attempted("webhooks", sha)(Default)
+		c := failedAttempt("webhooks", sha)
 		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
 		Expect(c).To(HaveField("Message", ContainSubstring("timeout waiting for")))
 		Expect(c).To(HaveField("Message", ContainSubstring("Subscription/payments/invoices status: 'InProgress'")))
@@ -198,7 +209,7 @@ var _ = Describe("Flux", Ordered, func() {
 		operatorP = startOperator()
 		dispatcherP = startDispatcher()
 		apply(ks)
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), "operator log: %s", operatorP.logPath)
+		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), operatorP.logTail)
 		Expect(get(kustomizationGVK, fluxNamespace, "webhooks")(Default).Object).To(HaveKeyWithValue("status", HaveKeyWithValue("lastAppliedRevision", "main@sha1:"+sha)))
 		for _, name := range []string{"billing", "ledger"} {
 			Expect(argoHealth(endpointGVK, name)(Default)).To(HavePrefix("Healthy"))
@@ -210,13 +221,13 @@ var _ = Describe("Flux", Ordered, func() {
 		sha = platform.commit("broken objects", tenantFiles("broken", urls))
 		requestReconcile(gitRepositoryGVK, "platform")
 		apply(manifest("flux/broken.yaml", "Kustomization"))
-		Eventually(attempted("webhooks-broken", sha)).Should(HaveField("Status", "False"))
-		c := attempted("webhooks-broken", sha)(Default)
+		c := failedAttempt("webhooks-broken", sha)
 		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
 		// Not the 10m timeout: kustomize-controller stops waiting as soon as kstatus says
-		// Failed for one object, which hookline's Stalled=True makes it. It names the
-		// objects that were Failed at that poll (one or both of these).
-		Expect(c.Message).To(HavePrefix("failed early due to stalled resources: ["))
+		// Failed for one object, which hookline's Stalled=True makes it, and names the Failed
+		// objects it had polled by then: "health check failed after 59.5ms: failed early due
+		// to stalled resources: [...]". At the timeout it would say "timeout waiting for".
+		Expect(c.Message).To(MatchRegexp(`^health check failed after [^:]+: failed early due to stalled resources: \[`))
 		Expect(c.Message).To(Or(ContainSubstring("Subscription/payments/refunds status: 'Failed'"),
 			ContainSubstring("WebhookEndpoint/payments/partner status: 'Failed'")))
 		// Flux (fluxcd/pkg/ssa) prints kind, name and kstatus verdict, not the object's
@@ -226,10 +237,23 @@ var _ = Describe("Flux", Ordered, func() {
 		Expect(c.Message).NotTo(Or(ContainSubstring("InvalidFilter"), ContainSubstring("SigningKeyInvalid"), ContainSubstring("does not compile")))
 
 		By("hookline's reason is on the objects, and Argo CD's check shows it")
-		Expect(argoHealth(subscriptionGVK, "refunds")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("filter")))
-		Expect(argoHealth(endpointGVK, "partner")(Default)).To(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("partner-signing")))
+		Eventually(argoHealth(subscriptionGVK, "refunds")).Should(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("filter")))
+		Eventually(argoHealth(endpointGVK, "partner")).Should(SatisfyAll(HavePrefix("Degraded"), ContainSubstring("partner-signing")))
 		Expect(readyCondition(get(subscriptionGVK, tenantNamespace, "refunds")(Default)).Reason).To(Equal("InvalidFilter"))
 		Expect(readyCondition(get(endpointGVK, tenantNamespace, "partner")(Default)).Reason).To(Equal("SigningKeyInvalid"))
+
+		By("with the filter fixed in Git, the endpoint alone fails the sync as fast")
+		// Flux stops at the first Failed object it polls, so the first message named the
+		// Subscription; with it fixed, only the endpoint can be the cause.
+		files := tenantFiles("broken", urls)
+		fixed := strings.Replace(files["broken/broken.yaml"], "filter: data.amount >\n", "filter: data.amount > 100\n", 1)
+		Expect(fixed).NotTo(Equal(files["broken/broken.yaml"]))
+		sha = platform.commit("refunds: a filter that compiles", map[string]string{"broken/broken.yaml": fixed})
+		requestReconcile(gitRepositoryGVK, "platform")
+		c = failedAttempt("webhooks-broken", sha)
+		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
+		Expect(c.Message).To(MatchRegexp(`^health check failed after [^:]+: failed early due to stalled resources: \[WebhookEndpoint/payments/partner status: 'Failed'\]$`))
+		Eventually(argoHealth(subscriptionGVK, "refunds")).Should(HavePrefix("Healthy"))
 
 		By("the healthy Kustomization, on the same commit, is not affected")
 		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"))
@@ -243,6 +267,8 @@ var _ = Describe("Flux", Ordered, func() {
 		apply(src)
 		// This suite runs without a node: no pod ever starts, so Flux must not wait for the
 		// Deployments (on a real cluster leave disableWait out; test/node runs the chart's pods).
+		AddReportEntry("HelmRelease without a node", "no kubelet runs here: install and upgrade use disableWait, "+
+			"so the release's pods are not waited for (test/node runs the chart's pods on a real node)")
 		hr := manifest("flux/helm.yaml", "HelmRelease")
 		set(hr, true, "spec", "install", "disableWait")
 		set(hr, true, "spec", "upgrade", "disableWait")
@@ -268,7 +294,7 @@ var _ = Describe("Flux", Ordered, func() {
 		Expect(operatorReplicas(Default)).To(BeEquivalentTo(2))
 	})
 
-	It("(d) moves a Subscription when Git changes, and the dispatcher delivers to the new target", func() {
+	It("(d) moves a Subscription when Git changes, waits for a stopped operator, and the dispatcher delivers to the new target", func() {
 		token := publisherToken(tenantNamespace)
 		n := 0
 		delivers := func(r *endpointReceiver) func() error {
@@ -283,19 +309,36 @@ var _ = Describe("Flux", Ordered, func() {
 				return nil
 			}
 		}
-		Eventually(delivers(billing)).Should(Succeed(), "dispatcher log: %s", dispatcherP.logPath)
+		Eventually(delivers(billing)).Should(Succeed(), dispatcherP.logTail)
 		Expect(ledger.Stats().Unique).To(BeZero())
 
 		files := tenantFiles("webhooks", urls)
 		moved := strings.Replace(files["webhooks/subscriptions.yaml"], "endpointRef: {name: billing}", "endpointRef: {name: ledger}", 1)
 		Expect(moved).NotTo(Equal(files["webhooks/subscriptions.yaml"]))
+
+		By("with the operator stopped, the changed Subscription holds the sync: its verdict is for the old generation")
+		ks := manifest("flux/platform.yaml", "Kustomization")
+		waiting := ks.DeepCopy()
+		set(waiting, "20s", "spec", "timeout") // shortened only while the operator is stopped
+		apply(waiting)
+		Eventually(ready(kustomizationGVK, "webhooks")).Should(HaveField("Status", "True"))
+		operatorP.stop()
 		sha = platform.commit("invoices go to the ledger", map[string]string{"webhooks/subscriptions.yaml": moved})
 		requestReconcile(gitRepositoryGVK, "platform")
-		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"))
+		c := failedAttempt("webhooks", sha)
+		Expect(c).To(HaveField("Reason", "HealthCheckFailed"))
+		Expect(c.Message).To(SatisfyAll(ContainSubstring("timeout waiting for"),
+			ContainSubstring("Subscription/payments/invoices status: 'InProgress'")))
+		Expect(argoHealth(subscriptionGVK, "invoices")(Default)).To(HavePrefix("Progressing"))
+
+		By("restarted, the operator lets the same revision pass")
+		operatorP = startOperator()
+		apply(ks)
+		Eventually(attempted("webhooks", sha)).Should(HaveField("Status", "True"), operatorP.logTail)
 		sub := get(subscriptionGVK, tenantNamespace, "invoices")(Default)
 		Expect(sub.Object).To(HaveKeyWithValue("spec", HaveKeyWithValue("endpointRef", HaveKeyWithValue("name", "ledger"))))
 
-		Eventually(delivers(ledger)).Should(Succeed(), "dispatcher log: %s", dispatcherP.logPath)
+		Eventually(delivers(ledger)).Should(Succeed(), dispatcherP.logTail)
 		Expect(ledger.Stats().Rejected).To(BeZero(), "deliveries verify with the ledger endpoint's key")
 	})
 })

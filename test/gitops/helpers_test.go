@@ -71,6 +71,40 @@ func (p *proc) stop() {
 	}
 }
 
+// exited stops an Eventually at once when the process has ended: it will not become ready.
+func (p *proc) exited() error {
+	select {
+	case <-p.done:
+		return StopTrying(fmt.Sprintf("%s exited: %v", p.name, p.cmd.ProcessState))
+	default:
+		return nil
+	}
+}
+
+// logTail describes the process for a failure message: its log file and the log's last
+// lines, so a failed run in CI says why without the temporary directory.
+func (p *proc) logTail() string {
+	data, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("%s log %s: %v", p.name, p.logPath, err)
+	}
+	if len(data) > 6000 {
+		data = data[len(data)-6000:]
+	}
+	return fmt.Sprintf("%s log %s, last lines:\n%s", p.name, p.logPath, data)
+}
+
+// waitReady waits for an HTTP readiness endpoint of p, failing at once if p exits.
+func (p *proc) waitReady(url string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		if err := p.exited(); err != nil {
+			return err
+		}
+		return httpGetOK(url)
+	}).Should(Succeed(), func() string { return p.name + " not ready; " + p.logTail() })
+}
+
 func freeAddr() string {
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())

@@ -122,22 +122,24 @@ var _ = AfterSuite(func() {
 func startFlux() {
 	fluxEnv := []string{"KUBECONFIG=" + env.Kubeconfig, "RUNTIME_NAMESPACE=" + fluxNamespace}
 	storage := freeAddr()
+	storageDir := filepath.Join(workDir, "storage")
+	Expect(os.MkdirAll(storageDir, 0o755)).To(Succeed()) // source-controller refuses a missing one
 	type controller struct {
 		name string
 		args []string
 	}
 	for _, c := range []controller{
-		{"source-controller", []string{"--storage-path=" + filepath.Join(workDir, "storage"),
+		{"source-controller", []string{"--storage-path=" + storageDir,
 			"--storage-addr=" + storage, "--storage-adv-addr=" + storage}},
 		{"kustomize-controller", nil},
 		{"helm-controller", nil},
 	} {
 		health := freeAddr()
 		args := append([]string{"--metrics-addr=" + freeAddr(), "--health-addr=" + health,
-			"--events-addr=", "--enable-leader-election=false", "--log-level=debug"}, c.args...)
+			"--events-addr=", "--enable-leader-election=false", "--log-level=info"}, c.args...)
 		p := startProcess(c.name, fluxEnv, filepath.Join(fluxBin, c.name), args...)
 		fluxProcs = append(fluxProcs, p)
-		Eventually(func() error { return httpGetOK("http://" + health + "/readyz") }).Should(Succeed(), "%s not ready; log: %s", c.name, p.logPath)
+		p.waitReady("http://" + health + "/readyz")
 	}
 }
 
@@ -152,6 +154,6 @@ func startDispatcher() *proc {
 		"--listen", apiURL[len("http://"):], "--metrics-listen", "", "--nats-listen", freeAddr(),
 		"--data-dir", filepath.Join(workDir, "queue"), "--allow-cidr", "127.0.0.0/8",
 		"--max-request-timeout", "10s", "--status-interval", "1s")
-	Eventually(func() error { return httpGetOK(apiURL + "/readyz") }).Should(Succeed(), "dispatcher not ready; log: %s", p.logPath)
+	p.waitReady(apiURL + "/readyz")
 	return p
 }

@@ -249,6 +249,7 @@ func TestChecksumRollsOperator(t *testing.T) {
 		{"dispatcher.durability=always", true},
 		{"dispatcher.maxBodyBytes=1048576", true},
 		{"dispatcher.storage.size=20Gi", true},
+		{"dispatcher.eventRetention.maxAge=72h", true},
 		{"operator.logLevel=debug", false},
 		{"operator.replicas=2", false},
 	} {
@@ -293,6 +294,10 @@ func TestInvalidValuesRefused(t *testing.T) {
 			[]string{schema, "'/dispatcher/nats/userSecret'"}},
 		{"two operators without leader election", []string{"operator.replicas=2", "operator.leaderElection.enabled=false"},
 			[]string{schema, "'/operator/leaderElection/enabled': value must be true"}},
+		{"retention not a Go duration", []string{"dispatcher.eventRetention.maxAge=7d"},
+			[]string{schema, "'/dispatcher/eventRetention/maxAge'"}},
+		{"retention bytes not a size", []string{"dispatcher.eventRetention.maxBytes=lots"},
+			[]string{schema, "'/dispatcher/eventRetention/maxBytes'"}},
 		{"storage size not a quantity", []string{"dispatcher.storage.size=ten"},
 			[]string{schema, "'/dispatcher/storage/size'"}},
 		{"log level", []string{"operator.logLevel=loud"},

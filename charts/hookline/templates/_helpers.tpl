@@ -97,6 +97,15 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- with $d.watchNamespaces }}{{ $_ := set $s "watchNamespaces" . }}{{ end -}}
 {{- with $d.maxBodyBytes }}{{ $_ := set $s "maxBodyBytes" (int64 .) }}{{ end -}}
 {{- with $d.logLevel }}{{ $_ := set $s "logLevel" (toString .) }}{{ end -}}
+{{- with $d.eventRetention -}}
+{{- $r := dict -}}
+{{- /* 0 is a setting here ("keep none", "no bound"), so test for presence, not truth. */ -}}
+{{- range $k := list "maxAge" "maxBytes" -}}
+{{- $v := get $d.eventRetention $k -}}
+{{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") }}{{ $_ := set $r $k (toString $v) }}{{ end -}}
+{{- end -}}
+{{- with $r }}{{ $_ := set $s "eventRetention" . }}{{ end -}}
+{{- end -}}
 {{- with $d.extraArgs }}{{ $_ := set $s "extraArgs" . }}{{ end -}}
 {{- include "hookline.securitySettings" (dict "root" . "settings" $s) -}}
 {{- toYaml $s -}}
