@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,13 @@ func init() {
 }
 
 func runUI(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveUI(ctx, args, os.Stderr)
+}
+
+// serveUI serves the dashboard until ctx ends, telling the user on out where it is.
+func serveUI(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ui", flag.ContinueOnError)
 	api := bindAPIFlags(fs)
 	kube := bindKubeFlags(fs)
@@ -68,7 +76,7 @@ func runUI(args []string) error {
 		}
 	}
 
-	ln, err := listenLoopback(*listen)
+	ln, err := listenLoopback(ctx, *listen)
 	if err != nil {
 		return err
 	}
@@ -83,17 +91,15 @@ func runUI(args []string) error {
 		return err
 	}
 	hs := srv.HTTPServer()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 
-	fmt.Fprintf(os.Stderr, "hookline ui: serving on http://%s as your kubeconfig user, reading the dispatcher at %s.\n"+
+	fmt.Fprintf(out, "hookline ui: serving on http://%s as your kubeconfig user, reading the dispatcher at %s.\n"+
 		"Open this address (it carries a one-time login token; do not share it):\n\n  %s\n\nPress Ctrl-C to stop.\n",
 		ln.Addr(), api.server, srv.LoginURL())
 	if !*noBrowser {
 		if err := openBrowser(context.WithoutCancel(ctx), srv.LoginURL()); err != nil {
-			fmt.Fprintf(os.Stderr, "Could not open a browser (%v); open the address above yourself.\n", err)
+			fmt.Fprintf(out, "Could not open a browser (%v); open the address above yourself.\n", err)
 		}
 	}
 	select {
@@ -101,7 +107,7 @@ func runUI(args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -111,7 +117,7 @@ func runUI(args []string) error {
 
 // listenLoopback refuses any address but a loopback one: the dashboard acts with the
 // user's credentials, so nobody else may reach it.
-func listenLoopback(addr string) (net.Listener, error) {
+func listenLoopback(ctx context.Context, addr string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen=%q: want host:port, e.g. 127.0.0.1:8090", addr)
@@ -123,7 +129,7 @@ func listenLoopback(addr string) (net.Listener, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("--listen=%q: the dashboard listens on a loopback address only (it acts with your credentials); use 127.0.0.1:PORT", addr)
 	}
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen=%q: %w (choose another port, or 127.0.0.1:0 for a free one)", addr, err)
 	}

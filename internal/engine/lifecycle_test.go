@@ -28,7 +28,8 @@ func queueState(t testing.TB, f *fixture) (subjects, consumers []string) {
 	for name := range names.Name() {
 		// Retained events belong to the namespace, not to a subscription: they
 		// stay for the retention window whatever happens to the objects.
-		if name == "HL_RETAINED" {
+		// The dispatchers' membership records belong to the replicas.
+		if name == "HL_RETAINED" || name == "HL_MEMBERS" {
 			continue
 		}
 		s, err := js.Stream(ctx, name)
