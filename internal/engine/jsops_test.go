@@ -13,6 +13,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 // jsTap counts what the dispatcher's connection sends to JetStream, by kind: stream
@@ -57,6 +59,18 @@ func newJSTap(t *testing.T, nc *nats.Conn) *jsTap {
 				if strings.HasPrefix(m.Subject, root+".") {
 					kind = "write " + root
 				}
+			}
+			// A message of an atomic batch (group commit under --durability
+			// always) is still a write; the batch's last one, the commit, is
+			// also counted apart: the server syncs once per commit.
+			if m.Header.Get("Nats-Batch-Commit") != "" {
+				tap.mu.Lock()
+				tap.n["commit "+strings.TrimPrefix(kind, "write ")]++
+				tap.mu.Unlock()
+			} else if m.Header.Get("Nats-Batch-Id") == "" && kind != "" {
+				tap.mu.Lock()
+				tap.n["unbatched "+strings.TrimPrefix(kind, "write ")]++
+				tap.mu.Unlock()
 			}
 		}
 		tap.mu.Lock()
@@ -112,13 +126,20 @@ func TestJetStreamOperationsPerDelivery(t *testing.T) {
 	t.Parallel()
 	const events = 200
 	for _, c := range []struct {
-		name  string
-		subs  int
-		batch int
-	}{{"single events, 1 subscription", 1, 1}, {"batches of 100, 1 subscription", 1, 100}, {"single events, 10 subscriptions", 10, 1}} {
+		name   string
+		subs   int
+		batch  int
+		always bool
+	}{
+		{"single events, 1 subscription", 1, 1, false}, {"batches of 100, 1 subscription", 1, 100, false},
+		{"single events, 10 subscriptions", 10, 1, false}, {"batches of 100, 1 subscription, durability always", 1, 100, true},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
+			if c.always {
+				f.q = queuetest.Open(t, func(cfg *queue.Config) { cfg.Sync = queue.SyncAlways })
+			}
 			rc := newReceiver(t, false, nil)
 			f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](100) }))
 			for i := range c.subs {
@@ -178,6 +199,22 @@ func TestJetStreamOperationsPerDelivery(t *testing.T) {
 			for _, b := range bounds {
 				if got := per(b.kind); got < b.min-1e-9 || got > b.max+1e-9 {
 					t.Errorf("%s: %.3f per delivery, want %.3f to %.3f", b.kind, got, b.min, b.max)
+				}
+			}
+			if c.always {
+				// Group commit: each batch of 100 events is one atomic batch, one
+				// sync, where it was 100; no event goes on its own.
+				if got, want := per("commit hl.evt"), 1.0/float64(c.batch); got != want || n["unbatched hl.evt"] != 0 {
+					t.Errorf("events: %.3f commits and %d lone writes per delivery, want %.3f and none", got, n["unbatched hl.evt"], want)
+				}
+				// The fan-out stores what it took at once as one atomic batch per
+				// stream: 0.04 syncs per delivery here, 1 before group commit. A
+				// fan-out batch of one event goes on its own, so the bound leaves
+				// room for a machine slow enough to split the 100 events up.
+				for _, root := range []string{"hl.dlv", "hl.ret"} {
+					if got := per("commit "+root) + per("unbatched "+root); got > 0.5 {
+						t.Errorf("%s: %.3f synced writes per delivery, want at most 0.5", root, got)
+					}
 				}
 			}
 			// Nothing else is written or acked on the way of a successful delivery:

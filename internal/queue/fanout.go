@@ -215,7 +215,7 @@ func (b *EventBatch) Store(matched []Matched) {
 	pub := q.publishAsync
 	var st *stager
 	if q.group != nil {
-		st = newStager(q)
+		st = newStager(ctx, q)
 		pub = st.stage
 	}
 	items := make([]fanned, len(b.msgs))

@@ -91,7 +91,7 @@ func (g *groupCommit) run(ctx context.Context) {
 		}
 		go func() {
 			defer func() { <-g.slots }()
-			g.commit(batch)
+			g.commit(ctx, batch)
 		}()
 	}
 }
@@ -140,7 +140,7 @@ func (g *groupCommit) publishBatch(ctx context.Context, evs []Event) ([]PublishR
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			g.commit(batch)
+			g.commit(ctx, batch)
 		}()
 		select {
 		case <-done:
@@ -162,13 +162,20 @@ func (r *commitReq) finish(res PublishResult, err error) {
 	close(r.done)
 }
 
-func (g *groupCommit) commit(batch []*commitReq) {
+func (g *groupCommit) commit(ctx context.Context, batch []*commitReq) {
 	if len(batch) > 1 {
 		msgs := make([]*nats.Msg, len(batch))
 		for i, r := range batch {
 			msgs[i] = r.msg
 		}
-		seq, err := g.commitAtomic(msgs)
+		seq, err := g.commitAtomic(ctx, msgs)
+		if ctx.Err() != nil {
+			// Stored or not, nobody waits for the answer any more.
+			for _, r := range batch {
+				r.finish(PublishResult{}, ctx.Err())
+			}
+			return
+		}
 		if err == nil {
 			first := seq - uint64(len(batch)) + 1
 			for i, r := range batch {
@@ -215,7 +222,7 @@ type batchAck struct {
 // commitAtomic stores the batch atomically and returns the sequence of its
 // last event. The staged messages carry no reply subject: the server
 // answers only the commit, after the batch is stored and synced.
-func (g *groupCommit) commitAtomic(batch []*nats.Msg) (uint64, error) {
+func (g *groupCommit) commitAtomic(ctx context.Context, batch []*nats.Msg) (uint64, error) {
 	// Any unique string of up to 64 characters names a batch.
 	id := nats.NewInbox()
 	last := len(batch) - 1
@@ -224,7 +231,7 @@ func (g *groupCommit) commitAtomic(batch []*nats.Msg) (uint64, error) {
 			return 0, fmt.Errorf("staging an atomic batch: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, groupCommitTimeout)
 	defer cancel()
 	resp, err := g.q.nc.RequestMsgWithContext(ctx, batchMsg(batch[last], id, last+1, true))
 	if err != nil {
@@ -270,12 +277,15 @@ func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
 // repeating a delivery already stored by an earlier, interrupted fan-out —
 // is published message by message instead, each with its own answer.
 type stager struct {
+	ctx    context.Context
 	q      *Queue
 	groups map[string][]*stagedFuture // by stream subject root
 	order  []string
 }
 
-func newStager(q *Queue) *stager { return &stager{q: q, groups: map[string][]*stagedFuture{}} }
+func newStager(ctx context.Context, q *Queue) *stager {
+	return &stager{ctx: ctx, q: q, groups: map[string][]*stagedFuture{}}
+}
 
 func (s *stager) stage(m *nats.Msg) (jetstream.PubAckFuture, error) {
 	f := &stagedFuture{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
@@ -320,7 +330,15 @@ func (s *stager) storeChunk(fs []*stagedFuture) {
 		for i, f := range fs {
 			msgs[i] = f.msg
 		}
-		last, err := s.q.group.commitAtomic(msgs)
+		last, err := s.q.group.commitAtomic(s.ctx, msgs)
+		if s.ctx.Err() != nil {
+			// The fan-out is stopping: its events come back, and a repeat
+			// is recognised by the deliveries' ids.
+			for _, f := range fs {
+				f.err <- s.ctx.Err()
+			}
+			return
+		}
 		if err == nil {
 			first := last - uint64(len(fs)) + 1
 			for i, f := range fs {

@@ -33,7 +33,7 @@ func commitNow(q *Queue, evs ...Event) []*commitReq {
 	for i := range evs {
 		batch[i] = &commitReq{msg: eventMsg(&evs[i]), done: make(chan struct{})}
 	}
-	q.group.commit(batch)
+	q.group.commit(context.Background(), batch)
 	return batch
 }
 
@@ -115,17 +115,18 @@ const groupChildEnv = "HOOKLINE_GROUP_CHILD"
 
 func init() {
 	if dir := os.Getenv(groupChildEnv); dir != "" {
-		os.Exit(groupChild(dir))
+		groupChild(dir)
+		os.Exit(1)
 	}
 }
 
-func groupChild(dir string) int {
+func groupChild(dir string) {
 	cfg := testConfig(dir)
 	cfg.Sync = SyncAlways
 	q, err := Open(context.Background(), cfg, logr.Discard())
 	if err != nil {
 		fmt.Println("error", err)
-		return 1
+		return
 	}
 	var out sync.Mutex
 	var wg sync.WaitGroup
@@ -146,7 +147,6 @@ func groupChild(dir string) int {
 		})
 	}
 	wg.Wait()
-	return 1
 }
 
 // A dispatcher killed (SIGKILL) while concurrent single events are being
@@ -302,17 +302,18 @@ const fanoutChildEnv = "HOOKLINE_FANOUT_CHILD"
 
 func init() {
 	if dir := os.Getenv(fanoutChildEnv); dir != "" {
-		os.Exit(fanoutChild(dir))
+		fanoutChild(dir)
+		os.Exit(1)
 	}
 }
 
-func fanoutChild(dir string) int {
+func fanoutChild(dir string) {
 	cfg := testConfig(dir)
 	cfg.Sync = SyncAlways
 	q, err := Open(context.Background(), cfg, logr.Discard())
 	if err != nil {
 		fmt.Println("error", err)
-		return 1
+		return
 	}
 	fmt.Println("fanning")
 	var matched atomic.Int64
@@ -325,7 +326,6 @@ func fanoutChild(dir string) int {
 	if err := runFanout(context.Background(), q, match); err != nil {
 		fmt.Println("error", err)
 	}
-	return 1
 }
 
 // A dispatcher killed (SIGKILL) in the middle of atomic fan-out batches
