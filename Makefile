@@ -112,7 +112,7 @@ node: ## Build kubelet, kube-proxy, kube-scheduler and containerd into bin/node,
 	hack/build-node.sh >/dev/null
 
 .PHONY: flux
-flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; ~10 min cold on 2 idle cores, ~11 min measured on 2 cores at load 15-25).
+flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> for test/gitops (once; ~10 min on 2 idle cores, 62 min measured with an empty Go build cache on 2 loaded cores).
 	hack/build-flux.sh >/dev/null
 
 .PHONY: test
