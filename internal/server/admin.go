@@ -187,7 +187,9 @@ func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
 	writeValue(w, map[string]any{"items": items})
 }
 
-type deadJSON struct {
+// DeadLetter is the admin API's form of one dead delivery (GET
+// .../subscriptions/{name}/dead); clients such as hookline ui decode it.
+type DeadLetter struct {
 	Seq    uint64    `json:"seq"`
 	DiedAt time.Time `json:"diedAt"`
 	Event  struct {
@@ -224,7 +226,7 @@ func (a *admin) dead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &fieldError{status: http.StatusInternalServerError, message: err.Error()})
 		return
 	}
-	items := make([]deadJSON, len(list))
+	items := make([]DeadLetter, len(list))
 	for i, dd := range list {
 		it := &items[i]
 		it.Seq, it.DiedAt = dd.Seq, dd.DiedAt

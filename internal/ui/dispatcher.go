@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hookline/hookline/internal/server"
 )
 
 // Dispatcher calls the dispatcher's admin API with the user's bearer token; the
@@ -48,26 +50,8 @@ type Attempt struct {
 // OK says the receiver accepted the attempt.
 func (a Attempt) OK() bool { return a.StatusCode >= 200 && a.StatusCode < 300 && a.Error == "" }
 
-// DeadLetter is one dead delivery.
-type DeadLetter struct {
-	Seq    uint64    `json:"seq"`
-	DiedAt time.Time `json:"diedAt"`
-	Event  struct {
-		ID   string          `json:"id"`
-		Type string          `json:"type"`
-		Time time.Time       `json:"time"`
-		Data json.RawMessage `json:"data"`
-	} `json:"event"`
-	Attempts     int       `json:"attempts"`
-	FirstAttempt time.Time `json:"firstAttempt"`
-	ReplayOf     uint64    `json:"replayOf"`
-	Recovered    bool      `json:"recovered"`
-	LastFailure  struct {
-		Time       time.Time `json:"time"`
-		StatusCode int       `json:"statusCode"`
-		Reason     string    `json:"reason"`
-	} `json:"lastFailure"`
-}
+// DeadLetter is one dead delivery, in the dispatcher's own wire form.
+type DeadLetter = server.DeadLetter
 
 // Event is one retained event.
 type Event struct {
