@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -212,6 +213,21 @@ func waitReady(ctx context.Context, c client.Client, ns string, timeout time.Dur
 	}
 }
 
+// selfCommand is how to run this program from the working directory: the
+// binary make dev builds is bin/hookline-dev, not bin/hookline.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "hookline"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !filepath.IsAbs(rel) && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return rel
+		}
+	}
+	return exe
+}
+
 func printInstructions(w io.Writer, kubeconfig string, opts Options, logPath string) {
 	fmt.Fprintf(w, `
 hookline dev is running: the operator and the dispatcher serve namespace %[2]s. The
@@ -220,9 +236,9 @@ delivery's signature and prints it below.
 
 In another terminal:
   export KUBECONFIG=%[1]s
-  bin/hookline publish --server http://%[3]s -n %[2]s --type invoice.paid --data '{"amount": 1200}'
+  %[5]s publish --server http://%[3]s -n %[2]s --type invoice.paid --data '{"amount": 1200}'
   kubectl get hookline -n %[2]s                 # endpoints and subscriptions, with health
-  bin/hookline ui --server http://%[3]s -n %[2]s   # the same in a browser dashboard (docs/dashboard.md)
+  %[5]s ui --server http://%[3]s -n %[2]s   # the same in a browser dashboard (docs/dashboard.md)
   kubectl describe whep local-receiver -n %[2]s # conditions, signing key schedule, delivery
   curl -s http://%[3]s/v1/namespaces/%[2]s/subscriptions/local-all/attempts   # the attempt log
   kubectl annotate whep local-receiver -n %[2]s hookline.io/rotate=$(date +%%s)   # rotate the key now
@@ -235,5 +251,5 @@ Logs: %[4]s
 Press Ctrl-C to stop.
 
 Deliveries received:
-`, kubeconfig, opts.Namespace, opts.APIListen, filepath.Dir(logPath))
+`, kubeconfig, opts.Namespace, opts.APIListen, filepath.Dir(logPath), selfCommand())
 }
