@@ -61,6 +61,11 @@ func TestSignedDeliveryWithRetries(t *testing.T) {
 	if !strings.Contains(as[1].Error, "HTTP 500") || !strings.Contains(as[1].Error, "retry") {
 		t.Errorf("attempt 2 error %q, want the status and the next step", as[1].Error)
 	}
+	for _, a := range as {
+		if a.EventID != "e1" {
+			t.Errorf("attempt %d records event %q, want e1", a.Attempt, a.EventID)
+		}
+	}
 	eventually(t, "the figures", func() bool { return f.subscriptionStats("invoices").Delivered == 1 })
 	s := f.subscriptionStats("invoices")
 	if s.Failed != 2 || s.ConsecutiveFailures != 0 || s.LastFailure == nil || s.LastFailure.StatusCode != 500 || s.LastDeliveryTime.IsZero() {

@@ -24,12 +24,15 @@ type Attempt struct {
 	Error string
 	// Response is the start of the response body, cut to MaxResponseBytes.
 	Response string
+	// EventID is the id of the event the attempt delivered (empty in entries
+	// stored before it was recorded).
+	EventID string
 }
 
 // Equal reports whether a and b are the same attempt-log entry.
 func (a Attempt) Equal(b Attempt) bool {
 	return a.Time.Equal(b.Time) && a.Attempt == b.Attempt && a.StatusCode == b.StatusCode &&
-		a.Latency == b.Latency && a.Error == b.Error && a.Response == b.Response
+		a.Latency == b.Latency && a.Error == b.Error && a.Response == b.Response && a.EventID == b.EventID
 }
 
 // MaxResponseBytes is how much of a response body the attempt log keeps.

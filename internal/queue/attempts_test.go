@@ -320,7 +320,7 @@ func TestCutAttemptBatches(t *testing.T) {
 
 func TestAttemptBatchCodec(t *testing.T) {
 	as := []Attempt{
-		{Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.UTC), Attempt: 4, StatusCode: 500, Latency: time.Second, Error: "boom", Response: "{}"},
+		{Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.UTC), Attempt: 4, StatusCode: 500, Latency: time.Second, Error: "boom", Response: "{}", EventID: "order-1"},
 		{Attempt: 5},
 	}
 	var entries [][]byte
@@ -343,6 +343,15 @@ func TestAttemptBatchCodec(t *testing.T) {
 	}
 	if _, err := decodeAttempts(nil, append(b, 0)); err == nil {
 		t.Error("trailing bytes accepted")
+	}
+
+	// An entry stored before attempts carried their event id ends after the
+	// response: it reads with an empty id.
+	old := encodeAttemptEntry(&Attempt{Attempt: 7, StatusCode: 502, Error: "bad gateway"})
+	old = old[:len(old)-1] // the empty id's length byte
+	got, err = decodeAttempts(nil, encodeAttemptBatch([][]byte{old}))
+	if err != nil || len(got) != 1 || got[0] != (Attempt{Attempt: 7, StatusCode: 502, Error: "bad gateway"}) {
+		t.Errorf("an entry without event id: %+v, %v", got, err)
 	}
 }
 

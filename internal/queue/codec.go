@@ -318,7 +318,7 @@ const (
 // encodeAttempt is the single-attempt (codecV1) message, no longer written
 // but still found in existing data directories.
 func encodeAttempt(a *Attempt) []byte {
-	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)), legacyTimes: true}
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)+len(a.EventID)), legacyTimes: true}
 	e.byte(codecV1)
 	e.attempt(a)
 	return e.b
@@ -327,7 +327,7 @@ func encodeAttempt(a *Attempt) []byte {
 // encodeAttemptEntry is one attempt as it sits in a batch, without version
 // byte or length prefix.
 func encodeAttemptEntry(a *Attempt) []byte {
-	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response))}
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)+len(a.EventID))}
 	e.attempt(a)
 	return e.b
 }
@@ -373,6 +373,10 @@ func (e *encoder) attempt(a *Attempt) {
 	e.varint(int64(a.Latency))
 	e.string(a.Error)
 	e.string(a.Response)
+	// Later fields go at the end of the entry, which is length-prefixed in
+	// its batch: older readers stop before them, and entries written before
+	// them end here.
+	e.string(a.EventID)
 }
 
 func (d *decoder) attempt() Attempt {
@@ -383,6 +387,9 @@ func (d *decoder) attempt() Attempt {
 	a.Latency = time.Duration(d.varint())
 	a.Error = d.string()
 	a.Response = d.string()
+	if len(d.b) > 0 {
+		a.EventID = d.string()
+	}
 	return a
 }
 

@@ -162,6 +162,9 @@ type attemptJSON struct {
 	LatencySeconds float64   `json:"latencySeconds"`
 	Error          string    `json:"error,omitempty"`
 	Response       string    `json:"response,omitempty"`
+	// EventID is the event the attempt delivered; empty for attempts
+	// recorded before hookline kept it.
+	EventID string `json:"eventId,omitempty"`
 }
 
 func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
@@ -181,10 +184,14 @@ func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]attemptJSON, len(list))
 	for i, at := range list {
-		items[i] = attemptJSON{Time: at.Time, Attempt: at.Attempt, StatusCode: at.StatusCode,
-			LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response}
+		items[i] = attemptOf(at)
 	}
 	writeValue(w, map[string]any{"items": items})
+}
+
+func attemptOf(at queue.Attempt) attemptJSON {
+	return attemptJSON{Time: at.Time, Attempt: at.Attempt, StatusCode: at.StatusCode,
+		LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response, EventID: at.EventID}
 }
 
 // DeadLetter is the admin API's form of one dead delivery (GET

@@ -61,7 +61,7 @@ func TestAdminAPI(t *testing.T) {
 	invoices := queue.SubscriptionID{Namespace: ns, Name: "invoices", UID: "uid-invoices"}
 	base := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
 	for i := 1; i <= 3; i++ {
-		a := queue.Attempt{Time: base.Add(time.Duration(i) * time.Second), Attempt: i, StatusCode: 500 + i, Latency: 20 * time.Millisecond, Error: fmt.Sprintf("HTTP %d", 500+i)}
+		a := queue.Attempt{Time: base.Add(time.Duration(i) * time.Second), Attempt: i, StatusCode: 500 + i, Latency: 20 * time.Millisecond, Error: fmt.Sprintf("HTTP %d", 500+i), EventID: "order-1"}
 		if err := q.RecordAttempt(ctx, invoices, a); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("attempts %v, want the 2 newest", got)
 	}
 	first := items[0].(map[string]any)
-	if first["attempt"] != float64(3) || first["statusCode"] != float64(503) || first["latencySeconds"] != 0.02 {
+	if first["attempt"] != float64(3) || first["statusCode"] != float64(503) || first["latencySeconds"] != 0.02 || first["eventId"] != "order-1" {
 		t.Errorf("newest attempt %v, want attempt 3 first", first)
 	}
 	if got := doJSON(t, api, http.MethodGet, sub+"/dead", http.StatusOK); len(got["items"].([]any)) != 0 {

@@ -172,8 +172,7 @@ func (a *endpointAdmin) attempts(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]item, len(list))
 	for i, at := range list {
-		items[i] = item{attemptJSON{Time: at.Time, Attempt: at.Attempt, StatusCode: at.StatusCode,
-			LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response}, at.Attempt == 0}
+		items[i] = item{attemptOf(at), at.Attempt == 0}
 	}
 	writeValue(w, map[string]any{"items": items})
 }

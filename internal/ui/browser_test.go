@@ -118,6 +118,10 @@ func (s *stack) resendAndReplay(t *testing.T, b browser) {
 	if got := text(t, ctx, "#dead"); strings.Contains(got, "inv-2") {
 		t.Fatalf("searching inv-1 still lists inv-2: %q", got)
 	}
+	// The search narrows the attempt log too: attempts record their event.
+	if got := text(t, ctx, "#attempts-live"); !strings.Contains(got, "inv-1") || strings.Contains(got, "inv-2") {
+		t.Fatalf("searching inv-1: the attempt log shows %q; want inv-1's attempts only", got)
+	}
 	do(t, ctx, chromedp.Click(chromedp.CSS("#dead input[type=checkbox]")),
 		chromedp.Click(chromedp.CSS("#btn-resend")), chromedp.WaitVisible(chromedp.CSS("#question")))
 	if q := text(t, ctx, "#question"); !strings.Contains(q, "1 selected dead letter") {

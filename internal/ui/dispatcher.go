@@ -42,6 +42,7 @@ type Attempt struct {
 	LatencySeconds float64   `json:"latencySeconds"`
 	Error          string    `json:"error"`
 	Response       string    `json:"response"`
+	EventID        string    `json:"eventId"`
 	Test           bool      `json:"test"`
 	// Subscription is set when attempts of several subscriptions are shown together.
 	Subscription string `json:"-"`

@@ -299,7 +299,7 @@ type subscriptionData struct {
 	Attempts     []Attempt
 	AttemptCount int
 	Status       string // the attempt filter: "", "ok", "failed"
-	EventID      string // the dead-letter search
+	EventID      string // the search by event id, of dead letters and attempts
 	Dead         []DeadLetter
 	DeadCount    int
 	AttemptsErr  string
@@ -340,7 +340,8 @@ func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 	d.AttemptCount = len(attempts)
 	for _, a := range attempts {
 		a.Subscription = name
-		if (d.Status == "ok" && !a.OK()) || (d.Status == "failed" && a.OK()) {
+		if (d.Status == "ok" && !a.OK()) || (d.Status == "failed" && a.OK()) ||
+			(d.EventID != "" && !strings.Contains(a.EventID, d.EventID)) {
 			continue
 		}
 		d.Attempts = append(d.Attempts, a)
