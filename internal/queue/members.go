@@ -285,6 +285,15 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 				s.consMu.Unlock()
 				s.q.log.Info("Delivery partitions assigned to this replica", "replica", s.id, "partitions", fmt.Sprint(mine), "replicas", len(members))
 			}
+			// The ordered lanes follow their endpoints' partitions
+			// (laneowner.go), including lanes created or re-pointed by
+			// another replica since the last beat.
+			if err == nil {
+				if rerr := s.refreshLanes(ctx); rerr != nil && ctx.Err() == nil {
+					s.q.log.V(1).Info("Listing the ordered lanes failed; trying again at the next beat", "error", rerr.Error())
+				}
+			}
+			s.q.lanes.own(now)
 		}
 		select {
 		case <-ctx.Done():
@@ -413,4 +422,10 @@ func (s *Deliveries) stalled(ctx context.Context, p int, count *int) bool {
 		}
 	}
 	return true
+}
+
+func (s *Deliveries) refreshLanes(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
+	defer cancel()
+	return s.q.lanes.refresh(ctx, s.q)
 }
