@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,10 +69,14 @@ type lanes struct {
 	running map[string]*Lane
 	// owned is the partitions whose lanes this replica runs (own).
 	owned [Partitions]bool
-	// Set while a Deliveries is open.
-	ctx context.Context
-	q   *Queue
-	out chan<- *Lane
+	// Set while a Deliveries is open; held is its count of unresolved jobs
+	// per partition, which a lane's jobs count in too, so a partition is
+	// handed to another replica only once its lanes' deliveries in flight
+	// here are done as well.
+	ctx  context.Context
+	q    *Queue
+	out  chan<- *Lane
+	held *[Partitions]atomic.Int64
 }
 
 func (ls *lanes) init() {
@@ -82,13 +87,13 @@ func (ls *lanes) init() {
 // start hands out, once this replica owns their endpoint (own), every lane
 // already on the server (so lanes resume after a restart before anyone
 // calls EnsureOrdered) and any added later, until ctx ends.
-func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane) error {
+func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane, held *[Partitions]atomic.Int64) error {
 	ls.mu.Lock()
 	if ls.ctx != nil {
 		ls.mu.Unlock()
 		return errors.New("deliveries are already open on this queue")
 	}
-	ls.ctx, ls.q, ls.out = ctx, q, out
+	ls.ctx, ls.q, ls.out, ls.held = ctx, q, out, held
 	ls.mu.Unlock()
 	if err := ls.refresh(ctx, q); err != nil {
 		ls.mu.Lock()
@@ -124,7 +129,7 @@ func (ls *lanes) runLocked(name string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ls.ctx)
-	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{}), held: &ls.held[ls.known[name]]}
 	ls.running[name] = l
 	out := ls.out
 	go func() {
@@ -185,6 +190,8 @@ type Lane struct {
 	// set once its consumer was found deleted.
 	pin  string
 	gone bool
+	// held is the count of unresolved jobs of the lane's partition.
+	held *atomic.Int64
 }
 
 // Jobs yields the lane's deliveries one at a time until the lane is removed,
@@ -233,6 +240,10 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 				l.pin = h.Get(pinHeader)
 			}
 			j := q.job(m, st)
+			if j != nil {
+				j.held = l.held
+				j.held.Add(1)
+			}
 			if j != nil && !yield(j) {
 				stopped = true
 				l.cancel()
