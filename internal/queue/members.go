@@ -287,8 +287,9 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 			}
 			// The ordered lanes follow their endpoints' partitions
 			// (laneowner.go), including lanes created or re-pointed by
-			// another replica since the last beat.
-			if err == nil {
+			// another replica since the last beat. Alone, this replica
+			// creates the lanes itself and looks for others' less often.
+			if err == nil && (len(members) > 1 || beat%stallCheckBeats == 0) {
 				if rerr := s.refreshLanes(ctx); rerr != nil && ctx.Err() == nil {
 					s.q.log.V(1).Info("Listing the ordered lanes failed; trying again at the next beat", "error", rerr.Error())
 				}
