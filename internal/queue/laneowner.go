@@ -105,9 +105,6 @@ func (ls *lanes) own(parts []int) {
 	for _, p := range parts {
 		owned[p] = true
 	}
-	if owned == ls.owned {
-		return
-	}
 	ls.owned = owned
 	for name, p := range ls.known {
 		ls.setLocked(name, p)

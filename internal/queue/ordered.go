@@ -94,6 +94,7 @@ func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane, held *[P
 		return errors.New("deliveries are already open on this queue")
 	}
 	ls.ctx, ls.q, ls.out, ls.held = ctx, q, out, held
+	ls.owned = [Partitions]bool{} // until spread says otherwise
 	ls.mu.Unlock()
 	if err := ls.refresh(ctx, q); err != nil {
 		ls.mu.Lock()
@@ -205,9 +206,6 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		defer l.cancel()
 		q, name, ctx := l.q, l.name, l.ctx
 		consumer := func(cctx context.Context) (jetstream.Consumer, error) {
-			if l.cons != nil {
-				return l.cons, nil
-			}
 			c, err := q.laneConsumer(cctx, name)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				// Removed by another replica: stop until EnsureOrdered says
@@ -220,8 +218,10 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 			if err != nil {
 				return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
 			}
-			l.cons = c
-			return c, nil
+			if l.cons == nil {
+				l.cons = c
+			}
+			return l.cons, nil
 		}
 		msgs := make(chan jetstream.Msg)
 		go q.pump(ctx, consumer, 1, true, msgs, jetstream.PullPriorityGroup(laneGroup))
