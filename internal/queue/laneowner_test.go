@@ -214,3 +214,66 @@ func TestOrderedLaneFollowsEndpointOwner(t *testing.T) {
 	}
 	t.Logf("lane of %s (partition %d) moved from %s to %s", ep, p, names[first], names[next])
 }
+
+// TestOrderedLaneFollowsRepointedSubscription: a subscription re-pointed to
+// an endpoint another replica owns has its lane pulled by that replica from
+// then on, in order, though the lane was re-pointed on the first replica.
+func TestOrderedLaneFollowsRepointedSubscription(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t.TempDir())
+	cfg.Listen = "127.0.0.1:-1"
+	cfg.AckWait = 20 * time.Second
+	qs := []*Queue{openTest(t, cfg)}
+	qs = append(qs, openTest(t, Config{URL: qs[0].ClientURL(), MaxRequestTimeout: cfg.MaxRequestTimeout, AckWait: cfg.AckWait}))
+	ctx := context.Background()
+
+	var log laneLog
+	names := []string{"r0", "r1"}
+	srcs := make([]*Deliveries, 2)
+	for i, q := range qs {
+		srcs[i], _ = laneReplica(t, q, names[i], &log, (*Job).Done)
+	}
+	eventually(t, "the partitions split between the replicas", func() bool {
+		return len(srcs[0].Assigned()) == Partitions/2 && len(srcs[1].Assigned()) == Partitions/2
+	})
+	// One endpoint of each replica.
+	eps := make([]string, 2)
+	for i := 0; eps[0] == "" || eps[1] == ""; i++ {
+		e := fmt.Sprintf("ep-%d", i)
+		for r := range 2 {
+			if eps[r] == "" && slices.Contains(srcs[r].Assigned(), partitionOf("team-a", e)) {
+				eps[r] = e
+			}
+		}
+	}
+	publish := func(ep string, ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			d := Delivery{Event: testEvent("team-a", id), Subscription: "ledger", SubscriptionUID: "u1", Endpoint: ep, Ordered: true, Attempt: 1}
+			if err := qs[0].publishAt(ctx, &d, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := qs[0].EnsureOrdered(ctx, "team-a", "ledger", eps[0]); err != nil {
+		t.Fatal(err)
+	}
+	publish(eps[0], "a0", "a1", "a2")
+	eventually(t, "r0 delivering the lane", func() bool { return len(log.all()) == 3 })
+	// Re-pointed by r0, which fans out.
+	if err := qs[0].EnsureOrdered(ctx, "team-a", "ledger", eps[1]); err != nil {
+		t.Fatal(err)
+	}
+	publish(eps[1], "b0", "b1", "b2", "b3")
+	eventually(t, "r1 delivering the re-pointed lane", func() bool { return len(log.all()) == 7 })
+	var got []string
+	for i, s := range log.all() {
+		got = append(got, s.replica+":"+s.id)
+		if want := names[min(i/3, 1)]; s.replica != want {
+			t.Errorf("%s took %s, want %s", s.replica, s.id, want)
+		}
+	}
+	if want := "r0:a0 r0:a1 r0:a2 r1:b0 r1:b1 r1:b2 r1:b3"; strings.Join(got, " ") != want {
+		t.Fatalf("lane delivered %s, want %s", strings.Join(got, " "), want)
+	}
+}
