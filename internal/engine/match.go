@@ -120,7 +120,7 @@ func filterInput(ev *queue.Event) (*match.FilterInput, error) {
 // stopped being ordered.
 func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error {
 	k := objKey{s.Namespace, s.Name}
-	want := laneSet{uid: s.UID, lanes: s.Lanes}
+	want := laneSet{uid: s.UID, lanes: s.Lanes, endpoint: s.Endpoint}
 	v, ok := e.lanes.Load(k)
 	switch {
 	case !s.Ordered:
@@ -133,9 +133,9 @@ func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error
 	}
 	var err error
 	if s.OrderKey != nil {
-		err = e.q.EnsureKeyed(ctx, s.Namespace, s.Name, s.Lanes)
+		err = e.q.EnsureKeyed(ctx, s.Namespace, s.Name, s.Endpoint, s.Lanes)
 	} else {
-		err = e.q.EnsureOrdered(ctx, s.Namespace, s.Name)
+		err = e.q.EnsureOrdered(ctx, s.Namespace, s.Name, s.Endpoint)
 	}
 	if err != nil {
 		return err
@@ -144,9 +144,11 @@ func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error
 	return nil
 }
 
-// laneSet is what ensureLane ensured for a subscription: its object, and
-// its lane count (0 for its single ordered lane).
+// laneSet is what ensureLane ensured for a subscription: its object, its
+// lane count (0 for its single ordered lane), and its endpoint, whose owner
+// pulls the lanes (a re-pointed subscription's lanes move to the new one's).
 type laneSet struct {
-	uid   types.UID
-	lanes int
+	uid      types.UID
+	lanes    int
+	endpoint string
 }

@@ -45,7 +45,8 @@
 //     (recover.go) can send them through a subscription's lane again.
 //   - Subscriptions that need ordering get their own lane and a consumer
 //     with MaxAckPending=1, where a retry is a delayed NAK that holds the
-//     messages behind it.
+//     messages behind it. A lane is pulled only by the replica that owns its
+//     endpoint's partition (laneowner.go).
 //
 // Delivery is at least once. Consumer acks are persisted asynchronously by
 // the server, so after a crash already-handled deliveries can come back; the

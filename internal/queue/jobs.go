@@ -259,7 +259,7 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 	}
 	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane),
 		id: nuid.Next(), buffer: buffer}
-	if err := q.lanes.start(ctx, q, s.lanes); err != nil {
+	if err := q.lanes.start(ctx, q, s.lanes, &s.held); err != nil {
 		return nil, err
 	}
 	var pumps sync.WaitGroup

@@ -6,8 +6,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Keyed lanes: ordering per key. A subscription ordered per key gets a
@@ -52,12 +50,12 @@ func KeyLane(key string, lanes int) int {
 // EnsureKeyed creates the keyed lanes 1 to lanes of a subscription ordered
 // per key, and starts consuming them if deliveries are open. Like
 // EnsureOrdered, deliveries stored before their lane exists wait for it.
-func (q *Queue) EnsureKeyed(ctx context.Context, ns, sub string, lanes int) error {
+func (q *Queue) EnsureKeyed(ctx context.Context, ns, sub, endpoint string, lanes int) error {
 	if lanes < 1 || lanes > MaxKeyLanes {
 		return fmt.Errorf("ordering lanes of %s/%s: %d is not between 1 and %d", ns, sub, lanes, MaxKeyLanes)
 	}
 	for lane := 1; lane <= lanes; lane++ {
-		if err := q.ensureLane(ctx, ns, sub, lane); err != nil {
+		if err := q.ensureLane(ctx, ns, sub, endpoint, lane); err != nil {
 			return err
 		}
 	}
@@ -65,26 +63,19 @@ func (q *Queue) EnsureKeyed(ctx context.Context, ns, sub string, lanes int) erro
 }
 
 // ensureLane creates one ordered lane: lane 0 is a subscription's single
-// lane, 1 and up its keyed lanes.
-func (q *Queue) ensureLane(ctx context.Context, ns, sub string, lane int) error {
+// lane, 1 and up its keyed lanes. endpoint, the subscription's, says which
+// replica pulls it (laneowner.go).
+func (q *Queue) ensureLane(ctx context.Context, ns, sub, endpoint string, lane int) error {
 	name := laneConsumerName(ns, sub, lane)
 	what := "ordered deliveries of subscription " + ns + "/" + sub
 	if lane > 0 {
 		what = fmt.Sprintf("ordered deliveries of lane %d of subscription %s/%s (ordering per key)", lane, ns, sub)
 	}
-	_, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "hookline: " + what,
-		FilterSubject: laneSubjectOf(ns, sub, lane),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
-		MaxAckPending: 1,
-		MaxDeliver:    -1,
-	})
+	_, err := q.deliveries.CreateOrUpdateConsumer(ctx, q.laneConfig(name, what, laneSubjectOf(ns, sub, lane), endpoint))
 	if err != nil {
 		return fmt.Errorf("creating ordered lane %d of %s/%s: %w", lane, ns, sub, err)
 	}
-	q.lanes.add(name)
+	q.lanes.add(name, partitionOf(ns, endpoint))
 	return nil
 }
 

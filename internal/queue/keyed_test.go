@@ -28,7 +28,7 @@ func TestKeyedLanes(t *testing.T) {
 		}
 	}
 	publish(t, q, evs...)
-	if err := q.EnsureKeyed(ctx, "team-a", "per.customer", lanes); err != nil {
+	if err := q.EnsureKeyed(ctx, "team-a", "per.customer", "crm", lanes); err != nil {
 		t.Fatal(err)
 	}
 	run(t, func(ctx context.Context) error {

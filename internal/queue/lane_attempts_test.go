@@ -72,7 +72,7 @@ func TestOrderedFetchWithoutSendSpendsNoAttempt(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	ctx := context.Background()
-	if err := q.EnsureOrdered(ctx, "team-a", "ledger"); err != nil {
+	if err := q.EnsureOrdered(ctx, "team-a", "ledger", "erp"); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"))
@@ -115,7 +115,7 @@ func TestOrderedLegacyHoldsRecord(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	ctx := context.Background()
-	if err := q.EnsureOrdered(ctx, "team-a", "ledger"); err != nil {
+	if err := q.EnsureOrdered(ctx, "team-a", "ledger", "erp"); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, q, testEvent("team-a", "e1"))

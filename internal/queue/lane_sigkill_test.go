@@ -41,7 +41,7 @@ func laneChild(mode, dir string) int {
 		return 1
 	}
 	if mode == "setup" {
-		if err := q.EnsureOrdered(ctx, "team-a", "ledger"); err != nil {
+		if err := q.EnsureOrdered(ctx, "team-a", "ledger", "erp"); err != nil {
 			fmt.Println("error", err)
 			return 1
 		}

@@ -285,6 +285,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 				s.consMu.Unlock()
 				s.q.log.Info("Delivery partitions assigned to this replica", "replica", s.id, "partitions", fmt.Sprint(mine), "replicas", len(members))
 			}
+			s.followLanes(ctx, err == nil, len(members), beat, now)
 		}
 		select {
 		case <-ctx.Done():
@@ -413,4 +414,21 @@ func (s *Deliveries) stalled(ctx context.Context, p int, count *int) bool {
 		}
 	}
 	return true
+}
+
+// followLanes runs the ordered lanes of the partitions this replica pulls
+// now (laneowner.go), having listed the lanes first to learn of those
+// created or re-pointed by another replica since. Alone (members is 1),
+// this replica creates the lanes itself and lists them less often. ok is
+// whether the live replicas could be read at this beat.
+func (s *Deliveries) followLanes(ctx context.Context, ok bool, members, beat int, now []int) {
+	if ok && (members > 1 || beat%stallCheckBeats == 0) {
+		lctx, cancel := context.WithTimeout(ctx, memberTTL/2)
+		err := s.q.lanes.refresh(lctx, s.q)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.q.log.V(1).Info("Listing the ordered lanes failed; trying again at the next beat", "error", err.Error())
+		}
+	}
+	s.q.lanes.own(now)
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,11 +25,13 @@ import (
 // SIGKILL or another replica taking the lane over therefore never counts a
 // hold, or a delivery that was fetched and never sent, as an attempt.
 
-// EnsureOrdered creates the ordered lane of a subscription, and starts
-// consuming it if deliveries are open (OpenDeliveries). Deliveries with Ordered set are
-// stored whether or not their lane exists; they wait until it does.
-func (q *Queue) EnsureOrdered(ctx context.Context, ns, sub string) error {
-	return q.ensureLane(ctx, ns, sub, 0)
+// EnsureOrdered creates the ordered lane of a subscription whose endpoint
+// is endpoint (or points an existing lane at endpoint), and starts consuming
+// it if deliveries are open (OpenDeliveries) and this replica owns the
+// endpoint (laneowner.go). Deliveries with Ordered set are stored whether or
+// not their lane exists; they wait until it does.
+func (q *Queue) EnsureOrdered(ctx context.Context, ns, sub, endpoint string) error {
+	return q.ensureLane(ctx, ns, sub, endpoint, 0)
 }
 
 // RemoveOrdered deletes a subscription's ordered lanes (the single one and
@@ -61,64 +63,61 @@ func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
 }
 
 type lanes struct {
-	mu      sync.Mutex
-	known   map[string]bool
+	mu sync.Mutex
+	// known maps each lane to the delivery partition of its endpoint.
+	known   map[string]int
 	running map[string]*Lane
-	// Set while a Deliveries is open.
-	ctx context.Context
-	q   *Queue
-	out chan<- *Lane
+	// owned is the partitions whose lanes this replica runs (own).
+	owned [Partitions]bool
+	// Set while a Deliveries is open; held is its count of unresolved jobs
+	// per partition, which a lane's jobs count in too, so a partition is
+	// handed to another replica only once its lanes' deliveries in flight
+	// here are done as well.
+	ctx  context.Context
+	q    *Queue
+	out  chan<- *Lane
+	held *[Partitions]atomic.Int64
 }
 
 func (ls *lanes) init() {
-	ls.known = map[string]bool{}
+	ls.known = map[string]int{}
 	ls.running = map[string]*Lane{}
 }
 
-// start hands out every lane already on the server (so lanes resume after a
-// restart before anyone calls EnsureOrdered) and any added later, until ctx
-// ends.
-func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane) error {
-	names := q.deliveries.ConsumerNames(ctx)
-	var found []string
-	for name := range names.Name() {
-		if strings.HasPrefix(name, orderedPrefix) {
-			found = append(found, name)
-		}
-	}
-	if err := names.Err(); err != nil {
-		return fmt.Errorf("listing ordered lanes: %w", err)
-	}
+// start hands out, once this replica owns their endpoint (own), every lane
+// already on the server (so lanes resume after a restart before anyone
+// calls EnsureOrdered) and any added later, until ctx ends.
+func (ls *lanes) start(ctx context.Context, q *Queue, out chan<- *Lane, held *[Partitions]atomic.Int64) error {
 	ls.mu.Lock()
-	defer ls.mu.Unlock()
 	if ls.ctx != nil {
+		ls.mu.Unlock()
 		return errors.New("deliveries are already open on this queue")
 	}
-	ls.ctx, ls.q, ls.out = ctx, q, out
-	for _, name := range found {
-		ls.known[name] = true
-	}
-	for name := range ls.known {
-		ls.runLocked(name)
+	ls.ctx, ls.q, ls.out, ls.held = ctx, q, out, held
+	ls.owned = [Partitions]bool{} // until spread says otherwise
+	ls.mu.Unlock()
+	if err := ls.refresh(ctx, q); err != nil {
+		ls.mu.Lock()
+		ls.ctx, ls.out = nil, nil
+		ls.mu.Unlock()
+		return err
 	}
 	// Forget the reader once it stops, so deliveries may be opened again.
 	go func() {
 		<-ctx.Done()
 		ls.mu.Lock()
 		ls.ctx, ls.out = nil, nil
+		ls.owned = [Partitions]bool{}
 		clear(ls.running)
 		ls.mu.Unlock()
 	}()
 	return nil
 }
 
-func (ls *lanes) add(name string) {
+func (ls *lanes) add(name string, p int) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	ls.known[name] = true
-	if ls.ctx != nil && ls.ctx.Err() == nil {
-		ls.runLocked(name)
-	}
+	ls.setLocked(name, p)
 }
 
 // runLocked starts the named lane under the deliveries reader's context
@@ -131,7 +130,7 @@ func (ls *lanes) runLocked(name string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ls.ctx)
-	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{}), held: &ls.held[ls.known[name]]}
 	ls.running[name] = l
 	out := ls.out
 	go func() {
@@ -185,32 +184,47 @@ type Lane struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	// cons is kept across restarts of the pump, so the pin id it learnt
+	// goes with its next pulls.
+	cons jetstream.Consumer
+	// pin is the pin id the lane last received a delivery under; gone is
+	// set once its consumer was found deleted.
+	pin  string
+	gone bool
+	// held is the count of unresolved jobs of the lane's partition.
+	held *atomic.Int64
 }
 
-// Jobs yields the lane's deliveries one at a time until the lane is removed
-// or the context of OpenDeliveries ends; the next comes only once the
-// current one is resolved. Range over it exactly once, to the end.
+// Jobs yields the lane's deliveries one at a time until the lane is removed,
+// handed to the replica that owns its endpoint now (laneowner.go), or the
+// context of OpenDeliveries ends; the next comes only once the current one
+// is resolved. Range over it exactly once, to the end.
 func (l *Lane) Jobs() iter.Seq[*Job] {
 	return func(yield func(*Job) bool) {
 		defer close(l.done)
+		defer l.release()
 		defer l.cancel()
 		q, name, ctx := l.q, l.name, l.ctx
 		consumer := func(cctx context.Context) (jetstream.Consumer, error) {
-			c, err := q.deliveries.Consumer(cctx, name)
+			c, err := q.laneConsumer(cctx, name)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				// Removed by another replica: stop until EnsureOrdered says
 				// otherwise, rather than retry forever.
 				q.log.Info("Ordered lane was removed; no longer consuming it", "consumer", name)
 				q.lanes.drop(name)
+				l.gone = true
 				l.cancel()
 			}
 			if err != nil {
 				return nil, fmt.Errorf("opening ordered lane %s: %w", name, err)
 			}
-			return c, nil
+			if l.cons == nil {
+				l.cons = c
+			}
+			return l.cons, nil
 		}
 		msgs := make(chan jetstream.Msg)
-		go q.pump(ctx, consumer, 1, false, msgs)
+		go q.pump(ctx, consumer, 1, true, msgs, jetstream.PullPriorityGroup(laneGroup))
 		st := &lane{q: q, subject: holdSubject(name)}
 		stopped := false
 		for m := range msgs {
@@ -222,12 +236,35 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 				_ = m.Nak()
 				continue
 			}
+			if h := m.Headers(); h != nil && h.Get(pinHeader) != "" {
+				l.pin = h.Get(pinHeader)
+			}
 			j := q.job(m, st)
+			if j != nil {
+				j.held = l.held
+				j.held.Add(1)
+			}
 			if j != nil && !yield(j) {
 				stopped = true
 				l.cancel()
 			}
 		}
+	}
+}
+
+// release unpins the lane if this replica still holds it, once nothing it
+// took is in flight, so the replica that owns it next is pinned at its next
+// pull instead of after PinnedTTL.
+//
+//nolint:contextcheck // runs as the lane ends, on its own deadline.
+func (l *Lane) release() {
+	if l.gone || l.pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shortWait)
+	defer cancel()
+	if err := l.q.unpinIf(ctx, l.name, laneGroup, l.pin); err != nil {
+		l.q.log.Error(err, "Handing an ordered lane to another replica failed; it moves when the pin runs out", "consumer", l.name, "pinnedTTL", PinnedTTL)
 	}
 }
 

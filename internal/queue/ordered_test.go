@@ -49,7 +49,7 @@ func TestOrderedLaneHoldsLaterDeliveries(t *testing.T) {
 		})
 	})
 	// The lane is created while deliveries are running: it starts at once.
-	if err := q.EnsureOrdered(ctx, "team-a", "ledger.sync"); err != nil {
+	if err := q.EnsureOrdered(ctx, "team-a", "ledger.sync", "erp"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the ordered lane to drain", func() bool { return rec.len() == 5 })
@@ -140,7 +140,7 @@ func TestOrderedHoldsSurviveRestarts(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
 	ctx := context.Background()
-	if err := q.EnsureOrdered(ctx, "team-a", "ledger"); err != nil {
+	if err := q.EnsureOrdered(ctx, "team-a", "ledger", "erp"); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"))

@@ -161,7 +161,7 @@ func TestUnparkPaceAndMax(t *testing.T) {
 func TestParkOrderedRefused(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
-	if err := q.EnsureOrdered(context.Background(), "team-a", "ledger"); err != nil {
+	if err := q.EnsureOrdered(context.Background(), "team-a", "ledger", "erp"); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, q, testEvent("team-a", "e1"))

@@ -188,27 +188,7 @@ func (s *Deliveries) unpin(ctx context.Context, p int) error {
 	s.pins.mu.Lock()
 	id := s.pins.ids[p]
 	s.pins.mu.Unlock()
-	if id == "" {
-		return nil
-	}
-	name := partitionConsumerName(p)
-	c, err := s.q.deliveries.Consumer(ctx, name)
-	if err != nil {
-		return err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	for _, g := range info.PriorityGroups {
-		if g.Group != partitionGroup || g.PinnedClientID != id {
-			continue
-		}
-		if err := s.q.deliveries.UnpinConsumer(ctx, name, partitionGroup); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("unpinning %s: %w", name, err)
-		}
-	}
-	return nil
+	return s.q.unpinIf(ctx, partitionConsumerName(p), partitionGroup, id)
 }
 
 // Owners reports, per partition, the pin id of the replica that owns it
