@@ -144,6 +144,9 @@ test-cluster-processes: control-plane nats-server ## Run test/cluster's process 
 .PHONY: bench
 bench: build control-plane ## Run the delivery benchmark (a few minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.
 	go run ./test/bench $(BENCH_FLAGS)
+	@# Features on the hot path, each against itself off in the same run: tracing on/off,
+	@# ordering per key against unordered (ratios of delivered/s and CPU per event).
+	go test -run '^$$' -bench '^(BenchmarkTracing|BenchmarkOrderingPerKey)$$' -benchtime 2000x ./internal/engine/
 
 ##@ Tools
 
