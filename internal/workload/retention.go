@@ -2,10 +2,8 @@ package workload
 
 import (
 	"fmt"
-	"strings"
-	"time"
 
-	"k8s.io/apimachinery/pkg/api/resource"
+	"github.com/hookline/hookline/internal/queue"
 )
 
 // EventRetention is how long, and in how much space, the dispatcher keeps accepted
@@ -25,18 +23,13 @@ func (r *EventRetention) problems() []error {
 	}
 	var errs []error
 	if r.MaxAge != "" {
-		d, err := time.ParseDuration(r.MaxAge)
-		switch {
-		case err != nil || d < 0:
-			errs = append(errs, fmt.Errorf("eventRetention.maxAge %q: give a duration such as 168h (7 days), or 0 to keep no events", r.MaxAge))
-		case d > 0 && d < time.Second:
-			errs = append(errs, fmt.Errorf("eventRetention.maxAge %q: give at least 1s, or 0 to keep no events", r.MaxAge))
+		if _, err := queue.ParseRetention(r.MaxAge); err != nil {
+			errs = append(errs, fmt.Errorf("eventRetention.maxAge %q: %w", r.MaxAge, err))
 		}
 	}
 	if r.MaxBytes != "" {
-		q, err := resource.ParseQuantity(strings.TrimSuffix(r.MaxBytes, "B"))
-		if n, ok := q.AsInt64(); err != nil || !ok || n < 0 {
-			errs = append(errs, fmt.Errorf("eventRetention.maxBytes %q: give a size such as 1GiB or 512Mi, or 0 to bound the events by age only", r.MaxBytes))
+		if _, err := queue.ParseRetentionBytes(r.MaxBytes); err != nil {
+			errs = append(errs, fmt.Errorf("eventRetention.maxBytes %q: %w", r.MaxBytes, err))
 		}
 	}
 	return errs

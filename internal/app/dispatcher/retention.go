@@ -2,10 +2,11 @@ package dispatcher
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/hookline/hookline/internal/queue"
 )
 
 // retentionFlag is --event-retention: a duration, 0 keeping no events (the
@@ -20,15 +21,9 @@ func (f retentionFlag) String() string {
 }
 
 func (f retentionFlag) Set(v string) error {
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return fmt.Errorf("want a duration such as 168h (7 days), or 0 to keep no events, got %q", v)
-	}
-	if d > 0 && d < time.Second {
-		return fmt.Errorf("want at least 1s, or 0 to keep no events, got %q", v)
-	}
-	if d == 0 {
-		d = -1
+	d, err := queue.ParseRetention(v)
+	if err != nil {
+		return fmt.Errorf("%w, got %q", err, v)
 	}
 	*f.d = d
 	return nil
@@ -46,13 +41,9 @@ func (f byteSizeFlag) String() string {
 }
 
 func (f byteSizeFlag) Set(v string) error {
-	q, err := resource.ParseQuantity(strings.TrimSuffix(v, "B"))
-	n, ok := q.AsInt64()
-	if err != nil || !ok || n < 0 {
-		return fmt.Errorf("want a size such as 1GiB, 512Mi or 0 for no bound, got %q", v)
-	}
-	if n == 0 {
-		n = -1
+	n, err := queue.ParseRetentionBytes(v)
+	if err != nil {
+		return fmt.Errorf("%w, got %q", err, v)
 	}
 	*f.n = n
 	return nil
