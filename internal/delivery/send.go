@@ -66,7 +66,8 @@ type Result struct {
 	// and host only, never with path, query or credentials.
 	Err error
 	// Body is the start of the response body, at most MaxResponseBody
-	// bytes, with the endpoint's auth values blanked out.
+	// bytes, with the endpoint's auth values and the attempt's signatures
+	// blanked out.
 	Body          []byte
 	BodyTruncated bool
 	// Headers are the request's headers as the attempt log may keep them:
@@ -154,6 +155,7 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 	res.Headers = t.shownHeaders(header, token != "", resp.ProtoMajor)
 	res.Body, res.BodyTruncated = readBody(resp)
 	res.Body = t.scrub(res.Body)
+	res.Body = scrubSignatures(res.Body, header)
 	if token != "" && bytes.Contains(res.Body, []byte(token)) {
 		res.Body = bytes.ReplaceAll(res.Body, []byte(token), []byte("[redacted]"))
 	}

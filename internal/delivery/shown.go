@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"net/http"
 	"slices"
 	"strings"
@@ -120,4 +121,20 @@ func writeMaskedSignature(b *strings.Builder, sig string) {
 		}
 		b.WriteString(masked)
 	}
+}
+
+// scrubSignatures blanks out the attempt's signatures in a response body: a
+// receiver that echoes the request would otherwise put them in the attempt
+// log, which shows them masked.
+func scrubSignatures(body []byte, h http.Header) []byte {
+	if len(body) == 0 || len(h["Webhook-Signature"]) == 0 {
+		return body
+	}
+	for tok := range strings.FieldsSeq(h["Webhook-Signature"][0]) {
+		_, sig, _ := strings.Cut(tok, ",")
+		if sig != "" && bytes.Contains(body, []byte(sig)) {
+			body = bytes.ReplaceAll(body, []byte(sig), []byte("[redacted]"))
+		}
+	}
+	return body
 }
