@@ -339,7 +339,7 @@ func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.AttemptCount = len(attempts)
 	for _, a := range attempts {
-		a.Subscription = name
+		a.Subscription, a.Namespace = name, ns
 		if (d.Status == "ok" && !a.OK()) || (d.Status == "failed" && a.OK()) ||
 			(d.EventID != "" && !strings.Contains(a.EventID, d.EventID)) {
 			continue

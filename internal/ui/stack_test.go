@@ -44,6 +44,9 @@ import (
 
 // stack is a real API server, the operator and the dispatcher in this process, a
 // receiver on loopback, and a dashboard per user.
+// billingToken is the billing endpoint's bearer token, which no page may show.
+const billingToken = "b1lling-t0ken-s3cret" //nolint:gosec // G101: a test's token
+
 type stack struct {
 	env      *controlplane.Env
 	admin    client.Client
@@ -136,9 +139,15 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(srv.Close)
 	s.recvURL = srv.URL + "/hooks"
 
+	// The endpoint authenticates with a bearer token: the attempt log must show it masked.
+	must(t, s.admin.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing-token", Labels: map[string]string{hooklinev1.LabelEndpointSecret: "true"}},
+		StringData: map[string]string{"token": billingToken},
+	}))
 	must(t, s.admin.Create(ctx, &hooklinev1.WebhookEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing"},
-		Spec:       hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true},
+		Spec: hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true,
+			Auth: &hooklinev1.EndpointAuth{Bearer: &hooklinev1.SecretKeyRef{Name: "billing-token", Key: "token"}}},
 	}))
 	// A receiver that has gone away: it answers 410, and the dispatcher disables its
 	// endpoint.

@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /ns/{ns}/endpoints/{name}/enable", s.enable)
 	mux.HandleFunc("POST /ns/{ns}/endpoints/{name}/rotate", s.rotate)
 	mux.HandleFunc("GET /ns/{ns}/subscriptions/{name}", s.subscriptionPage)
+	mux.HandleFunc("GET /ns/{ns}/subscriptions/{name}/attempt", s.attemptPage)
 	mux.HandleFunc("POST /ns/{ns}/subscriptions/{name}/replay", s.replay)
 	mux.HandleFunc("POST /ns/{ns}/subscriptions/{name}/resend", s.resend)
 	mux.HandleFunc("GET /ns/{ns}/events", s.eventsPage)
