@@ -33,21 +33,21 @@ type attemptData struct {
 func (s *Server) attemptPage(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	q := r.URL.Query()
 	at, terr := time.Parse(time.RFC3339Nano, q.Get("time"))
 	n, nerr := strconv.Atoi(q.Get("attempt"))
 	if terr != nil || nerr != nil {
-		s.fail(w, ns, fmt.Errorf("%w: this address names no attempt (it needs time, attempt and event); open an attempt from the subscription's attempt log", errBadName))
+		s.fail(w, r, ns, fmt.Errorf("%w: this address names no attempt (it needs time, attempt and event); open an attempt from the subscription's attempt log", errBadName))
 		return
 	}
 	eventID := q.Get("event")
 	ctx := r.Context()
 	attempts, err := s.disp.Attempts(ctx, ns, name, 1000)
 	if err != nil {
-		s.fail(w, ns, err)
+		s.fail(w, r, ns, err)
 		return
 	}
 	d := attemptData{Subscription: name}
@@ -59,7 +59,7 @@ func (s *Server) attemptPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !found {
-		s.fail(w, ns, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf(
+		s.fail(w, r, ns, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf(
 			"attempt %d of event %q at %s is not in the attempt log of %s/%s: the log keeps the newest attempts only",
 			n, eventID, at.UTC().Format(time.RFC3339Nano), ns, name)})
 		return
@@ -75,7 +75,7 @@ func (s *Server) attemptPage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.attemptBody(r, ns, name, &d)
 	p.Data = d
-	s.render(w, http.StatusOK, "attempt", p)
+	s.render(w, r, http.StatusOK, "attempt", p)
 }
 
 // attemptBody finds the event's data: retained, or in a dead letter of the subscription.

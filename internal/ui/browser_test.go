@@ -48,6 +48,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"enable a disabled endpoint", s.enable},
 		{"a user without the right is refused", s.refused},
 		{"the local server refuses other origins and missing tokens", s.guard},
+		{"served by the dispatcher behind an authenticating proxy", s.proxied},
 	} {
 		t.Run(step.name, func(t *testing.T) { step.run(t, browser{ctx}) })
 	}

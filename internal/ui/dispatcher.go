@@ -168,8 +168,11 @@ func (d *Dispatcher) call(ctx context.Context, method, path string, out any) err
 	if err != nil {
 		return err
 	}
-	if d.Token != "" {
+	switch u, ok := userOf(ctx); {
+	case d.Token != "":
 		req.Header.Set("Authorization", "Bearer "+d.Token)
+	case ok: // served by the dispatcher: the proxied user's token
+		req.Header.Set("Authorization", "Bearer "+u.token)
 	}
 	hc := d.HTTP
 	if hc == nil {

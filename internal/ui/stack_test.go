@@ -61,6 +61,9 @@ type stack struct {
 	viewer   *ui.Server
 	viewURL  string
 	tokens   map[string]string
+	// proxiedURL is the dashboard the dispatcher serves (--ui-listen), as behind an
+	// authenticating proxy: each request carries a user's token.
+	proxiedURL string
 }
 
 func startStack(t *testing.T) *stack {
@@ -102,7 +105,7 @@ func startStack(t *testing.T) *stack {
 	flags := dispatcher.BindFlags(fs)
 	must(t, fs.Parse([]string{"--kubeconfig", env.Kubeconfig, "--listen", "127.0.0.1:0", "--metrics-listen", "",
 		"--data-dir", filepath.Join(t.TempDir(), "queue"), "--allow-cidr", "127.0.0.0/8", "--watch-namespaces", s.ns,
-		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s"}))
+		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s", "--ui-listen", "127.0.0.1:0"}))
 	dcfg, _, err := flags.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +113,7 @@ func startStack(t *testing.T) *stack {
 	apiAddr := make(chan net.Addr, 1)
 	dcfg.Logger = logger.WithName("dispatcher")
 	dcfg.Listening = func(api, _ net.Addr) { apiAddr <- api }
+	dcfg.UIListening = func(a net.Addr) { s.proxiedURL = "http://" + a.String() }
 	dispDone := make(chan error, 1)
 	go func() { dispDone <- dispatcher.Run(ctx, env.Config, dcfg) }()
 	t.Cleanup(func() {
