@@ -61,6 +61,9 @@ func (a asUser) RoundTrip(r *http.Request) (*http.Response, error) {
 func userConfig(cfg *rest.Config) *rest.Config {
 	uc := rest.AnonymousClientConfig(cfg)
 	uc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return asUser{rt} })
+	// One client serves every user: client-go's default of 5 requests a second would be
+	// shared by all of them. The API server's priority and fairness limits each user.
+	uc.QPS, uc.Burst = max(cfg.QPS, 50), max(cfg.Burst, 100)
 	return uc
 }
 
