@@ -32,6 +32,11 @@ var shownOrder = [...]string{
 // secretHeaderNames carry credentials whatever their value's source.
 var secretHeaderNames = map[string]bool{"Authorization": true, "Proxy-Authorization": true, "Cookie": true}
 
+// secretNameParts mark a configured header as a credential by its name, even with a
+// literal value (the API asks for valueFrom for anything secret, but a literal key in
+// X-Api-Key must not end up in the attempt log either).
+var secretNameParts = []string{"auth", "token", "secret", "key", "pass", "signature", "cookie", "session", "credential"}
+
 // renderConfiguredHeaders renders the endpoint's own headers, its static auth
 // header included, for Result.Headers: sorted, and masked when the header
 // carries a credential or a value from a Secret. Called once per target.
@@ -61,6 +66,12 @@ func (t *Target) renderConfiguredHeaders() {
 func (t *Target) secretHeader(name, value string) bool {
 	if secretHeaderNames[name] || name == t.authHeader {
 		return true
+	}
+	lower := strings.ToLower(name)
+	for _, p := range secretNameParts {
+		if strings.Contains(lower, p) {
+			return true
+		}
 	}
 	for _, s := range t.secrets {
 		if strings.Contains(value, string(s)) {

@@ -38,12 +38,14 @@ func TestShownHeaders(t *testing.T) {
 			secrets: []string{"client-s3cret", "tok-"}, masked: []string{"Authorization: ****"}},
 		{name: "headers from Secrets, CloudEvents binary, traceparent, two keys",
 			cfg: TargetConfig{
-				Headers:            http.Header{"X-Tenant": {"shop"}, "X-Signing-Token": {"hdr-s3cret"}, "Cookie": {"session=abc"}, "User-Agent": {"shop-hooks/1"}},
+				Headers: http.Header{"X-Tenant": {"shop"}, "X-Signing-Token": {"hdr-s3cret"}, "Cookie": {"session=abc"}, "User-Agent": {"shop-hooks/1"},
+					"X-Partner-Key": {"literal-s3cret"}, "X-Mirror": {"shop hdr-s3cret"}},
 				SecretHeaderValues: []string{"hdr-s3cret"}, Sign: twoKeys,
 			},
 			format: CloudEventsBinary, trace: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-			secrets: []string{"hdr-s3cret", "session=abc", "ZWQyNTUxOXNpZ25hdHVyZQ=="},
-			masked:  []string{"X-Signing-Token: ****", "Cookie: ****", "Webhook-Signature: v1,**** v1a,****"}},
+			secrets: []string{"hdr-s3cret", "session=abc", "ZWQyNTUxOXNpZ25hdHVyZQ==", "literal-s3cret"},
+			masked: []string{"X-Signing-Token: ****", "Cookie: ****", "Webhook-Signature: v1,**** v1a,****",
+				"X-Partner-Key: ****", "X-Mirror: ****"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
