@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// deliveryTap watches the dispatcher's embedded queue (the dispatcher runs with
+// --nats-listen on loopback) for the deliveries the fan-out publishes, to time the
+// fan-out itself apart from the sending that follows it: a core NATS subscription
+// on the deliveries' subjects sees each delivery as the stream receives it.
+//
+// The fan-out stores the deliveries of one event with the message id
+// "namespace/event id/subscription uid" (queue.deliveryMsgID); the tap counts the
+// messages whose id has the prefix it is told to wait for.
+type deliveryTap struct {
+	nc  *nats.Conn
+	sub *nats.Subscription
+
+	mu     sync.Mutex
+	prefix string
+	want   int
+	seen   int
+	first  time.Time
+	done   chan time.Time
+	counts map[string]struct{}
+}
+
+// deliverySubjects are where unordered deliveries are published: hl.dlv.<partition>.<ns>.<endpoint>.
+const deliverySubjects = "hl.dlv.>"
+
+func openTap(addr string) (*deliveryTap, error) {
+	nc, err := nats.Connect("nats://"+addr, nats.Name("hookline-bench-tap"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the dispatcher's embedded queue at %s: %w", addr, err)
+	}
+	t := &deliveryTap{nc: nc}
+	if t.sub, err = nc.Subscribe(deliverySubjects, t.msg); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// The fan-out of one event can be thousands of messages at once.
+	if err := t.sub.SetPendingLimits(-1, -1); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if err := nc.Flush(); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *deliveryTap) close() { t.nc.Close() }
+
+// expect starts counting the deliveries of event id in ns; the channel gets the
+// time the n-th distinct one was seen.
+func (t *deliveryTap) expect(ns, id string, n int) <-chan time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.prefix, t.want, t.seen, t.first = ns+"/"+id+"/", n, 0, time.Time{}
+	t.counts = make(map[string]struct{}, n)
+	t.done = make(chan time.Time, 1)
+	return t.done
+}
+
+func (t *deliveryTap) msg(m *nats.Msg) {
+	id := m.Header.Get(nats.MsgIdHdr)
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.prefix == "" || !strings.HasPrefix(id, t.prefix) || strings.Contains(id[len(t.prefix):], "/") {
+		return // another event's, or a replay of a dead letter
+	}
+	if _, ok := t.counts[id]; ok {
+		return
+	}
+	t.counts[id] = struct{}{}
+	t.seen++
+	if t.seen == 1 {
+		t.first = now
+	}
+	if t.seen == t.want {
+		t.done <- now
+	}
+}
