@@ -208,6 +208,12 @@ func (d *dispatcherProc) startProfile(file string) error {
 	return d.profileControl("/start?file=" + url.QueryEscape(file))
 }
 
+// heapProfile writes a heap profile (after a collection) to file; a no-op for
+// bin/hookline.
+func (d *dispatcherProc) heapProfile(file string) error {
+	return d.profileControl("/heap?file=" + url.QueryEscape(file))
+}
+
 // stopProfile stops the CPU profile; a no-op for bin/hookline.
 func (d *dispatcherProc) stopProfile() error { return d.profileControl("/stop") }
 

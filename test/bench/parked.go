@@ -165,6 +165,11 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		}
 		res.RSSSettled = procStatusBytes(pid, "VmRSS")
 	}
+	// With -profile-dir: what the heap holds with the backlog (the collection it
+	// forces comes after every RSS reading above).
+	if err := r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked.heap.pprof")); err != nil {
+		return err
+	}
 	stopSampling()
 	res.RSSPeak = peak.Load()
 	return r.d.crashed()

@@ -15,7 +15,8 @@ import (
 // on the deliveries' subjects sees each delivery as the stream receives it.
 //
 // The fan-out stores the deliveries of one event with the message id
-// "namespace/event id/subscription uid" (queue.deliveryMsgID); the tap counts the
+// "namespace/event id/subscription uid/attempt" (queue.deliveryMsgID; a hold or
+// a replay adds a suffix); the tap counts the distinct subscriptions of the
 // messages whose id has the prefix it is told to wait for.
 type deliveryTap struct {
 	nc  *nats.Conn
@@ -73,13 +74,14 @@ func (t *deliveryTap) msg(m *nats.Msg) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.prefix == "" || !strings.HasPrefix(id, t.prefix) || strings.Contains(id[len(t.prefix):], "/") {
-		return // another event's, or a replay of a dead letter
+	if t.prefix == "" || !strings.HasPrefix(id, t.prefix) {
+		return // another event's
 	}
-	if _, ok := t.counts[id]; ok {
-		return
+	uid, _, _ := strings.Cut(id[len(t.prefix):], "/")
+	if _, ok := t.counts[uid]; ok {
+		return // a hold or a retry of a delivery already seen
 	}
-	t.counts[id] = struct{}{}
+	t.counts[uid] = struct{}{}
 	t.seen++
 	if t.seen == 1 {
 		t.first = now
