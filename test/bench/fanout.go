@@ -19,7 +19,9 @@ type fanoutResult struct {
 	Rounds []time.Duration
 	// Queued: for each event, from its POST to the last of its Subs deliveries
 	// published to the queue by the fan-out (deliveryTap): the fan-out itself.
-	Queued     []time.Duration
+	Queued []time.Duration
+	// QueuedCPU: the dispatcher's CPU time over each Queued.
+	QueuedCPU  []time.Duration
 	Lost, Dups int
 }
 
@@ -83,16 +85,18 @@ func (b *bench) fanout(ctx context.Context, r *run) (*fanoutResult, error) {
 	defer tap.close()
 	for round := range b.cfg.fanoutRounds {
 		group := "fo" + strconv.Itoa(round)
-		queued := tap.expect(r.ns, eventID(group, 0), n)
-		sent := time.Now()
+		pid := r.d.cmd.Process.Pid
+		queued := tap.expect(r.ns, eventID(group, 0), n, pid)
+		cpu0, sent := procCPU(pid), time.Now()
 		buf = b.payload.event(buf[:0], eventType, eventID(group, 0), round, sent)
 		if err := r.pub.one(ctx, r.ns, buf); err != nil {
 			return res, err
 		}
 		g := b.sink.await(ctx, path, group, n, b.cfg.drainTimeout, b.cfg.stallTimeout)
 		select {
-		case at := <-queued:
-			res.Queued = append(res.Queued, at.Sub(sent))
+		case q := <-queued:
+			res.Queued = append(res.Queued, q.at.Sub(sent))
+			res.QueuedCPU = append(res.QueuedCPU, q.cpu-cpu0)
 		default:
 			// Fewer than n were seen: reported as lost below if they did not arrive.
 		}

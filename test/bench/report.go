@@ -186,6 +186,16 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 		}
 		return ms(percentile(slices.Clone(f.Queued), 50)) + " (" + strings.Join(parts, ", ") + ")"
 	}))
+	row("  dispatcher CPU from POST to all queued, per round (clock ticks of 10 ms)", "", fo(func(f *fanoutResult) string {
+		if len(f.QueuedCPU) == 0 {
+			return notRun
+		}
+		parts := make([]string, len(f.QueuedCPU))
+		for i, d := range f.QueuedCPU {
+			parts[i] = ms(d)
+		}
+		return strings.Join(parts, ", ")
+	}))
 	row(fmt.Sprintf("  slowest fan-out (POST → all queued), at %s subscriptions", count(targetFanoutSubs)), "< "+secs(targetFanout), fo(func(f *fanoutResult) string {
 		if f.Subs < targetFanoutSubs {
 			return fmt.Sprintf("n/a (-fanout-subs %d)", f.Subs)

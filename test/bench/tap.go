@@ -27,8 +27,16 @@ type deliveryTap struct {
 	want   int
 	seen   int
 	first  time.Time
-	done   chan time.Time
+	pid    int
+	done   chan tapDone
 	counts map[string]struct{}
+}
+
+// tapDone is when the last expected delivery was seen, and the dispatcher's CPU
+// time (procCPU) then.
+type tapDone struct {
+	at  time.Time
+	cpu time.Duration
 }
 
 // deliverySubjects are where unordered deliveries are published: hl.dlv.<partition>.<ns>.<endpoint>.
@@ -59,13 +67,13 @@ func openTap(addr string) (*deliveryTap, error) {
 func (t *deliveryTap) close() { t.nc.Close() }
 
 // expect starts counting the deliveries of event id in ns; the channel gets the
-// time the n-th distinct one was seen.
-func (t *deliveryTap) expect(ns, id string, n int) <-chan time.Time {
+// time the n-th distinct one was seen, with the CPU time of process pid then.
+func (t *deliveryTap) expect(ns, id string, n, pid int) <-chan tapDone {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.prefix, t.want, t.seen, t.first = ns+"/"+id+"/", n, 0, time.Time{}
+	t.prefix, t.want, t.seen, t.first, t.pid = ns+"/"+id+"/", n, 0, time.Time{}, pid
 	t.counts = make(map[string]struct{}, n)
-	t.done = make(chan time.Time, 1)
+	t.done = make(chan tapDone, 1)
 	return t.done
 }
 
@@ -87,6 +95,6 @@ func (t *deliveryTap) msg(m *nats.Msg) {
 		t.first = now
 	}
 	if t.seen == t.want {
-		t.done <- now
+		t.done <- tapDone{at: now, cpu: procCPU(t.pid)}
 	}
 }
