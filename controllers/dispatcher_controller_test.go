@@ -207,6 +207,36 @@ var _ = Describe("Dispatcher", Ordered, func() {
 		Expect(pvc.Spec.Resources.Requests.Storage().String()).To(Equal(workload.DefaultStorageSize))
 	})
 
+	It("serves the dashboard on a port named dashboard of the pods and the Service, and takes it away again", func() {
+		service := func(g Gomega) *corev1.Service {
+			var svc corev1.Service
+			g.Expect(k8sClient.Get(ctx, key(workload.Name), &svc)).To(Succeed())
+			return &svc
+		}
+		run(workload.Settings{Dashboard: &workload.Dashboard{Enabled: true, Port: 8091}})
+		Eventually(func(g Gomega) {
+			d := deployment(g)
+			g.Expect(d.Spec.Template.Annotations[workload.AnnotationChecksum]).To(Equal(settings.Checksum()))
+			c := d.Spec.Template.Spec.Containers[0]
+			g.Expect(c.Args).To(ContainElement("--ui-listen=:8091"))
+			g.Expect(c.Ports).To(ContainElement(And(HaveField("Name", "dashboard"), HaveField("ContainerPort", BeEquivalentTo(8091)))))
+			g.Expect(service(g).Spec.Ports).To(ContainElement(And(HaveField("Name", "dashboard"), HaveField("Port", BeEquivalentTo(8091)),
+				HaveField("TargetPort.StrVal", "dashboard"))))
+		}).Should(Succeed())
+
+		By("removing the flag and both ports when it is turned off")
+		run(workload.Settings{})
+		Eventually(func(g Gomega) {
+			d := deployment(g)
+			g.Expect(d.Spec.Template.Annotations[workload.AnnotationChecksum]).To(Equal(settings.Checksum()))
+			c := d.Spec.Template.Spec.Containers[0]
+			g.Expect(c.Args).NotTo(ContainElement(HavePrefix("--ui-listen")))
+			g.Expect(c.Ports).NotTo(ContainElement(HaveField("Name", "dashboard")))
+			g.Expect(service(g).Spec.Ports).To(HaveLen(2))
+			g.Expect(service(g).Spec.Ports).NotTo(ContainElement(HaveField("Name", "dashboard")))
+		}).Should(Succeed())
+	})
+
 	It("runs N replicas with RollingUpdate on an external queue, and keeps the embedded queue's volume", func() {
 		external := workload.Settings{Queue: workload.QueueExternal, Replicas: 3,
 			NATS: workload.NATS{URL: "nats://nats.messaging:4222", CredentialsSecret: "nats-creds"}}

@@ -153,6 +153,7 @@ func Args(s Settings) []string {
 	}
 	args = append(args, s.Egress.args()...)
 	args = append(args, s.EventRetention.args()...)
+	args = append(args, s.Dashboard.args()...)
 	return append(args, s.ExtraArgs...)
 }
 
@@ -224,6 +225,7 @@ func podTemplate(s Settings) *corev1ac.PodTemplateSpecApplyConfiguration {
 			corev1ac.ContainerPort().WithName("http").WithContainerPort(APIPort).WithProtocol(corev1.ProtocolTCP),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(MetricsPort).WithProtocol(corev1.ProtocolTCP),
 		).
+		WithPorts(s.Dashboard.containerPorts()...).
 		WithVolumeMounts(mounts...).
 		WithSecurityContext(corev1ac.SecurityContext().
 			WithAllowPrivilegeEscalation(false).
@@ -302,7 +304,8 @@ func service(s Settings) *corev1ac.ServiceApplyConfiguration {
 			WithPorts(
 				corev1ac.ServicePort().WithName("http").WithPort(APIPort).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP),
 				corev1ac.ServicePort().WithName("metrics").WithPort(MetricsPort).WithTargetPort(intstr.FromString("metrics")).WithProtocol(corev1.ProtocolTCP),
-			))
+			).
+			WithPorts(s.Dashboard.servicePorts()...))
 }
 
 // podDisruptionBudget lets a drain take one pod at a time. With the embedded queue's one

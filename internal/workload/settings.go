@@ -118,6 +118,9 @@ type Settings struct {
 	// EventRetention, when set, overrides how long and in how much space accepted
 	// events are kept after fan-out.
 	EventRetention *EventRetention `json:"eventRetention,omitempty"`
+	// Dashboard, when enabled, has the dispatcher serve the dashboard to users an
+	// authenticating proxy signs in (docs/dashboard.md).
+	Dashboard *Dashboard `json:"dashboard,omitempty"`
 	// LogLevel is passed as --zap-log-level when set (debug, info, error, or a number).
 	LogLevel string `json:"logLevel,omitempty"`
 	// ExtraArgs are appended to the dispatcher's arguments, after the ones derived here,
@@ -226,6 +229,7 @@ func (s Settings) Default(operatorImage string) Settings {
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	s.Dashboard = s.Dashboard.defaulted()
 	// One order for the same set, so listing namespaces differently changes nothing.
 	if len(s.WatchNamespaces) > 0 {
 		ns := append([]string(nil), s.WatchNamespaces...)
@@ -269,6 +273,7 @@ func (s Settings) Validate() error {
 	errs = append(errs, s.Tracing.problems()...)
 	errs = append(errs, s.EventRetention.problems()...)
 	errs = append(errs, s.queueProblems()...)
+	errs = append(errs, s.dashboardProblems()...)
 	if s.Storage.Class != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(s.Storage.Class) {
 			bad("--dispatcher-storage-class=%s: %s", s.Storage.Class, msg)

@@ -148,6 +148,18 @@ func TestValidate(t *testing.T) {
 		{name: "bad log level", s: Settings{LogLevel: "loud"}, want: []string{"--dispatcher-log-level=loud"}},
 		{name: "numeric log level", s: Settings{LogLevel: "3"}},
 		{name: "negative body limit", s: Settings{MaxBodyBytes: -1}, want: []string{"maxBodyBytes -1"}},
+		{name: "dashboard on", s: Settings{Dashboard: &Dashboard{Enabled: true}, ExtraArgs: []string{"--auth=kubernetes"}}},
+		{name: "dashboard off ignores its port", s: Settings{Dashboard: &Dashboard{Port: 8080}, ExtraArgs: []string{"--auth=none"}}},
+		{name: "dashboard on the API port", s: Settings{Dashboard: &Dashboard{Enabled: true, Port: 8080}},
+			want: []string{"dashboard.port=8080: the dispatcher's API listens there; choose another port (default 8090)"}},
+		{name: "dashboard on the metrics port", s: Settings{Dashboard: &Dashboard{Enabled: true, Port: 9090}},
+			want: []string{"dashboard.port=9090: the dispatcher's metrics listen there"}},
+		{name: "dashboard port out of range", s: Settings{Dashboard: &Dashboard{Enabled: true, Port: 70000}},
+			want: []string{"dashboard.port=70000: choose a port from 1 to 65535"}},
+		{name: "dashboard without Kubernetes auth", s: Settings{Dashboard: &Dashboard{Enabled: true}, ExtraArgs: []string{"--auth", "none"}},
+			want: []string{"dashboard.enabled needs the dispatcher's --auth=kubernetes, but extraArgs sets --auth=none"}},
+		{name: "dashboard set twice", s: Settings{Dashboard: &Dashboard{Enabled: true}, ExtraArgs: []string{"--ui-listen=:8090"}},
+			want: []string{"dashboard.enabled and extraArgs --ui-listen=:8090 both say where the dashboard listens"}},
 		{name: "bad pull policy", s: Settings{ImagePullPolicy: "Sometimes"}, want: []string{`imagePullPolicy "Sometimes"`}},
 		{
 			name: "request above limit",
@@ -192,6 +204,7 @@ func TestChecksum(t *testing.T) {
 		"log level":  func(s *Settings) { s.LogLevel = "debug" },
 		"resources":  func(s *Settings) { s.Resources = &corev1.ResourceRequirements{} },
 		"extra args": func(s *Settings) { s.ExtraArgs = []string{"--x"} },
+		"dashboard":  func(s *Settings) { s.Dashboard = &Dashboard{Enabled: true, Port: DefaultDashboardPort} },
 	}
 	for name, edit := range change {
 		s := base
@@ -223,6 +236,7 @@ watchNamespaces: [billing, shipping]
 resources:
   requests: {cpu: 250m, memory: 256Mi}
 extraArgs: ["--max-in-flight=64"]
+dashboard: {enabled: true, port: 8091}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +246,7 @@ extraArgs: ["--max-in-flight=64"]
 	}
 	if s.Queue != QueueExternal || s.Replicas != 3 || s.NATS.URL != "nats://nats.messaging:4222" || s.NATS.CredentialsSecret != "nats-creds" ||
 		!reflect.DeepEqual(s.WatchNamespaces, []string{"billing", "shipping"}) || s.Resources.Requests.Cpu().String() != "250m" ||
-		!reflect.DeepEqual(s.ExtraArgs, []string{"--max-in-flight=64"}) {
+		!reflect.DeepEqual(s.ExtraArgs, []string{"--max-in-flight=64"}) || !reflect.DeepEqual(s.Dashboard, &Dashboard{Enabled: true, Port: 8091}) {
 		t.Errorf("LoadFile() = %+v", s)
 	}
 

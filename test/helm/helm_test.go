@@ -250,6 +250,8 @@ func TestChecksumRollsOperator(t *testing.T) {
 		{"dispatcher.maxBodyBytes=1048576", true},
 		{"dispatcher.storage.size=20Gi", true},
 		{"dispatcher.eventRetention.maxAge=72h", true},
+		{"dispatcher.dashboard.enabled=true", true},
+		{"dispatcher.dashboard.port=8091", false}, // the dashboard is off
 		{"operator.logLevel=debug", false},
 		{"operator.replicas=2", false},
 	} {
@@ -304,6 +306,18 @@ func TestInvalidValuesRefused(t *testing.T) {
 			[]string{schema, "'/operator/logLevel'"}},
 		{"misspelt key", []string{"dispatcher.replica=2"},
 			[]string{schema, "additional properties 'replica' not allowed"}},
+		{"dashboard on the API port", []string{"dispatcher.dashboard.enabled=true", "dispatcher.dashboard.port=8080"},
+			[]string{"dispatcher.dashboard.port=8080: the dispatcher's API listens there; choose another port"}},
+		{"dashboard port out of range", []string{"dispatcher.dashboard.enabled=true", "dispatcher.dashboard.port=70000"},
+			[]string{schema, "'/dispatcher/dashboard/port'"}},
+		{"dashboard without Kubernetes auth", []string{"dispatcher.dashboard.enabled=true", "dispatcher.extraArgs={--auth,none}"},
+			[]string{"dispatcher.dashboard.enabled needs the dispatcher's --auth=kubernetes, but dispatcher.extraArgs sets --auth=none"}},
+		{"dashboard listen address set twice", []string{"dispatcher.dashboard.enabled=true", "dispatcher.extraArgs={--ui-listen=:8090}"},
+			[]string{"dispatcher.dashboard.enabled and dispatcher.extraArgs --ui-listen=:8090 both say where the dashboard listens"}},
+		{"dashboard behind a NetworkPolicy that lets no proxy in", []string{"dispatcher.dashboard.enabled=true", "networkPolicy.enabled=true"},
+			[]string{"dispatcher.dashboard.enabled with networkPolicy.enabled needs networkPolicy.dashboardFrom"}},
+		{"misspelt dashboard key", []string{"dispatcher.dashboard.enable=true"},
+			[]string{schema, "additional properties 'enable' not allowed"}},
 		{"watch namespaces set twice", []string{"operator.watchNamespaces={shop}", "dispatcher.watchNamespaces={billing}"},
 			[]string{"set operator.watchNamespaces or dispatcher.watchNamespaces, not both"}},
 	} {

@@ -108,6 +108,7 @@ external one, because the operator refuses a setting that the queue mode leaves 
 {{- end -}}
 {{- with $d.extraArgs }}{{ $_ := set $s "extraArgs" . }}{{ end -}}
 {{- include "hookline.securitySettings" (dict "root" . "settings" $s) -}}
+{{- include "hookline.dashboardSettings" (dict "root" . "settings" $s) -}}
 {{- toYaml $s -}}
 {{- end -}}
 
