@@ -140,8 +140,20 @@ func TestRateLimit(t *testing.T) {
 	elapsed := reqs[len(reqs)-1].at.Sub(reqs[0].at)
 	rate := float64(len(reqs)-1) / elapsed.Seconds()
 	t.Logf("%d requests in %s: %.1f/s", len(reqs), elapsed, rate)
-	if rate > 55 || rate < 45 {
-		t.Errorf("observed %.1f requests/s, want 50 ± 10%%", rate)
+	// The limit is a ceiling: no second may see more than the rate plus the
+	// burst, and the average stays within 10% above it. How far below the
+	// rate the endpoint runs depends on the machine's load, so it is logged,
+	// not asserted (make bench measures speed).
+	if rate > 55 {
+		t.Errorf("observed %.1f requests/s, want at most 50 + 10%%", rate)
+	}
+	for i, j := 0, 0; i < len(reqs); i++ {
+		for reqs[i].at.Sub(reqs[j].at) >= time.Second {
+			j++
+		}
+		if in := i - j + 1; in > 50+1 {
+			t.Fatalf("%d requests within one second ending at request %d, want at most rate 50 + burst 1", in, i)
+		}
 	}
 }
 
