@@ -27,6 +27,13 @@ type Delivery struct {
 	// hashes to (KeyLane, from 1; EnsureKeyed); 0 is the subscription's one
 	// ordered lane.
 	Lane int
+	// KeyHash identifies the delivery's key on its keyed lane (KeyHash), 0
+	// for none: a key whose head fails then holds only its own successors
+	// (keypark.go). Without it a failure holds the whole lane.
+	KeyHash uint64
+	// KeyHead marks the copy of a blocked key's head that the queue puts on
+	// the lane for its next attempt (keypark.go).
+	KeyHead bool
 	// Attempt counts from 1. Holds and parking do not count.
 	Attempt int
 	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
@@ -58,6 +65,10 @@ type Job struct {
 	msg  jetstream.Msg
 	d    Delivery
 	lane *lane // nil outside ordered lanes
+	// key is set for a delivery with a key on a keyed lane (keypark.go).
+	key *keyJob
+	// unstarted: FirstAttempt was zero when the message was read.
+	unstarted bool
 	// state: 0 open, 1 being resolved, 2 resolved. A resolution that fails
 	// to store its follow-up message reopens the job so the handler may try
 	// another way (or leave it for redelivery).
@@ -75,9 +86,12 @@ func (j *Job) Delivery() Delivery { return j.d }
 // Done acknowledges the delivery: it succeeded, or it is to be dropped (its
 // subscription is gone, the receiver asked to stop).
 func (j *Job) Done() error {
-	return j.resolve(func(context.Context) error {
+	return j.resolve(func(ctx context.Context) error {
 		if j.lane != nil {
 			j.lane.forget()
+		}
+		if j.key != nil && j.key.head {
+			return j.key.resolved(ctx, j)
 		}
 		return j.msg.Ack()
 	})
@@ -87,6 +101,9 @@ func (j *Job) Done() error {
 // one once the retry is stored.
 func (j *Job) RetryAt(t time.Time) error {
 	return j.resolve(func(ctx context.Context) error {
+		if j.key != nil {
+			return j.key.retry(ctx, j, t)
+		}
 		if j.lane != nil {
 			return j.lane.nakUntil(j.msg, t, false)
 		}
@@ -134,6 +151,9 @@ func (j *Job) Dead(info DeadInfo) error {
 		}
 		if j.lane != nil {
 			j.lane.forget()
+		}
+		if j.key != nil && j.key.head {
+			return j.key.resolved(ctx, j)
 		}
 		return j.msg.Ack()
 	})
@@ -319,6 +339,7 @@ func (q *Queue) job(m jetstream.Msg, l *lane) *Job {
 	}
 	if j.d.FirstAttempt.IsZero() {
 		j.d.FirstAttempt = time.Now()
+		j.unstarted = true
 	}
 	return j
 }

@@ -121,11 +121,19 @@ func laneConsumerName(ns, sub string, lane int) string {
 }
 
 // splitOrdered parses an ordered lane's subject back into its namespace,
-// subscription and lane (0 for the single lane).
+// subscription and lane (0 for the single lane). The parking subject of a
+// blocked key (keyParkSubject) parses as its lane's.
 func splitOrdered(subject string) (ns, sub string, lane int, err error) {
 	rest, ok := strings.CutPrefix(subject, subjOrdered+".")
 	if !ok {
 		return "", "", 0, fmt.Errorf("subject %q is not under %s", subject, subjOrdered)
+	}
+	if strings.Count(rest, ".") == 3 {
+		i := strings.LastIndexByte(rest, '.')
+		if _, perr := strconv.ParseUint(rest[i+1:], 16, 64); perr != nil || len(rest)-i-1 != 16 {
+			return "", "", 0, fmt.Errorf("subject %q: %q is not a key's hash", subject, rest[i+1:])
+		}
+		rest, subject = rest[:i], subject[:len(subject)-len(rest)+i]
 	}
 	if i := strings.LastIndexByte(rest, '.'); i >= 0 && strings.Count(rest, ".") == 2 {
 		n, perr := strconv.Atoi(rest[i+1:])
