@@ -50,8 +50,16 @@ import (
 // their deliveries comes by. Disk holds the rest: one record and one parking
 // subject per blocked key.
 
-// keyCacheMax is how many blocked keys' records a lane keeps in memory.
-var keyCacheMax = 1024
+// keyCacheMax is how many blocked keys' records a lane keeps in memory,
+// unless Queue.keyCache says otherwise (tests).
+const keyCacheMax = 1024
+
+func (q *Queue) keyCacheMax() int {
+	if q.keyCache > 0 {
+		return q.keyCache
+	}
+	return keyCacheMax
+}
 
 // KeyHash identifies a key on its lane: FNV-1a, 64 bits, of the key, never
 // 0 (0 is a delivery without a key). Like KeyLane it is stored with
@@ -150,14 +158,15 @@ func (k *keys) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing the blocked keys of %s: %w", k.subject, err)
 	}
-	k.blocked = make(map[uint64]*keyRecord, min(len(info.State.Subjects), keyCacheMax))
+	limit := k.q.keyCacheMax()
+	k.blocked = make(map[uint64]*keyRecord, min(len(info.State.Subjects), limit))
 	k.complete = true
 	for subj := range info.State.Subjects {
 		h, err := strconv.ParseUint(subj[len(k.subject)+1:], 16, 64)
 		if err != nil {
 			continue
 		}
-		if len(k.blocked) >= keyCacheMax {
+		if len(k.blocked) >= limit {
 			k.complete = false
 			break
 		}
@@ -197,7 +206,7 @@ func (k *keys) lookup(ctx context.Context, h uint64) (*keyRecord, error) {
 }
 
 func (k *keys) remember(h uint64, r *keyRecord) {
-	if _, ok := k.blocked[h]; ok || len(k.blocked) < keyCacheMax {
+	if _, ok := k.blocked[h]; ok || len(k.blocked) < k.q.keyCacheMax() {
 		k.blocked[h] = r
 		return
 	}
