@@ -141,10 +141,12 @@ func (j *Job) Dead(info DeadInfo) error {
 		if info.Time.IsZero() {
 			info.Time = time.Now()
 		}
+		dead := j.d
+		dead.KeyHead = false // a dead letter is no copy of a head (keypark.go)
 		m := &nats.Msg{
-			Subject: deadSubjectOf(&j.d),
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
-			Data:    encodeDead(&j.d, &info),
+			Subject: deadSubjectOf(&dead),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&dead) + "/dead"}},
+			Data:    encodeDead(&dead, &info),
 		}
 		if _, err := j.q.js.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("storing dead delivery: %w", err)

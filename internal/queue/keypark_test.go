@@ -207,3 +207,50 @@ func TestRemoveOrderedTakesParkedKeys(t *testing.T) {
 		t.Errorf("after RemoveOrdered: %d ordered deliveries, %d key records", n, keyRecords(t, q))
 	}
 }
+
+// TestKeyParkingDeadHead: a blocked key's head that becomes a dead letter
+// moves the key on like a delivered one, and its replay is delivered as a
+// fresh delivery of the key, not dropped as a leftover copy of a head.
+func TestKeyParkingDeadHead(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	ctx := context.Background()
+	if err := q.EnsureKeyed(ctx, "team-a", "s", "crm", 1); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, testEvent("team-a", "a-0"), testEvent("team-a", "b-0"), testEvent("team-a", "a-1"))
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
+			return []Delivery{{Subscription: "s", SubscriptionUID: "u1", Ordered: true, Lane: 1, KeyHash: KeyHash(ev.ID[:1])}}, nil
+		})
+	})
+	var rec recorder
+	run(t, func(ctx context.Context) error {
+		return runDeliveries(ctx, q, 1, func(_ context.Context, j *Job) {
+			d := j.Delivery()
+			rec.add(d)
+			switch {
+			case d.Event.ID == "a-0" && d.Replay == 0 && d.Attempt == 1:
+				_ = j.RetryAt(time.Now())
+			case d.Event.ID == "a-0" && d.Replay == 0:
+				_ = j.Dead(DeadInfo{Reason: "gave up"})
+			default:
+				_ = j.Done()
+			}
+		})
+	})
+	eventually(t, "a-1 after its dead head", func() bool { return rec.len() >= 4 })
+	sid := SubscriptionID{"team-a", "s", "u1"}
+	if n, err := q.Replay(ctx, sid, time.Time{}, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Replay: %d, %v", n, err)
+	}
+	eventually(t, "the replayed head", func() bool { return rec.len() >= 5 })
+	var got []string
+	for _, s := range rec.all() {
+		got = append(got, fmt.Sprintf("%s/%d/%v", s.d.Event.ID, s.d.Attempt, s.d.Replay != 0))
+	}
+	want := "[a-0/1/false b-0/1/false a-0/2/false a-1/1/false a-0/1/true]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("deliveries %v, want %s", got, want)
+	}
+}
