@@ -18,10 +18,12 @@ import (
 //
 // What that gives: deliveries with the same key keep publish order; keys on
 // different lanes go in parallel (up to the endpoint's maxInFlight, which the
-// engine applies to ordered sends as to unordered ones); a key whose delivery
-// fails holds its lane, so it holds the keys that hash to the same lane and
-// no others. Memory is bounded by the lane count, not the key count: the
-// keys waiting behind a lane's head are messages on disk.
+// engine applies to ordered sends as to unordered ones). A key whose delivery
+// fails holds only its own successors: they are parked until it is resolved,
+// while its lane goes on with other keys (keypark.go). A delivery without a
+// key hash (queued before keys were kept) holds its lane instead, as a retry
+// on any ordered lane does. Memory is bounded by the lane count, not the key
+// count: the keys waiting behind a lane's head are messages on disk.
 //
 // Fixed lanes rather than one subject per key keep the consumer count (one
 // per lane) and the per-process state bounded however many keys there are.
