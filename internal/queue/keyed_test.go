@@ -10,10 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestKeyedLanes: deliveries of many keys spread over four keyed lanes. A
-// key whose deliveries keep failing holds its own lane, and so the keys
-// hashed to that lane, and no other: every other key arrives complete and
-// in publish order. RemoveOrdered then removes every lane and what waits on
+// TestKeyedLanes: deliveries of many keys spread over four keyed lanes,
+// without key hashes, as an earlier release stored them. A key whose
+// deliveries keep failing holds its own lane, and so the keys hashed to that
+// lane, and no other: every other key arrives complete and in publish order.
+// (With key hashes it holds only itself: TestKeyParking.) RemoveOrdered then removes every lane and what waits on
 // it.
 func TestKeyedLanes(t *testing.T) {
 	t.Parallel()
