@@ -189,7 +189,7 @@ func TestKeyParkingSurvivesSIGKILL(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return len(ord) == 0 && len(sch) == 0 && keyRecords(t, q) == 0
+				return len(ord) == 0 && len(sch) == 0 && keyRecords(context.Background(), t, q) == 0
 			})
 			mu.Lock()
 			defer mu.Unlock()

@@ -155,14 +155,14 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 	}
 	eventually(t, "the parking gone", func() bool {
 		b, err := q.Backlog(ctx)
-		return err == nil && b.Ordered[SubscriptionKey{"team-a", "per.customer"}] == 0 && keyRecords(t, q) == 0
+		return err == nil && b.Ordered[SubscriptionKey{"team-a", "per.customer"}] == 0 && keyRecords(ctx, t, q) == 0
 	})
 }
 
 // keyRecords counts the records of blocked keys.
-func keyRecords(t testing.TB, q *Queue) int {
+func keyRecords(ctx context.Context, t testing.TB, q *Queue) int {
 	t.Helper()
-	info, err := q.holds.Info(context.Background(), jetstream.WithSubjectFilter(subjHolds+".*.*"))
+	info, err := q.holds.Info(ctx, jetstream.WithSubjectFilter(subjHolds+".*.*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestRemoveOrderedTakesParkedKeys(t *testing.T) {
 		counts, err := q.subjectCounts(ctx, subjOrdered+".>")
 		return err == nil && counts[keyParkSubject(&Delivery{Event: Event{Namespace: "team-a"}, Subscription: "s", Lane: 1, KeyHash: KeyHash("a")})] == 2
 	})
-	if n := keyRecords(t, q); n != 1 {
+	if n := keyRecords(ctx, t, q); n != 1 {
 		t.Fatalf("%d key records, want 1", n)
 	}
 	if err := q.RemoveOrdered(ctx, "team-a", "s"); err != nil {
@@ -203,8 +203,8 @@ func TestRemoveOrderedTakesParkedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := b.Ordered[SubscriptionKey{"team-a", "s"}]; n != 0 || keyRecords(t, q) != 0 {
-		t.Errorf("after RemoveOrdered: %d ordered deliveries, %d key records", n, keyRecords(t, q))
+	if n := b.Ordered[SubscriptionKey{"team-a", "s"}]; n != 0 || keyRecords(ctx, t, q) != 0 {
+		t.Errorf("after RemoveOrdered: %d ordered deliveries, %d key records", n, keyRecords(ctx, t, q))
 	}
 }
 
