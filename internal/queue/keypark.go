@@ -354,7 +354,12 @@ func (kj *keyJob) retry(ctx context.Context, j *Job, t time.Time) error {
 	if j.lane != nil {
 		j.lane.forget()
 	}
-	return j.msg.Ack()
+	if err := j.msg.Ack(); err != nil {
+		return err
+	}
+	k.q.log.V(1).Info("A key's delivery failed; the key's later deliveries wait behind it while its lane goes on",
+		"lane", laneSubject(&j.d), "key", keyToken(j.d.KeyHash), "event", j.d.Event.ID, "attempt", next.Attempt, "due", t)
+	return nil
 }
 
 // resolved moves a blocked key on once its head is resolved: its first
@@ -377,7 +382,11 @@ func (kj *keyJob) resolved(ctx context.Context, j *Job) error {
 				return err
 			}
 			keyStep("freed")
-			return j.msg.Ack()
+			if err := j.msg.Ack(); err != nil {
+				return err
+			}
+			k.q.log.V(1).Info("A blocked key is free again", "lane", laneSubject(d), "key", keyToken(d.KeyHash))
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("reading the parked deliveries of a blocked key: %w", err)

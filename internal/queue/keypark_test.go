@@ -254,3 +254,61 @@ func TestKeyParkingDeadHead(t *testing.T) {
 		t.Errorf("deliveries %v, want %s", got, want)
 	}
 }
+
+// TestBlockedKeysMemoryIsBounded: a lane keeps at most its bound of blocked
+// keys in memory, and still finds every other blocked key's record on disk;
+// a fresh run of the lane learns them from the stream.
+func TestBlockedKeysMemoryIsBounded(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	q.keyCache = 2
+	ctx := context.Background()
+	subject := holdSubject(laneConsumerName("team-a", "s", 1))
+	k := &keys{q: q, subject: subject}
+	const blocked = 7
+	for i := range blocked {
+		h := KeyHash(fmt.Sprint("key-", i))
+		if r, err := k.lookup(ctx, h); err != nil || r != nil {
+			t.Fatalf("key %d before it is blocked: %v, %v", i, r, err)
+		}
+		if err := k.put(ctx, h, &keyRecord{id: fmt.Sprint("e", i), uid: "u1", attempt: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if len(k.blocked) > 2 {
+			t.Fatalf("%d blocked keys in memory, bound 2", len(k.blocked))
+		}
+	}
+	for _, fresh := range []bool{false, true} {
+		if fresh {
+			k = &keys{q: q, subject: subject}
+		}
+		for i := range blocked {
+			r, err := k.lookup(ctx, KeyHash(fmt.Sprint("key-", i)))
+			if err != nil || r == nil || r.id != fmt.Sprint("e", i) || r.attempt != 2 {
+				t.Errorf("fresh %v, key %d: record %+v, %v", fresh, i, r, err)
+			}
+			if len(k.blocked) > 2 {
+				t.Fatalf("%d blocked keys in memory, bound 2", len(k.blocked))
+			}
+		}
+		if r, err := k.lookup(ctx, KeyHash("free")); err != nil || r != nil {
+			t.Errorf("fresh %v: a free key has record %+v, %v", fresh, r, err)
+		}
+	}
+	for i := range blocked {
+		if err := k.free(ctx, KeyHash(fmt.Sprint("key-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := keyRecords(ctx, t, q); n != 0 {
+		t.Errorf("%d key records after freeing every key", n)
+	}
+	for i := range blocked {
+		if r, err := k.lookup(ctx, KeyHash(fmt.Sprint("key-", i))); err != nil || r != nil {
+			t.Errorf("key %d after it was freed: %+v, %v", i, r, err)
+		}
+	}
+	if !k.complete {
+		t.Error("with no key blocked the lane should know it without asking the stream")
+	}
+}
