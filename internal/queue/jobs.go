@@ -67,7 +67,8 @@ type Job struct {
 	lane *lane // nil outside ordered lanes
 	// key is set for a delivery with a key on a keyed lane (keypark.go).
 	key *keyJob
-	// unstarted: FirstAttempt was zero when the message was read.
+	// unstarted: the message was stored with no first attempt, so one
+	// parked before it is handed out keeps none (keypark.go).
 	unstarted bool
 	// state: 0 open, 1 being resolved, 2 resolved. A resolution that fails
 	// to store its follow-up message reopens the job so the handler may try
@@ -335,13 +336,12 @@ func (q *Queue) job(m jetstream.Msg, l *lane) *Job {
 		_ = m.Term()
 		return nil
 	}
-	j := &Job{q: q, msg: m, d: d, lane: l}
+	j := &Job{q: q, msg: m, d: d, lane: l, unstarted: d.FirstAttempt.IsZero()}
 	if l != nil {
 		l.observe(m, &j.d)
 	}
 	if j.d.FirstAttempt.IsZero() {
 		j.d.FirstAttempt = time.Now()
-		j.unstarted = true
 	}
 	return j
 }

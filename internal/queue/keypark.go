@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -135,7 +136,12 @@ func decodeKeyRecord(b []byte) (*keyRecord, error) {
 // keys is what one run of a keyed lane knows of its blocked keys. Only the
 // lane's goroutine uses it, one message at a time.
 type keys struct {
-	q *Queue
+	// mu is never contended: a lane's next message comes only after its
+	// current one is resolved. It orders the lane's goroutine and a
+	// handler that resolves a job on another for the race detector, which
+	// cannot see that order through the server.
+	mu sync.Mutex
+	q  *Queue
 	// subject is the lane's hold subject; a key's record is on
 	// subject.<hash>.
 	subject string
@@ -257,7 +263,9 @@ func keyStep(step string) {
 func (k *keys) admit(j *Job) bool {
 	ctx, cancel := resolveContext(context.Background())
 	defer cancel()
+	k.mu.Lock()
 	handled, err := k.decide(ctx, j)
+	k.mu.Unlock()
 	if err != nil {
 		k.q.log.Error(err, "Could not tell whether a delivery's key is blocked; trying again shortly",
 			"subject", j.msg.Subject(), "event", j.d.Event.ID)
@@ -340,6 +348,8 @@ func (k *keys) consume(j *Job) error {
 // message again, sees the record and schedules it then (decide).
 func (kj *keyJob) retry(ctx context.Context, j *Job, t time.Time) error {
 	k := kj.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	next := j.d
 	next.Attempt++
 	next.Holds, next.KeyHead = 0, true
@@ -374,6 +384,8 @@ func (kj *keyJob) retry(ctx context.Context, j *Job, t time.Time) error {
 // when it is resolved in turn.
 func (kj *keyJob) resolved(ctx context.Context, j *Job) error {
 	k, d := kj.keys, &j.d
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	subj := keyParkSubject(d)
 	for {
 		m, err := k.q.deliveries.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subj))

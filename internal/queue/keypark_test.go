@@ -127,6 +127,7 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 		b, err := q.Backlog(ctx)
 		return err == nil && b.Ordered[SubscriptionKey{"team-a", "per.customer"}] >= uint64(len(failing)*(2*perKey-1))
 	})
+	recovered := time.Now()
 	fail.Store(false)
 	eventually(t, "every delivery", func() bool { return rec.len() >= keys*2*perKey })
 
@@ -148,6 +149,9 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 		next[k]++
 		if want := 1; isFailing[k] && seqOf(s.d.Event.ID) > 0 && s.d.Attempt != want {
 			t.Errorf("%s: attempt %d, want %d: parking is no attempt", s.d.Event.ID, s.d.Attempt, want)
+		}
+		if isFailing[k] && seqOf(s.d.Event.ID) > 0 && s.d.FirstAttempt.Before(recovered) {
+			t.Errorf("%s: first attempt at %s, before its key recovered at %s: parking is no attempt", s.d.Event.ID, s.d.FirstAttempt, recovered)
 		}
 	}
 	if len(rec.all()) != keys*2*perKey {
