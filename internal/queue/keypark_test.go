@@ -46,7 +46,6 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 	ctx := context.Background()
 	const lanes, keys, perKey = 2, 16, 5
 	keyOf := func(id string) string { k, _, _ := strings.Cut(id, "-"); return k }
-	seqOf := func(id string) int { _, s, _ := strings.Cut(id, "-"); n, _ := strconv.Atoi(s); return n }
 	batch := func(from int) {
 		var evs []Event
 		for seq := from; seq < from+perKey; seq++ {
@@ -132,28 +131,8 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 	eventually(t, "every delivery", func() bool { return rec.len() >= keys*2*perKey })
 
 	mu.Lock()
-	for _, k := range failing {
-		for i, d := range failed[k] {
-			if d.Event.ID != k+"-0" || d.Attempt != i+1 {
-				t.Errorf("failing key %s: failure %d was %s attempt %d, want its head %s-0 as attempt %d", k, i, d.Event.ID, d.Attempt, k, i+1)
-			}
-		}
-	}
+	checkKeyParking(t, rec.all(), failed, isFailing, recovered)
 	mu.Unlock()
-	next := map[string]int{}
-	for _, s := range rec.all() {
-		k := keyOf(s.d.Event.ID)
-		if got := seqOf(s.d.Event.ID); got != next[k] {
-			t.Errorf("key %s: got %s, want %s-%d", k, s.d.Event.ID, k, next[k])
-		}
-		next[k]++
-		if want := 1; isFailing[k] && seqOf(s.d.Event.ID) > 0 && s.d.Attempt != want {
-			t.Errorf("%s: attempt %d, want %d: parking is no attempt", s.d.Event.ID, s.d.Attempt, want)
-		}
-		if isFailing[k] && seqOf(s.d.Event.ID) > 0 && s.d.FirstAttempt.Before(recovered) {
-			t.Errorf("%s: first attempt at %s, before its key recovered at %s: parking is no attempt", s.d.Event.ID, s.d.FirstAttempt, recovered)
-		}
-	}
 	if len(rec.all()) != keys*2*perKey {
 		t.Errorf("%d deliveries, want %d", len(rec.all()), keys*2*perKey)
 	}
@@ -161,6 +140,40 @@ func testKeyParking(t *testing.T, cache int, failing []string) {
 		b, err := q.Backlog(ctx)
 		return err == nil && b.Ordered[SubscriptionKey{"team-a", "per.customer"}] == 0 && keyRecords(ctx, t, q) == 0
 	})
+}
+
+// checkKeyParking checks TestKeyParking's deliveries: each failing key
+// failed only at its head, as attempts 1, 2, ...; every key arrived in
+// publish order; a failing key's later deliveries came as attempt 1, first
+// tried after it recovered.
+func checkKeyParking(t *testing.T, got []seen, failed map[string][]Delivery, isFailing map[string]bool, recovered time.Time) {
+	t.Helper()
+	keyOf := func(id string) string { k, _, _ := strings.Cut(id, "-"); return k }
+	seqOf := func(id string) int { _, s, _ := strings.Cut(id, "-"); n, _ := strconv.Atoi(s); return n }
+	for k, ds := range failed {
+		for i, d := range ds {
+			if d.Event.ID != k+"-0" || d.Attempt != i+1 {
+				t.Errorf("failing key %s: failure %d was %s attempt %d, want its head %s-0 as attempt %d", k, i, d.Event.ID, d.Attempt, k, i+1)
+			}
+		}
+	}
+	next := map[string]int{}
+	for _, s := range got {
+		k, seq := keyOf(s.d.Event.ID), seqOf(s.d.Event.ID)
+		if seq != next[k] {
+			t.Errorf("key %s: got %s, want %s-%d", k, s.d.Event.ID, k, next[k])
+		}
+		next[k]++
+		if !isFailing[k] || seq == 0 {
+			continue
+		}
+		if s.d.Attempt != 1 {
+			t.Errorf("%s: attempt %d, want 1: parking is no attempt", s.d.Event.ID, s.d.Attempt)
+		}
+		if s.d.FirstAttempt.Before(recovered) {
+			t.Errorf("%s: first attempt at %s, before its key recovered at %s: parking is no attempt", s.d.Event.ID, s.d.FirstAttempt, recovered)
+		}
+	}
 }
 
 // keyRecords counts the records of blocked keys.
