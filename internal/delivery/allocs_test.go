@@ -32,6 +32,7 @@ func TestHotPathAllocations(t *testing.T) {
 	for _, f := range []Format{StandardWebhooks, CloudEventsStructured, CloudEventsBinary} {
 		m := benchMessage(f)
 		body := AppendBody(nil, &m)
+		h := tg.requestHeader(&m, t0, body)
 		cases := []struct {
 			name string
 			max  float64
@@ -45,6 +46,8 @@ func TestHotPathAllocations(t *testing.T) {
 			// signature and its pooled buffer's string; CloudEvents binary adds its
 			// attributes (source, time).
 			{"requestHeader", headerAllocs(f), func() { _ = tg.requestHeader(&m, t0, body) }},
+			// The attempt log's copy of the headers, signature masked: one string.
+			{"shownHeaders", 1, func() { _ = tg.shownHeaders(h, false, 1) }},
 		}
 		for _, c := range cases {
 			c.fn() // fill pools

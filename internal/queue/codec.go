@@ -371,7 +371,7 @@ func encodeAttempt(a *Attempt) []byte {
 // encodeAttemptEntry is one attempt as it sits in a batch, without version
 // byte or length prefix.
 func encodeAttemptEntry(a *Attempt) []byte {
-	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)+len(a.EventID))}
+	e := encoder{b: make([]byte, 0, 48+len(a.Error)+len(a.Response)+len(a.EventID)+len(a.Headers))}
 	e.attempt(a)
 	return e.b
 }
@@ -421,6 +421,7 @@ func (e *encoder) attempt(a *Attempt) {
 	// its batch: older readers stop before them, and entries written before
 	// them end here.
 	e.string(a.EventID)
+	e.string(a.Headers)
 }
 
 func (d *decoder) attempt() Attempt {
@@ -433,6 +434,9 @@ func (d *decoder) attempt() Attempt {
 	a.Response = d.string()
 	if len(d.b) > 0 {
 		a.EventID = d.string()
+	}
+	if len(d.b) > 0 {
+		a.Headers = d.string()
 	}
 	return a
 }
