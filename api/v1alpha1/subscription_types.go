@@ -135,8 +135,8 @@ type DeliveryPolicy struct {
 	// its key, e.g. `data.customerId`, with the variables of spec.filter (type, id, time,
 	// data). Deliveries with the same key arrive in publish order, one at a time; different
 	// keys go in parallel, up to the endpoint's limits.maxInFlight. Keys are hashed onto
-	// orderingLanes lanes, each delivering one at a time: keys that share a lane share its
-	// order, so a failing delivery holds the deliveries behind it in its lane only. The
+	// orderingLanes lanes, each delivering one at a time; a failing delivery holds only the
+	// later deliveries of its own key, which wait on disk while its lane goes on. The
 	// expression must give a string (write string(data.id) for a number); an event for which
 	// it fails (a missing field) or gives no string gets the empty key, and those events keep
 	// one order among themselves. An expression that does not compile, or may cost more

@@ -2,10 +2,16 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue"
@@ -75,5 +81,123 @@ func TestInvalidOrderingKeyIsUnusable(t *testing.T) {
 	s := f.reg.Subscription(ns, "bad")
 	if s == nil || s.Usable || s.Reason != hooklinev1.ReasonInvalidOrderingKey || !strings.Contains(s.Message, "spec.delivery.orderingKey does not compile") {
 		t.Fatalf("subscription %+v, want unusable with reason InvalidOrderingKey", s)
+	}
+}
+
+// TestFailingKeyHoldsOnlyItsOwn: many keys on two lanes, one key whose
+// receiver keeps answering 503. While it fails, every other key is delivered
+// in order, those that share its lane too; once it recovers, its own
+// deliveries arrive in publish order, the held head first.
+func TestFailingKeyHoldsOnlyItsOwn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const bad, keys, perKey = "bad", 16, 6
+	var failing atomic.Bool
+	failing.Store(true)
+	type body struct {
+		Data struct {
+			Customer string `json:"customer"`
+			Seq      int    `json:"seq"`
+		} `json:"data"`
+	}
+	decode := func(r request) body {
+		var b body
+		if err := json.Unmarshal(r.body, &b); err != nil {
+			t.Errorf("request %d: %v", r.n, err)
+		}
+		return b
+	}
+	var mu sync.Mutex
+	var ok []body      // answered 204, in arrival order
+	var badTries []int // the failing key's deliveries answered 500
+	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		b := decode(r)
+		mu.Lock()
+		defer mu.Unlock()
+		if b.Data.Customer == bad && failing.Load() {
+			badTries = append(badTries, b.Data.Seq)
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		ok = append(ok, b)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.endpoint("erp", rc)
+	lanes := int32(2)
+	retries := make([]hooklinev1.Duration, 50) // the head outlives the test: it never becomes a dead letter
+	for i := range retries {
+		retries[i] = hooklinev1.Duration{Duration: metav1.Duration{Duration: 500 * time.Millisecond}}
+	}
+	f.subscription("per-customer", "erp", func(s *hooklinev1.Subscription) {
+		s.Spec.Delivery = &hooklinev1.DeliveryPolicy{Ordering: hooklinev1.OrderingOrdered, OrderingKey: "data.customer",
+			OrderingLanes: &lanes, Schedule: retries}
+	})
+	opts := testOptions()
+	opts.Breaker.Threshold = 1000 // the one failing key is not the endpoint failing
+	f.start(opts)
+
+	names := []string{bad}
+	for k := range keys {
+		names = append(names, fmt.Sprintf("cus-%02d", k))
+	}
+	peers := 0
+	for _, k := range names[1:] {
+		if queue.KeyLane(k, int(lanes)) == queue.KeyLane(bad, int(lanes)) {
+			peers++
+		}
+	}
+	if peers == 0 {
+		t.Fatal("no key shares the failing key's lane")
+	}
+	var evs []queue.Event
+	for seq := range perKey {
+		for _, k := range names {
+			evs = append(evs, queue.Event{Namespace: ns, ID: fmt.Sprintf("%s-%d", k, seq), Type: "invoice.paid", Time: time.Now(),
+				Data: json.RawMessage(fmt.Sprintf(`{"customer":%q,"seq":%d}`, k, seq))})
+		}
+	}
+	if _, err := f.q.PublishEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	delivered := func() map[string][]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string][]int{}
+		for _, b := range ok {
+			out[b.Data.Customer] = append(out[b.Data.Customer], b.Data.Seq)
+		}
+		return out
+	}
+	eventually(t, "every other key, its lane's peers too, while the failing key fails", func() bool {
+		got := delivered()
+		for _, k := range names[1:] {
+			if len(got[k]) < perKey {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, "the failing key retried", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(badTries) >= 3
+	})
+	mu.Lock()
+	if len(badTries) < 2 {
+		t.Errorf("the failing key was tried %d times, want it retried", len(badTries))
+	}
+	for _, seq := range badTries {
+		if seq != 0 {
+			t.Errorf("the failing key's delivery %d was sent while its head had not gone through: %v", seq, badTries)
+		}
+	}
+	failing.Store(false)
+	mu.Unlock()
+	eventually(t, "the failing key's deliveries", func() bool { return len(delivered()[bad]) >= perKey })
+	got := delivered()
+	for _, k := range names {
+		if fmt.Sprint(got[k]) != fmt.Sprint([]int{0, 1, 2, 3, 4, 5}) {
+			t.Errorf("key %s arrived as %v, want each once in publish order", k, got[k])
+		}
 	}
 }

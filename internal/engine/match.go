@@ -73,7 +73,7 @@ func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
 			if in == nil && decodeErr == nil {
 				in, decodeErr = filterInput(&ev)
 			}
-			d.Lane = e.keyLane(ctx, s, &ev, in, decodeErr)
+			d.Lane, d.KeyHash = e.keyLane(ctx, s, &ev, in, decodeErr)
 		}
 		if err := e.ensureLane(ctx, s); err != nil {
 			return queue.Matched{Err: err}

@@ -180,7 +180,7 @@ func (e *Engine) recoverChunk(ctx context.Context, r *queue.Recovery) (done bool
 		d := queue.Delivery{Event: ev.Event, Subscription: s.Name, SubscriptionUID: string(s.UID),
 			Endpoint: s.Endpoint, Ordered: s.Ordered}
 		if s.OrderKey != nil {
-			d.Lane = e.keyLane(ctx, s, &ev.Event, in, decodeErr)
+			d.Lane, d.KeyHash = e.keyLane(ctx, s, &ev.Event, in, decodeErr)
 		}
 		ds = append(ds, d)
 	}

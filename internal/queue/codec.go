@@ -249,7 +249,16 @@ func decodeEvent(b []byte) (Event, error) {
 	return ev, nil
 }
 
-const flagOrdered = 1
+const (
+	flagOrdered = 1
+	// flagKeyHead marks a keyed lane's copy of a blocked key's head
+	// (keypark.go).
+	flagKeyHead = 2
+	// flagKeyHash says the message ends with Delivery.KeyHash, 8 bytes.
+	// The hash goes last, after everything a version without it reads, so
+	// that version reads the message as before and ignores it.
+	flagKeyHash = 4
+)
 
 // laneShift places Delivery.Lane in the flags above the flag bits: a
 // version that does not know keyed lanes reads such a delivery as one of the
@@ -265,6 +274,12 @@ func (e *encoder) delivery(dv *Delivery) {
 	if dv.Lane > 0 {
 		flags |= uint64(dv.Lane) << laneShift
 	}
+	if dv.KeyHead {
+		flags |= flagKeyHead
+	}
+	if dv.KeyHash != 0 {
+		flags |= flagKeyHash
+	}
 	e.uvarint(flags)
 	e.varint(int64(dv.Attempt))
 	e.varint(int64(dv.Holds))
@@ -276,10 +291,35 @@ func (e *encoder) delivery(dv *Delivery) {
 	e.event(&dv.Event)
 }
 
+// keyHash ends a delivery or dead letter that has one (flagKeyHash).
+func (e *encoder) keyHash(dv *Delivery) {
+	if dv.KeyHash != 0 {
+		e.b = binary.BigEndian.AppendUint64(e.b, dv.KeyHash)
+	}
+}
+
+// keyHash reads the hash that ends the message if its flags say there is one
+// (delivery left KeyHash non-zero for that).
+func (d *decoder) keyHash(dv *Delivery) {
+	if dv.KeyHash == 0 || d.err != nil {
+		return
+	}
+	if len(d.b) < 8 {
+		d.fail()
+		return
+	}
+	dv.KeyHash = binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+}
+
 func (d *decoder) delivery() Delivery {
 	var dv Delivery
 	flags := d.uvarint()
 	dv.Ordered = flags&flagOrdered != 0
+	dv.KeyHead = flags&flagKeyHead != 0
+	if flags&flagKeyHash != 0 {
+		dv.KeyHash = 1 // read by keyHash, at the end of the message
+	}
 	dv.Lane = int(flags >> laneShift) //nolint:gosec // G115: at most MaxKeyLanes, written by encoder.delivery
 	dv.Attempt = d.int()
 	dv.Holds = d.int()
@@ -293,7 +333,7 @@ func (d *decoder) delivery() Delivery {
 }
 
 func deliverySize(dv *Delivery) int {
-	return 64 + len(dv.Subscription) + len(dv.SubscriptionUID) + len(dv.Endpoint) +
+	return 72 + len(dv.Subscription) + len(dv.SubscriptionUID) + len(dv.Endpoint) +
 		len(dv.Event.Namespace) + len(dv.Event.ID) + len(dv.Event.Type) + len(dv.Event.Data) + len(dv.Event.TraceParent)
 }
 
@@ -301,6 +341,7 @@ func encodeDelivery(dv *Delivery) []byte {
 	e := encoder{b: make([]byte, 0, deliverySize(dv))}
 	e.version(&dv.Event)
 	e.delivery(dv)
+	e.keyHash(dv)
 	return e.b
 }
 
@@ -308,6 +349,7 @@ func decodeDelivery(b []byte) (Delivery, error) {
 	d := decoder{b: b}
 	d.version("delivery")
 	dv := d.delivery()
+	d.keyHash(&dv)
 	if d.err != nil {
 		return Delivery{}, fmt.Errorf("decoding delivery: %w", d.err)
 	}
@@ -321,6 +363,7 @@ func encodeDead(dv *Delivery, info *DeadInfo) []byte {
 	e.varint(int64(info.StatusCode))
 	e.string(info.Reason)
 	e.time(info.Time)
+	e.keyHash(dv)
 	return e.b
 }
 
@@ -332,6 +375,7 @@ func decodeDead(b []byte) (Delivery, DeadInfo, error) {
 	info.StatusCode = d.int()
 	info.Reason = d.string()
 	info.Time = d.time()
+	d.keyHash(&dv)
 	if d.err != nil {
 		return Delivery{}, DeadInfo{}, fmt.Errorf("decoding dead delivery: %w", d.err)
 	}

@@ -110,6 +110,9 @@ func (q *Queue) Replay(ctx context.Context, sub SubscriptionID, from, to time.Ti
 // delivery as attempt 1; its message ids derive from seq.
 func replayMsg(d Delivery, seq uint64) *nats.Msg {
 	d.Attempt, d.Holds, d.Replay, d.FirstAttempt = 1, 0, seq, time.Time{}
+	// A fresh delivery of its key, not the copy of a blocked key's head it
+	// may have died as (keypark.go).
+	d.KeyHead = false
 	return &nats.Msg{
 		Subject: laneSubject(&d),
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&d)}},

@@ -46,7 +46,10 @@
 //   - Subscriptions that need ordering get their own lane and a consumer
 //     with MaxAckPending=1, where a retry is a delayed NAK that holds the
 //     messages behind it. A lane is pulled only by the replica that owns its
-//     endpoint's partition (laneowner.go).
+//     endpoint's partition (laneowner.go). On a lane ordered per key
+//     (keyed.go) a failure blocks only its key instead: the retry is
+//     scheduled and the key's later deliveries are parked on a subject of
+//     their own until it is resolved (keypark.go).
 //
 // Delivery is at least once. Consumer acks are persisted asynchronously by
 // the server, so after a crash already-handled deliveries can come back; the

@@ -27,6 +27,13 @@ type Delivery struct {
 	// hashes to (KeyLane, from 1; EnsureKeyed); 0 is the subscription's one
 	// ordered lane.
 	Lane int
+	// KeyHash identifies the delivery's key on its keyed lane (KeyHash), 0
+	// for none: a key whose head fails then holds only its own successors
+	// (keypark.go). Without it a failure holds the whole lane.
+	KeyHash uint64
+	// KeyHead marks the copy of a blocked key's head that the queue puts on
+	// the lane for its next attempt (keypark.go).
+	KeyHead bool
 	// Attempt counts from 1. Holds and parking do not count.
 	Attempt int
 	// FirstAttempt is when attempt 1 was handed to a handler. The queue sets
@@ -58,6 +65,11 @@ type Job struct {
 	msg  jetstream.Msg
 	d    Delivery
 	lane *lane // nil outside ordered lanes
+	// key is set for a delivery with a key on a keyed lane (keypark.go).
+	key *keyJob
+	// unstarted: the message was stored with no first attempt, so one
+	// parked before it is handed out keeps none (keypark.go).
+	unstarted bool
 	// state: 0 open, 1 being resolved, 2 resolved. A resolution that fails
 	// to store its follow-up message reopens the job so the handler may try
 	// another way (or leave it for redelivery).
@@ -75,6 +87,15 @@ func (j *Job) Delivery() Delivery { return j.d }
 // Done acknowledges the delivery: it succeeded, or it is to be dropped (its
 // subscription is gone, the receiver asked to stop).
 func (j *Job) Done() error {
+	if j.key != nil && j.key.head {
+		// A blocked key's head: resolving it moves the key on (keypark.go).
+		return j.resolve(func(ctx context.Context) error {
+			if j.lane != nil {
+				j.lane.forget()
+			}
+			return j.key.resolved(ctx, j)
+		})
+	}
 	// An ack is one publish that waits for nothing, so it goes without
 	// resolve's deadline: a context and a timer per delivery otherwise.
 	return j.settleWith(func() error {
@@ -89,6 +110,9 @@ func (j *Job) Done() error {
 // one once the retry is stored.
 func (j *Job) RetryAt(t time.Time) error {
 	return j.resolve(func(ctx context.Context) error {
+		if j.key != nil {
+			return j.key.retry(ctx, j, t)
+		}
 		if j.lane != nil {
 			return j.lane.nakUntil(j.msg, t, false)
 		}
@@ -126,16 +150,21 @@ func (j *Job) Dead(info DeadInfo) error {
 		if info.Time.IsZero() {
 			info.Time = time.Now()
 		}
+		dead := j.d
+		dead.KeyHead = false // a dead letter is no copy of a head (keypark.go)
 		m := &nats.Msg{
-			Subject: deadSubjectOf(&j.d),
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&j.d) + "/dead"}},
-			Data:    encodeDead(&j.d, &info),
+			Subject: deadSubjectOf(&dead),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(&dead) + "/dead"}},
+			Data:    encodeDead(&dead, &info),
 		}
 		if _, err := j.q.js.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("storing dead delivery: %w", err)
 		}
 		if j.lane != nil {
 			j.lane.forget()
+		}
+		if j.key != nil && j.key.head {
+			return j.key.resolved(ctx, j)
 		}
 		return j.msg.Ack()
 	})
@@ -322,7 +351,7 @@ func (q *Queue) job(m jetstream.Msg, l *lane) *Job {
 		_ = m.Term()
 		return nil
 	}
-	j := &Job{q: q, msg: m, d: d, lane: l}
+	j := &Job{q: q, msg: m, d: d, lane: l, unstarted: d.FirstAttempt.IsZero()}
 	if l != nil {
 		l.observe(m, &j.d)
 	}

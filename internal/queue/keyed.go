@@ -18,10 +18,12 @@ import (
 //
 // What that gives: deliveries with the same key keep publish order; keys on
 // different lanes go in parallel (up to the endpoint's maxInFlight, which the
-// engine applies to ordered sends as to unordered ones); a key whose delivery
-// fails holds its lane, so it holds the keys that hash to the same lane and
-// no others. Memory is bounded by the lane count, not the key count: the
-// keys waiting behind a lane's head are messages on disk.
+// engine applies to ordered sends as to unordered ones). A key whose delivery
+// fails holds only its own successors: they are parked until it is resolved,
+// while its lane goes on with other keys (keypark.go). A delivery without a
+// key hash (queued before keys were kept) holds its lane instead, as a retry
+// on any ordered lane does. Memory is bounded by the lane count, not the key
+// count: the keys waiting behind a lane's head are messages on disk.
 //
 // Fixed lanes rather than one subject per key keep the consumer count (one
 // per lane) and the per-process state bounded however many keys there are.
@@ -121,11 +123,19 @@ func laneConsumerName(ns, sub string, lane int) string {
 }
 
 // splitOrdered parses an ordered lane's subject back into its namespace,
-// subscription and lane (0 for the single lane).
+// subscription and lane (0 for the single lane). The parking subject of a
+// blocked key (keyParkSubject) parses as its lane's.
 func splitOrdered(subject string) (ns, sub string, lane int, err error) {
 	rest, ok := strings.CutPrefix(subject, subjOrdered+".")
 	if !ok {
 		return "", "", 0, fmt.Errorf("subject %q is not under %s", subject, subjOrdered)
+	}
+	if strings.Count(rest, ".") == 3 {
+		i := strings.LastIndexByte(rest, '.')
+		if _, perr := strconv.ParseUint(rest[i+1:], 16, 64); perr != nil || len(rest)-i-1 != 16 {
+			return "", "", 0, fmt.Errorf("subject %q: %q is not a key's hash", subject, rest[i+1:])
+		}
+		rest, subject = rest[:i], subject[:len(subject)-len(rest)+i]
 	}
 	if i := strings.LastIndexByte(rest, '.'); i >= 0 && strings.Count(rest, ".") == 2 {
 		n, perr := strconv.Atoi(rest[i+1:])

@@ -10,10 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestKeyedLanes: deliveries of many keys spread over four keyed lanes. A
-// key whose deliveries keep failing holds its own lane, and so the keys
-// hashed to that lane, and no other: every other key arrives complete and
-// in publish order. RemoveOrdered then removes every lane and what waits on
+// TestKeyedLanes: deliveries of many keys spread over four keyed lanes,
+// without key hashes, as an earlier release stored them. A key whose
+// deliveries keep failing holds its own lane, and so the keys hashed to that
+// lane, and no other: every other key arrives complete and in publish order.
+// (With key hashes it holds only itself: TestKeyParking.) RemoveOrdered then removes every lane and what waits on
 // it.
 func TestKeyedLanes(t *testing.T) {
 	t.Parallel()
@@ -118,6 +119,9 @@ func TestSplitOrdered(t *testing.T) {
 		{subject: laneSubjectOf("team-a", "ledger.sync", 0), ns: "team-a", sub: "ledger.sync"},
 		{subject: laneSubjectOf("team-a", "ledger.sync", 7), ns: "team-a", sub: "ledger.sync", lane: 7},
 		{subject: laneSubjectOf("team-a", "s", 256), ns: "team-a", sub: "s", lane: 256},
+		{subject: keyParkSubject(&Delivery{Event: Event{Namespace: "team-a"}, Subscription: "ledger.sync", Lane: 7, KeyHash: 42}), ns: "team-a", sub: "ledger.sync", lane: 7},
+		{subject: "hl.ord.team-a.s.7.2a", err: true},
+		{subject: "hl.ord.team-a.s.7.zz00000000000000", err: true},
 		{subject: "hl.ord.team-a.s.x", err: true},
 		{subject: "hl.ord.team-a.s.0", err: true},
 		{subject: "hl.ord.team-a", err: true},

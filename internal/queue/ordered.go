@@ -49,14 +49,18 @@ func (q *Queue) RemoveOrdered(ctx context.Context, ns, sub string) error {
 			return fmt.Errorf("deleting ordered lane %s of %s/%s: %w", name, ns, sub, err)
 		}
 	}
-	for _, subj := range []string{orderedSubject(ns, sub), orderedSubject(ns, sub) + ".*"} {
+	// ".>" covers the keyed lanes and their keys' parked deliveries
+	// (keypark.go).
+	for _, subj := range []string{orderedSubject(ns, sub), orderedSubject(ns, sub) + ".>"} {
 		if err := q.deliveries.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 			return fmt.Errorf("purging ordered lane of %s/%s: %w", ns, sub, err)
 		}
 	}
 	for _, name := range names {
-		if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(holdSubject(name))); err != nil {
-			return fmt.Errorf("purging the holds of ordered lane %s of %s/%s: %w", name, ns, sub, err)
+		for _, subj := range []string{holdSubject(name), holdSubject(name) + ".*"} {
+			if err := q.holds.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+				return fmt.Errorf("purging the holds of ordered lane %s of %s/%s: %w", name, ns, sub, err)
+			}
 		}
 	}
 	return nil
@@ -226,6 +230,7 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		msgs := make(chan jetstream.Msg)
 		go q.pump(ctx, consumer, 1, true, msgs, jetstream.PullPriorityGroup(laneGroup))
 		st := &lane{q: q, subject: holdSubject(name)}
+		keyed := &keys{q: q, subject: holdSubject(name)}
 		stopped := false
 		for m := range msgs {
 			if stopped || ctx.Err() != nil {
@@ -240,6 +245,10 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 				l.pin = h.Get(pinHeader)
 			}
 			j := q.job(m, st)
+			if j != nil && j.d.KeyHash != 0 && j.d.Lane > 0 && !keyed.admit(j) {
+				// Parked behind its blocked key, or a leftover (keypark.go).
+				continue
+			}
 			if j != nil {
 				j.held = l.held
 				j.held.Add(1)

@@ -40,7 +40,10 @@ type Queue struct {
 	recMu sync.Mutex
 	recKV jetstream.KeyValue
 
-	lanes     lanes
+	lanes lanes
+	// keyCache bounds the blocked keys a keyed lane keeps in memory;
+	// 0 is keyCacheMax (keypark.go).
+	keyCache  int
 	closeOnce sync.Once
 	// closed silences the attempt log's error handler: publishes still
 	// pending when the connection closes time out later, when nobody is
