@@ -249,7 +249,15 @@ func (e *Engine) probeParked(st *endpointState, now time.Time) {
 // watchParked unparks, every UnparkCheck, the parked backlogs of endpoints
 // that are usable, and relocates those of subscriptions that point at
 // another endpoint now, starting at once.
-func (e *Engine) watchParked(ctx context.Context) {
+//
+// Only the endpoints this replica owns (queue.Deliveries.Owns) are unparked
+// here: whether an endpoint takes deliveries again is its owner's call, made
+// with the owner's breaker. Another replica's breaker for it is closed (it
+// never sends there), so it would move an open-circuit endpoint's backlog
+// back every UnparkCheck, only for the owner to park it again: in
+// TestCluster thousands of deliveries of a closed receiver went round like
+// that, each round trip able to leave a duplicate behind.
+func (e *Engine) watchParked(ctx context.Context, owner interface{ Owns(ns, endpoint string) bool }) {
 	t := time.NewTicker(e.opts.UnparkCheck)
 	defer t.Stop()
 	for {
@@ -264,7 +272,7 @@ func (e *Engine) watchParked(ctx context.Context) {
 				// A deleted subscription's backlog goes with it (sweep).
 			case sub.Endpoint != k.Endpoint:
 				e.relocate(k)
-			case e.routes.Endpoint(k.Namespace, k.Endpoint) != nil:
+			case e.routes.Endpoint(k.Namespace, k.Endpoint) != nil && owner.Owns(k.Namespace, k.Endpoint):
 				st := e.endpoint(k.Namespace, k.Endpoint)
 				st.parked.Store(true)
 				e.unpark(st, false)
