@@ -257,7 +257,7 @@ func (e *Engine) probeParked(st *endpointState, now time.Time) {
 // back every UnparkCheck, only for the owner to park it again: in
 // TestCluster thousands of deliveries of a closed receiver went round like
 // that, each round trip able to leave a duplicate behind.
-func (e *Engine) watchParked(ctx context.Context, owner interface{ Owns(ns, endpoint string) bool }) {
+func (e *Engine) watchParked(ctx context.Context, owner *queue.Deliveries) {
 	t := time.NewTicker(e.opts.UnparkCheck)
 	defer t.Stop()
 	for {
