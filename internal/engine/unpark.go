@@ -24,9 +24,10 @@ import (
 // them again: when a success closes its circuit, when Enable re-enables it,
 // and when a delivery arrives for a usable endpoint with a parked backlog.
 // Every UnparkCheck the engine also lists the parked backlogs and unparks
-// those of usable endpoints, which covers what it cannot see happen: a
-// restart, another replica's parking, an endpoint unsuspended or become
-// ready while nothing arrives for it.
+// those of usable endpoints it owns (their partition is this replica's),
+// which covers what it cannot see happen: a restart, another replica's
+// parking, an endpoint unsuspended or become ready while nothing arrives for
+// it.
 //
 // Unparking runs at the endpoint's pace, scaled down as its in-memory queue
 // fills, so a backlog comes back as fast as the endpoint takes it: any
