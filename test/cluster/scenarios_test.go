@@ -168,42 +168,7 @@ func (e *env) scenario(t *testing.T, name string, lossyCounts bool, fault func(t
 		return out
 	}
 
-	// Every replica must know both subscriptions before the run. A
-	// subscription takes effect on a replica when its registry sees it, and
-	// an event is matched once, by the replica that holds the fan-out at the
-	// time: an event published a few milliseconds after the subscription was
-	// created may be matched by a replica that has not seen it yet, and is
-	// then (rightly) never delivered to it. So probes go in rounds, one
-	// through each replica, until a whole round reaches both receivers; the
-	// probes of earlier rounds are allowed at the receivers but not required.
-	var probes []string
-	probeDeadline := time.Now().Add(90 * time.Second)
-	for round := 0; ; round++ {
-		var ids []string
-		for i, d := range e.disp {
-			id := fmt.Sprintf("probe-%d-%d", round, i)
-			waitFor(t, "a probe accepted by "+d.name, 60*time.Second, func() bool { return publishTo(ctx, d.api, ns.Name, id) == nil })
-			ids = append(ids, id)
-		}
-		probes = append(probes, ids...)
-		roundEnd := time.Now().Add(5 * time.Second)
-		for time.Now().Before(roundEnd) && !(limited.has(idsOf(limited, ids)) && free.has(idsOf(free, ids))) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if limited.has(idsOf(limited, ids)) && free.has(idsOf(free, ids)) {
-			if round > 0 {
-				t.Logf("%s: probe round %d was the first to reach both receivers in full", name, round)
-			}
-			break
-		}
-		t.Logf("%s: probe round %d: limited has %v, free has %v of %v", name, round,
-			limited.which(idsOf(limited, ids)), free.which(idsOf(free, ids)), ids)
-		if time.Now().After(probeDeadline) {
-			e.checkNoDrops(t, ns.Name)
-			e.dumpDiagnostics(t, ns.Name)
-			t.Fatalf("%s: no round of probes reached both receivers within 90 s", name)
-		}
-	}
+	probes := e.probe(t, name, ns.Name, limited, free, idsOf)
 	baseline := limited.count()
 
 	// Publish in the background while the fault happens.
@@ -309,6 +274,47 @@ func (e *env) scenario(t *testing.T, name string, lossyCounts bool, fault func(t
 	}
 	if limitIn5s := int(5*rateLimit*1.1) + burst; inWindow > limitIn5s {
 		t.Errorf("%s: the limited endpoint received %d deliveries in 5 s, more than %d (5 s at %d/s + 10%%, plus the burst)", name, inWindow, limitIn5s, rateLimit)
+	}
+}
+
+// probe returns once every replica knows both subscriptions of namespace
+// ns, with the ids of the probes it published. A subscription takes effect
+// on a replica when its registry sees it, and an event is matched once, by
+// the replica that holds the fan-out at the time: an event published a few
+// milliseconds after the subscription was created may be matched by a
+// replica that has not seen it yet, and is then (rightly) never delivered to
+// it. So probes go in rounds, one through each replica, until a whole round
+// reaches both receivers; the probes of earlier rounds are allowed at the
+// receivers but not required.
+func (e *env) probe(t *testing.T, name, ns string, limited, free *receiver, idsOf func(*receiver, []string) []string) []string {
+	t.Helper()
+	var probes []string
+	deadline := time.Now().Add(90 * time.Second)
+	for round := 0; ; round++ {
+		var ids []string
+		for i, d := range e.disp {
+			id := fmt.Sprintf("probe-%d-%d", round, i)
+			waitFor(t, "a probe accepted by "+d.name, 60*time.Second, func() bool { return publishTo(context.Background(), d.api, ns, id) == nil })
+			ids = append(ids, id)
+		}
+		probes = append(probes, ids...)
+		arrived := func() bool { return limited.has(idsOf(limited, ids)) && free.has(idsOf(free, ids)) }
+		for roundEnd := time.Now().Add(5 * time.Second); time.Now().Before(roundEnd) && !arrived(); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if arrived() {
+			if round > 0 {
+				t.Logf("%s: probe round %d was the first to reach both receivers in full", name, round)
+			}
+			return probes
+		}
+		t.Logf("%s: probe round %d: limited has %v, free has %v of %v", name, round,
+			limited.which(idsOf(limited, ids)), free.which(idsOf(free, ids)), ids)
+		if time.Now().After(deadline) {
+			e.checkNoDrops(t, ns)
+			e.dumpDiagnostics(t, ns)
+			t.Fatalf("%s: no round of probes reached both receivers within 90 s", name)
+		}
 	}
 }
 
