@@ -139,7 +139,7 @@ test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags gitops -timeout 30m $(GO_TEST_FLAGS) ./test/gitops
 
 .PHONY: test-cluster-processes
-test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios (part of make test; 4 to 7 minutes on 2 cores): three nats-servers, the operator and three external-mode dispatchers on loopback, through NATS node and dispatcher kills, a rolling restart and a paused node. HOOKLINE_CLUSTER_LOGS=<dir> keeps their logs and stores.
+test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios (part of make test; 2 to 7 minutes on 2 cores): three nats-servers, the operator and three external-mode dispatchers on loopback, through NATS node and dispatcher kills, a rolling restart and a paused node. HOOKLINE_CLUSTER_LOGS=<dir> keeps their logs and stores.
 	@# -count=1: it runs processes built from the tree, which the test cache does not see.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -count=1 -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
