@@ -116,13 +116,14 @@ flux: ## Build source-, kustomize- and helm-controller into bin/flux-<versions> 
 	hack/build-flux.sh >/dev/null
 
 .PHONY: test
-test: verify control-plane node helm nats-server flux chromium ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node, hookline under Flux, the dashboard in headless Chromium.
+test: verify control-plane node helm nats-server flux chromium ## Run every test: unit, integration on a real API server, end to end, the Helm chart, the install on a real node, hookline under Flux, the dashboard in headless Chromium, three dispatchers on a three-node NATS cluster.
 	@# The packages that run goroutines against each other run under the race detector;
 	@# the rest run plain, so nothing runs twice.
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -race -timeout 30m $(GO_TEST_FLAGS) $(RACE_PACKAGES)
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -timeout 30m $(GO_TEST_FLAGS) $$(go list ./... | grep -v -x -F $(addprefix -e ,$(RACE_PACKAGES:./%=github.com/hookline/hookline/%)))
 	$(MAKE) test-allocs
 	$(MAKE) test-gitops
+	$(MAKE) test-cluster-processes
 
 .PHONY: test-ui
 test-ui: control-plane chromium ## Run the dashboard's tests (hookline ui) in headless Chromium against a real API server and dispatcher.
@@ -138,8 +139,9 @@ test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags gitops -timeout 30m $(GO_TEST_FLAGS) ./test/gitops
 
 .PHONY: test-cluster-processes
-test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios: three nats-servers, the operator and three external-mode dispatchers (not yet part of make test: see issue #12).
-	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
+test-cluster-processes: control-plane nats-server ## Run test/cluster's process scenarios (part of make test; 2 to 7 minutes on 2 cores): three nats-servers, the operator and three external-mode dispatchers on loopback, through NATS node and dispatcher kills, a rolling restart and a paused node. HOOKLINE_CLUSTER_LOGS=<dir> keeps their logs and stores.
+	@# -count=1: it runs processes built from the tree, which the test cache does not see.
+	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -count=1 -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
 .PHONY: bench
 bench: build control-plane ## Run the delivery benchmark (about 10 minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.

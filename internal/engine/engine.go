@@ -277,7 +277,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	consumers.Go(func() { e.deliver(runCtx, deliveries) })
 	go e.sweep(runCtx)
 	go e.keepLeases(runCtx)
-	go e.watchParked(runCtx)
+	go e.watchParked(runCtx, deliveries)
 
 	consumers.Wait()
 	// Ordered sends are done (their lanes stopped with the consumers); the

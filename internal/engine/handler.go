@@ -20,6 +20,16 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 	ns := d.Event.Namespace
 	sub := e.routes.Subscription(ns, d.Subscription)
 	if sub == nil || string(sub.UID) != d.SubscriptionUID {
+		known := ""
+		if sub != nil {
+			known = string(sub.UID)
+		}
+		// Logged one by one (at V(1): a deleted subscription's backlog drops
+		// many): a subscription this process has not seen yet, while the
+		// replica that fanned the event out had, would lose an accepted
+		// event here, and the log is what tells the two apart.
+		e.log.V(1).Info("Dropping a delivery: its subscription does not exist (deleted, or created again with another UID)",
+			"namespace", ns, "subscription", d.Subscription, "uid", d.SubscriptionUID, "knownUID", known, "event", d.Event.ID)
 		e.drop(job, &d)
 		return
 	}

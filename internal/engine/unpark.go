@@ -24,9 +24,10 @@ import (
 // them again: when a success closes its circuit, when Enable re-enables it,
 // and when a delivery arrives for a usable endpoint with a parked backlog.
 // Every UnparkCheck the engine also lists the parked backlogs and unparks
-// those of usable endpoints, which covers what it cannot see happen: a
-// restart, another replica's parking, an endpoint unsuspended or become
-// ready while nothing arrives for it.
+// those of usable endpoints it owns (their partition is this replica's),
+// which covers what it cannot see happen: a restart, another replica's
+// parking, an endpoint unsuspended or become ready while nothing arrives for
+// it.
 //
 // Unparking runs at the endpoint's pace, scaled down as its in-memory queue
 // fills, so a backlog comes back as fast as the endpoint takes it: any
@@ -249,7 +250,15 @@ func (e *Engine) probeParked(st *endpointState, now time.Time) {
 // watchParked unparks, every UnparkCheck, the parked backlogs of endpoints
 // that are usable, and relocates those of subscriptions that point at
 // another endpoint now, starting at once.
-func (e *Engine) watchParked(ctx context.Context) {
+//
+// Only the endpoints this replica owns (queue.Deliveries.Owns) are unparked
+// here: whether an endpoint takes deliveries again is its owner's call, made
+// with the owner's breaker. Another replica's breaker for it is closed (it
+// never sends there), so it would move an open-circuit endpoint's backlog
+// back every UnparkCheck, only for the owner to park it again: in
+// TestCluster thousands of deliveries of a closed receiver went round like
+// that, each round trip able to leave a duplicate behind.
+func (e *Engine) watchParked(ctx context.Context, owner *queue.Deliveries) {
 	t := time.NewTicker(e.opts.UnparkCheck)
 	defer t.Stop()
 	for {
@@ -264,7 +273,7 @@ func (e *Engine) watchParked(ctx context.Context) {
 				// A deleted subscription's backlog goes with it (sweep).
 			case sub.Endpoint != k.Endpoint:
 				e.relocate(k)
-			case e.routes.Endpoint(k.Namespace, k.Endpoint) != nil:
+			case e.routes.Endpoint(k.Namespace, k.Endpoint) != nil && owner.Owns(k.Namespace, k.Endpoint):
 				st := e.endpoint(k.Namespace, k.Endpoint)
 				st.parked.Store(true)
 				e.unpark(st, false)

@@ -195,6 +195,18 @@ func (s *Deliveries) Assigned() []int {
 	return slices.Clone(s.assigned)
 }
 
+// Owns reports whether the endpoint's partition is assigned to this
+// replica now: whether this replica is the one to decide, from its own
+// breaker and limits, that the endpoint's parked deliveries may come back.
+// Another replica's view of the endpoint (a closed circuit where the owner's
+// is open) would move them back only for the owner to park them again.
+func (s *Deliveries) Owns(ns, endpoint string) bool {
+	p := partitionOf(ns, endpoint)
+	s.consMu.Lock()
+	defer s.consMu.Unlock()
+	return slices.Contains(s.assigned, p)
+}
+
 // spread beats every memberBeat and keeps one pump running for each
 // partition assigned to this replica: it starts the pumps of partitions
 // that become its own and hands off those that stop being so. pumps counts
@@ -278,7 +290,10 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 					now = append(now, p)
 				}
 			}
-			if err == nil && !slices.Equal(now, mine) {
+			if !slices.Equal(now, mine) {
+				// Also when the live replicas could not be read before the
+				// first assignment and this replica pulls from every
+				// partition: Owns must say so.
 				mine = now
 				s.consMu.Lock()
 				s.assigned = slices.Clone(mine)

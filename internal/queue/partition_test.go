@@ -149,6 +149,14 @@ func TestEachEndpointHasOneOwner(t *testing.T) {
 			assigned[p] = r
 		}
 	}
+	// Owns, which decides who unparks an endpoint, says the same.
+	for _, ep := range endpoints {
+		r := assigned[partitionOf("team-a", ep)]
+		if !r.src.Owns("team-a", ep) || (r == r1) == r2.src.Owns("team-a", ep) {
+			t.Errorf("endpoint %s: Owns is %v on r1 and %v on r2; its partition is assigned to %s",
+				ep, r1.src.Owns("team-a", ep), r2.src.Owns("team-a", ep), r.name)
+		}
+	}
 	const per = 20
 	storeDeliveries(t, q1, endpoints, per, "a")
 	eventually(t, "first deliveries", func() bool { return all.len() == len(endpoints)*per })

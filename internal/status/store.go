@@ -229,9 +229,17 @@ func (p *publisher) write(ctx context.Context, data []byte) error {
 		p.rev = rev
 		return nil
 	case errors.Is(err, jetstream.ErrNoStreamResponse):
-		// The bucket is gone (deleted by hand, or a new NATS cluster). The
-		// status written so far seeds the new base (see writer.seed), so
-		// from here on only the rest is reported.
+		// Nothing answered: the bucket may be gone (deleted by hand, or a
+		// new NATS cluster), or its stream has no leader for a moment (a
+		// cluster electing one after a node was lost answers the same). Only
+		// a bucket that is gone starts a new key: moving on from a key that
+		// still exists, and may hold a report whose answer was lost, would
+		// count the difference twice.
+		if _, gerr := p.st.js.KeyValue(ctx, Bucket); !errors.Is(gerr, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("writing report %s: %w", key, err)
+		}
+		// The status written so far seeds the new base (see writer.seed),
+		// so from here on only the rest is reported.
 		if err := p.st.ensure(ctx); err != nil {
 			return err
 		}

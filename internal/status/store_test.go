@@ -201,3 +201,60 @@ func TestSeedFromStatus(t *testing.T) {
 		t.Fatalf("second round: %+v, %v", m.Subscriptions, err)
 	}
 }
+
+// TestPublisherKeepsItsKeyWhileTheBucketDoesNotAnswer: a report whose answer
+// was lost (the key holds newer figures than the publisher knows of), then a
+// write nothing answers, as while a JetStream cluster elects the bucket's
+// leader after a node was lost. The publisher took the silence for a deleted
+// bucket and reported the rest under a new key, so the figures of the lost
+// answer were counted twice (TestCluster: status 1452 delivered, the receiver
+// 1451). It must keep its key and write again.
+func TestPublisherKeepsItsKeyWhileTheBucketDoesNotAnswer(t *testing.T) {
+	ctx := context.Background()
+	q := openQueue(t)
+	st, err := openStore(ctx, q.Conn(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(at(1000))
+	w := testWriter(t, st, clk)
+	p := &publisher{st: st}
+	if err := p.publish(ctx, snap("a", clk.Now(), 10), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// The next report is stored, but its answer never comes back.
+	lost, err := encodeReport(report{Snapshot: snap("a", clk.Now(), 12)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.bucket().Put(ctx, p.key(), lost); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket's stream stops answering (no responders), and comes back.
+	js, err := jetstream.New(q.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	subjects := cfg.Subjects
+	cfg.Subjects = []string{"hl.nobody.listens.>"}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	err = p.publish(ctx, snap("a", clk.Now(), 15), nil, false)
+	t.Logf("report while nothing answers: %v", err)
+	cfg.Subjects = subjects
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.publish(ctx, snap("a", clk.Now(), 15), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := delivered(t, w); got != 15 {
+		t.Errorf("status counts %d delivered, the process counted 15; reports under %v", got, reportKeys(t, st))
+	}
+}

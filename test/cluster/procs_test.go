@@ -32,6 +32,13 @@ func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
 	p := &proc{name: name, bin: bin, args: args, logPath: filepath.Join(dir, name+".log")}
 	p.start(t)
 	t.Cleanup(func() { p.kill() })
+	// A test that runs into go test's -timeout panics without running its
+	// cleanups, and these processes, in process groups of their own, would
+	// outlive it: kill them shortly before.
+	if deadline, ok := t.Deadline(); ok {
+		watchdog := time.AfterFunc(time.Until(deadline)-30*time.Second, p.kill)
+		t.Cleanup(func() { watchdog.Stop() })
+	}
 	return p
 }
 
