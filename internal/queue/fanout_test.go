@@ -3,8 +3,12 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
@@ -53,7 +57,7 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 
 	// A fan-out repeated after a crash publishes the same ids: nothing new
 	// is stored.
-	futures, err := q.publishDeliveries(q.publishAsync, testEvent("team-a", "e1"),
+	futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
 		[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"}}, nil)
 	if err == nil {
 		err = await(context.Background(), futures)
@@ -63,5 +67,86 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 	}
 	if n := streamMsgs(t, q, streamDeliveries); n != 6 {
 		t.Fatalf("a repeated fan-out stored a copy: %d deliveries", n)
+	}
+}
+
+// While the deliveries stream refuses writes (as when the NATS node holding
+// it is away), the fan-out must not store the deliveries of later events on
+// an ordered lane before those of the event that failed: the lane hands
+// them out in the order they are stored.
+func TestFanoutKeepsLaneOrderWhileStoringFails(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	ctx := context.Background()
+	ids := func(from, to int) []Event {
+		var evs []Event
+		for n := from; n <= to; n++ {
+			evs = append(evs, testEvent("team-a", fmt.Sprintf("e%02d", n)))
+		}
+		return evs
+	}
+	var matched sync.Map
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
+			matched.Store(ev.ID, true)
+			return []Delivery{
+				{Subscription: "ledger", SubscriptionUID: "u1", Endpoint: "erp", Ordered: true},
+				{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "siem"},
+			}, nil
+		})
+	})
+	publish(t, q, ids(1, 10)...)
+	eventually(t, "the first events fanned out", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+
+	// The stream refuses every new message for a while (none fits).
+	s, err := q.js.Stream(ctx, streamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	open := cfg
+	cfg.MaxMsgSize = 16
+	if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, ids(11, 20)...)
+	eventually(t, "the refused events matched", func() bool { _, ok := matched.Load("e20"); return ok })
+	// Give the fan-out time to see its publishes refused (the old code NAKed
+	// them for a second); the order asserted below does not depend on it.
+	time.Sleep(300 * time.Millisecond)
+	if _, err := q.js.UpdateStream(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, ids(21, 30)...)
+	eventually(t, "every event fanned out", func() bool {
+		return streamMsgs(t, q, streamEvents) == 0 && streamMsgs(t, q, streamDeliveries) == 60
+	})
+
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lane := laneSubjectOf("team-a", "ledger", 0)
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if m.Subject != lane {
+			continue
+		}
+		d, err := decodeDelivery(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Event.ID)
+	}
+	var want []string
+	for _, ev := range ids(1, 30) {
+		want = append(want, ev.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("the ordered lane holds\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
 	}
 }
