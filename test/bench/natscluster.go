@@ -27,6 +27,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookline/hookline/internal/controlplane"
 )
 
@@ -100,6 +103,10 @@ type killResult struct {
 	Paused        int             // endpoints without a delivery for more than a second across the kill
 	OthersLongest time.Duration   // longest such gap among the endpoints not paused
 	Resumes       []time.Duration // the paused endpoints' times from the kill to their next delivery
+	// FanoutWaiting is how many accepted events the fan-out had not taken yet, read
+	// from its consumer just before the kill and 5 s after it: grown by several
+	// seconds' worth of events, the fan-out itself stopped with the victim.
+	FanoutWaiting [2]int
 }
 
 // clusterWork is the pass's namespace: one endpoint, subscription and event type each.
@@ -244,7 +251,7 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 	for round, victim := range []int{1, 2} {
 		name := fmt.Sprintf("replica-%d", victim)
 		b.logf("cluster pass: %d events/s, SIGKILL of %s after %s", c.killRate, name, c.killAfter)
-		k := b.clusterKill(ctx, w, pubs, disp[victim], fmt.Sprintf("cluk%d", round))
+		k := b.clusterKill(ctx, w, pubs, disp[victim], fmt.Sprintf("cluk%d", round), strings.Join(urls, ","))
 		k.Victim = name
 		res.Kills = append(res.Kills, k)
 		b.logf("  %d endpoints paused, delivering again %s after the kill", k.Paused, secs(k.Resume))
@@ -419,7 +426,7 @@ func (b *bench) clusterThroughput(ctx context.Context, w *clusterWork, pubs []*p
 // clusterKill publishes single events at a steady rate to every live replica, kills
 // victim with SIGKILL, goes on publishing to the others, and measures each endpoint's
 // longest time without a delivery across the kill.
-func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publisher, victim *dispatcherProc, group string) *killResult {
+func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publisher, victim *dispatcherProc, group, natsURLs string) *killResult {
 	c := b.cfg.cluster
 	res := &killResult{Rate: c.killRate}
 	victimAt := -1
@@ -465,12 +472,20 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 		})
 	}
 	start := time.Now()
-	var killAt time.Time
+	var (
+		killAt time.Time
+		probe  sync.WaitGroup
+	)
 	tick := time.NewTicker(time.Second / time.Duration(c.killRate))
 	for s := 0; ctx.Err() == nil; s++ {
 		<-tick.C
 		now := time.Now()
 		if killAt.IsZero() && now.Sub(start) >= c.killAfter {
+			res.FanoutWaiting[0] = fanoutWaiting(ctx, natsURLs)
+			probe.Go(func() {
+				time.Sleep(5 * time.Second)
+				res.FanoutWaiting[1] = fanoutWaiting(ctx, natsURLs)
+			})
 			victim.stopping.Store(true)
 			_ = victim.cmd.Process.Signal(syscall.SIGKILL)
 			dead.Store(true)
@@ -484,6 +499,7 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 	tick.Stop()
 	close(jobs)
 	wg.Wait()
+	probe.Wait()
 	res.Published = int(published.Load())
 	b.awaitReceived(ctx, w, group, res.Published)
 	res.Delivered, res.Dups, _ = b.received(w, group)
@@ -517,6 +533,31 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 		}
 	}
 	return res
+}
+
+// fanoutWaiting reads how many events the fan-out's consumer has not handed out
+// yet; -1 when it cannot be read.
+func fanoutWaiting(ctx context.Context, urls string) int {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(urls, nats.Timeout(2*time.Second))
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return -1
+	}
+	c, err := js.Consumer(ctx, "HL_EVENTS", "fanout")
+	if err != nil {
+		return -1
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int(info.NumPending)
 }
 
 // startDispatcherArgs starts `hookline dispatcher` with the bench's common flags and
@@ -759,11 +800,14 @@ func (b *bench) reportCluster(out io.Writer, r *clusterResult) {
 			rs = append(rs, strconv.FormatFloat(d.Seconds(), 'f', 1, 64))
 		}
 		fmt.Fprintf(out, "  next delivery of each paused endpoint, seconds after the kill: %s\n", strings.Join(rs, " "))
-		if k.Paused == r.Endpoints {
-			fmt.Fprintf(out, "  every endpoint paused: the killed replica held the fan-out, which another takes over once its pin expires (10 s)\n")
-		} else {
+		if k.Paused < r.Endpoints {
 			fmt.Fprintf(out, "  the other endpoints' longest gap: %s\n", ms(k.OthersLongest))
 		}
+		fmt.Fprintf(out, "  events the fan-out had not taken yet, just before the kill / 5 s after: %d / %d", k.FanoutWaiting[0], k.FanoutWaiting[1])
+		if k.FanoutWaiting[1]-k.FanoutWaiting[0] > 3*k.Rate {
+			fmt.Fprintf(out, " (the killed replica held the fan-out: no new event reached any endpoint until another took it over)")
+		}
+		fmt.Fprintln(out)
 		fmt.Fprintf(out, "  published %s, delivered %s, lost %d, duplicates (same webhook-id, at least once) %d\n",
 			count(k.Published), count(k.Delivered), k.Lost, k.Dups)
 		if k.PublishErr != "" {
