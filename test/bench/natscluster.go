@@ -51,7 +51,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.events, "cluster-events", 20000, "events of the cluster pass's throughput measure, on each of its two setups")
 	fs.IntVar(&c.endpoints, "cluster-endpoints", 12, "endpoints of the cluster pass, each with its own subscription and event type, spread over the replicas by ownership")
 	fs.IntVar(&c.killRate, "cluster-kill-rate", 240, "events per second published while a replica is killed")
-	fs.DurationVar(&c.killAfter, "cluster-kill-after", 8*time.Second, "publishing before the replica is killed")
+	fs.DurationVar(&c.killAfter, "cluster-kill-after", 12*time.Second, "publishing before the replica is killed (which replica holds the fan-out is found meanwhile)")
 	fs.DurationVar(&c.killRun, "cluster-kill-run", 25*time.Second, "publishing after the replica is killed")
 	fs.DurationVar(&c.maxRequestTimeout, "cluster-max-request-timeout", 5*time.Second, "--max-request-timeout of the cluster pass's dispatchers: a killed replica's deliveries come back after twice this")
 }
@@ -94,6 +94,8 @@ type cpuCores struct{ Dispatchers, Servers, Self, Others float64 }
 // killResult is the replica kill: how long endpoints went without a delivery.
 type killResult struct {
 	Victim        string
+	Holder        bool // which replica held the fan-out was found
+	HeldFanout    bool // the victim held it
 	Rate          int
 	Published     int
 	Delivered     int
@@ -245,20 +247,18 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 		}
 	}
 
-	// Two kills, the replica killed first started again in between (with a new
-	// identity, as a restarted pod): whether a kill also stops the fan-out depends on
-	// whether the victim held it, which nothing outside the replicas shows.
-	for round, victim := range []int{1, 2} {
-		name := fmt.Sprintf("replica-%d", victim)
-		b.logf("cluster pass: %d events/s, SIGKILL of %s after %s", c.killRate, name, c.killAfter)
-		k := b.clusterKill(ctx, w, pubs, disp[victim], fmt.Sprintf("cluk%d", round), strings.Join(urls, ","))
-		k.Victim = name
+	// Two kills: first a replica that does not hold the fan-out (its endpoints move
+	// to the others), then, with the first started again (a new identity, as a
+	// restarted pod), the one that holds it (everything waits for the fan-out to move).
+	// Which replica holds the fan-out is found by pausing each for a moment.
+	for round, holder := range []bool{false, true} {
+		k, victim := b.clusterKill(ctx, w, pubs, disp, holder, fmt.Sprintf("cluk%d", round), strings.Join(urls, ","))
 		res.Kills = append(res.Kills, k)
 		b.logf("  %d endpoints paused, delivering again %s after the kill", k.Paused, secs(k.Resume))
-		if round > 0 || ctx.Err() != nil {
+		if round > 0 || ctx.Err() != nil || victim < 0 {
 			break
 		}
-		d, err := start(name)
+		d, err := start(k.Victim)
 		if d != nil {
 			disp[victim] = d
 			pubs[victim] = newPublisher(d.api)
@@ -426,17 +426,15 @@ func (b *bench) clusterThroughput(ctx context.Context, w *clusterWork, pubs []*p
 // clusterKill publishes single events at a steady rate to every live replica, kills
 // victim with SIGKILL, goes on publishing to the others, and measures each endpoint's
 // longest time without a delivery across the kill.
-func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publisher, victim *dispatcherProc, group, natsURLs string) *killResult {
+func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publisher, disp []*dispatcherProc, holder bool, group, natsURLs string) (*killResult, int) {
 	c := b.cfg.cluster
 	res := &killResult{Rate: c.killRate}
 	victimAt := -1
-	for i, p := range pubs {
-		if p.base == "http://"+victim.api+"/v1/namespaces/" {
-			victimAt = i
-		}
-	}
+	found := make(chan int, 1)
 	var (
-		dead      atomic.Bool
+		// skip is the replica not to publish to (stopped for a moment, or dead),
+		// plus one; 0: none.
+		skip      atomic.Int64
 		published atomic.Int64
 		errOnce   sync.Once
 		wg        sync.WaitGroup
@@ -452,7 +450,7 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 				// the producer sends it again, to another one, with the same id.
 				for try := range len(pubs) {
 					i := (s + try) % len(pubs)
-					if i == victimAt && dead.Load() {
+					if int64(i) == skip.Load()-1 {
 						continue
 					}
 					err = pubs[i].one(ctx, w.ns, buf)
@@ -480,7 +478,28 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 	for s := 0; ctx.Err() == nil; s++ {
 		<-tick.C
 		now := time.Now()
+		if s == 0 {
+			go func() { found <- b.fanoutHolder(ctx, disp, c.killRate, natsURLs, &skip) }()
+		}
 		if killAt.IsZero() && now.Sub(start) >= c.killAfter {
+			h := <-found
+			res.Holder = h >= 0
+			switch {
+			case holder && h >= 0:
+				victimAt = h
+			case !holder:
+				// Any other; replica-1 when the holder is unknown.
+				victimAt = 1
+				if h == 1 {
+					victimAt = 2
+				}
+			default:
+				victimAt = 1
+			}
+			victim := disp[victimAt]
+			res.Victim = fmt.Sprintf("replica-%d", victimAt)
+			res.HeldFanout = h == victimAt
+			b.logf("cluster pass: SIGKILL of %s (fan-out held by %s)", res.Victim, replicaName(h))
 			res.FanoutWaiting[0] = fanoutWaiting(ctx, natsURLs)
 			probe.Go(func() {
 				time.Sleep(5 * time.Second)
@@ -488,7 +507,7 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 			})
 			victim.stopping.Store(true)
 			_ = victim.cmd.Process.Signal(syscall.SIGKILL)
-			dead.Store(true)
+			skip.Store(int64(victimAt) + 1)
 			killAt = time.Now()
 		}
 		if !killAt.IsZero() && now.Sub(killAt) >= c.killRun {
@@ -505,7 +524,7 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 	res.Delivered, res.Dups, _ = b.received(w, group)
 	res.Lost = res.Published - res.Delivered
 	if killAt.IsZero() {
-		return res
+		return res, -1
 	}
 	for _, p := range w.paths {
 		var at []time.Time
@@ -532,7 +551,41 @@ func (b *bench) clusterKill(ctx context.Context, w *clusterWork, pubs []*publish
 			res.OthersLongest = max(res.OthersLongest, gap)
 		}
 	}
-	return res
+	return res, victimAt
+}
+
+func replicaName(i int) string {
+	if i < 0 {
+		return "an unknown replica"
+	}
+	return fmt.Sprintf("replica-%d", i)
+}
+
+// fanoutHolder finds the replica holding the fan-out while events flow at rate: each
+// replica in turn is stopped (SIGSTOP) for 1.5 s, well within the fan-out's pinned TTL,
+// and the one during whose pause events pile up before the fan-out holds it. -1 when
+// none stands out.
+func (b *bench) fanoutHolder(ctx context.Context, disp []*dispatcherProc, rate int, urls string, skip *atomic.Int64) int {
+	defer skip.Store(0)
+	for i, d := range disp {
+		if d.crashed() != nil || ctx.Err() != nil {
+			continue
+		}
+		// Publishers leave it alone meanwhile: requests to it would hang.
+		skip.Store(int64(i) + 1)
+		time.Sleep(200 * time.Millisecond)
+		before := fanoutWaiting(ctx, urls)
+		_ = d.cmd.Process.Signal(syscall.SIGSTOP)
+		time.Sleep(1500 * time.Millisecond)
+		during := fanoutWaiting(ctx, urls)
+		_ = d.cmd.Process.Signal(syscall.SIGCONT)
+		skip.Store(0)
+		if before >= 0 && during-before > rate/2 {
+			return i
+		}
+		time.Sleep(time.Second)
+	}
+	return -1
 }
 
 // fanoutWaiting reads how many events the fan-out's consumer has not handed out
@@ -791,7 +844,14 @@ func (b *bench) reportCluster(out io.Writer, r *clusterResult) {
 	row("lost / duplicates", func(x *clusterRate) string { return fmt.Sprintf("%d / %d", x.Lost, x.Dups) })
 	_ = tw.Flush()
 	for _, k := range r.Kills {
-		fmt.Fprintf(out, "%s killed (SIGKILL) while %d events/s were published to the 3 replicas (then to the 2 left):\n", k.Victim, k.Rate)
+		held := "did not hold the fan-out"
+		switch {
+		case !k.Holder:
+			held = "held the fan-out or not: the pauses did not show which replica held it"
+		case k.HeldFanout:
+			held = "held the fan-out"
+		}
+		fmt.Fprintf(out, "%s killed (SIGKILL; it %s) while %d events/s were published to the 3 replicas (then to the 2 left):\n", k.Victim, held, k.Rate)
 		fmt.Fprintf(out, "  endpoints without a delivery for over 1 s across the kill: %d of %d; their next delivery %s after the kill\n",
 			k.Paused, r.Endpoints, secs(k.Resume))
 		slices.Sort(k.Resumes)
