@@ -207,7 +207,11 @@ func (b *EventBatch) Events() []Event { return b.events }
 
 // Store publishes the deliveries of each event, matched[i] being those of
 // Events()[i], and acknowledges each event whose deliveries are all stored;
-// the others come back later.
+// the others come back later. It works on the Fanout's context: an event
+// whose ordered deliveries wait behind their lane is settled after Store
+// returns, for as long as the fan-out runs.
+//
+//nolint:contextcheck // the batch belongs to the fan-out, whose context ends it.
 func (b *EventBatch) Store(matched []Matched) {
 	q, ctx := b.f.q, b.f.ctx
 	<-b.prev

@@ -127,6 +127,35 @@ func (b *bench) clusterPass(ctx context.Context) *clusterResult {
 	return res
 }
 
+// clusterEmbedded measures the pass's workload on one embedded dispatcher, and stops
+// it.
+func (b *bench) clusterEmbedded(ctx context.Context, w *clusterWork, dir string) (_ *clusterRate, err error) {
+	c := b.cfg.cluster
+	b.logf("cluster pass: embedded dispatcher, %d events to %d endpoints", c.events, c.endpoints)
+	emb, err := startDispatcherArgs(ctx, b.bin, dir, []string{
+		"--data-dir", filepath.Join(dir, "data"), "--durability", "default",
+	}, b.k.env.Kubeconfig, c.maxRequestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if stopErr := emb.stop(45 * time.Second); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	if err := emb.waitReady(ctx, b.cfg.setupTimeout); err != nil {
+		return nil, err
+	}
+	pub := newPublisher(emb.api)
+	defer pub.close()
+	if err := b.clusterRoutes(ctx, w, []*publisher{pub}, "embp"); err != nil {
+		return nil, err
+	}
+	r := b.clusterThroughput(ctx, w, []*publisher{pub}, []int{emb.cmd.Process.Pid}, nil, "embt")
+	b.logf("  %d/%d delivered, %.0f/s", r.Delivered, r.Published, r.Rate)
+	return r, nil
+}
+
 func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 	c := b.cfg.cluster
 	w, err := b.clusterWorkload(ctx)
@@ -135,27 +164,7 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 	}
 	dir := filepath.Join(b.cfg.workDir, "cluster")
 
-	// The embedded pass: the same workload, one dispatcher with its own server.
-	b.logf("cluster pass: embedded dispatcher, %d events to %d endpoints", c.events, c.endpoints)
-	emb, err := startDispatcherArgs(ctx, b.bin, filepath.Join(dir, "embedded"), []string{
-		"--data-dir", filepath.Join(dir, "embedded", "data"), "--durability", "default",
-	}, b.k.env.Kubeconfig, c.maxRequestTimeout)
-	if err != nil {
-		return err
-	}
-	stopEmb := sync.OnceValue(func() error { return emb.stop(45 * time.Second) })
-	defer func() { _ = stopEmb() }()
-	if err := emb.waitReady(ctx, b.cfg.setupTimeout); err != nil {
-		return err
-	}
-	pubs := []*publisher{newPublisher(emb.api)}
-	if err := b.clusterRoutes(ctx, w, pubs, "embp"); err != nil {
-		return err
-	}
-	res.Embedded = b.clusterThroughput(ctx, w, pubs, []int{emb.cmd.Process.Pid}, nil, "embt")
-	pubs[0].close()
-	b.logf("  %d/%d delivered, %.0f/s", res.Embedded.Delivered, res.Embedded.Published, res.Embedded.Rate)
-	if err := stopEmb(); err != nil {
+	if res.Embedded, err = b.clusterEmbedded(ctx, w, filepath.Join(dir, "embedded")); err != nil {
 		return err
 	}
 
@@ -221,8 +230,10 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 			return err
 		}
 	}
-	pubs = nil
-	var pids, serverPIDs []int
+	var (
+		pubs             []*publisher
+		pids, serverPIDs []int
+	)
 	for _, d := range disp {
 		pubs = append(pubs, newPublisher(d.api))
 		pids = append(pids, d.cmd.Process.Pid)
@@ -247,13 +258,25 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 		}
 	}
 
+	if res.Kills, err = b.clusterKills(ctx, w, pubs, disp, start, strings.Join(urls, ",")); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// clusterKills kills a replica that does not hold the fan-out, starts it again, then
+// kills the one that does.
+func (b *bench) clusterKills(ctx context.Context, w *clusterWork, pubs []*publisher, disp []*dispatcherProc,
+	start func(string) (*dispatcherProc, error), urls string,
+) ([]*killResult, error) {
+	var kills []*killResult
 	// Two kills: first a replica that does not hold the fan-out (its endpoints move
 	// to the others), then, with the first started again (a new identity, as a
 	// restarted pod), the one that holds it (everything waits for the fan-out to move).
 	// Which replica holds the fan-out is found by pausing each for a moment.
 	for round, holder := range []bool{false, true} {
-		k, victim := b.clusterKill(ctx, w, pubs, disp, holder, fmt.Sprintf("cluk%d", round), strings.Join(urls, ","))
-		res.Kills = append(res.Kills, k)
+		k, victim := b.clusterKill(ctx, w, pubs, disp, holder, fmt.Sprintf("cluk%d", round), urls)
+		kills = append(kills, k)
 		b.logf("  %d endpoints paused, delivering again %s after the kill", k.Paused, secs(k.Resume))
 		if round > 0 || ctx.Err() != nil || victim < 0 {
 			break
@@ -264,12 +287,12 @@ func (b *bench) runClusterPass(ctx context.Context, res *clusterResult) error {
 			pubs[victim] = newPublisher(d.api)
 		}
 		if err != nil {
-			return err
+			return kills, err
 		}
 		// Let it join: the replicas hear of it at their next beat.
 		time.Sleep(5 * time.Second)
 	}
-	return ctx.Err()
+	return kills, nil
 }
 
 // clusterWorkload creates the pass's namespace, endpoints and subscriptions.
