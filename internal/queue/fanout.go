@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,15 +17,9 @@ import (
 // batch's matching and wait for acknowledgements with another's; a batch is
 // whatever is already buffered, so a quiet system does not wait to fill one.
 var (
-	fanoutWorkers = max(4, 2*runtime.GOMAXPROCS(0))
-	fanoutBatch   = 128
-	// fanoutAckWait is shorter than fanoutPinnedTTL (and than it less a
-	// pull's expiry): when the replica holding the fan-out dies, the events
-	// it had taken are back in the consumer's redelivery queue, sorted, by
-	// the time the next replica is pinned, which gets them before any later
-	// event, so ordered lanes keep their order across the move. A replica
-	// extends the lease of what it holds every third of it (keepLeased).
-	fanoutAckWait       = 6 * time.Second
+	fanoutWorkers       = max(4, 2*runtime.GOMAXPROCS(0))
+	fanoutBatch         = 128
+	fanoutAckWait       = 30 * time.Second
 	fanoutMaxAckPending = 8192
 	// fanoutPinnedTTL is how long the fan-out stays with a replica that
 	// stopped pulling (crashed) before another takes over.
@@ -71,10 +64,6 @@ type EventBatch struct {
 	// once this one has.
 	prev <-chan struct{}
 	sent chan struct{}
-	// settled holds the messages acknowledged, NAKed or terminated;
-	// stopLease ends keepLeased.
-	settled   sync.Map
-	stopLease func()
 }
 
 // Matched is what matching one event gave: its deliveries (one per matching
@@ -145,7 +134,6 @@ func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 				}
 			}
 			prev = b.sent
-			b.stopLease = b.keepLeased(append([]jetstream.Msg(nil), b.msgs...))
 			f.batches <- b
 		}
 	}()
@@ -168,7 +156,6 @@ func (f *Fanout) Batches() iter.Seq[*EventBatch] {
 				for _, m := range b.msgs {
 					_ = m.Nak()
 				}
-				b.stopLease()
 				continue
 			}
 			b.decode()
@@ -207,7 +194,6 @@ func (b *EventBatch) decode() {
 			// forever.
 			b.f.q.log.Error(err, "Dropping an undecodable event", "subject", m.Subject())
 			_ = m.Term()
-			b.settled.Store(m, true)
 			continue
 		}
 		b.events = append(b.events, ev)
@@ -268,6 +254,7 @@ func (b *EventBatch) Store(matched []Matched) {
 	// (being retried) is settled in the background, so that the events
 	// behind it that do not go to that lane are not held up; the server
 	// hands out at most fanoutMaxAckPending events not yet settled.
+	keep := b.keepLeased(items)
 	var held []*fanned
 	for i := range items {
 		it := &items[i]
@@ -290,11 +277,11 @@ func (b *EventBatch) Store(matched []Matched) {
 		b.settle(it, err)
 	}
 	if len(held) == 0 {
-		b.stopLease()
+		keep()
 		return
 	}
 	go func() {
-		defer b.stopLease()
+		defer keep()
 		for _, it := range held {
 			b.settle(it, await(ctx, it.lanes))
 		}
@@ -305,7 +292,7 @@ func (b *EventBatch) Store(matched []Matched) {
 // NAKs one whose were not, which comes back later.
 func (b *EventBatch) settle(it *fanned, err error) {
 	q, ctx := b.f.q, b.f.ctx
-	defer b.settled.Store(it.msg, true)
+	it.resolved.Store(true)
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Error(err, "Fanning out an event failed; it will be retried", "subject", it.msg.Subject())
@@ -321,14 +308,15 @@ type fanned struct {
 	from, to int // its futures
 	err      error
 	// lanes are its ordered deliveries still waiting for their lane.
-	lanes []jetstream.PubAckFuture
+	lanes    []jetstream.PubAckFuture
+	resolved atomic.Bool
 }
 
-// keepLeased extends the lease of the batch's events until each is settled
-// (see fanoutAckWait): they may wait for a worker, for the batch before to
-// publish, or for an ordered lane's earlier delivery to be stored, which
-// takes as long as a NATS node is away. The returned func stops it.
-func (b *EventBatch) keepLeased(msgs []jetstream.Msg) (stop func()) {
+// keepLeased extends the lease of the batch's events not yet resolved while
+// their deliveries wait for an ordered lane's earlier delivery to be stored
+// (a NATS node away can take longer than the lease), so they are not handed
+// out again meanwhile. The returned func stops it.
+func (b *EventBatch) keepLeased(items []fanned) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(fanoutAckWait / 3)
@@ -340,16 +328,15 @@ func (b *EventBatch) keepLeased(msgs []jetstream.Msg) (stop func()) {
 			case <-b.f.ctx.Done():
 				return
 			case <-t.C:
-				for _, m := range msgs {
-					if _, ok := b.settled.Load(m); !ok {
-						_ = m.InProgress()
+				for i := range items {
+					if !items[i].resolved.Load() {
+						_ = items[i].msg.InProgress()
 					}
 				}
 			}
 		}
 	}()
-	var once sync.Once
-	return func() { once.Do(func() { close(done) }) }
+	return func() { close(done) }
 }
 
 // publishDeliveries publishes ev's deliveries, the ordered ones with
