@@ -46,7 +46,7 @@ type clusterFlags struct {
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&c.on, "cluster", true, "run the cluster pass: 3 nats-server processes and 3 dispatchers with --queue=external against one embedded dispatcher, then a replica killed (about 2-4 minutes; -cluster=false skips it)")
+	fs.BoolVar(&c.on, "cluster", true, "run the cluster pass: 3 nats-server processes and 3 dispatchers with --queue=external against one embedded dispatcher, then two replicas killed in turn (about 2-4 minutes; -cluster=false skips it)")
 	fs.BoolVar(&c.only, "cluster-only", false, "run only the cluster pass (no baseline and no other phases)")
 	fs.IntVar(&c.events, "cluster-events", 20000, "events of the cluster pass's throughput measure, on each of its two setups")
 	fs.IntVar(&c.endpoints, "cluster-endpoints", 12, "endpoints of the cluster pass, each with its own subscription and event type, spread over the replicas by ownership")
