@@ -97,13 +97,30 @@ func (m *Message) appendSource(b []byte) []byte {
 // retries, replays and restarts, and is new for a subscription created
 // again under the same name.
 func WebhookIDOf(namespace, eventID, subscriptionUID string) string {
-	h := sha256.New()
-	for _, s := range []string{namespace, eventID, subscriptionUID} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+	// Hashed from a buffer on the stack, and the id written into an array:
+	// one allocation (the string) per delivery attempt instead of four.
+	var in [256]byte
+	var sum [sha256.Size]byte
+	if n := len(namespace) + len(eventID) + len(subscriptionUID) + 3; n <= len(in) {
+		b := append(in[:0], namespace...)
+		b = append(append(b, 0), eventID...)
+		b = append(append(b, 0), subscriptionUID...)
+		sum = sha256.Sum256(append(b, 0))
+	} else {
+		h := sha256.New()
+		for _, s := range []string{namespace, eventID, subscriptionUID} {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		h.Sum(sum[:0])
 	}
-	return "msg_" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
+	var out [len(webhookIDPrefix) + 24]byte
+	copy(out[:], webhookIDPrefix)
+	base64.RawURLEncoding.Encode(out[len(webhookIDPrefix):], sum[:18])
+	return string(out[:])
 }
+
+const webhookIDPrefix = "msg_"
 
 func (m *Message) validate() error {
 	if m.ID == "" {

@@ -66,9 +66,14 @@ type Result struct {
 	// and host only, never with path, query or credentials.
 	Err error
 	// Body is the start of the response body, at most MaxResponseBody
-	// bytes, with the endpoint's auth values blanked out.
+	// bytes, with the endpoint's auth values and the attempt's signatures
+	// blanked out.
 	Body          []byte
 	BodyTruncated bool
+	// Headers are the request's headers as the attempt log may keep them:
+	// "Name: value" lines, with every credential and the signatures masked
+	// (see shown.go). Empty when no request was made.
+	Headers string
 	// RetryAfter is the receiver's Retry-After, relative to when the
 	// response arrived; zero when absent or unparsable.
 	RetryAfter time.Duration
@@ -140,14 +145,17 @@ func SendTimeout(ctx context.Context, t *Target, msg Message, attemptTime time.T
 	}
 	res := Result{Latency: t.clock.Since(start)}
 	if err != nil {
+		res.Headers = t.shownHeaders(header, token != "", 0)
 		res.Err = fmt.Errorf("POST %s: %w", t.display, redactURLError(err))
 		res.Throttled = isTimeout(err)
 		res.Verdict = Retry
 		return res
 	}
 	res.StatusCode = resp.StatusCode
+	res.Headers = t.shownHeaders(header, token != "", resp.ProtoMajor)
 	res.Body, res.BodyTruncated = readBody(resp)
 	res.Body = t.scrub(res.Body)
+	res.Body = scrubSignatures(res.Body, header)
 	if token != "" && bytes.Contains(res.Body, []byte(token)) {
 		res.Body = bytes.ReplaceAll(res.Body, []byte(token), []byte("[redacted]"))
 	}

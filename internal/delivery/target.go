@@ -94,6 +94,13 @@ type Target struct {
 	// secrets are scrubbed from stored response bodies: a receiver that
 	// echoes the request would otherwise put them in the attempt log.
 	secrets [][]byte
+	// authHeader is the static auth header's name (Authorization, or an
+	// API key's header), masked in Result.Headers.
+	authHeader string
+	// shownHeader is the configured headers as Result.Headers shows them,
+	// rendered once (renderConfiguredHeaders).
+	shownHeader  string
+	userAgentSet bool
 
 	// oauth fetches the access token sent with every request; nil without OAuth2.
 	oauth *tokenSource
@@ -236,6 +243,7 @@ func buildTarget(cfg TargetConfig) (*Target, error) {
 		}
 	}
 	t.reqURL = u
+	t.renderConfiguredHeaders()
 	return t, nil
 }
 
@@ -351,6 +359,7 @@ func (t *Target) setAuthHeader(key, value string) error {
 		return refuse(RefusedValue, "endpoint %s: auth value for %s has control characters", t.display, key)
 	}
 	t.header[key] = []string{value}
+	t.authHeader = key
 	return nil
 }
 

@@ -89,7 +89,7 @@ func benchmarkEndToEnd(b *testing.B, maxInFlight int32, batch int) {
 	next.Store(0)
 	b.SetBytes(int64(len(benchData)))
 	b.ResetTimer()
-	start = time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for range publishers {
 		wg.Go(func() {
 			if batch > 1 {
@@ -129,6 +129,8 @@ func benchmarkEndToEnd(b *testing.B, maxInFlight int32, batch int) {
 	b.ReportMetric(e2e, "delivered/s")
 	b.ReportMetric(direct, "direct-posts/s")
 	b.ReportMetric(e2e/direct, "ratio")
+	// The whole process: publishers, embedded server, engine and receiver.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/delivery")
 	for _, r := range []string{holdBusy, holdCircuitOpen} {
 		if h := metricValue(f.eng.m.holds.WithLabelValues(ns, "bench", r)); h > 0 {
 			b.Logf("%v deliveries held: %s", h, r)

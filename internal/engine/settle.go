@@ -142,7 +142,7 @@ func (e *Engine) settle(st *endpointState, t *task, res *delivery.Result, start 
 
 	t.span.End(res.StatusCode, o.resolution.String(), res.Err)
 	a := queue.Attempt{Time: start, Attempt: d.Attempt, StatusCode: res.StatusCode, Latency: res.Latency,
-		Response: string(res.Body), Error: o.attemptError, EventID: d.Event.ID}
+		Response: string(res.Body), Error: o.attemptError, EventID: d.Event.ID, Headers: res.Headers}
 	if err := e.q.RecordAttempt(e.sendCtx, subscriptionID(d), a); err != nil {
 		e.log.V(1).Info("Could not record a delivery attempt", "namespace", ns, "subscription", d.Subscription, "error", err.Error())
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,20 +28,32 @@ type Attempt struct {
 	// EventID is the id of the event the attempt delivered (empty in entries
 	// stored before it was recorded).
 	EventID string
+	// Headers are the request's headers as the dispatcher recorded them:
+	// "Name: value" lines with every credential and signature value masked
+	// (delivery.Result.Headers), cut to MaxHeaderBytes on a line boundary.
+	// Empty in entries stored before headers were recorded.
+	Headers string
 }
 
 // Equal reports whether a and b are the same attempt-log entry.
 func (a Attempt) Equal(b Attempt) bool {
 	return a.Time.Equal(b.Time) && a.Attempt == b.Attempt && a.StatusCode == b.StatusCode &&
-		a.Latency == b.Latency && a.Error == b.Error && a.Response == b.Response && a.EventID == b.EventID
+		a.Latency == b.Latency && a.Error == b.Error && a.Response == b.Response && a.EventID == b.EventID &&
+		a.Headers == b.Headers
 }
 
 // MaxResponseBytes is how much of a response body the attempt log keeps.
 const MaxResponseBytes = 20 << 10
 
 // MaxErrorBytes is how much of an attempt's error the attempt log keeps. With
-// MaxResponseBytes it bounds an entry, which the log's size bound needs.
+// MaxResponseBytes and MaxHeaderBytes it bounds an entry, which the log's
+// size bound needs.
 const MaxErrorBytes = 4 << 10
+
+// MaxHeaderBytes is how much of an attempt's request headers the attempt log
+// keeps: hookline's own take about 300 bytes, the rest is room for an
+// endpoint's configured headers.
+const MaxHeaderBytes = 4 << 10
 
 // The attempt log is batched. Writing one message per attempt made it one of
 // the three stream writes of every delivery; instead RecordAttempt only
@@ -51,8 +64,8 @@ const MaxErrorBytes = 4 << 10
 //     attemptBatchEntries entries or another entry would take its batch past
 //     attemptBatchBytes;
 //   - a batch holds at most attemptBatchEntries entries and attemptBatchBytes
-//     bytes (an entry is at most MaxResponseBytes+MaxErrorBytes and a little,
-//     so any entry fits);
+//     bytes (an entry is at most MaxResponseBytes+MaxErrorBytes+MaxHeaderBytes
+//     and a little, so any entry fits);
 //   - the buffer holds at most attemptBufferBytes in all (a stalled server);
 //     past it the oldest buffered entries are dropped and counted
 //     (DroppedAttempts).
@@ -93,6 +106,7 @@ var errAttemptLogClosed = errors.New("the queue is closed")
 func (q *Queue) RecordAttempt(ctx context.Context, sub SubscriptionID, a Attempt) error {
 	a.Response = cutUTF8(a.Response, MaxResponseBytes)
 	a.Error = cutUTF8(a.Error, MaxErrorBytes)
+	a.Headers = cutLines(a.Headers, MaxHeaderBytes)
 	if err := q.alog.add(q, attemptSubject(sub), encodeAttemptEntry(&a)); err != nil {
 		return fmt.Errorf("recording an attempt for %s: %w", sub, err)
 	}
@@ -108,6 +122,14 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// cutLines cuts s, lines ending in '\n', to its whole lines within n bytes.
+func cutLines(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:strings.LastIndexByte(s[:n], '\n')+1]
 }
 
 // DroppedAttempts counts attempt-log entries recorded but never stored:

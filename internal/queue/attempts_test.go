@@ -320,7 +320,8 @@ func TestCutAttemptBatches(t *testing.T) {
 
 func TestAttemptBatchCodec(t *testing.T) {
 	as := []Attempt{
-		{Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.UTC), Attempt: 4, StatusCode: 500, Latency: time.Second, Error: "boom", Response: "{}", EventID: "order-1"},
+		{Time: time.Date(2026, 5, 6, 7, 8, 9, 10, time.UTC), Attempt: 4, StatusCode: 500, Latency: time.Second, Error: "boom", Response: "{}", EventID: "order-1",
+			Headers: "Content-Type: application/json\nWebhook-Signature: v1,****\n"},
 		{Attempt: 5},
 	}
 	var entries [][]byte
@@ -348,10 +349,39 @@ func TestAttemptBatchCodec(t *testing.T) {
 	// An entry stored before attempts carried their event id ends after the
 	// response: it reads with an empty id.
 	old := encodeAttemptEntry(&Attempt{Attempt: 7, StatusCode: 502, Error: "bad gateway"})
-	old = old[:len(old)-1] // the empty id's length byte
+	old = old[:len(old)-2] // the empty id's and headers' length bytes
 	got, err = decodeAttempts(nil, encodeAttemptBatch([][]byte{old}))
 	if err != nil || len(got) != 1 || got[0] != (Attempt{Attempt: 7, StatusCode: 502, Error: "bad gateway"}) {
 		t.Errorf("an entry without event id: %+v, %v", got, err)
+	}
+	// One stored before attempts carried their request headers ends after
+	// the id: it reads with no headers.
+	old = encodeAttemptEntry(&Attempt{Attempt: 8, StatusCode: 503, EventID: "order-2"})
+	old = old[:len(old)-1] // the empty headers' length byte
+	got, err = decodeAttempts(nil, encodeAttemptBatch([][]byte{old}))
+	if err != nil || len(got) != 1 || got[0] != (Attempt{Attempt: 8, StatusCode: 503, EventID: "order-2"}) {
+		t.Errorf("an entry without headers: %+v, %v", got, err)
+	}
+}
+
+// TestAttemptHeadersBound: the headers are cut to MaxHeaderBytes on a line
+// boundary, so an entry stays within the bound the log's batching assumes.
+func TestAttemptHeadersBound(t *testing.T) {
+	line := "X-Long: " + strings.Repeat("v", 91) + "\n" // 100 bytes
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"", 0},
+		{line, 100},
+		{strings.Repeat(line, MaxHeaderBytes/100), MaxHeaderBytes / 100 * 100},
+		{strings.Repeat(line, 100), MaxHeaderBytes / 100 * 100},
+		{"X-One: " + strings.Repeat("v", MaxHeaderBytes) + "\n", 0},
+	} {
+		got := cutLines(tc.in, MaxHeaderBytes)
+		if len(got) != tc.want || !strings.HasPrefix(tc.in, got) || (got != "" && !strings.HasSuffix(got, "\n")) {
+			t.Errorf("cutting %d bytes: %d bytes, want %d whole lines' worth", len(tc.in), len(got), tc.want)
+		}
 	}
 }
 

@@ -86,7 +86,7 @@ func (q *Queue) Replay(ctx context.Context, sub SubscriptionID, from, to time.Ti
 			q.log.Error(err, "Skipping an undecodable dead delivery", "seq", md.Sequence.Stream)
 			return true, nil
 		}
-		f, err := q.js.PublishMsgAsync(replayMsg(d, md.Sequence.Stream), jetstream.WithStallWait(publishStall))
+		f, err := q.js.PublishMsgAsync(replayMsg(d, md.Sequence.Stream), stallWait)
 		if err != nil {
 			return false, err
 		}

@@ -40,6 +40,10 @@ type PublishResult struct {
 // before giving up; a full window means the server is far behind.
 const publishStall = 5 * time.Second
 
+// stallWait is the publish option of publishStall, made once: the option is a
+// closure, and every async publish on the hot path passes it.
+var stallWait = jetstream.WithStallWait(publishStall)
+
 func (ev *Event) validate() error {
 	if ev.Namespace == "" || ev.ID == "" {
 		return errors.New("an event needs a namespace and an id")
@@ -68,7 +72,7 @@ func (q *Queue) PublishEvent(ctx context.Context, ev Event) (PublishResult, erro
 	if q.group != nil {
 		return q.group.publish(ctx, &ev)
 	}
-	f, err := q.js.PublishMsgAsync(eventMsg(&ev), jetstream.WithStallWait(publishStall))
+	f, err := q.js.PublishMsgAsync(eventMsg(&ev), stallWait)
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("publishing event %s/%s: %w", ev.Namespace, ev.ID, err)
 	}
@@ -106,7 +110,7 @@ func (q *Queue) PublishEvents(ctx context.Context, evs []Event) ([]PublishResult
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for i := range evs {
-		f, err := q.js.PublishMsgAsync(eventMsg(&evs[i]), jetstream.WithStallWait(publishStall))
+		f, err := q.js.PublishMsgAsync(eventMsg(&evs[i]), stallWait)
 		if err != nil {
 			return nil, fmt.Errorf("publishing event %s/%s: %w", evs[i].Namespace, evs[i].ID, err)
 		}

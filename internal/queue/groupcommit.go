@@ -192,7 +192,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*commitReq) {
 func (g *groupCommit) commitEach(batch []*commitReq) {
 	futures := make([]jetstream.PubAckFuture, len(batch))
 	for i, r := range batch {
-		f, err := g.q.js.PublishMsgAsync(r.msg, jetstream.WithStallWait(publishStall))
+		f, err := g.q.js.PublishMsgAsync(r.msg, stallWait)
 		if err != nil {
 			r.finish(PublishResult{}, err)
 			continue
@@ -269,7 +269,7 @@ type publishFunc func(*nats.Msg) (jetstream.PubAckFuture, error)
 
 // publishAsync is the plain async publish.
 func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
-	return q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+	return q.js.PublishMsgAsync(m, stallWait)
 }
 
 // stager collects a fan-out batch's messages per stream and stores each

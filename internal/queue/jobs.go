@@ -75,7 +75,9 @@ func (j *Job) Delivery() Delivery { return j.d }
 // Done acknowledges the delivery: it succeeded, or it is to be dropped (its
 // subscription is gone, the receiver asked to stop).
 func (j *Job) Done() error {
-	return j.resolve(func(context.Context) error {
+	// An ack is one publish that waits for nothing, so it goes without
+	// resolve's deadline: a context and a timer per delivery otherwise.
+	return j.settleWith(func() error {
 		if j.lane != nil {
 			j.lane.forget()
 		}
@@ -160,12 +162,19 @@ func (j *Job) InProgress() error {
 //
 //nolint:contextcheck // a settlement's fresh context is the design; this also clears Done, RetryAt, Hold, Dead and Park's callers.
 func (j *Job) resolve(f func(context.Context) error) error {
+	return j.settleWith(func() error {
+		ctx, cancel := resolveContext(context.Background())
+		defer cancel()
+		return f(ctx)
+	})
+}
+
+// settleWith runs one settlement of the job's message, once.
+func (j *Job) settleWith(f func() error) error {
 	if !j.state.CompareAndSwap(0, 1) {
 		return ErrResolved
 	}
-	ctx, cancel := resolveContext(context.Background())
-	defer cancel()
-	if err := f(ctx); err != nil {
+	if err := f(); err != nil {
 		j.state.Store(0)
 		return err
 	}

@@ -54,7 +54,7 @@ func (q *Queue) park(ctx context.Context, d *Delivery) error {
 	f, err := q.js.PublishMsgAsync(&nats.Msg{
 		Subject: parkSubject(d.Event.Namespace, d.Endpoint, d.Subscription),
 		Data:    encodeDelivery(d),
-	}, jetstream.WithStallWait(publishStall))
+	}, stallWait)
 	if err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ func (u *unparker) move(ctx context.Context, msgs []jetstream.Msg) (int, error) 
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var first error
 	for _, m := range msgs {
-		f, err := u.q.js.PublishMsgAsync(&nats.Msg{Subject: u.to, Data: m.Data()}, jetstream.WithStallWait(publishStall))
+		f, err := u.q.js.PublishMsgAsync(&nats.Msg{Subject: u.to, Data: m.Data()}, stallWait)
 		if err != nil {
 			first = err
 			break

@@ -166,7 +166,7 @@ func (q *Queue) StoreRecovered(ctx context.Context, r *Recovery, ds []Delivery) 
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
 			Data:    encodeDelivery(d),
 		}
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithStallWait(publishStall))
+		f, err := q.js.PublishMsgAsync(m, stallWait)
 		if err != nil {
 			return fmt.Errorf("recovering event %s/%s: %w", d.Event.Namespace, d.Event.ID, err)
 		}

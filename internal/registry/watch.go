@@ -110,7 +110,12 @@ type watcher struct {
 
 	// Owned by the run goroutine.
 	state map[string]*nsState
+	// publishCost is how long the last publish took to rebuild its views.
+	publishCost time.Duration
 }
+
+// maxGather bounds how long changes gather before the views are rebuilt (see run).
+const maxGather = 500 * time.Millisecond
 
 type nsState struct {
 	endpoints map[string]*endpointState
@@ -227,6 +232,19 @@ func (w *watcher) run(ctx context.Context) error {
 			return fmt.Errorf("the registry's cache stopped: %w", err)
 		case <-w.wake:
 			w.process(ctx, w.take())
+			// Rebuilding a namespace's view costs time in proportion to its objects,
+			// so objects changing one at a time (a GitOps tool applying 10,000
+			// Subscriptions) would cost a rebuild each: quadratic, and 30 % of the
+			// dispatcher's CPU in make bench's fan-out setup. Changes gather for
+			// four times what the last rebuild took, so rebuilding takes at most a
+			// fifth of the time; for a registry of a few hundred objects that is
+			// well under a millisecond.
+			if gather := min(4*w.publishCost, maxGather); gather > time.Millisecond {
+				select {
+				case <-ctx.Done():
+				case <-time.After(gather):
+				}
+			}
 		}
 	}
 }
@@ -434,6 +452,8 @@ func (w *watcher) publish(changed map[string]bool) {
 	if len(changed) == 0 {
 		return
 	}
+	start := time.Now()
+	defer func() { w.publishCost = time.Since(start) }()
 	old := w.r.snap.Load()
 	next := &snapshot{namespaces: make(map[string]*view, len(old.namespaces)+len(changed))}
 	for ns, v := range old.namespaces {

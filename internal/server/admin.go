@@ -165,6 +165,30 @@ type attemptJSON struct {
 	// EventID is the event the attempt delivered; empty for attempts
 	// recorded before hookline kept it.
 	EventID string `json:"eventId,omitempty"`
+	// RequestHeaders are the headers the attempt sent, in the order
+	// recorded, with credentials and signature values masked as "****";
+	// absent for attempts recorded before hookline kept them.
+	RequestHeaders []AttemptHeader `json:"requestHeaders,omitempty"`
+}
+
+// AttemptHeader is one request header of an attempt; clients such as
+// hookline ui decode it.
+type AttemptHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// attemptHeaders splits the attempt log's "Name: value" lines.
+func attemptHeaders(s string) []AttemptHeader {
+	if s == "" {
+		return nil
+	}
+	out := make([]AttemptHeader, 0, strings.Count(s, "\n"))
+	for line := range strings.Lines(s) {
+		name, value, _ := strings.Cut(strings.TrimSuffix(line, "\n"), ": ")
+		out = append(out, AttemptHeader{Name: name, Value: value})
+	}
+	return out
 }
 
 func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +215,8 @@ func (a *admin) attempts(w http.ResponseWriter, r *http.Request) {
 
 func attemptOf(at queue.Attempt) attemptJSON {
 	return attemptJSON{Time: at.Time, Attempt: at.Attempt, StatusCode: at.StatusCode,
-		LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response, EventID: at.EventID}
+		LatencySeconds: at.Latency.Seconds(), Error: at.Error, Response: at.Response, EventID: at.EventID,
+		RequestHeaders: attemptHeaders(at.Headers)}
 }
 
 // DeadLetter is the admin API's form of one dead delivery (GET

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/queue/queuetest"
 	"github.com/hookline/hookline/internal/server"
@@ -62,6 +64,9 @@ func TestAdminAPI(t *testing.T) {
 	base := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
 	for i := 1; i <= 3; i++ {
 		a := queue.Attempt{Time: base.Add(time.Duration(i) * time.Second), Attempt: i, StatusCode: 500 + i, Latency: 20 * time.Millisecond, Error: fmt.Sprintf("HTTP %d", 500+i), EventID: "order-1"}
+		if i == 3 {
+			a.Headers = "Content-Type: application/json\nWebhook-Signature: v1,**** v1a,****\nAuthorization: ****\n"
+		}
 		if err := q.RecordAttempt(ctx, invoices, a); err != nil {
 			t.Fatal(err)
 		}
@@ -102,6 +107,17 @@ func TestAdminAPI(t *testing.T) {
 	first := items[0].(map[string]any)
 	if first["attempt"] != float64(3) || first["statusCode"] != float64(503) || first["latencySeconds"] != 0.02 || first["eventId"] != "order-1" {
 		t.Errorf("newest attempt %v, want attempt 3 first", first)
+	}
+	wantHeaders := []any{
+		map[string]any{"name": "Content-Type", "value": "application/json"},
+		map[string]any{"name": "Webhook-Signature", "value": "v1,**** v1a,****"},
+		map[string]any{"name": "Authorization", "value": "****"},
+	}
+	if diff := cmp.Diff(wantHeaders, first["requestHeaders"]); diff != "" {
+		t.Errorf("request headers of the newest attempt (-want +got):\n%s", diff)
+	}
+	if h, ok := items[1].(map[string]any)["requestHeaders"]; ok {
+		t.Errorf("an attempt recorded without headers shows %v", h)
 	}
 	if got := doJSON(t, api, http.MethodGet, sub+"/dead", http.StatusOK); len(got["items"].([]any)) != 0 {
 		t.Errorf("dead letters %v, want none", got)

@@ -89,6 +89,7 @@ func (s *Sender) SendTest(ctx context.Context, req server.TestRequest) (server.T
 	}
 	err := s.Log.RecordAttempt(ctx, queue.EndpointLog(req.Namespace, req.Endpoint, string(ep.UID)), queue.Attempt{
 		Time: now, Attempt: 0, StatusCode: r.StatusCode, Latency: r.Latency, Error: res.Error, Response: string(r.Body), EventID: id,
+		Headers: r.Headers,
 	})
 	if err != nil {
 		return res, fmt.Errorf("the test was sent (%s), but could not be recorded: %w", describe(res), err)

@@ -57,17 +57,17 @@ func (s *Server) confirmed(w http.ResponseWriter, r *http.Request, ns, action, q
 			fields = append(fields, field{k, v})
 		}
 	}
-	s.render(w, http.StatusOK, "confirm", page{Title: "Confirm: " + action, Namespace: ns,
+	s.render(w, r, http.StatusOK, "confirm", page{Title: "Confirm: " + action, Namespace: ns,
 		Data: confirmData{Action: action, Question: question, Target: r.URL.Path, Back: back, Fields: fields}})
 	return false
 }
 
-func (s *Server) outcome(w http.ResponseWriter, ns, title string, d outcomeData) {
+func (s *Server) outcome(w http.ResponseWriter, r *http.Request, ns, title string, d outcomeData) {
 	status := http.StatusOK
 	if !d.OK {
 		status = http.StatusBadGateway
 	}
-	s.render(w, status, "outcome", page{Title: title, Namespace: ns, Data: d})
+	s.render(w, r, status, "outcome", page{Title: title, Namespace: ns, Data: d})
 }
 
 func endpointURL(ns, name string) string { return "/ns/" + ns + "/endpoints/" + url.PathEscape(name) }
@@ -78,7 +78,7 @@ func subscriptionURL(ns, name string) string {
 func (s *Server) sendTest(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	typ := strings.TrimSpace(r.PostForm.Get("type"))
@@ -93,7 +93,7 @@ func (s *Server) sendTest(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.disp.SendTest(r.Context(), ns, name, typ)
 	if err != nil {
-		s.outcome(w, ns, "Test send failed", outcomeData{Summary: err.Error(), Back: back})
+		s.outcome(w, r, ns, "Test send failed", outcomeData{Summary: err.Error(), Back: back})
 		return
 	}
 	d := outcomeData{OK: res.Delivered, Back: back}
@@ -112,7 +112,7 @@ func (s *Server) sendTest(w http.ResponseWriter, r *http.Request) {
 	if res.Response != "" {
 		d.Details = append(d.Details, "Receiver's answer: "+excerpt(res.Response, 2000))
 	}
-	s.outcome(w, ns, "Test send", d)
+	s.outcome(w, r, ns, "Test send", d)
 }
 
 // annotate sets one of hookline's one-shot annotations on the endpoint, as the user.
@@ -138,7 +138,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) annotationAction(w http.ResponseWriter, r *http.Request, key, action, question, done string) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	back := endpointURL(ns, name)
@@ -152,16 +152,16 @@ func (s *Server) annotationAction(w http.ResponseWriter, r *http.Request, key, a
 		return
 	}
 	if err := s.annotate(r.Context(), ns, name, key, value); err != nil {
-		s.outcome(w, ns, action+" failed", outcomeData{Summary: fmt.Sprintf("Setting %s on %s/%s: %v", key, ns, name, err), Back: back})
+		s.outcome(w, r, ns, action+" failed", outcomeData{Summary: fmt.Sprintf("Setting %s on %s/%s: %v", key, ns, name, err), Back: back})
 		return
 	}
-	s.outcome(w, ns, action, outcomeData{OK: true, Summary: fmt.Sprintf(done, ns, name, key, value), Back: back})
+	s.outcome(w, r, ns, action, outcomeData{OK: true, Summary: fmt.Sprintf(done, ns, name, key, value), Back: back})
 }
 
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	back := subscriptionURL(ns, name)
@@ -172,7 +172,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	}{{"from", &from}, {"to", &to}} {
 		if v := r.PostForm.Get(f.name); v != "" {
 			if *f.t, err = parseLocal(v); err != nil {
-				s.outcome(w, ns, "Replay", outcomeData{Summary: f.name + ": " + err.Error(), Back: back})
+				s.outcome(w, r, ns, "Replay", outcomeData{Summary: f.name + ": " + err.Error(), Back: back})
 				return
 			}
 		}
@@ -191,17 +191,17 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.disp.Replay(r.Context(), ns, name, from, to)
 	if err != nil {
-		s.outcome(w, ns, "Replay failed", outcomeData{Summary: err.Error(), Back: back})
+		s.outcome(w, r, ns, "Replay failed", outcomeData{Summary: err.Error(), Back: back})
 		return
 	}
-	s.outcome(w, ns, "Replay", outcomeData{OK: true, Summary: fmt.Sprintf("Replayed %d dead deliveries of %s/%s; "+
+	s.outcome(w, r, ns, "Replay", outcomeData{OK: true, Summary: fmt.Sprintf("Replayed %d dead deliveries of %s/%s; "+
 		"they are delivered again with their retry schedule, and any that fail again return to the dead letters.", n, ns, name), Back: back})
 }
 
 func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	back := subscriptionURL(ns, name)
@@ -209,13 +209,13 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
 	for _, v := range r.PostForm["seq"] {
 		seq, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || seq == 0 {
-			s.outcome(w, ns, "Resend", outcomeData{Summary: fmt.Sprintf("seq %q is not a dead letter's number.", v), Back: back})
+			s.outcome(w, r, ns, "Resend", outcomeData{Summary: fmt.Sprintf("seq %q is not a dead letter's number.", v), Back: back})
 			return
 		}
 		seqs = append(seqs, seq)
 	}
 	if len(seqs) == 0 {
-		s.outcome(w, ns, "Resend", outcomeData{Summary: "Select at least one dead letter to resend (the check boxes of the list).", Back: back})
+		s.outcome(w, r, ns, "Resend", outcomeData{Summary: "Select at least one dead letter to resend (the check boxes of the list).", Back: back})
 		return
 	}
 	if !s.confirmed(w, r, ns, "Resend", fmt.Sprintf("Send %d selected dead letter(s) of subscription %s/%s back for delivery?", len(seqs), ns, name), back) {
@@ -233,5 +233,5 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
 		d.Details = append(d.Details, fmt.Sprintf("Dead letter %d: sent back for delivery.", seq))
 	}
 	d.Summary = fmt.Sprintf("Resent %d of %d dead letter(s) of %s/%s.", sent, len(seqs), ns, name)
-	s.outcome(w, ns, "Resend", d)
+	s.outcome(w, r, ns, "Resend", d)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"enable a disabled endpoint", s.enable},
 		{"a user without the right is refused", s.refused},
 		{"the local server refuses other origins and missing tokens", s.guard},
+		{"served by the dispatcher behind an authenticating proxy", s.proxied},
 	} {
 		t.Run(step.name, func(t *testing.T) { step.run(t, browser{ctx}) })
 	}
@@ -122,6 +124,8 @@ func (s *stack) resendAndReplay(t *testing.T, b browser) {
 	if got := text(t, ctx, "#attempts-live"); !strings.Contains(got, "inv-1") || strings.Contains(got, "inv-2") {
 		t.Fatalf("searching inv-1: the attempt log shows %q; want inv-1's attempts only", got)
 	}
+	s.attemptView(t, ctx)
+	do(t, ctx, chromedp.Navigate(s.subURL()+"?event=inv-1"), chromedp.WaitVisible(chromedp.CSS("#dead")))
 	do(t, ctx, chromedp.Click(chromedp.CSS("#dead input[type=checkbox]")),
 		chromedp.Click(chromedp.CSS("#btn-resend")), chromedp.WaitVisible(chromedp.CSS("#question")))
 	if q := text(t, ctx, "#question"); !strings.Contains(q, "1 selected dead letter") {
@@ -150,6 +154,42 @@ func (s *stack) resendAndReplay(t *testing.T, b browser) {
 	if got := text(t, ctx, "#attempts-live"); !strings.Contains(got, "204") || strings.Contains(got, "500") {
 		t.Errorf("the attempt log filtered to successes: %q", got)
 	}
+}
+
+// attemptView opens a failed attempt of inv-1: the headers it sent with the signature and
+// the bearer token masked, the event's data as its body, and the receiver's answer.
+func (s *stack) attemptView(t *testing.T, ctx context.Context) {
+	t.Helper()
+	do(t, ctx, chromedp.Click(chromedp.CSS("#attempts-live details.request-headers summary")))
+	hdrs := text(t, ctx, "#attempts-live details.request-headers")
+	for _, want := range []string{"Webhook-Id: msg_", "Webhook-Signature: v1,****", "Authorization: ****", "Content-Type: application/json"} {
+		if !strings.Contains(hdrs, want) {
+			t.Errorf("the attempt's request headers %q lack %q", hdrs, want)
+		}
+	}
+	do(t, ctx, chromedp.Click(chromedp.CSS("#attempts-live a.attempt-view")), chromedp.WaitVisible(chromedp.CSS("#request-headers")))
+	for sel, wants := range map[string][]string{
+		"#attempt-event":   {"inv-1"},
+		"#attempt-outcome": {"Failed", "HTTP 500"},
+		"#request-headers": {"Webhook-Signature", "v1,****", "Authorization", "Webhook-Timestamp"},
+		"#request-body":    {`"invoice": 1`, `"amount": "12.00"`},
+		"#answer-body":     {"database unavailable: connection pool exhausted"},
+	} {
+		got := text(t, ctx, sel)
+		for _, want := range wants {
+			if !strings.Contains(got, want) {
+				t.Errorf("the attempt view's %s is %q, want %q in it", sel, got, want)
+			}
+		}
+	}
+	html := get(t, ctx, chromedp.Evaluate[string]("document.documentElement.outerHTML"))
+	if strings.Contains(html, billingToken) {
+		t.Error("the attempt view shows the endpoint's bearer token")
+	}
+	if sig := regexp.MustCompile(`v1,[A-Za-z0-9+/]{20,}`).FindString(html); sig != "" {
+		t.Errorf("the attempt view shows a signature value %q", sig)
+	}
+	s.screenshot(t, ctx, "attempt")
 }
 
 func (s *stack) testSend(t *testing.T, b browser) {

@@ -44,9 +44,18 @@ type Attempt struct {
 	Response       string    `json:"response"`
 	EventID        string    `json:"eventId"`
 	Test           bool      `json:"test"`
+	// RequestHeaders are the headers sent, credentials and signatures masked by the
+	// dispatcher; none for attempts recorded before it kept them.
+	RequestHeaders []server.AttemptHeader `json:"requestHeaders"`
 	// Subscription is set when attempts of several subscriptions are shown together.
 	Subscription string `json:"-"`
+	// Namespace is set where an attempt links to its own view.
+	Namespace string `json:"-"`
 }
+
+// TimeKey is the attempt's time as its view's address names it: the attempt log has no
+// ids, so an attempt is found by its time, number and event.
+func (a Attempt) TimeKey() string { return a.Time.UTC().Format(time.RFC3339Nano) }
 
 // OK says the receiver accepted the attempt.
 func (a Attempt) OK() bool { return a.StatusCode >= 200 && a.StatusCode < 300 && a.Error == "" }
@@ -159,8 +168,11 @@ func (d *Dispatcher) call(ctx context.Context, method, path string, out any) err
 	if err != nil {
 		return err
 	}
-	if d.Token != "" {
+	switch u, ok := userOf(ctx); {
+	case d.Token != "":
 		req.Header.Set("Authorization", "Bearer "+d.Token)
+	case ok: // served by the dispatcher: the proxied user's token
+		req.Header.Set("Authorization", "Bearer "+u.token)
 	}
 	hc := d.HTTP
 	if hc == nil {

@@ -17,4 +17,9 @@
 // the user's credentials through the port), its Host must be the loopback address it
 // listens on (no DNS rebinding), and every POST must come from the same origin and carry
 // the page's CSRF token.
+//
+// The dispatcher can serve the same pages behind the cluster's authenticating proxy
+// (Options.Proxied, hookline dispatcher --ui-listen; see proxied.go): each request then
+// carries the user's bearer token, and every call is made with that token instead of a
+// kubeconfig's, so RBAC still decides per person.
 package ui

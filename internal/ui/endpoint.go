@@ -39,13 +39,13 @@ type endpointData struct {
 func (s *Server) endpointPage(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	ctx := r.Context()
 	var ep hooklinev1.WebhookEndpoint
 	if err := s.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ep); err != nil {
-		s.fail(w, ns, fmt.Errorf("reading WebhookEndpoint %s/%s: %w", ns, name, err))
+		s.fail(w, r, ns, fmt.Errorf("reading WebhookEndpoint %s/%s: %w", ns, name, err))
 		return
 	}
 	p := page{Title: "Endpoint " + name, Namespace: ns}
@@ -126,5 +126,5 @@ func (s *Server) endpointPage(w http.ResponseWriter, r *http.Request) {
 		d.CanRotate = Permission{Reason: "The signing key is yours (spec.signing.secretRef): rotate it in its Secret."}
 	}
 	p.Data = d
-	s.render(w, http.StatusOK, "endpoint", p)
+	s.render(w, r, http.StatusOK, "endpoint", p)
 }

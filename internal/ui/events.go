@@ -23,7 +23,7 @@ type eventsData struct {
 func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request) {
 	ns, _, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	in := r.URL.Query()
@@ -53,7 +53,7 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Items, d.Next = items, next
 	p.Data = d
-	s.render(w, http.StatusOK, "events", p)
+	s.render(w, r, http.StatusOK, "events", p)
 }
 
 type eventData struct {
@@ -66,13 +66,13 @@ type eventData struct {
 func (s *Server) eventPage(w http.ResponseWriter, r *http.Request) {
 	ns, _, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	id := r.PathValue("id")
 	ev, err := s.disp.Event(r.Context(), ns, id)
 	if err != nil {
-		s.fail(w, ns, err)
+		s.fail(w, r, ns, err)
 		return
 	}
 	p := page{Title: "Event " + id, Namespace: ns}
@@ -94,5 +94,5 @@ func (s *Server) eventPage(w http.ResponseWriter, r *http.Request) {
 			Health: healthOf(sb.Status.Conditions, sb.Spec.Suspend), Suspended: sb.Spec.Suspend})
 	}
 	p.Data = d
-	s.render(w, http.StatusOK, "event", p)
+	s.render(w, r, http.StatusOK, "event", p)
 }

@@ -71,8 +71,8 @@ func parsePages() (map[string]*template.Template, error) {
 	return out, nil
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, name string, p page) {
-	p.CSRF = s.csrfToken()
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.CSRF = s.csrfToken(r)
 	var buf bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		s.opts.Log.Error(err, "rendering", "page", name)
@@ -85,7 +85,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, p page) 
 }
 
 // fail renders an error page for a request the dashboard cannot serve at all.
-func (s *Server) fail(w http.ResponseWriter, ns string, err error) {
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, ns string, err error) {
 	status := http.StatusBadGateway
 	var apiErr *APIError
 	switch {
@@ -98,7 +98,7 @@ func (s *Server) fail(w http.ResponseWriter, ns string, err error) {
 	case errors.Is(err, errBadName):
 		status = http.StatusBadRequest
 	}
-	s.render(w, status, "error", page{Title: http.StatusText(status), Namespace: ns, Data: err.Error()})
+	s.render(w, r, status, "error", page{Title: http.StatusText(status), Namespace: ns, Data: err.Error()})
 }
 
 var errBadName = errors.New("not a valid name")
@@ -214,7 +214,7 @@ func (s *Server) namespacesPage(w http.ResponseWriter, r *http.Request) {
 		return rows[i].Endpoints+rows[i].Subscriptions > 0 && rows[j].Endpoints+rows[j].Subscriptions == 0
 	})
 	p.Data = rows
-	s.render(w, http.StatusOK, "namespaces", p)
+	s.render(w, r, http.StatusOK, "namespaces", p)
 }
 
 // --- one namespace ----------------------------------------------------------------
@@ -240,7 +240,7 @@ type subscriptionRow struct {
 func (s *Server) namespacePage(w http.ResponseWriter, r *http.Request) {
 	ns, _, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	ctx := r.Context()
@@ -278,7 +278,7 @@ func (s *Server) namespacePage(w http.ResponseWriter, r *http.Request) {
 		Endpoints     []endpointRow
 		Subscriptions []subscriptionRow
 	}{erows, srows}
-	s.render(w, http.StatusOK, "namespace", p)
+	s.render(w, r, http.StatusOK, "namespace", p)
 }
 
 func nextRotation(e *hooklinev1.WebhookEndpoint) string {
@@ -310,13 +310,13 @@ type subscriptionData struct {
 func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 	ns, name, err := target(r)
 	if err != nil {
-		s.fail(w, "", err)
+		s.fail(w, r, "", err)
 		return
 	}
 	ctx := r.Context()
 	var sb hooklinev1.Subscription
 	if err := s.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sb); err != nil {
-		s.fail(w, ns, fmt.Errorf("reading Subscription %s/%s: %w", ns, name, err))
+		s.fail(w, r, ns, fmt.Errorf("reading Subscription %s/%s: %w", ns, name, err))
 		return
 	}
 	q := r.URL.Query()
@@ -339,7 +339,7 @@ func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.AttemptCount = len(attempts)
 	for _, a := range attempts {
-		a.Subscription = name
+		a.Subscription, a.Namespace = name, ns
 		if (d.Status == "ok" && !a.OK()) || (d.Status == "failed" && a.OK()) ||
 			(d.EventID != "" && !strings.Contains(a.EventID, d.EventID)) {
 			continue
@@ -353,5 +353,5 @@ func (s *Server) subscriptionPage(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Dead = append(d.Dead, dl)
 	}
-	s.render(w, http.StatusOK, "subscription", page{Title: "Subscription " + name, Namespace: ns, Data: d})
+	s.render(w, r, http.StatusOK, "subscription", page{Title: "Subscription " + name, Namespace: ns, Data: d})
 }

@@ -44,6 +44,9 @@ import (
 
 // stack is a real API server, the operator and the dispatcher in this process, a
 // receiver on loopback, and a dashboard per user.
+// billingToken is the billing endpoint's bearer token, which no page may show.
+const billingToken = "b1lling-t0ken-s3cret" //nolint:gosec // G101: a test's token
+
 type stack struct {
 	env      *controlplane.Env
 	admin    client.Client
@@ -58,6 +61,9 @@ type stack struct {
 	viewer   *ui.Server
 	viewURL  string
 	tokens   map[string]string
+	// proxiedURL is the dashboard the dispatcher serves (--ui-listen), as behind an
+	// authenticating proxy: each request carries a user's token.
+	proxiedURL string
 }
 
 func startStack(t *testing.T) *stack {
@@ -99,7 +105,7 @@ func startStack(t *testing.T) *stack {
 	flags := dispatcher.BindFlags(fs)
 	must(t, fs.Parse([]string{"--kubeconfig", env.Kubeconfig, "--listen", "127.0.0.1:0", "--metrics-listen", "",
 		"--data-dir", filepath.Join(t.TempDir(), "queue"), "--allow-cidr", "127.0.0.0/8", "--watch-namespaces", s.ns,
-		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s"}))
+		"--max-request-timeout", "10s", "--status-interval", "1s", "--suspended-hold", "1s", "--ui-listen", "127.0.0.1:0"}))
 	dcfg, _, err := flags.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +113,7 @@ func startStack(t *testing.T) *stack {
 	apiAddr := make(chan net.Addr, 1)
 	dcfg.Logger = logger.WithName("dispatcher")
 	dcfg.Listening = func(api, _ net.Addr) { apiAddr <- api }
+	dcfg.UIListening = func(a net.Addr) { s.proxiedURL = "http://" + a.String() }
 	dispDone := make(chan error, 1)
 	go func() { dispDone <- dispatcher.Run(ctx, env.Config, dcfg) }()
 	t.Cleanup(func() {
@@ -136,9 +143,15 @@ func startStack(t *testing.T) *stack {
 	t.Cleanup(srv.Close)
 	s.recvURL = srv.URL + "/hooks"
 
+	// The endpoint authenticates with a bearer token: the attempt log must show it masked.
+	must(t, s.admin.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing-token", Labels: map[string]string{hooklinev1.LabelEndpointSecret: "true"}},
+		StringData: map[string]string{"token": billingToken},
+	}))
 	must(t, s.admin.Create(ctx, &hooklinev1.WebhookEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "billing"},
-		Spec:       hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true},
+		Spec: hooklinev1.WebhookEndpointSpec{URL: s.recvURL, AllowInsecureHTTP: true,
+			Auth: &hooklinev1.EndpointAuth{Bearer: &hooklinev1.SecretKeyRef{Name: "billing-token", Key: "token"}}},
 	}))
 	// A receiver that has gone away: it answers 410, and the dispatcher disables its
 	// endpoint.

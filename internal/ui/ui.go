@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/hookline/hookline/internal/process"
 )
@@ -46,6 +47,12 @@ type Options struct {
 	Clock            clock.PassiveClock
 	// Secret, when set, is the session secret (tests); otherwise a random one.
 	Secret []byte
+	// Proxied serves the dashboard from the dispatcher behind an authenticating proxy
+	// (see proxied.go): no login and no session; each request must carry the user's
+	// bearer token, and every call is made with it. Kube is then the dispatcher's own
+	// configuration, whose credentials are used for API discovery only, and the listen
+	// address need not be loopback.
+	Proxied bool
 }
 
 // Server is the dashboard's HTTP handler.
@@ -73,7 +80,7 @@ func New(addr string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if ip := net.ParseIP(host); !opts.Proxied && (ip == nil || !ip.IsLoopback()) {
 		return nil, fmt.Errorf("the dashboard listens on a loopback address only (it acts with your credentials), got %q: use 127.0.0.1:PORT", addr)
 	}
 	if opts.Kube == nil || opts.Dispatcher == nil {
@@ -85,11 +92,24 @@ func New(addr string, opts Options) (*Server, error) {
 	if opts.DefaultNamespace == "" {
 		opts.DefaultNamespace = "default"
 	}
-	kc, err := client.New(opts.Kube, client.Options{Scheme: process.Scheme()})
+	kube, copts := opts.Kube, client.Options{Scheme: process.Scheme()}
+	if opts.Proxied {
+		// Discovery reads no object and runs outside any request, so it goes as the
+		// dispatcher; everything else as the request's user.
+		hc, err := rest.HTTPClientFor(opts.Kube)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the API server: %w", err)
+		}
+		if copts.Mapper, err = apiutil.NewDynamicRESTMapper(opts.Kube, hc); err != nil {
+			return nil, fmt.Errorf("connecting to the API server: %w", err)
+		}
+		kube = userConfig(opts.Kube)
+	}
+	kc, err := client.New(kube, copts)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the API server: %w", err)
 	}
-	cs, err := kubernetes.NewForConfig(opts.Kube)
+	cs, err := kubernetes.NewForConfig(kube)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the API server: %w", err)
 	}
@@ -125,6 +145,7 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /ns/{ns}/endpoints/{name}/enable", s.enable)
 	mux.HandleFunc("POST /ns/{ns}/endpoints/{name}/rotate", s.rotate)
 	mux.HandleFunc("GET /ns/{ns}/subscriptions/{name}", s.subscriptionPage)
+	mux.HandleFunc("GET /ns/{ns}/subscriptions/{name}/attempt", s.attemptPage)
 	mux.HandleFunc("POST /ns/{ns}/subscriptions/{name}/replay", s.replay)
 	mux.HandleFunc("POST /ns/{ns}/subscriptions/{name}/resend", s.resend)
 	mux.HandleFunc("GET /ns/{ns}/events", s.eventsPage)
@@ -140,6 +161,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin") // no-referrer would make browsers send Origin: null with forms
 	h.Set("Cache-Control", "no-store")
+	if s.opts.Proxied {
+		s.serveProxied(w, r)
+		return
+	}
 	if !s.hostAllowed(r.Host) {
 		http.Error(w, "This dashboard answers only to http://"+s.addr+" (the Host header names another site).", http.StatusMisdirectedRequest)
 		return
@@ -191,9 +216,6 @@ func (s *Server) mac(purpose string) string {
 // equals the login token.
 func (s *Server) sessionValue() string { return s.mac("session") }
 
-// csrfToken goes into every form; a page of another origin cannot read it.
-func (s *Server) csrfToken() string { return s.mac("csrf") }
-
 func (s *Server) sessionOK(r *http.Request) bool {
 	c, err := r.Cookie(cookieName)
 	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.sessionValue())) == 1
@@ -208,13 +230,13 @@ func (s *Server) checkPost(r *http.Request) error {
 			origin = ref.Scheme + "://" + ref.Host
 		}
 	}
-	if origin != "http://"+r.Host {
-		return fmt.Errorf("refused: this request comes from %q, not from the dashboard (http://%s)", origin, r.Host)
+	if !s.sameOrigin(r, origin) {
+		return fmt.Errorf("refused: this request comes from %q, not from the dashboard at %s", origin, r.Host)
 	}
 	if err := r.ParseForm(); err != nil {
 		return fmt.Errorf("reading the form: %w", err)
 	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get(csrfField)), []byte(s.csrfToken())) != 1 {
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get(csrfField)), []byte(s.csrfToken(r))) != 1 {
 		return errors.New("refused: the form's CSRF token is missing or stale; reload the page and try again")
 	}
 	return nil

@@ -26,6 +26,7 @@ type dispatcherProc struct {
 	cmd      *exec.Cmd
 	api      string // host:port of the publishing API
 	metrics  string // host:port of /metrics
+	nats     string // host:port of the embedded queue (--nats-listen), for deliveryTap
 	logPath  string
 	profile  string // host:port of profdispatcher's profile control; empty for bin/hookline
 	exited   chan struct{}
@@ -53,11 +54,15 @@ func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir strin
 	if err != nil {
 		return nil, err
 	}
+	natsAddr, err := freeLoopbackAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
 	dataDir := filepath.Join(dir, "data")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	d := &dispatcherProc{api: api, metrics: metrics, logPath: filepath.Join(dir, "dispatcher.log"), exited: make(chan struct{})}
+	d := &dispatcherProc{api: api, metrics: metrics, nats: natsAddr, logPath: filepath.Join(dir, "dispatcher.log"), exited: make(chan struct{})}
 	logFile, err := os.Create(d.logPath)
 	if err != nil {
 		return nil, err
@@ -70,6 +75,7 @@ func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir strin
 		"--allow-cidr", "127.0.0.0/8",
 		"--kubeconfig", kubeconfig,
 		"--durability", durability,
+		"--nats-listen", natsAddr,
 	}
 	if profiled {
 		if d.profile, err = freeLoopbackAddr(ctx); err != nil {
@@ -200,6 +206,12 @@ func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
 // startProfile starts a CPU profile written to file; a no-op for bin/hookline.
 func (d *dispatcherProc) startProfile(file string) error {
 	return d.profileControl("/start?file=" + url.QueryEscape(file))
+}
+
+// heapProfile writes a heap profile (after a collection) to file; a no-op for
+// bin/hookline.
+func (d *dispatcherProc) heapProfile(file string) error {
+	return d.profileControl("/heap?file=" + url.QueryEscape(file))
 }
 
 // stopProfile stops the CPU profile; a no-op for bin/hookline.

@@ -16,7 +16,12 @@ type fanoutResult struct {
 	// long after the last one the dispatcher delivered a probe to all of them.
 	Create, Visible time.Duration
 	// Rounds: for each event, from its POST to the last of its Subs deliveries.
-	Rounds     []time.Duration
+	Rounds []time.Duration
+	// Queued: for each event, from its POST to the last of its Subs deliveries
+	// published to the queue by the fan-out (deliveryTap): the fan-out itself.
+	Queued []time.Duration
+	// QueuedCPU: the dispatcher's CPU time over each Queued.
+	QueuedCPU  []time.Duration
 	Lost, Dups int
 }
 
@@ -49,7 +54,9 @@ func (b *bench) fanout(ctx context.Context, r *run) (*fanoutResult, error) {
 	res.Create = time.Since(t)
 
 	// Probe until one event reaches every subscription: then the dispatcher's view
-	// holds all of them.
+	// holds all of them. Each probe is followed to its end (no arrival for a few
+	// seconds) before the next is sent: with thousands of subscriptions one probe
+	// takes seconds to deliver, and probes sent on a short timer would pile up.
 	created := time.Now()
 	var buf []byte
 	for k := 0; ; k++ {
@@ -64,21 +71,35 @@ func (b *bench) fanout(ctx context.Context, r *run) (*fanoutResult, error) {
 		if err := r.pub.one(ctx, r.ns, buf); err != nil {
 			return nil, err
 		}
-		if g := b.sink.await(ctx, path, group, n, 3*time.Second, 3*time.Second); g.Count >= n {
+		if g := b.sink.await(ctx, path, group, n, b.cfg.setupTimeout, 5*time.Second); g.Count >= n {
 			res.Visible = g.Last.Sub(created)
 			break
 		}
 	}
 	b.sink.quiet(ctx, path, time.Second, 30*time.Second)
 
+	tap, err := openTap(r.d.nats)
+	if err != nil {
+		return res, err
+	}
+	defer tap.close()
 	for round := range b.cfg.fanoutRounds {
 		group := "fo" + strconv.Itoa(round)
-		sent := time.Now()
+		pid := r.d.cmd.Process.Pid
+		queued := tap.expect(r.ns, eventID(group, 0), n, pid)
+		cpu0, sent := procCPU(pid), time.Now()
 		buf = b.payload.event(buf[:0], eventType, eventID(group, 0), round, sent)
 		if err := r.pub.one(ctx, r.ns, buf); err != nil {
 			return res, err
 		}
 		g := b.sink.await(ctx, path, group, n, b.cfg.drainTimeout, b.cfg.stallTimeout)
+		select {
+		case q := <-queued:
+			res.Queued = append(res.Queued, q.at.Sub(sent))
+			res.QueuedCPU = append(res.QueuedCPU, q.cpu-cpu0)
+		default:
+			// Fewer than n were seen: reported as lost below if they did not arrive.
+		}
 		res.Lost += n - g.Count
 		res.Dups += g.Dups
 		if g.Count > 0 {

@@ -20,6 +20,7 @@ type bench struct {
 	sinkSrv *server
 	hang    *hanger
 	hangSrv *server
+	parked  *parkedResult // the parked pass, when it ran
 }
 
 func (b *bench) logf(format string, args ...any) {

@@ -35,6 +35,7 @@ import (
 	"github.com/hookline/hookline/internal/status"
 	"github.com/hookline/hookline/internal/testsend"
 	"github.com/hookline/hookline/internal/tracing"
+	"github.com/hookline/hookline/internal/ui"
 )
 
 // Config is the dispatcher's configuration, from its flags.
@@ -89,6 +90,12 @@ type Config struct {
 	Ready chan<- struct{}
 	// Listening, when set, receives the API's address once it listens (for port 0).
 	Listening func(api, metrics net.Addr)
+	// UIListen, when set, is where the dispatcher serves the dashboard (the pages of
+	// hookline ui) for users an authenticating proxy in front of it has signed in: each
+	// request must carry the user's bearer token, and the pages act as that user.
+	UIListen string
+	// UIListening, when set, receives the dashboard's address once it listens.
+	UIListening func(net.Addr)
 }
 
 // Validate checks the configuration, naming the flag at fault.
@@ -103,6 +110,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("--max-body-bytes=%d must be positive", c.MaxBodyBytes)
+	}
+	if c.UIListen != "" && c.Auth != "kubernetes" {
+		return errors.New("--ui-listen needs --auth=kubernetes: the dashboard's calls to the admin API must be checked against each user's RBAC")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
@@ -166,13 +176,19 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if cfg.TLSCertFile != "" {
 		certs, err := server.NewCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, d.clk, d.log.WithName("tls"))
 		if err != nil {
-			_ = lns.api.Close()
-			if lns.metrics != nil {
-				_ = lns.metrics.Close()
-			}
+			lns.close()
 			return err
 		}
 		lns.api = tls.NewListener(lns.api, certs.TLSConfig())
+		if lns.ui != nil {
+			lns.ui = tls.NewListener(lns.ui, certs.TLSConfig())
+		}
+	}
+	if lns.ui != nil {
+		if d.ui, err = dashboard(restCfg, cfg, d.api, lns.ui.Addr(), d.log); err != nil {
+			lns.close()
+			return err
+		}
 	}
 	return d.run(ctx, lns)
 }
@@ -189,6 +205,8 @@ type dispatcher struct {
 	reporter *status.Reporter
 	metrics  *prometheus.Registry
 	api      http.Handler
+	// ui is the dashboard (--ui-listen), nil when off.
+	ui http.Handler
 	// eng is set once runEngine has built the engine; recoveries need it.
 	eng atomic.Pointer[engine.Engine]
 }
@@ -302,9 +320,17 @@ func newReporter(restCfg *rest.Config, cfg Config, q *queue.Queue, clk clock.Pas
 	return status.New(opts)
 }
 
-// listeners are the dispatcher's sockets: the API's, and the metrics' (nil when
-// disabled).
-type listeners struct{ api, metrics net.Listener }
+// listeners are the dispatcher's sockets: the API's, and the metrics' and the
+// dashboard's (nil when disabled).
+type listeners struct{ api, metrics, ui net.Listener }
+
+func (l listeners) close() {
+	for _, ln := range []net.Listener{l.api, l.metrics, l.ui} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
 
 // listen opens the API's and the metrics' sockets, and reports their addresses
 // to cfg.Listening.
@@ -319,6 +345,15 @@ func listen(ctx context.Context, cfg Config) (listeners, error) {
 		if l.metrics, err = lc.Listen(ctx, "tcp", cfg.MetricsListen); err != nil {
 			_ = l.api.Close()
 			return l, fmt.Errorf("--metrics-listen=%s: %w", cfg.MetricsListen, err)
+		}
+	}
+	if cfg.UIListen != "" {
+		if l.ui, err = lc.Listen(ctx, "tcp", cfg.UIListen); err != nil {
+			l.close()
+			return l, fmt.Errorf("--ui-listen=%s: %w", cfg.UIListen, err)
+		}
+		if cfg.UIListening != nil {
+			cfg.UIListening(l.ui.Addr())
 		}
 	}
 	if cfg.Listening != nil {
@@ -344,6 +379,9 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 			return serve(ctx, lns.metrics, promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{Registry: d.metrics}), d.cfg.Limits)
 		})
 	}
+	if lns.ui != nil {
+		g.Go(func() error { return serve(ctx, lns.ui, d.ui, d.cfg.Limits) })
+	}
 	if d.cfg.Ready != nil {
 		g.Go(func() error {
 			if err := d.reg.WaitForSync(ctx); err == nil && d.catalog.WaitForSync(ctx) == nil {
@@ -351,6 +389,9 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 			}
 			return nil
 		})
+	}
+	if lns.ui != nil {
+		d.log.Info("Serving the dashboard for users signed in by an authenticating proxy", "listen", lns.ui.Addr().String())
 	}
 	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "https", d.cfg.TLSCertFile != "", "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
 	return g.Wait()
@@ -439,6 +480,24 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, limits server.L
 		_ = srv.Shutdown(shutdown)
 		return nil
 	}
+}
+
+// dashboard is the dashboard served behind an authenticating proxy: it acts as each
+// request's user, reaching the API server with the user's token and this dispatcher's
+// admin API in-process, where the same token is reviewed.
+func dashboard(restCfg *rest.Config, cfg Config, api http.Handler, addr net.Addr, log logr.Logger) (http.Handler, error) {
+	srv, err := ui.New(addr.String(), ui.Options{
+		Proxied: true,
+		Kube:    restCfg,
+		Dispatcher: &ui.Dispatcher{URL: "http://this-dispatcher",
+			HTTP: &http.Client{Transport: ui.InProcess{Handler: api}, Timeout: 30 * time.Second}},
+		Namespaces: cfg.Namespaces,
+		Log:        log.WithName("ui"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--ui-listen: %w", err)
+	}
+	return srv, nil
 }
 
 // authorizer decides who may use the API: Kubernetes RBAC, through TokenReview

@@ -39,6 +39,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&c.Listen, "listen", ":8080", "address of the publishing and admin API")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "PEM certificate of the API (with --tls-key-file): serve HTTPS, reloading the files when they change, e.g. a mounted kubernetes.io/tls Secret")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "PEM private key of the API's certificate (with --tls-cert-file)")
+	fs.StringVar(&c.UIListen, "ui-listen", "", "address where the dispatcher serves the dashboard (the pages of hookline ui) to users an authenticating proxy in front of it has signed in; each request must carry the user's bearer token, which every call is made with; empty: off (see docs/dashboard.md)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", ":9090", "address of the Prometheus metrics endpoint; empty disables it")
 	fs.StringVar(&f.mode, "queue", "embedded", "embedded: a NATS JetStream server in this process, storing in --data-dir (one replica); external: a JetStream cluster at --nats-url (any number of replicas)")
 	fs.StringVar(&c.Queue.DataDir, "data-dir", "/var/lib/hookline", "where the embedded queue stores events (a persistent volume)")

@@ -133,3 +133,18 @@ func TestSuspendedHoldFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestUIListenFlag: the dashboard is off by default, and served only with Kubernetes auth,
+// since its calls to the admin API must be checked against each user's RBAC.
+func TestUIListenFlag(t *testing.T) {
+	cfg, err := parse(t)
+	if err != nil || cfg.UIListen != "" {
+		t.Errorf("default: %q, %v; want off", cfg.UIListen, err)
+	}
+	if cfg, err = parse(t, "--ui-listen=:8090"); err != nil || cfg.UIListen != ":8090" {
+		t.Errorf("--ui-listen=:8090: %q, %v", cfg.UIListen, err)
+	}
+	if _, err := parse(t, "--ui-listen=:8090", "--auth=none"); err == nil || !strings.Contains(err.Error(), "--ui-listen needs --auth=kubernetes") {
+		t.Errorf("--ui-listen with --auth=none: %v", err)
+	}
+}

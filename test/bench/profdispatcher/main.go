@@ -111,6 +111,23 @@ func profiler() http.Handler {
 		runtime.SetBlockProfileRate(0)
 		runtime.SetMutexProfileFraction(0)
 	})
+	// A heap profile after a collection, and the runtime's memory figures beside it
+	// (FILE.memstats): what the process's RSS is made of at that moment.
+	mux.HandleFunc("POST /heap", func(w http.ResponseWriter, r *http.Request) {
+		file := r.URL.Query().Get("file")
+		runtime.GC()
+		if err := writeProfile("heap", file); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		text := fmt.Sprintf("HeapInuse %d\nHeapIdle %d\nHeapReleased %d\nHeapSys %d\nStackSys %d\nSys %d\nNumGC %d\nHeapObjects %d\n",
+			ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.HeapSys, ms.StackSys, ms.Sys, ms.NumGC, ms.HeapObjects)
+		if err := os.WriteFile(file+".memstats", []byte(text), 0o644); err != nil { //nolint:gosec // G306,G703: the benchmark's own file
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 	return mux
 }
 
