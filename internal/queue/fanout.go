@@ -36,17 +36,24 @@ const fanoutGroup = "fanout"
 // delay.
 //
 // Deliveries are stored in the order of their events, which is what ordered
-// lanes deliver in. Two things keep that order: batches publish one after
-// another even though they are matched in parallel, and the consumer is
-// pinned to one replica at a time (a JetStream priority group), so replicas
-// do not fan out concurrently; another replica takes over when the pinned one
-// stops. An event whose fan-out fails is retried later and can land behind
-// events that came after it.
+// lanes deliver in. Three things keep that order: batches publish one after
+// another even though they are matched in parallel; a delivery to an ordered
+// lane is published only once the lane's previous one is stored, and one
+// that fails is retried in place, holding the lane, rather than with its
+// event (fanorder.go); and the consumer is pinned to one replica at a time (a
+// JetStream priority group), so replicas do not fan out concurrently;
+// another replica takes over when the pinned one stops. An event whose
+// unordered deliveries fail is retried later, behind events that came after
+// it, which unordered deliveries do not mind. Not kept (issue #12, open): the
+// events a replica that died holding the fan-out had taken come back after
+// their lease, behind later events the next holder stored
+// (TestFanoutKeepsLaneOrderWhenItsHolderDies).
 type Fanout struct {
 	q       *Queue
 	ctx     context.Context
 	batches chan *EventBatch
 	pinned  atomic.Bool
+	lanes   *laneChains
 }
 
 // EventBatch is a run of events to match. Whoever takes it from
@@ -109,7 +116,7 @@ func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 	msgs := make(chan jetstream.Msg, fanoutBatch)
 	go q.pump(ctx, consumer, fanoutBatch*2, true, msgs, jetstream.PullPriorityGroup(fanoutGroup))
 
-	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers)}
+	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers), lanes: newLaneChains(ctx, q)}
 	go func() {
 		defer close(f.batches)
 		prev := make(chan struct{})
@@ -203,7 +210,11 @@ func (b *EventBatch) Events() []Event { return b.events }
 
 // Store publishes the deliveries of each event, matched[i] being those of
 // Events()[i], and acknowledges each event whose deliveries are all stored;
-// the others come back later.
+// the others come back later. It works on the Fanout's context: an event
+// whose ordered deliveries wait behind their lane is settled after Store
+// returns, for as long as the fan-out runs.
+//
+//nolint:contextcheck // the batch belongs to the fan-out, whose context ends it.
 func (b *EventBatch) Store(matched []Matched) {
 	q, ctx := b.f.q, b.f.ctx
 	<-b.prev
@@ -212,19 +223,20 @@ func (b *EventBatch) Store(matched []Matched) {
 	// staged and stored as one atomic batch per stream, one fsync each,
 	// before the next batch publishes (groupcommit.go); otherwise each is
 	// an async publish.
-	pub := q.publishAsync
+	pub, ordered := q.publishAsync, b.f.lanes.publish
 	var st *stager
 	if q.group != nil {
 		st = newStager(ctx, q)
-		pub = st.stage
+		pub, ordered = st.stage, st.stage
 	}
 	items := make([]fanned, len(b.msgs))
 	for i, m := range b.msgs {
-		it := fanned{msg: m, from: len(futures), err: errors.New("not matched")}
+		it := &items[i]
+		it.msg, it.from, it.err = m, len(futures), errors.New("not matched")
 		if i < len(matched) {
 			it.err = matched[i].Err
 			if it.err == nil {
-				futures, it.err = q.publishDeliveries(pub, b.events[i], matched[i].Deliveries, futures)
+				futures, it.err = q.publishDeliveries(pub, ordered, b.events[i], matched[i].Deliveries, futures)
 			}
 			if it.err == nil {
 				futures, it.err = q.publishRejected(pub, b.events[i], matched[i].Rejected, futures)
@@ -234,36 +246,105 @@ func (b *EventBatch) Store(matched []Matched) {
 			}
 		}
 		it.to = len(futures)
-		items[i] = it
 	}
 	if st != nil {
 		st.flush()
 	}
 	close(b.sent)
 
-	for _, it := range items {
+	// An event is acknowledged once all of its deliveries are stored. One
+	// whose ordered deliveries still wait behind a lane's earlier delivery
+	// (being retried) is settled in the background, so that the events
+	// behind it that do not go to that lane are not held up; the server
+	// hands out at most fanoutMaxAckPending events not yet settled.
+	keep := b.keepLeased(items)
+	var held []*fanned
+	for i := range items {
+		it := &items[i]
 		err := it.err
 		if err == nil {
-			err = await(ctx, futures[it.from:it.to])
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				q.log.Error(err, "Fanning out an event failed; it will be retried", "subject", it.msg.Subject())
+			var others []jetstream.PubAckFuture
+			for _, f := range futures[it.from:it.to] {
+				if p, ok := f.(*lanePub); ok && !p.stored() {
+					it.lanes = append(it.lanes, p)
+					continue
+				}
+				others = append(others, f)
 			}
-			_ = it.msg.NakWithDelay(nakBackoff(it.msg))
-			continue
+			err = await(ctx, others)
+			if err == nil && len(it.lanes) > 0 {
+				held = append(held, it)
+				continue
+			}
 		}
-		_ = it.msg.Ack()
+		b.settle(it, err)
 	}
+	if len(held) == 0 {
+		keep()
+		return
+	}
+	go func() {
+		defer keep()
+		for _, it := range held {
+			b.settle(it, await(ctx, it.lanes))
+		}
+	}()
+}
+
+// settle acknowledges an event whose deliveries are stored (err nil), and
+// NAKs one whose were not, which comes back later.
+func (b *EventBatch) settle(it *fanned, err error) {
+	q, ctx := b.f.q, b.f.ctx
+	it.resolved.Store(true)
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error(err, "Fanning out an event failed; it will be retried", "subject", it.msg.Subject())
+		}
+		_ = it.msg.NakWithDelay(nakBackoff(it.msg))
+		return
+	}
+	_ = it.msg.Ack()
 }
 
 type fanned struct {
 	msg      jetstream.Msg
 	from, to int // its futures
 	err      error
+	// lanes are its ordered deliveries still waiting for their lane.
+	lanes    []jetstream.PubAckFuture
+	resolved atomic.Bool
 }
 
-func (q *Queue) publishDeliveries(pub publishFunc, ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+// keepLeased extends the lease of the batch's events not yet resolved while
+// their deliveries wait for an ordered lane's earlier delivery to be stored
+// (a NATS node away can take longer than the lease), so they are not handed
+// out again meanwhile. The returned func stops it.
+func (b *EventBatch) keepLeased(items []fanned) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(fanoutAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-b.f.ctx.Done():
+				return
+			case <-t.C:
+				for i := range items {
+					if !items[i].resolved.Load() {
+						_ = items[i].msg.InProgress()
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// publishDeliveries publishes ev's deliveries, the ordered ones with
+// ordered and the others with pub.
+func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	for i := range ds {
 		d := &ds[i]
 		d.Event = ev
@@ -273,18 +354,38 @@ func (q *Queue) publishDeliveries(pub publishFunc, ev Event, ds []Delivery, futu
 		if err := d.validate(); err != nil {
 			return futures, fmt.Errorf("delivery %d of event %s/%s: %w", i, ev.Namespace, ev.ID, err)
 		}
-		m := &nats.Msg{
-			Subject: laneSubject(d),
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
-			Data:    encodeDelivery(d),
-		}
-		f, err := pub(m)
-		if err != nil {
-			return futures, fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
-		}
-		futures = append(futures, f)
 	}
-	return futures, nil
+	// The ordered ones first: a failed publish stops the event's others,
+	// and an ordered delivery left out would be stored behind the next
+	// event's.
+	var failed error
+	for _, want := range []bool{true, false} {
+		for i := range ds {
+			d := &ds[i]
+			if d.Ordered != want {
+				continue
+			}
+			p := pub
+			if d.Ordered {
+				p = ordered
+			}
+			m := &nats.Msg{
+				Subject: laneSubject(d),
+				Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
+				Data:    encodeDelivery(d),
+			}
+			f, err := p(m)
+			if err != nil {
+				failed = fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
+				if !d.Ordered {
+					return futures, failed
+				}
+				continue
+			}
+			futures = append(futures, f)
+		}
+	}
+	return futures, failed
 }
 
 func (q *Queue) publishRejected(pub publishFunc, ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {

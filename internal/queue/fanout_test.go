@@ -3,8 +3,13 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
@@ -53,7 +58,7 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 
 	// A fan-out repeated after a crash publishes the same ids: nothing new
 	// is stored.
-	futures, err := q.publishDeliveries(q.publishAsync, testEvent("team-a", "e1"),
+	futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
 		[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"}}, nil)
 	if err == nil {
 		err = await(context.Background(), futures)
@@ -63,5 +68,190 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 	}
 	if n := streamMsgs(t, q, streamDeliveries); n != 6 {
 		t.Fatalf("a repeated fan-out stored a copy: %d deliveries", n)
+	}
+}
+
+// While the deliveries stream refuses writes (as when the NATS node holding
+// it is away), the fan-out must not store the deliveries of later events on
+// an ordered lane before those of the event that failed: the lane hands
+// them out in the order they are stored.
+func TestFanoutKeepsLaneOrderWhileStoringFails(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	ctx := context.Background()
+	ids := func(from, to int) []Event {
+		var evs []Event
+		for n := from; n <= to; n++ {
+			evs = append(evs, testEvent("team-a", fmt.Sprintf("e%02d", n)))
+		}
+		return evs
+	}
+	var matched sync.Map
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
+			matched.Store(ev.ID, true)
+			return []Delivery{
+				{Subscription: "ledger", SubscriptionUID: "u1", Endpoint: "erp", Ordered: true},
+				{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "siem"},
+			}, nil
+		})
+	})
+	publish(t, q, ids(1, 10)...)
+	eventually(t, "the first events fanned out", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+
+	// The stream refuses every new message for a while (none fits).
+	s, err := q.js.Stream(ctx, streamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	open := cfg
+	cfg.MaxMsgSize = 16
+	if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, ids(11, 20)...)
+	eventually(t, "the refused events matched", func() bool { _, ok := matched.Load("e20"); return ok })
+	// Give the fan-out time to see its publishes refused (the old code NAKed
+	// them for a second); the order asserted below does not depend on it.
+	time.Sleep(300 * time.Millisecond)
+	if _, err := q.js.UpdateStream(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, ids(21, 30)...)
+	eventually(t, "every event fanned out", func() bool {
+		return streamMsgs(t, q, streamEvents) == 0 && streamMsgs(t, q, streamDeliveries) == 60
+	})
+
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lane := laneSubjectOf("team-a", "ledger", 0)
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if m.Subject != lane {
+			continue
+		}
+		d, err := decodeDelivery(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Event.ID)
+	}
+	var want []string
+	for _, ev := range ids(1, 30) {
+		want = append(want, ev.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("the ordered lane holds\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
+	}
+}
+
+// When the replica holding the fan-out dies with events taken and not
+// acknowledged, the next holder must store their deliveries before those of
+// the events published after: an ordered lane delivers in stored order.
+//
+// It fails today (issue #12, open): the dead holder's events come back after
+// their lease, once the next holder has stored later ones (and a lease
+// shorter than the pinned TTL, tried, still gave them back out of order). It
+// runs with HOOKLINE_KNOWN_DEFECTS=1, for whoever fixes it.
+func TestFanoutKeepsLaneOrderWhenItsHolderDies(t *testing.T) {
+	if os.Getenv("HOOKLINE_KNOWN_DEFECTS") == "" {
+		t.Skip("a known defect (issue #12: the fan-out moving to another replica); HOOKLINE_KNOWN_DEFECTS=1 runs it")
+	}
+	t.Parallel()
+	cfg := testConfig(t.TempDir())
+	cfg.Listen = "127.0.0.1:-1"
+	server := openTest(t, cfg)
+	peer := func() *Queue {
+		return openTest(t, Config{URL: server.ClientURL(), MaxRequestTimeout: cfg.MaxRequestTimeout, AckWait: cfg.AckWait})
+	}
+	ctx := context.Background()
+	ids := func(from, to int) []Event {
+		var evs []Event
+		for n := from; n <= to; n++ {
+			evs = append(evs, testEvent("team-a", fmt.Sprintf("e%03d", n)))
+		}
+		return evs
+	}
+	toLane := []Delivery{{Subscription: "ledger", SubscriptionUID: "u1", Endpoint: "erp", Ordered: true}}
+	if _, err := server.PublishEvents(ctx, ids(1, 30)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first holder fans out e001-e030, then takes e031-e100, hangs on
+	// them, and dies.
+	doomed := peer()
+	stopDoomed := run(t, func(ctx context.Context) error {
+		return runFanout(ctx, doomed, func(ctx context.Context, ev Event) ([]Delivery, error) {
+			if ev.ID > "e030" {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return toLane, nil
+		})
+	})
+	eventually(t, "the first 30 events fanned out", func() bool { return streamMsgs(t, server, streamDeliveries) == 30 })
+	if _, err := server.PublishEvents(ctx, ids(31, 100)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first holder to take the next 70", func() bool {
+		c, err := server.events.Consumer(ctx, consumerFanout)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumAckPending == 70
+	})
+	doomed.Conn().Close()
+	stopDoomed()
+
+	// Later events, and another replica that takes the fan-out over.
+	if _, err := server.PublishEvents(ctx, ids(101, 150)); err != nil {
+		t.Fatal(err)
+	}
+	next := peer()
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, next, func(context.Context, Event) ([]Delivery, error) { return toLane, nil })
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for streamMsgs(t, server, streamEvents) > 0 || streamMsgs(t, server, streamDeliveries) < 150 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2 minutes: %d events not fanned out, %d deliveries", streamMsgs(t, server, streamEvents), streamMsgs(t, server, streamDeliveries))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	s, err := server.js.Stream(ctx, streamDeliveries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		d, err := decodeDelivery(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Event.ID)
+	}
+	var want []string
+	for _, ev := range ids(1, 150) {
+		want = append(want, ev.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("the ordered lane holds\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
 	}
 }

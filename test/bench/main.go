@@ -76,6 +76,8 @@ type config struct {
 	drainTimeout time.Duration
 	stallTimeout time.Duration
 	setupTimeout time.Duration
+
+	cluster clusterFlags
 }
 
 func parseFlags() (config, error) {
@@ -85,7 +87,7 @@ func parseFlags() (config, error) {
 	fs.StringVar(&c.workDir, "work-dir", "", "where the dispatchers' data and logs go (default: a temporary directory, removed unless -keep)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (dispatcher logs and data) after the run")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "run the dispatcher built from test/bench/profdispatcher and write a CPU profile of each phase here (figures then include profiling overhead)")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Minute, "abort the whole run after this long")
+	fs.DurationVar(&c.timeout, "timeout", 40*time.Minute, "abort the whole run after this long")
 	fs.IntVar(&c.payloadBytes, "payload-bytes", 1024, "size of each event's data")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 32, "spec.limits.maxInFlight of the healthy and fan-out endpoints (32 is the product default)")
 	fs.IntVar(&c.baselineRequests, "baseline-requests", 50000, "requests of the direct-HTTP baseline")
@@ -114,7 +116,11 @@ func parseFlags() (config, error) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 2*time.Minute, "longest wait for a phase's deliveries after its last publish")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 30*time.Second, "give up waiting for a phase's deliveries when none arrived for this long")
 	fs.DurationVar(&c.setupTimeout, "setup-timeout", 2*time.Minute, "longest wait for the dispatcher to start or to see new resources")
+	c.cluster.register(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return c, err
+	}
+	if err := c.cluster.check(); err != nil {
 		return c, err
 	}
 	var err error
@@ -267,16 +273,26 @@ func benchmark(ctx context.Context, cfg config) ([]string, error) {
 		}
 	}()
 
-	runs := []*runResult{b.runDispatcher(ctx, "default", true)}
-	if cfg.always && ctx.Err() == nil {
-		runs = append(runs, b.runDispatcher(ctx, "always", false))
+	var runs []*runResult
+	if !cfg.cluster.only {
+		runs = append(runs, b.runDispatcher(ctx, "default", true))
+		if cfg.always && ctx.Err() == nil {
+			runs = append(runs, b.runDispatcher(ctx, "always", false))
+		}
 	}
-	if cfg.phases[phaseParked] && ctx.Err() == nil {
+	var cl *clusterResult
+	if cfg.cluster.on && ctx.Err() == nil {
+		cl = b.clusterPass(ctx)
+	}
+	if !cfg.cluster.only && cfg.phases[phaseParked] && ctx.Err() == nil {
 		b.parked = b.parkedPass(ctx)
 	}
 	b.machine.LoadEnd = loadAvg()
-	b.report(os.Stdout, runs)
-	out := problems(runs)
+	if len(runs) > 0 || b.parked != nil {
+		b.report(os.Stdout, runs)
+	}
+	b.reportCluster(os.Stdout, cl)
+	out := append(problems(runs), clusterProblems(cl)...)
 	if p := b.parked; p != nil {
 		if p.Err != nil {
 			out = append(out, "parked: "+p.Err.Error())

@@ -32,8 +32,12 @@ type owners struct {
 	last     map[string]string         // endpoint -> replica that last delivered it
 	moves    int
 	overlaps int
-	got      map[string]int // event/endpoint -> deliveries
-	ordered  []string       // the ordered subscription's deliveries, as taken
+	got      map[string]int      // event/endpoint -> deliveries
+	ordered  []string            // the ordered subscription's deliveries, as taken
+	fanned   map[string][]string // event -> the replicas that fanned it out, in turn
+	// unmatched are the events whose matching failed once (the lane
+	// could not be ensured yet): NAKed, they come back behind later ones.
+	unmatched map[string]bool
 }
 
 func (o *owners) begin(ep, replica string) {
@@ -90,11 +94,19 @@ func startQueueReplica(t *testing.T, name, urls string, endpoints []string, o *o
 		r.done.Go(func() {
 			for b := range f.Batches() {
 				ms := make([]queue.Matched, len(b.Events()))
+				o.mu.Lock()
+				for _, ev := range b.Events() {
+					o.fanned[ev.ID] = append(o.fanned[ev.ID], name)
+				}
+				o.mu.Unlock()
 				for i := range ms {
 					if !ensured.Load() {
 						// Failing, the event is fanned out again later.
 						if err := q.EnsureOrdered(runCtx, "team-a", orderedSub, endpoints[0]); err != nil {
 							ms[i].Err = err
+							o.mu.Lock()
+							o.unmatched[b.Events()[i].ID] = true
+							o.mu.Unlock()
 							continue
 						}
 						ensured.Store(true)
@@ -191,7 +203,7 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 	for i := range 12 {
 		endpoints = append(endpoints, fmt.Sprintf("ep-%02d", i))
 	}
-	o := &owners{inFlight: map[string]map[string]int{}, last: map[string]string{}, got: map[string]int{}}
+	o := &owners{inFlight: map[string]map[string]int{}, last: map[string]string{}, got: map[string]int{}, fanned: map[string][]string{}, unmatched: map[string]bool{}}
 	var reps []*queueReplica
 	for i := range 3 {
 		reps = append(reps, startQueueReplica(t, fmt.Sprintf("replica-%d", i), e.natsURLs(), endpoints, o))
@@ -288,23 +300,49 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 		}
 		return true
 	})
-	// Counted, not asserted: the lane hands out its deliveries in the order
-	// they were stored on it (internal/queue's TestOrderedLaneFollowsEndpointOwner
-	// asserts that across a move of the lane), but that is not always the
-	// order of the events here. A publish retried on another replica may
-	// store an event after later ones, and the fan-out retries an event whose
-	// deliveries it could not store (a NATS node down or paused) after it has
-	// stored the events behind it.
+	// The lane hands out its deliveries in the order they were stored on
+	// it, and the fan-out stores them in the order of the events, through
+	// the NATS node's kill and pause too (a publish it could not store is
+	// retried before the lane's next). Asserted for the events one replica
+	// fanned out. Not asserted, counted: events whose publish the producer
+	// retried (the client resends what it buffered when it reconnects, after
+	// the retry on another replica went through), events whose matching
+	// failed (the lane could not be ensured yet: NAKed, they come back
+	// behind later events, an open defect), and pairs of events
+	// fanned out by different replicas: when the fan-out moves (its holder
+	// crashed or cut off), what the old holder had taken and not
+	// acknowledged comes back to the new one only after its lease, while the
+	// new one goes on with later events (an open defect, issue #12).
+	only := func(id string) string {
+		rs := o.fanned[id]
+		for _, r := range rs {
+			if r != rs[0] {
+				return ""
+			}
+		}
+		if len(rs) == 0 {
+			return ""
+		}
+		return rs[0]
+	}
 	o.mu.Lock()
-	last, seen, inversions := "", map[string]bool{}, 0
+	last, seen, inversions, acrossMoves := "", map[string]bool{}, 0, 0
 	for _, id := range o.ordered {
-		if seen[id] || retried[id] {
+		if seen[id] || retried[id] || o.unmatched[id] {
 			seen[id] = true
 			continue
 		}
 		seen[id] = true
 		if id < last {
-			inversions++
+			if r := only(id); r != "" && r == only(last) {
+				inversions++
+				t.Logf("ordered lane: %s taken after %s, both fanned out by %s alone", id, last, r)
+			} else {
+				acrossMoves++
+				if acrossMoves <= 5 {
+					t.Logf("ordered lane: %s (fanned out by %v) taken after %s (by %v)", id, o.fanned[id], last, o.fanned[last])
+				}
+			}
 		}
 		last = max(last, id)
 	}
@@ -312,8 +350,11 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 	for _, n := range o.got {
 		dups += n - 1
 	}
-	t.Logf("ordered lane: %d deliveries of %d events (%d accepted after a retried publish); %d taken after a later event",
-		len(o.ordered), len(seen), len(retried), inversions)
+	t.Logf("ordered lane: %d deliveries of %d events (%d accepted after a retried publish, %d matched after a failed match); %d taken after a later event fanned out by the same replica, %d after one fanned out by another",
+		len(o.ordered), len(seen), len(retried), len(o.unmatched), inversions, acrossMoves)
+	if inversions != 0 {
+		t.Errorf("the ordered lane took %d events after a later one that the same replica fanned out", inversions)
+	}
 	t.Logf("%d of %d events accepted; %d deliveries, %d duplicates; endpoint owner changes %d, deliveries started while another replica had one of the same endpoint in flight %d",
 		len(ids), events, len(o.got)+dups, dups, o.moves, o.overlaps)
 	o.mu.Unlock()
