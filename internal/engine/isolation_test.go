@@ -141,7 +141,7 @@ func TestRateLimit(t *testing.T) {
 	rate := float64(len(reqs)-1) / elapsed.Seconds()
 	t.Logf("%d requests in %s: %.1f/s", len(reqs), elapsed, rate)
 	// The limit is a ceiling: no second may see more than the rate plus the
-	// burst, and the average stays within 10% above it. How far below the
+	// burst (10% allowed for jitter), and the average stays within 10% above it. How far below the
 	// rate the endpoint runs depends on the machine's load, so it is logged,
 	// not asserted (make bench measures speed).
 	if rate > 55 {
@@ -151,8 +151,10 @@ func TestRateLimit(t *testing.T) {
 		for reqs[i].at.Sub(reqs[j].at) >= time.Second {
 			j++
 		}
-		if in := i - j + 1; in > 50+1 {
-			t.Fatalf("%d requests within one second ending at request %d, want at most rate 50 + burst 1", in, i)
+		// The limiter spaces the sends; the receiver sees them with the
+		// network's jitter, hence 10% on top of rate 50 + burst 1.
+		if in := i - j + 1; in > 55+1 {
+			t.Fatalf("%d requests within one second ending at request %d, want at most rate 50 + 10%% + burst 1", in, i)
 		}
 	}
 }
