@@ -23,7 +23,9 @@ import (
 
 // Routes is what the engine needs from the registry: *registry.Registry
 // satisfies it. If it also has WaitForSync, Run waits for it first, because
-// a delivery whose subscription the routes do not know is dropped.
+// a delivery whose subscription the routes do not know is dropped (after
+// Options.UnknownSubscriptionGrace, or at once if the routes have a
+// Gone(types.UID) bool that says they saw it deleted).
 type Routes interface {
 	Matching(ns, eventType string) []*registry.Subscription
 	Subscription(ns, name string) *registry.Subscription
@@ -106,6 +108,12 @@ type Options struct {
 	// SweepEvery is how often the engine drops what it and the queue keep
 	// about deleted subscriptions and endpoints (sweep.go).
 	SweepEvery time.Duration
+	// UnknownSubscriptionGrace is how long after it was first handed out a
+	// delivery whose subscription this process does not know is kept (held,
+	// retried at growing intervals) before it is dropped, unless the routes
+	// saw that subscription deleted. Another replica fanned it out because
+	// its watch showed the subscription; this one's may lag behind.
+	UnknownSubscriptionGrace time.Duration
 }
 
 // Defaults of Options.
@@ -120,6 +128,9 @@ const (
 	DefaultLeaseRenewal  = 10 * time.Second
 	DefaultDrainTimeout  = 20 * time.Second
 	DefaultSweepEvery    = time.Minute
+	// DefaultUnknownSubscriptionGrace is far longer than a watch normally
+	// lags (well under a second) and short next to a retry schedule.
+	DefaultUnknownSubscriptionGrace = 30 * time.Second
 )
 
 // Engine delivers what the queue holds: it fans events out to subscriptions
@@ -190,6 +201,7 @@ func New(opts Options) (*Engine, error) {
 	setDefault(&opts.LeaseRenewal, DefaultLeaseRenewal)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&opts.SweepEvery, DefaultSweepEvery)
+	setDefault(&opts.UnknownSubscriptionGrace, DefaultUnknownSubscriptionGrace)
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/tracing"
@@ -24,10 +26,13 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 		if sub != nil {
 			known = string(sub.UID)
 		}
+		if until, wait := e.unknownSubscriptionWait(&d); wait {
+			e.hold(job, e.endpoint(ns, d.Endpoint), until, holdUnknownSubscription)
+			return
+		}
 		// Logged one by one (at V(1): a deleted subscription's backlog drops
-		// many): a subscription this process has not seen yet, while the
-		// replica that fanned the event out had, would lose an accepted
-		// event here, and the log is what tells the two apart.
+		// many), so that a drop can be told from a subscription this
+		// process never saw.
 		e.log.V(1).Info("Dropping a delivery: its subscription does not exist (deleted, or created again with another UID)",
 			"namespace", ns, "subscription", d.Subscription, "uid", d.SubscriptionUID, "knownUID", known, "event", d.Event.ID)
 		e.drop(job, &d)
@@ -73,6 +78,42 @@ func (e *Engine) handle(ctx context.Context, job *queue.Job) {
 	if !e.enqueue(st, t) {
 		e.hold(job, st, e.busyUntil(st, e.clock.Now()), holdBusy)
 	}
+}
+
+// goneRoutes are routes that remember the subscriptions they saw deleted
+// (*registry.Registry).
+type goneRoutes interface {
+	Gone(uid types.UID) bool
+}
+
+// unknownSubscriptionWait decides on a delivery whose subscription this
+// process does not know (or knows under another UID): dropped at once if the
+// routes saw it deleted; otherwise kept until UnknownSubscriptionGrace after
+// it was first handed out, held for growing intervals (1 s, 2 s, 4 s, ...) so
+// that it goes as soon as the subscription shows up here. The replica that
+// fanned the event out knew the subscription; a watch that lags behind must
+// not lose the delivery. The grace runs on wall time, as holds do.
+func (e *Engine) unknownSubscriptionWait(d *queue.Delivery) (time.Time, bool) {
+	if g, ok := e.routes.(goneRoutes); ok && g.Gone(types.UID(d.SubscriptionUID)) {
+		return time.Time{}, false
+	}
+	if d.FirstAttempt.IsZero() {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	deadline := d.FirstAttempt.Add(e.opts.UnknownSubscriptionGrace)
+	if !now.Before(deadline) {
+		return time.Time{}, false
+	}
+	wait := max(time.Second, now.Sub(d.FirstAttempt))
+	return minTime(now.Add(wait), deadline), true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // attempt makes one HTTP attempt of a delivery that holds a send slot, and

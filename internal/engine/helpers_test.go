@@ -152,6 +152,8 @@ func testOptions() Options {
 		DisabledHold:  time.Second,
 		DrainTimeout:  time.Second,
 		UnparkCheck:   time.Second,
+		// Routes switched by a test have no record of deletions.
+		UnknownSubscriptionGrace: 2 * time.Second,
 	}
 }
 

@@ -35,6 +35,8 @@ const (
 	holdDisabled    = "disabled"
 	holdNotReady    = "not_ready"
 	holdShutdown    = "shutdown"
+	// holdUnknownSubscription: the subscription is not (yet) known here.
+	holdUnknownSubscription = "unknown_subscription"
 )
 
 type metrics struct {

@@ -127,9 +127,12 @@ var _ = Describe("the live registry", func() {
 		Expect(reg.Matching(ns, "invoice.paid")).To(BeEmpty())
 		Expect(reg.Subscription(ns, "invoices").Generation).To(Equal(sub.Generation))
 
+		Expect(reg.Gone(sub.UID)).To(BeFalse())
 		Expect(k8sClient.Delete(ctx, &sub)).To(Succeed())
 		Eventually(func() *registry.Subscription { return reg.Subscription(ns, "invoices") }).Should(BeNil())
 		Expect(reg.Matching(ns, "order.created")).To(BeEmpty())
+		// Remembered as deleted, so its queued deliveries are dropped at once.
+		Expect(reg.Gone(sub.UID)).To(BeTrue())
 
 		Expect(k8sClient.Delete(ctx, &hooklinev1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ep"}})).To(Succeed())
 		Eventually(func() *registry.Endpoint { return reg.Endpoint(ns, "ep") }).Should(BeNil())

@@ -55,6 +55,9 @@ type Registry struct {
 
 	// Only for a live registry (New).
 	live *watcher
+	// gone: the subscriptions the live registry saw deleted (gone.go).
+	gone  goneSet
+	clock clock.PassiveClock
 }
 
 // Matching returns the usable, non-suspended subscriptions of namespace ns whose
@@ -189,6 +192,7 @@ func newRegistry(opts Options) *Registry {
 		synced: make(chan struct{}),
 		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock, allowUnlabelled: opts.AllowUnlabelledSecrets, proxy: opts.Proxy},
 		log:    opts.Logger,
+		clock:  opts.Clock,
 	}
 	r.snap.Store(&snapshot{namespaces: map[string]*view{}})
 	return r

@@ -357,6 +357,9 @@ func (w *watcher) syncSubscription(ctx context.Context, k objKey) bool {
 	st := w.ns(k.namespace)
 	cur := st.subs[k.name]
 	if apierrors.IsNotFound(err) {
+		if cur != nil {
+			w.r.gone.add(cur.UID, w.r.clock.Now())
+		}
 		delete(st.subs, k.name)
 		return cur != nil
 	}
@@ -367,6 +370,9 @@ func (w *watcher) syncSubscription(ctx context.Context, k objKey) bool {
 	// Status writes do not change the generation and need no rebuild.
 	if cur != nil && cur.UID == s.UID && cur.Generation == s.Generation {
 		return false
+	}
+	if cur != nil && cur.UID != s.UID {
+		w.r.gone.add(cur.UID, w.r.clock.Now())
 	}
 	st.subs[k.name] = buildSubscription(&s)
 	return true

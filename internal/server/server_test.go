@@ -38,6 +38,12 @@ func (p *recorder) Publish(_ context.Context, ev server.Event) (server.PublishRe
 	return server.PublishResult{Duplicate: p.duplicate}, nil
 }
 
+func (p *recorder) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.events)
+}
+
 // batchRecorder also publishes batches, in one call.
 type batchRecorder struct {
 	recorder
