@@ -407,14 +407,7 @@ func (b *bench) clusterThroughput(ctx context.Context, w *clusterWork, pubs []*p
 				}
 				lo, hi := i*size, min(n, (i+1)*size)
 				sent := time.Now()
-				buf = append(buf[:0], `{"events":[`...)
-				for s := lo; s < hi; s++ {
-					if s > lo {
-						buf = append(buf, ',')
-					}
-					buf = b.payload.event(buf, w.types[s%len(w.types)], eventID(group, s), s, sent)
-				}
-				buf = append(buf, "]}"...)
+				buf = b.payload.batch(buf, lo, hi, group, func(s int) string { return w.types[s%len(w.types)] }, sent)
 				if err := pubs[i%len(pubs)].batch(ctx, w.ns, buf); err != nil {
 					errOnce.Do(func() { res.PublishErr = err.Error() })
 					continue

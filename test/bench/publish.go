@@ -133,6 +133,19 @@ func appendPadded(b []byte, n, width int) []byte {
 	return append(b, s...)
 }
 
+// batch appends to buf[:0] the body of one events:batch request: events lo
+// to hi-1 of group, each of the type typeOf gives for its sequence number.
+func (p payload) batch(buf []byte, lo, hi int, group string, typeOf func(seq int) string, sent time.Time) []byte {
+	buf = append(buf[:0], `{"events":[`...)
+	for s := lo; s < hi; s++ {
+		if s > lo {
+			buf = append(buf, ',')
+		}
+		buf = p.event(buf, typeOf(s), eventID(group, s), s, sent)
+	}
+	return append(buf, "]}"...)
+}
+
 // eventID is "<group>-<seq>": the receiver files arrivals by group.
 func eventID(group string, seq int) string {
 	return group + "-" + strconv.Itoa(seq)

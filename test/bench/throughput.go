@@ -137,14 +137,7 @@ func (b *bench) throughput(ctx context.Context, r *run) *throughputResult {
 				}
 				lo, hi := i*size, min(n, (i+1)*size)
 				sent := time.Now()
-				buf = append(buf[:0], `{"events":[`...)
-				for s := lo; s < hi; s++ {
-					if s > lo {
-						buf = append(buf, ',')
-					}
-					buf = b.payload.event(buf, "bench.throughput", eventID(group, s), s, sent)
-				}
-				buf = append(buf, "]}"...)
+				buf = b.payload.batch(buf, lo, hi, group, func(int) string { return "bench.throughput" }, sent)
 				if err := r.pub.batch(ctx, r.ns, buf); err != nil {
 					errOnce.Do(func() { res.PublishErr = err.Error() })
 					continue
