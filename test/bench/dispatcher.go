@@ -83,19 +83,28 @@ func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir strin
 		}
 		args = append(args, "--profile-listen", d.profile)
 	}
+	if err := d.launch(bin, args, logFile); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// launch starts bin with args, its output going to logFile (closed when it
+// exits), and closes d.exited once it has.
+func (d *dispatcherProc) launch(bin string, args []string, logFile *os.File) error {
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
 	d.cmd.SysProcAttr = childAttrs()
 	if err := d.cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("starting %s dispatcher: %w", bin, err)
+		return fmt.Errorf("starting %s dispatcher: %w", bin, err)
 	}
 	go func() {
 		d.waitErr = d.cmd.Wait()
 		logFile.Close()
 		close(d.exited)
 	}()
-	return d, nil
+	return nil
 }
 
 // waitReady polls /readyz until it answers 200, the process exits, or timeout passes.

@@ -652,18 +652,9 @@ func startDispatcherArgs(ctx context.Context, bin, dir string, extra []string, k
 		"--auth", "none", "--listen", api, "--metrics-listen", metrics, "--allow-cidr", "127.0.0.0/8",
 		"--kubeconfig", kubeconfig, "--max-request-timeout", maxRequestTimeout.String(),
 	}, extra...)
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	d.cmd.SysProcAttr = childAttrs()
-	if err := d.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s dispatcher: %w", bin, err)
+	if err := d.launch(bin, args, logFile); err != nil {
+		return nil, err
 	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		logFile.Close()
-		close(d.exited)
-	}()
 	return d, nil
 }
 
