@@ -158,6 +158,8 @@ type Engine struct {
 	pending atomic.Int64
 
 	running atomic.Bool
+	// consuming: the fan-out and delivery consumers are open (CheckReady).
+	consuming atomic.Bool
 	// Set by Run before any delivery is handled. stop ends with Run's
 	// context; sendCtx only after DrainTimeout more.
 	stop    context.Context
@@ -252,6 +254,15 @@ func processID() string {
 // deliveries, puts back those waiting in memory, lets sends in flight finish
 // for up to DrainTimeout, cancels the rest and puts them back, and returns.
 // It returns early with an error if the queue cannot be consumed.
+// CheckReady reports whether Run has opened the queue's consumers and not
+// stopped: before that, events are accepted but nothing is delivered here.
+func (e *Engine) CheckReady(context.Context) error {
+	if !e.consuming.Load() {
+		return errors.New("the delivery engine has not opened its queue consumers yet, or has stopped")
+	}
+	return nil
+}
+
 func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("dispatch: the engine is already running")
@@ -271,6 +282,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("running deliveries: %w", err))
 	}
+	e.consuming.Store(true)
+	defer e.consuming.Store(false)
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	e.stop, e.sendCtx = runCtx, sendCtx

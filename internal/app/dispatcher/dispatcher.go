@@ -284,6 +284,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		ReadyChecks: []server.Check{
 			{Name: "registry", Ready: d.reg.CheckReady},
 			{Name: "catalog", Ready: d.catalog.CheckReady},
+			{Name: "engine", Ready: d.engineReady},
 		},
 		Clock:  d.clk,
 		Logger: d.log.WithName("api"),
@@ -395,6 +396,16 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	}
 	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "https", d.cfg.TLSCertFile != "", "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
 	return g.Wait()
+}
+
+// engineReady is ready once the delivery engine consumes the queue: a replica
+// rolled in is counted ready only when it delivers too.
+func (d *dispatcher) engineReady(ctx context.Context) error {
+	eng := d.eng.Load()
+	if eng == nil {
+		return errors.New("the delivery engine has not started: it waits for delivery status and the registry to sync")
+	}
+	return eng.CheckReady(ctx)
 }
 
 // runEngine builds the delivery engine once status and the registry are synced,

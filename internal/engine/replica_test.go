@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,4 +95,33 @@ func TestUnknownSubscriptionIsNotDroppedAtOnce(t *testing.T) {
 			t.Errorf("held %v times, %d requests: want dropped at once", held(eng), rc.count())
 		}
 	})
+}
+
+// TestCheckReady: the engine is ready (the dispatcher's /readyz) only while
+// it consumes the queue: not before Run, and not after it stopped.
+func TestCheckReady(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rc := newReceiver(t, false, nil)
+	f.endpoint("erp", rc)
+	f.subscription("invoices", "erp")
+	f.build()
+	eng, stop := f.run(testOptions())
+	eventually(t, "ready once running", func() bool { return eng.CheckReady(context.Background()) == nil })
+	f.publish("e1")
+	eventually(t, "a delivery", func() bool { return rc.count() == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.CheckReady(context.Background()); err == nil || !strings.Contains(err.Error(), "has not opened its queue consumers") {
+		t.Errorf("CheckReady after Run returned: %v", err)
+	}
+
+	unstarted, err := New(Options{Queue: f.q, Routes: f.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstarted.CheckReady(context.Background()); err == nil {
+		t.Error("an engine never run is ready")
+	}
 }
