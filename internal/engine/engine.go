@@ -150,6 +150,9 @@ type Engine struct {
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
 	lanes     sync.Map // objKey → laneSet: ordered lanes ensured by this process
+	// unknownSince: subscription UID → when this process was first handed a
+	// delivery of it without knowing it (handler.go).
+	unknownSince sync.Map
 	// relocating holds the queue.ParkedKeys whose backlog this process is
 	// moving to the subscription's current endpoint.
 	relocating sync.Map

@@ -89,23 +89,27 @@ type goneRoutes interface {
 // unknownSubscriptionWait decides on a delivery whose subscription this
 // process does not know (or knows under another UID): dropped at once if the
 // routes saw it deleted; otherwise kept until UnknownSubscriptionGrace after
-// it was first handed out, held for growing intervals (1 s, 2 s, 4 s, ...) so
-// that it goes as soon as the subscription shows up here. The replica that
-// fanned the event out knew the subscription; a watch that lags behind must
-// not lose the delivery. The grace runs on wall time, as holds do.
+// it, or any delivery of the same subscription UID, was first handed out
+// here, held for growing intervals (1 s, 2 s, 4 s, ...) so that it goes as
+// soon as the subscription shows up. The replica that fanned the event out
+// knew the subscription; a watch that lags behind must not lose the
+// delivery. One grace per UID, not per delivery: a backlog on an ordered
+// lane of a subscription deleted while no dispatcher ran waits the grace
+// once, not once per delivery. The grace runs on wall time, as holds do.
 func (e *Engine) unknownSubscriptionWait(d *queue.Delivery) (time.Time, bool) {
 	if g, ok := e.routes.(goneRoutes); ok && g.Gone(types.UID(d.SubscriptionUID)) {
 		return time.Time{}, false
 	}
-	if d.FirstAttempt.IsZero() {
-		return time.Time{}, false
-	}
 	now := time.Now()
-	deadline := d.FirstAttempt.Add(e.opts.UnknownSubscriptionGrace)
+	first := d.FirstAttempt
+	if v, _ := e.unknownSince.LoadOrStore(d.SubscriptionUID, now); first.IsZero() || v.(time.Time).Before(first) {
+		first = v.(time.Time)
+	}
+	deadline := first.Add(e.opts.UnknownSubscriptionGrace)
 	if !now.Before(deadline) {
 		return time.Time{}, false
 	}
-	wait := max(time.Second, now.Sub(d.FirstAttempt))
+	wait := max(time.Second, now.Sub(first))
 	return minTime(now.Add(wait), deadline), true
 }
 

@@ -84,6 +84,14 @@ func TestUnknownSubscriptionIsNotDroppedAtOnce(t *testing.T) {
 		if held(eng) == 0 || rc.count() != 0 {
 			t.Errorf("held %v times, %d requests: want held first and nothing sent", held(eng), rc.count())
 		}
+		// The grace runs once per subscription: later deliveries of the
+		// same unknown subscription are dropped at once.
+		heldBefore := held(eng)
+		f.publish("late-1", "late-2", "late-3")
+		eventually(t, "the later deliveries dropped", func() bool { return dropped(eng) == 8 })
+		if n := held(eng); n != heldBefore {
+			t.Errorf("later deliveries were held %v times, want dropped without a hold", n-heldBefore)
+		}
 	})
 	t.Run("seen deleted", func(t *testing.T) {
 		t.Parallel()

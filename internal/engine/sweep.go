@@ -27,6 +27,13 @@ func (e *Engine) sweep(ctx context.Context) {
 }
 
 func (e *Engine) sweepMemory() {
+	// A UID still unknown an hour on starts a new grace if it comes again.
+	e.unknownSince.Range(func(k, v any) bool {
+		if time.Since(v.(time.Time)) > time.Hour {
+			e.unknownSince.Delete(k)
+		}
+		return true
+	})
 	e.subs.Range(func(k, v any) bool {
 		key := k.(objKey)
 		if e.routes.Subscription(key.ns, key.name) == nil {
