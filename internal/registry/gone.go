@@ -1,10 +1,10 @@
 package registry
 
 import (
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
 )
 
 // Subscriptions seen deleted. A delivery queued for a subscription the
@@ -24,50 +24,21 @@ const (
 	goneMax  = 100_000
 )
 
-type goneSet struct {
-	mu    sync.Mutex
-	at    map[types.UID]time.Time
-	order []goneEntry // oldest first
+func newGoneSet(clk cache.Clock) *cache.LRUExpireCache {
+	return cache.NewLRUExpireCacheWithClock(goneMax, clk)
 }
 
-type goneEntry struct {
-	uid types.UID
-	at  time.Time
-}
-
-func (g *goneSet) add(uid types.UID, now time.Time) {
-	if uid == "" {
-		return
+func (r *Registry) markGone(uid types.UID) {
+	if uid != "" {
+		r.gone.Add(uid, struct{}{}, goneKeep)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.at == nil {
-		g.at = map[types.UID]time.Time{}
-	}
-	if _, ok := g.at[uid]; ok {
-		return
-	}
-	g.at[uid] = now
-	g.order = append(g.order, goneEntry{uid, now})
-	drop := 0
-	for drop < len(g.order) && (len(g.order)-drop > goneMax || now.Sub(g.order[drop].at) > goneKeep) {
-		delete(g.at, g.order[drop].uid)
-		drop++
-	}
-	if drop > 0 {
-		g.order = append(g.order[:0], g.order[drop:]...)
-	}
-}
-
-func (g *goneSet) has(uid types.UID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, ok := g.at[uid]
-	return ok
 }
 
 // Gone reports whether this registry saw the subscription with this UID
 // deleted (or replaced by another object of the same name) in the last hour.
 // false says nothing: the subscription may exist and not be seen yet, or may
 // have been deleted before this process started.
-func (r *Registry) Gone(uid types.UID) bool { return r.gone.has(uid) }
+func (r *Registry) Gone(uid types.UID) bool {
+	_, ok := r.gone.Get(uid)
+	return ok
+}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -56,8 +57,7 @@ type Registry struct {
 	// Only for a live registry (New).
 	live *watcher
 	// gone: the subscriptions the live registry saw deleted (gone.go).
-	gone  goneSet
-	clock clock.PassiveClock
+	gone *cache.LRUExpireCache
 }
 
 // Matching returns the usable, non-suspended subscriptions of namespace ns whose
@@ -192,7 +192,7 @@ func newRegistry(opts Options) *Registry {
 		synced: make(chan struct{}),
 		build:  builder{pool: opts.Pool, ssrf: opts.SSRF, clock: opts.Clock, allowUnlabelled: opts.AllowUnlabelledSecrets, proxy: opts.Proxy},
 		log:    opts.Logger,
-		clock:  opts.Clock,
+		gone:   newGoneSet(opts.Clock),
 	}
 	r.snap.Store(&snapshot{namespaces: map[string]*view{}})
 	return r

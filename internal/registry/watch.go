@@ -358,7 +358,7 @@ func (w *watcher) syncSubscription(ctx context.Context, k objKey) bool {
 	cur := st.subs[k.name]
 	if apierrors.IsNotFound(err) {
 		if cur != nil {
-			w.r.gone.add(cur.UID, w.r.clock.Now())
+			w.r.markGone(cur.UID)
 		}
 		delete(st.subs, k.name)
 		return cur != nil
@@ -372,7 +372,7 @@ func (w *watcher) syncSubscription(ctx context.Context, k objKey) bool {
 		return false
 	}
 	if cur != nil && cur.UID != s.UID {
-		w.r.gone.add(cur.UID, w.r.clock.Now())
+		w.r.markGone(cur.UID)
 	}
 	st.subs[k.name] = buildSubscription(&s)
 	return true

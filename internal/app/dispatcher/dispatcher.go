@@ -382,6 +382,7 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 	}
 	if lns.ui != nil {
 		g.Go(func() error { return serve(ctx, lns.ui, d.ui, d.cfg.Limits) })
+		d.log.Info("Serving the dashboard for users signed in by an authenticating proxy", "listen", lns.ui.Addr().String())
 	}
 	if d.cfg.Ready != nil {
 		g.Go(func() error {
@@ -390,9 +391,6 @@ func (d *dispatcher) run(ctx context.Context, lns listeners) error {
 			}
 			return nil
 		})
-	}
-	if lns.ui != nil {
-		d.log.Info("Serving the dashboard for users signed in by an authenticating proxy", "listen", lns.ui.Addr().String())
 	}
 	d.log.Info("dispatcher running", "listen", lns.api.Addr().String(), "https", d.cfg.TLSCertFile != "", "queue", queueMode(d.cfg.Queue), "auth", d.cfg.Auth)
 	return g.Wait()
