@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -111,14 +112,49 @@ func TestSubjectTokens(t *testing.T) {
 	}
 }
 
+// The delivery's message id is what makes a repeated fan-out or retry a no-op:
+// the same delivery and attempt always give the same id, and anything that tells
+// two deliveries apart gives another. It is pinned, because an id that changes
+// between versions lets a fan-out repeated across an upgrade store its deliveries
+// twice.
 func TestDeliveryMsgID(t *testing.T) {
 	d := Delivery{Event: Event{Namespace: "ns", ID: "evt"}, SubscriptionUID: "uid", Attempt: 2}
-	if got := deliveryMsgID(&d); got != "ns/evt/uid/2" {
-		t.Errorf("got %q", got)
+	// base64url(SHA-256("ns\x00evt\x00uid\x000\x002\x000")[:16]), worked out apart from the code.
+	if got, want := deliveryMsgID(&d), "Amq_r6cQaRxnDLy1hu9vvA"; got != want {
+		t.Errorf("deliveryMsgID = %q, want %q (pinned)", got, want)
 	}
-	d.Holds, d.Replay = 3, 7
-	if got := deliveryMsgID(&d); got != "ns/evt/uid/r7/2/h3" {
-		t.Errorf("got %q", got)
+	base := deliveryMsgID(&d)
+	seen := map[string]string{base: "base"}
+	for name, change := range map[string]func(*Delivery){
+		"namespace":     func(d *Delivery) { d.Event.Namespace = "ns2" },
+		"event":         func(d *Delivery) { d.Event.ID = "evt2" },
+		"uid":           func(d *Delivery) { d.SubscriptionUID = "uid2" },
+		"attempt":       func(d *Delivery) { d.Attempt = 3 },
+		"holds":         func(d *Delivery) { d.Holds = 1 },
+		"replay":        func(d *Delivery) { d.Replay = 7 },
+		"names shifted": func(d *Delivery) { d.Event.Namespace, d.Event.ID = "ns/evt", "" },
+		"long names":    func(d *Delivery) { d.Event.ID = strings.Repeat("e", 300) },
+	} {
+		c := d
+		change(&c)
+		id := deliveryMsgID(&c)
+		if other, ok := seen[id]; ok {
+			t.Errorf("%s: id %q is also %s's", name, id, other)
+		}
+		seen[id] = name
+		if len(id) != 22 {
+			t.Errorf("%s: id %q is %d characters, want 22", name, id, len(id))
+		}
+		if again := deliveryMsgID(&c); again != id {
+			t.Errorf("%s: id %q then %q", name, id, again)
+		}
+	}
+	// Fields the id does not depend on: the endpoint (a retargeted retry is the
+	// same delivery) and the subscription's name.
+	c := d
+	c.Endpoint, c.Subscription = "other", "renamed"
+	if got := deliveryMsgID(&c); got != base {
+		t.Errorf("endpoint and name changed the id: %q, want %q", got, base)
 	}
 }
 

@@ -138,5 +138,8 @@ func nakBackoff(m jetstream.Msg) time.Duration {
 		n = md.NumDelivered
 	}
 	d := time.Second << min(n-1, 6)
-	return min(d, time.Minute)
+	return min(d, maxNakBackoff)
 }
+
+// maxNakBackoff is the longest delay nakBackoff gives.
+const maxNakBackoff = time.Minute

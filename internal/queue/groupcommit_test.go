@@ -295,21 +295,27 @@ func TestFanoutAtomicBatches(t *testing.T) {
 }
 
 // fanoutChildEnv makes the test binary run fanoutChild: it fans out the
-// events already stored in $HOOKLINE_FANOUT_DIR under SyncAlways, printing
+// events already stored in $HOOKLINE_FANOUT_DIR (under SyncAlways, or the
+// default durability when fanoutChildSyncEnv is "default"), printing
 // "fanning" once it has started and "matched N" after every 250 events
 // matched, until killed.
-const fanoutChildEnv = "HOOKLINE_FANOUT_CHILD"
+const (
+	fanoutChildEnv     = "HOOKLINE_FANOUT_CHILD"
+	fanoutChildSyncEnv = "HOOKLINE_FANOUT_CHILD_SYNC"
+)
 
 func init() {
 	if dir := os.Getenv(fanoutChildEnv); dir != "" {
-		fanoutChild(dir)
+		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv) != "default")
 		os.Exit(1)
 	}
 }
 
-func fanoutChild(dir string) {
+func fanoutChild(dir string, always bool) {
 	cfg := testConfig(dir)
-	cfg.Sync = SyncAlways
+	if always {
+		cfg.Sync = SyncAlways
+	}
 	q, err := Open(context.Background(), cfg, logr.Discard())
 	if err != nil {
 		fmt.Println("error", err)
@@ -334,6 +340,21 @@ func fanoutChild(dir string) {
 // refused and published message by message, each recognised by its id.
 func TestFanoutAtomicSIGKILL(t *testing.T) {
 	t.Parallel()
+	testFanoutSIGKILL(t, true)
+}
+
+// The same with the default durability, where each delivery is its own
+// publish: what makes the repeated fan-out a no-op is the deliveries' message
+// ids (deliveryMsgID), which the server rebuilds from the stored messages of
+// the deliveries stream's window (deliveryDedupeWindow) when it starts again.
+// The repeat comes after the fan-out's lease, 30 s: well inside the window.
+func TestFanoutSIGKILL(t *testing.T) {
+	t.Parallel()
+	testFanoutSIGKILL(t, false)
+}
+
+func testFanoutSIGKILL(t *testing.T, always bool) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +368,11 @@ func TestFanoutAtomicSIGKILL(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			func() {
-				q := alwaysQueue(t, dir)
+				cfg := testConfig(dir)
+				if always {
+					cfg.Sync = SyncAlways
+				}
+				q := openTest(t, cfg)
 				evs := make([]Event, events)
 				for i := range evs {
 					evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
@@ -358,7 +383,11 @@ func TestFanoutAtomicSIGKILL(t *testing.T) {
 				q.Close()
 			}()
 			cmd := exec.Command(exe, "-test.run", "^$")
-			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir)
+			sync := "always"
+			if !always {
+				sync = "default"
+			}
+			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir, fanoutChildSyncEnv+"="+sync)
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)

@@ -58,6 +58,9 @@ type Queue struct {
 // pingInterval is how often the client pings the server it is connected to.
 const pingInterval = 5 * time.Second
 
+// publishTimeout bounds the wait for an async publish's acknowledgement.
+const publishTimeout = 30 * time.Second
+
 // Open starts the embedded server if asked, connects, and creates or updates
 // the streams, so it is safe to call on every start.
 func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
@@ -118,7 +121,7 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	// The window bounds memory held for unacknowledged publishes; past it,
 	// publishers wait (stall) instead of growing the window.
 	if q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncTimeout(30*time.Second)); err != nil {
+		jetstream.WithPublishAsyncTimeout(publishTimeout)); err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
 	if q.ajs, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
@@ -181,13 +184,27 @@ func (q *Queue) startEmbedded() error {
 	return nil
 }
 
-// deliveryDedupeWindow is shorter than the event window on purpose. The
-// server keeps every message id of the window in memory, and the deliveries
-// stream sees several messages per event. Its ids only have to catch a
-// republish of the same delivery, which happens when a source message comes
-// back after its lease runs out or after a restart, both soon.
+// deliveryDedupeWindow is how long the deliveries stream recognises a message
+// id. The server keeps every id of the window in memory (about 120 bytes each),
+// one per delivery and retry published, so memory grows with the rate times the
+// window: a burst of 1,000,000 deliveries holds 1,000,000 ids for the window.
+// The ids only have to catch a republish of the same message by this queue, and
+// both kinds come soon:
+//
+//   - a fan-out repeated because its event was not acknowledged: the event
+//     comes back after its lease (fanoutAckWait) or its NAK's delay (at most
+//     maxNakBackoff), and its publishes waited at most publishTimeout;
+//   - a retry, hold or dead letter published again because the delivery's
+//     acknowledgement was lost: the delivery comes back after its lease
+//     (AckWait) and its next attempt ends within MaxRequestTimeout, which is
+//     shorter than AckWait, so within 2×AckWait of the first.
+//
+// After a restart the server rebuilds the ids of the messages still stored
+// within the window, so a repeat after a crash is caught when the process was
+// down for less than the window minus those bounds. It stays shorter than the
+// events' window, the producers' promise.
 func (q *Queue) deliveryDedupeWindow() time.Duration {
-	return min(q.cfg.DedupeWindow, max(2*time.Minute, 4*q.cfg.AckWait))
+	return min(q.cfg.DedupeWindow, max(fanoutAckWait+maxNakBackoff+publishTimeout, 2*q.cfg.AckWait))
 }
 
 func (q *Queue) ensureStreams(ctx context.Context) error {

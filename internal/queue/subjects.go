@@ -2,6 +2,7 @@ package queue
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -242,26 +243,30 @@ func eventMsgID(ns, id string) string { return ns + "/" + id }
 // deliveryMsgID is the de-duplication id of one delivery message: stable for
 // the same event, subscription and attempt, so a fan-out or retry repeated
 // after a crash is dropped by the server. Holds and replays get their own
-// suffix because they legitimately publish the same attempt again.
+// part because they legitimately publish the same attempt again.
+//
+// It is a hash (128 bits of SHA-256, 22 characters) rather than the names
+// themselves, because the server keeps every id of the deliveries stream's
+// window in memory, one map entry per delivery published: the names took 70
+// to 120 bytes of it, the hash 24. Ids of the form before it
+// ("namespace/event/uid/attempt") were not recognised by it: a fan-out that
+// an upgraded dispatcher repeats for an older one stores its deliveries again
+// once, which at-least-once allows (docs/operations.md, "Upgrade").
 func deliveryMsgID(d *Delivery) string {
-	var b strings.Builder
-	b.Grow(len(d.Event.Namespace) + len(d.Event.ID) + len(d.SubscriptionUID) + 16)
-	b.WriteString(d.Event.Namespace)
-	b.WriteByte('/')
-	b.WriteString(d.Event.ID)
-	b.WriteByte('/')
-	b.WriteString(d.SubscriptionUID)
-	if d.Replay != 0 {
-		b.WriteString("/r")
-		b.WriteString(strconv.FormatUint(d.Replay, 10))
-	}
-	b.WriteByte('/')
-	b.WriteString(strconv.Itoa(d.Attempt))
-	if d.Holds != 0 {
-		b.WriteString("/h")
-		b.WriteString(strconv.Itoa(d.Holds))
-	}
-	return b.String()
+	var in [256]byte
+	b := append(in[:0], d.Event.Namespace...)
+	b = append(append(b, 0), d.Event.ID...)
+	b = append(append(b, 0), d.SubscriptionUID...)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, d.Replay, 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(d.Attempt), 10)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(d.Holds), 10)
+	sum := sha256.Sum256(b)
+	var out [22]byte
+	base64.RawURLEncoding.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // laneSubject is where a delivery waits for its next attempt.

@@ -44,8 +44,9 @@ func freeLoopbackAddr(ctx context.Context) (string, error) {
 }
 
 // startDispatcher starts bin dispatcher with its data and log under dir. profiled: bin
-// is profdispatcher, which takes --profile-listen.
-func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir string, profiled bool) (*dispatcherProc, error) {
+// is profdispatcher, which takes --profile-listen. env (NAME=value) is added to this
+// process's environment.
+func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir string, profiled bool, env ...string) (*dispatcherProc, error) {
 	api, err := freeLoopbackAddr(ctx)
 	if err != nil {
 		return nil, err
@@ -83,16 +84,19 @@ func startDispatcher(ctx context.Context, bin, kubeconfig, durability, dir strin
 		}
 		args = append(args, "--profile-listen", d.profile)
 	}
-	if err := d.launch(bin, args, logFile); err != nil {
+	if err := d.launch(bin, args, logFile, env...); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// launch starts bin with args, its output going to logFile (closed when it
-// exits), and closes d.exited once it has.
-func (d *dispatcherProc) launch(bin string, args []string, logFile *os.File) error {
+// launch starts bin with args and env added to this process's environment, its
+// output going to logFile (closed when it exits), and closes d.exited once it has.
+func (d *dispatcherProc) launch(bin string, args []string, logFile *os.File, env ...string) error {
 	d.cmd = exec.Command(bin, args...)
+	if len(env) > 0 {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
 	d.cmd.SysProcAttr = childAttrs()
 	if err := d.cmd.Start(); err != nil {

@@ -66,6 +66,8 @@ type config struct {
 	parked       int
 	parkedSubs   int
 	parkedSettle time.Duration
+	// parkedMemLimit is the GOMEMLIMIT of the parked pass's dispatcher, "" for none.
+	parkedMemLimit string
 
 	hangTimeout     time.Duration
 	hangMaxInFlight int
@@ -108,6 +110,7 @@ func parseFlags() (config, error) {
 	fs.IntVar(&c.parked, "parked", 200000, "deliveries parked in the parked pass (the RSS target is for 1000000; fewer prints a labelled projection)")
 	fs.IntVar(&c.parkedSubs, "parked-subs", 10, "subscriptions of the parked pass's dead endpoint; each event makes one delivery per subscription")
 	fs.DurationVar(&c.parkedSettle, "parked-settle", 2*time.Minute+15*time.Second, "after everything is parked, how long to wait before reading the RSS again (the deliveries' de-duplication window is 2 minutes); 0 skips it")
+	fs.StringVar(&c.parkedMemLimit, "parked-memlimit", defaultPodMemLimit, "GOMEMLIMIT of the parked pass's dispatcher: bytes, or a number with KiB, MiB or GiB; the default is what the operator sets for the default 512Mi memory limit (90 %); off runs it without one")
 	fs.DurationVar(&c.hangTimeout, "hang-timeout", 2*time.Second, "spec.limits.timeout of the hanging endpoint")
 	fs.IntVar(&c.hangMaxInFlight, "hang-max-in-flight", 256, "spec.limits.maxInFlight of the hanging endpoint")
 	fs.BoolVar(&c.always, "always", true, "also run the throughput and latency phases with --durability always")
@@ -143,6 +146,9 @@ func parseFlags() (config, error) {
 		return c, fmt.Errorf("-timeline=%s: must be positive", c.timeline)
 	case c.verifyEvery < 1:
 		return c, fmt.Errorf("-verify-every=%d: at least 1", c.verifyEvery)
+	}
+	if c.parkedMemLimit, err = parseMemLimit(c.parkedMemLimit); err != nil {
+		return c, fmt.Errorf("-parked-memlimit: %w", err)
 	}
 	return c, nil
 }

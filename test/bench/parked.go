@@ -47,15 +47,19 @@ type parkedResult struct {
 	RestartReady                                  time.Duration
 	RSSRestarted, RSSRestartedLater, HWMRestarted int64
 	DispatcherCPU                                 time.Duration // per parked delivery
-	Note                                          phaseNote
-	PublishErr                                    string
-	Err                                           error
+	// MemLimit is the dispatcher's GOMEMLIMIT ("" none); GC what its collections
+	// said about the live heap from its start until the settle wait ended.
+	MemLimit   string
+	GC         gcTrace
+	Note       phaseNote
+	PublishErr string
+	Err        error
 }
 
 // parkedPass runs the parked phase on its own dispatcher (--durability default).
 func (b *bench) parkedPass(ctx context.Context) *parkedResult {
 	subs := max(1, b.cfg.parkedSubs)
-	res := &parkedResult{Want: b.cfg.parked, Subs: subs, Events: (b.cfg.parked + subs - 1) / subs}
+	res := &parkedResult{Want: b.cfg.parked, Subs: subs, Events: (b.cfg.parked + subs - 1) / subs, MemLimit: b.cfg.parkedMemLimit}
 	res.Err = b.parkedRun(ctx, res)
 	if res.Err != nil {
 		b.logf("parked: %v", res.Err)
@@ -94,7 +98,7 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 
 	dir := filepath.Join(b.cfg.workDir, "parked")
 	b.logf("parked: starting %s dispatcher (data and log in %s)", b.bin, dir)
-	if r.d, err = startDispatcher(ctx, b.bin, b.k.env.Kubeconfig, "default", dir, b.cfg.profileDir != ""); err != nil {
+	if r.d, err = startDispatcher(ctx, b.bin, b.k.env.Kubeconfig, "default", dir, b.cfg.profileDir != "", parkedEnv(res)...); err != nil {
 		return err
 	}
 	defer func() { // r.d: restartParked replaces it
@@ -140,6 +144,10 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		return err
 	}
 	res.Published = b.publishParked(ctx, r, res)
+	// With -profile-dir: the heap while the fan-out runs ahead of the parking.
+	if err := r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked-burst.heap.pprof")); err != nil {
+		return err
+	}
 	parked, last, werr := b.awaitParked(ctx, r, int64(res.Published*res.Subs))
 	if perr := r.d.stopProfile(); perr != nil && werr == nil {
 		werr = perr
@@ -170,6 +178,9 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		}
 		res.RSSSettled = procStatusBytes(pid, "VmRSS")
 	}
+	if res.GC, err = readGCTrace(r.d.logPath); err != nil {
+		return err
+	}
 	// With -profile-dir: what the heap holds with the backlog (the collection it
 	// forces comes after every RSS reading above).
 	if err := r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked.heap.pprof")); err != nil {
@@ -181,6 +192,16 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		return err
 	}
 	return b.restartParked(ctx, r, dir, res)
+}
+
+// parkedEnv is the parked pass's dispatchers' environment: the pod's GOMEMLIMIT, and
+// the runtime's line per collection, from which the live heap is read.
+func parkedEnv(res *parkedResult) []string {
+	env := []string{"GODEBUG=gctrace=1"}
+	if res.MemLimit != "" {
+		env = append(env, "GOMEMLIMIT="+res.MemLimit)
+	}
+	return env
 }
 
 // restartParked stops the dispatcher and starts another on the same data: the
@@ -196,7 +217,7 @@ func (b *bench) restartParked(ctx context.Context, r *run, dir string, res *park
 	}
 	b.logf("parked: starting the dispatcher again on the same data")
 	start := time.Now()
-	d, err := startDispatcher(ctx, b.bin, b.k.env.Kubeconfig, "default", dir, b.cfg.profileDir != "")
+	d, err := startDispatcher(ctx, b.bin, b.k.env.Kubeconfig, "default", dir, b.cfg.profileDir != "", parkedEnv(res)...)
 	if err != nil {
 		return err
 	}
@@ -373,6 +394,18 @@ func (b *bench) reportParked(out io.Writer) {
 		row(fmt.Sprintf("dispatcher VmRSS %s later (the deliveries' de-duplication window is 2 minutes)", p.Settle), mib(p.RSSSettled), "")
 		final = p.RSSSettled
 	}
+	limit := "none"
+	if p.MemLimit != "" {
+		v, _ := strconv.ParseInt(p.MemLimit, 10, 64)
+		limit = mib(v)
+	}
+	row("dispatcher GOMEMLIMIT (-parked-memlimit)", limit, "")
+	if p.GC.Collections > 0 {
+		row("dispatcher live heap (marked by a collection, gctrace) highest / at the last / collections", fmt.Sprintf("%s / %s / %d",
+			mib(p.GC.PeakLive), mib(p.GC.LastLive), p.GC.Collections), "")
+	}
+	row("dispatcher peak VmRSS while parking, against the default pod's memory limit", mib(p.RSSPeak)+" "+verdict(p.RSSPeak > 0 && p.RSSPeak < defaultPodMemory),
+		fmt.Sprintf("< %d MiB", defaultPodMemory>>20))
 	if p.RestartReady > 0 {
 		row("restarted on the same data: ready in / VmRSS then / 10 s later / VmHWM", fmt.Sprintf("%s / %s / %s / %s",
 			secs(p.RestartReady), mib(p.RSSRestarted), mib(p.RSSRestartedLater), mib(p.HWMRestarted)), "")
