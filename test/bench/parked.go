@@ -144,11 +144,9 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		return err
 	}
 	res.Published = b.publishParked(ctx, r, res)
-	// With -profile-dir: the heap while the fan-out runs ahead of the parking.
-	if err := r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked-burst.heap.pprof")); err != nil {
-		return err
-	}
-	parked, last, werr := b.awaitParked(ctx, r, int64(res.Published*res.Subs))
+	// With -profile-dir: the heap in the middle of the burst, half parked.
+	half := func() error { return r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked-burst.heap.pprof")) }
+	parked, last, werr := b.awaitParked(ctx, r, int64(res.Published*res.Subs), half)
 	if perr := r.d.stopProfile(); perr != nil && werr == nil {
 		werr = perr
 	}
@@ -165,6 +163,11 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 	}
 	if crash := r.d.crashed(); crash != nil {
 		return crash
+	}
+	// With -profile-dir: the heap once everything is parked, the burst's ids and
+	// buffers still held.
+	if err := r.d.heapProfile(filepath.Join(b.cfg.profileDir, "parked-end.heap.pprof")); err != nil {
+		return err
 	}
 	b.logf("parked: %s parked in %s, VmRSS %.1f MiB (idle %.1f MiB, peak %.1f MiB)", count(int(parked)), secs(res.Took),
 		float64(res.RSSParked)/bytesPerMebibyte, float64(res.RSSIdle)/bytesPerMebibyte, float64(peak.Load())/bytesPerMebibyte)
@@ -282,9 +285,9 @@ func (b *bench) publishParked(ctx context.Context, r *run, res *parkedResult) in
 // awaitParked polls the dispatcher's counters until want deliveries are parked, or
 // the count has not grown for -stall-timeout (the few deliveries whose attempts
 // failed before the circuit opened wait for their retry, then are parked too), or
-// -drain-timeout has passed since it last grew. It returns the count and when it
-// last grew.
-func (b *bench) awaitParked(ctx context.Context, r *run, want int64) (int64, time.Time, error) {
+// -drain-timeout has passed since it last grew. It calls half once, when half are
+// parked. It returns the count and when it last grew.
+func (b *bench) awaitParked(ctx context.Context, r *run, want int64, half func() error) (int64, time.Time, error) {
 	var (
 		parked int64
 		last   = time.Now()
@@ -299,6 +302,12 @@ func (b *bench) awaitParked(ctx context.Context, r *run, want int64) (int64, tim
 		}
 		if n > parked {
 			parked, last = n, time.Now()
+		}
+		if half != nil && 2*parked >= want {
+			if err := half(); err != nil {
+				return parked, last, err
+			}
+			half = nil
 		}
 		if parked >= want || time.Since(last) > b.cfg.stallTimeout {
 			return parked, last, nil
