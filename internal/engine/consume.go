@@ -14,6 +14,9 @@ func (e *Engine) fanOut(ctx context.Context, f *queue.Fanout) {
 	for range f.Workers() {
 		wg.Go(func() {
 			for b := range f.Batches() {
+				if waited := b.AwaitMemory(); waited > 0 {
+					e.m.fanoutPaused.Add(waited.Seconds())
+				}
 				evs := b.Events()
 				ms := make([]queue.Matched, len(evs))
 				for i := range evs {

@@ -15,7 +15,8 @@ type MatchFunc func(ctx context.Context, ev Event) ([]Delivery, error)
 // Handler attempts one delivery and resolves its Job.
 type Handler func(ctx context.Context, job *Job)
 
-// runFanout fans events out with match until ctx ends.
+// runFanout fans events out with match until ctx ends, as the engine does
+// (waiting for memory before each batch).
 func runFanout(ctx context.Context, q *Queue, match MatchFunc) error {
 	f, err := q.OpenFanout(ctx)
 	if err != nil {
@@ -25,6 +26,7 @@ func runFanout(ctx context.Context, q *Queue, match MatchFunc) error {
 	for range f.Workers() {
 		wg.Go(func() {
 			for b := range f.Batches() {
+				b.AwaitMemory()
 				evs := b.Events()
 				ms := make([]Matched, len(evs))
 				for i, ev := range evs {

@@ -299,19 +299,23 @@ func TestFanoutAtomicBatches(t *testing.T) {
 // default durability when fanoutChildSyncEnv is "default"), printing
 // "fanning" once it has started and "matched N" after every 250 events
 // matched, until killed.
+// With fanoutChildPausedEnv set, its heap is taken to be close to the memory
+// limit from the start: the fan-out waits (memgate.go), and it prints
+// "paused" once it does.
 const (
-	fanoutChildEnv     = "HOOKLINE_FANOUT_CHILD"
-	fanoutChildSyncEnv = "HOOKLINE_FANOUT_CHILD_SYNC"
+	fanoutChildEnv       = "HOOKLINE_FANOUT_CHILD"
+	fanoutChildSyncEnv   = "HOOKLINE_FANOUT_CHILD_SYNC"
+	fanoutChildPausedEnv = "HOOKLINE_FANOUT_CHILD_PAUSED"
 )
 
 func init() {
 	if dir := os.Getenv(fanoutChildEnv); dir != "" {
-		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv) != "default")
+		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv) != "default", os.Getenv(fanoutChildPausedEnv) != "")
 		os.Exit(1)
 	}
 }
 
-func fanoutChild(dir string, always bool) {
+func fanoutChild(dir string, always, paused bool) {
 	cfg := testConfig(dir)
 	if always {
 		cfg.Sync = SyncAlways
@@ -322,6 +326,14 @@ func fanoutChild(dir string, always bool) {
 		return
 	}
 	fmt.Println("fanning")
+	if paused {
+		mem := newFakeMemory(900)
+		q.memory = mem.gate(time.Hour)
+		go func() {
+			<-mem.highSeen
+			fmt.Println("paused")
+		}()
+	}
 	var matched atomic.Int64
 	match := func(ctx context.Context, ev Event) ([]Delivery, error) {
 		if n := matched.Add(1); n%250 == 0 {
@@ -360,9 +372,15 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 		t.Fatal(err)
 	}
 	const events = 3000
-	// Killed as it starts, and after 250 and 1,500 events were matched.
-	for _, after := range []int{0, 1, 6} {
-		t.Run(fmt.Sprintf("after %d lines", after), func(t *testing.T) {
+	// Killed as it starts, and after 250 and 1,500 events were matched; -1:
+	// while the fan-out waits for memory (memgate.go), before it stored
+	// anything, its events leased.
+	for _, after := range []int{0, 1, 6, -1} {
+		name := fmt.Sprintf("after %d lines", after)
+		if after < 0 {
+			name = "paused for memory"
+		}
+		t.Run(name, func(t *testing.T) {
 			// The events the child had taken come back after the fan-out's
 			// ack wait (30 s): the cases wait side by side.
 			t.Parallel()
@@ -388,6 +406,9 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 				sync = "default"
 			}
 			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir, fanoutChildSyncEnv+"="+sync)
+			if after < 0 {
+				cmd.Env = append(cmd.Env, fanoutChildPausedEnv+"=1")
+			}
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -404,6 +425,10 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 				if !lines.Scan() {
 					t.Fatal("the child ended early")
 				}
+			}
+			if after < 0 && (!lines.Scan() || lines.Text() != "paused") {
+				_ = cmd.Process.Kill()
+				t.Fatalf("child: %q, want paused", lines.Text())
 			}
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()

@@ -53,6 +53,8 @@ type Queue struct {
 	// (groupcommit.go); nil otherwise. stopGroup ends it.
 	group     *groupCommit
 	stopGroup context.CancelFunc
+	// memory pauses the fan-out close to the memory limit (memgate.go).
+	memory *memoryGate
 }
 
 // pingInterval is how often the client pings the server it is connected to.
@@ -68,7 +70,7 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, log: log}
+	q := &Queue{cfg: cfg, log: log, memory: newMemoryGate()}
 	q.lanes.init()
 	ok := false
 	defer func() {

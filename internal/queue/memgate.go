@@ -1,0 +1,134 @@
+package queue
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+// Backpressure on memory. Each delivery the fan-out stores costs memory for
+// the deliveries stream's de-duplication window (the server keeps its id; see
+// deliveryDedupeWindow) and for the server's block buffers while it writes, so
+// a burst that fans out faster than the window lets ids expire (100,000 events
+// to 10 subscriptions of a dead endpoint in seconds) can grow the heap past the
+// pod's memory limit. Close to the limit (GOMEMLIMIT) the fan-out waits before
+// matching the next batch: accepted events stay stored in the events stream
+// meanwhile, deliveries already stored go on being sent or parked, and ids
+// expire. Nothing is lost or reordered: the waiting batch is neither stored
+// nor acknowledged, its lease is kept, and batches still store in the order
+// they were handed out (EventBatch.Store waits for the one before).
+const (
+	// memoryHighFraction of the memory limit, as live heap, pauses the
+	// fan-out: well below the limit, so what is already in flight (the
+	// batches in hand, the publishes awaiting acknowledgement, the server's
+	// buffers) still fits.
+	memoryHighFraction = 0.7
+	// memoryMaxPause bounds one batch's wait, so a heap that stays high for
+	// another reason slows the fan-out instead of stopping it.
+	memoryMaxPause = 2 * time.Minute
+)
+
+// memoryGate reads the heap and the limit; tests replace its functions.
+type memoryGate struct {
+	// live is the heap marked live by the last collection, limit the memory
+	// limit (math.MaxInt64 when none is set), collections the number of
+	// collections so far.
+	live, collections func() uint64
+	limit             func() int64
+	// collect forces a collection: the live heap is only measured by one, and
+	// a paused fan-out may leave too little allocation to start one.
+	collect func()
+	// poll is how often a paused batch looks again; maxPause bounds a wait;
+	// collectAfter is how long a pause goes without a collection before it
+	// forces one.
+	poll, maxPause, collectAfter time.Duration
+	// waiting counts the batches waiting, so a pause is logged once however
+	// many workers wait.
+	waiting atomic.Int32
+}
+
+func newMemoryGate() *memoryGate {
+	return &memoryGate{
+		live:         func() uint64 { return readRuntimeMetric("/gc/heap/live:bytes") },
+		collections:  func() uint64 { return readRuntimeMetric("/gc/cycles/total:gc-cycles") },
+		limit:        func() int64 { return debug.SetMemoryLimit(-1) },
+		collect:      runtime.GC,
+		poll:         250 * time.Millisecond,
+		maxPause:     memoryMaxPause,
+		collectAfter: 5 * time.Second,
+	}
+}
+
+func readRuntimeMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// high reports whether the live heap is above memoryHighFraction of the
+// limit, and both figures. Without a limit it never is.
+func (g *memoryGate) high() (bool, uint64, int64) {
+	limit := g.limit()
+	if limit <= 0 || limit == math.MaxInt64 {
+		return false, 0, limit
+	}
+	live := g.live()
+	return float64(live) > memoryHighFraction*float64(limit), live, limit
+}
+
+// AwaitMemory waits, before the batch is matched, while the heap is close to
+// the memory limit (see above), for at most memoryMaxPause or until the
+// fan-out's context ends, and returns how long it waited. The batch's events
+// stay leased meanwhile.
+func (b *EventBatch) AwaitMemory() time.Duration {
+	g := b.f.q.memory
+	if g == nil {
+		return 0
+	}
+	high, live, limit := g.high()
+	if !high {
+		return 0
+	}
+	log := b.f.q.log
+	if g.waiting.Add(1) == 1 {
+		log.Info("Pausing the fan-out: the heap is close to the memory limit; accepted events wait in the queue",
+			"liveHeapBytes", live, "memoryLimitBytes", limit)
+	}
+	start := time.Now()
+	poll := time.NewTicker(g.poll)
+	defer poll.Stop()
+	lastLease, lastGC, lastCount := start, start, g.collections()
+	defer func() {
+		if g.waiting.Add(-1) == 0 {
+			log.Info("Resuming the fan-out", "paused", time.Since(start).Round(time.Millisecond).String(), "liveHeapBytes", live, "stillHigh", high)
+		}
+	}()
+	for high && time.Since(start) < g.maxPause {
+		select {
+		case <-b.f.ctx.Done():
+			return time.Since(start)
+		case <-poll.C:
+		}
+		now := time.Now()
+		if now.Sub(lastLease) >= fanoutAckWait/3 {
+			for _, m := range b.msgs {
+				_ = m.InProgress()
+			}
+			lastLease = now
+		}
+		if n := g.collections(); n != lastCount {
+			lastCount, lastGC = n, now
+		} else if now.Sub(lastGC) >= g.collectAfter {
+			g.collect()
+			lastCount, lastGC = g.collections(), now
+		}
+		high, live, _ = g.high()
+	}
+	return time.Since(start)
+}

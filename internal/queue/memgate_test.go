@@ -1,0 +1,117 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeMemory is a heap the test sets: live bytes against a limit of 1,000.
+type fakeMemory struct {
+	live      atomic.Uint64
+	reads     atomic.Int64
+	collected atomic.Int64
+	// highSeen is closed the first time the gate reads a high heap.
+	highSeen chan struct{}
+	once     atomic.Bool
+}
+
+func (m *fakeMemory) gate(maxPause time.Duration) *memoryGate {
+	return &memoryGate{
+		live: func() uint64 {
+			m.reads.Add(1)
+			v := m.live.Load()
+			if v > 700 && m.once.CompareAndSwap(false, true) {
+				close(m.highSeen)
+			}
+			return v
+		},
+		collections:  func() uint64 { return 0 }, // never advances: the gate forces collections
+		limit:        func() int64 { return 1000 },
+		collect:      func() { m.collected.Add(1) },
+		poll:         5 * time.Millisecond,
+		maxPause:     maxPause,
+		collectAfter: 20 * time.Millisecond,
+	}
+}
+
+func newFakeMemory(live uint64) *fakeMemory {
+	m := &fakeMemory{highSeen: make(chan struct{})}
+	m.live.Store(live)
+	return m
+}
+
+func TestMemoryGateHigh(t *testing.T) {
+	for _, c := range []struct {
+		live  uint64
+		limit int64
+		want  bool
+	}{
+		{live: 800, limit: math.MaxInt64, want: false}, // no GOMEMLIMIT: never paused
+		{live: 800, limit: 0, want: false},
+		{live: 690, limit: 1000, want: false},
+		{live: 710, limit: 1000, want: true},
+	} {
+		g := &memoryGate{live: func() uint64 { return c.live }, limit: func() int64 { return c.limit }}
+		if got, _, _ := g.high(); got != c.want {
+			t.Errorf("live %d, limit %d: high = %v, want %v", c.live, c.limit, got, c.want)
+		}
+	}
+	// The real figures can be read.
+	runtime.GC()
+	if g := newMemoryGate(); g.live() == 0 || g.collections() == 0 {
+		t.Errorf("live heap %d, collections %d: the runtime's metrics were not read", g.live(), g.collections())
+	}
+}
+
+// Close to the memory limit the fan-out stores nothing: the accepted events
+// stay in the events stream, unacknowledged. Once the heap is low again every
+// event gets its deliveries, once.
+func TestFanoutWaitsForMemory(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	mem := newFakeMemory(900)
+	q.memory = mem.gate(time.Hour)
+	const events = 300
+	for i := range events {
+		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
+	}
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+	<-mem.highSeen
+	// Paused for a while, with collections forced because none ran.
+	eventually(t, "a forced collection while paused", func() bool { return mem.collected.Load() >= 2 })
+	if n := streamMsgs(t, q, streamDeliveries); n != 0 {
+		t.Fatalf("%d deliveries stored while the heap was high, want 0", n)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != events {
+		t.Fatalf("%d events left while the fan-out was paused, want all %d", n, events)
+	}
+	mem.live.Store(100)
+	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+		t.Errorf("%d deliveries stored, want %d", n, 2*events)
+	}
+}
+
+// A heap that stays high slows the fan-out (each batch waits at most
+// maxPause) but does not stop it.
+func TestFanoutMemoryPauseIsBounded(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	mem := newFakeMemory(900)
+	q.memory = mem.gate(50 * time.Millisecond)
+	const events = 40
+	for i := range events {
+		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
+	}
+	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
+	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
+	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
+		t.Errorf("%d deliveries stored, want %d", n, 2*events)
+	}
+	<-mem.highSeen
+}
