@@ -109,7 +109,7 @@ func parseFlags() (config, error) {
 	fs.IntVar(&c.fanoutRounds, "fanout-rounds", 3, "events timed through the fan-out subscriptions, one at a time")
 	fs.IntVar(&c.parked, "parked", 200000, "deliveries parked in the parked pass (the RSS target is for 1000000; fewer prints a labelled projection)")
 	fs.IntVar(&c.parkedSubs, "parked-subs", 10, "subscriptions of the parked pass's dead endpoint; each event makes one delivery per subscription")
-	fs.DurationVar(&c.parkedSettle, "parked-settle", 2*time.Minute+15*time.Second, "after everything is parked, how long to wait before reading the RSS again (the deliveries' de-duplication window is 2 minutes); 0 skips it")
+	fs.DurationVar(&c.parkedSettle, "parked-settle", 4*time.Minute+15*time.Second, "after everything is parked, how long to wait before reading the RSS again (the deliveries' de-duplication window is 4 minutes with the dispatcher's defaults: the burst's ids expire); 0 skips it")
 	fs.StringVar(&c.parkedMemLimit, "parked-memlimit", defaultPodMemLimit, "GOMEMLIMIT of the parked pass's dispatcher: bytes, or a number with KiB, MiB or GiB; the default is what the operator sets for the default 512Mi memory limit (90 %); off runs it without one")
 	fs.DurationVar(&c.hangTimeout, "hang-timeout", 2*time.Second, "spec.limits.timeout of the hanging endpoint")
 	fs.IntVar(&c.hangMaxInFlight, "hang-max-in-flight", 256, "spec.limits.maxInFlight of the hanging endpoint")

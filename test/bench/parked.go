@@ -400,7 +400,7 @@ func (b *bench) reportParked(out io.Writer) {
 	row("dispatcher VmRSS idle / peak while parking / once parked", mib(p.RSSIdle)+" / "+mib(p.RSSPeak)+" / "+mib(p.RSSParked), "")
 	final := p.RSSParked
 	if p.Settle > 0 {
-		row(fmt.Sprintf("dispatcher VmRSS %s later (the deliveries' de-duplication window is 2 minutes)", p.Settle), mib(p.RSSSettled), "")
+		row(fmt.Sprintf("dispatcher VmRSS %s later (the deliveries' de-duplication window: 4 minutes by default)", p.Settle), mib(p.RSSSettled), "")
 		final = p.RSSSettled
 	}
 	limit := "none"
