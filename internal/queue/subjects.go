@@ -251,7 +251,7 @@ func eventMsgID(ns, id string) string { return ns + "/" + id }
 // to 120 bytes of it, the hash 24. Ids of the form before it
 // ("namespace/event/uid/attempt") were not recognised by it: a fan-out that
 // an upgraded dispatcher repeats for an older one stores its deliveries again
-// once, which at-least-once allows (docs/operations.md, "Upgrade").
+// once, which at-least-once allows (docs/upgrading.md).
 func deliveryMsgID(d *Delivery) string {
 	var in [256]byte
 	b := append(in[:0], d.Event.Namespace...)
