@@ -40,7 +40,11 @@ type parkedResult struct {
 	// VmRSS: before publishing, the highest sampled while parking, once everything was
 	// parked, and after Settle (the de-duplication windows of the burst passing).
 	RSSIdle, RSSPeak, RSSParked, RSSSettled int64
-	Settle                                  time.Duration
+	// AnonPeak is the highest RssAnon sampled while parking: the RSS less the
+	// pages of files (the binary), which the kernel can drop under a
+	// container's limit instead of killing it.
+	AnonPeak int64
+	Settle   time.Duration
 	// A dispatcher started again on the same data, the backlog on disk and none of
 	// the burst's memory: how long until ready, its VmRSS then and 10 s later,
 	// and its VmHWM.
@@ -118,7 +122,7 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 
 	pid := r.d.cmd.Process.Pid
 	res.RSSIdle = procStatusBytes(pid, "VmRSS")
-	var peak atomic.Int64
+	var peak, anonPeak atomic.Int64
 	peak.Store(res.RSSIdle)
 	sampling, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
@@ -132,6 +136,9 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 			case <-t.C:
 				if v := procStatusBytes(pid, "VmRSS"); v > peak.Load() {
 					peak.Store(v)
+				}
+				if v := procStatusBytes(pid, "RssAnon"); v > anonPeak.Load() {
+					anonPeak.Store(v)
 				}
 			}
 		}
@@ -190,7 +197,7 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		return err
 	}
 	stopSampling()
-	res.RSSPeak = peak.Load()
+	res.RSSPeak, res.AnonPeak = peak.Load(), anonPeak.Load()
 	if err := r.d.crashed(); err != nil {
 		return err
 	}
@@ -414,6 +421,8 @@ func (b *bench) reportParked(out io.Writer) {
 			mib(p.GC.PeakLive), mib(p.GC.LastLive), p.GC.Collections), "")
 	}
 	row("dispatcher peak VmRSS while parking, against the default pod's memory limit", mib(p.RSSPeak)+" "+verdict(p.RSSPeak > 0 && p.RSSPeak < defaultPodMemory),
+		fmt.Sprintf("< %d MiB", defaultPodMemory>>20))
+	row("… of it anonymous (RssAnon, highest): what the kernel cannot reclaim", mib(p.AnonPeak)+" "+verdict(p.AnonPeak > 0 && p.AnonPeak < defaultPodMemory),
 		fmt.Sprintf("< %d MiB", defaultPodMemory>>20))
 	if p.RestartReady > 0 {
 		row("restarted on the same data: ready in / VmRSS then / 10 s later / VmHWM", fmt.Sprintf("%s / %s / %s / %s",
