@@ -17,7 +17,10 @@
 //     them, the caller matches subscriptions, and one delivery per match is
 //     republished to a work-queue stream with a deterministic Nats-Msg-Id;
 //     the event is acked only after every republish is stored. A crash at any
-//     point therefore duplicates work but never loses it.
+//     point therefore duplicates work but never loses it. The server keeps
+//     each id in memory for the deliveries' window, as long as the queue's
+//     own republishes need (deliveryDedupeWindow), and the fan-out pauses
+//     while the heap is close to the memory limit (memgate.go).
 //   - All unordered deliveries are consumed by one durable consumer, however
 //     many endpoints there are, because per-subscription consumers do not
 //     scale.
