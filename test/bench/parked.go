@@ -122,27 +122,9 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 
 	pid := r.d.cmd.Process.Pid
 	res.RSSIdle = procStatusBytes(pid, "VmRSS")
-	var peak, anonPeak atomic.Int64
-	peak.Store(res.RSSIdle)
 	sampling, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-sampling.Done():
-				return
-			case <-t.C:
-				if v := procStatusBytes(pid, "VmRSS"); v > peak.Load() {
-					peak.Store(v)
-				}
-				if v := procStatusBytes(pid, "RssAnon"); v > anonPeak.Load() {
-					anonPeak.Store(v)
-				}
-			}
-		}
-	}()
+	peak, anonPeak := sampleRSS(sampling, pid, res.RSSIdle)
 
 	b.logf("parked: %s deliveries (%s events × %d subscriptions) to an endpoint that refuses connections", count(res.Want), count(res.Events), res.Subs)
 	start, dcpu, cpu := time.Now(), procCPU(pid), sampleCPU(pid)
@@ -202,6 +184,31 @@ func (b *bench) parkedRun(ctx context.Context, res *parkedResult) (err error) {
 		return err
 	}
 	return b.restartParked(ctx, r, dir, res)
+}
+
+// sampleRSS reads pid's VmRSS and RssAnon every 0.5 s until ctx ends, keeping the
+// highest of each (VmRSS from idle).
+func sampleRSS(ctx context.Context, pid int, idle int64) (peak, anonPeak *atomic.Int64) {
+	peak, anonPeak = new(atomic.Int64), new(atomic.Int64)
+	peak.Store(idle)
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if v := procStatusBytes(pid, "VmRSS"); v > peak.Load() {
+					peak.Store(v)
+				}
+				if v := procStatusBytes(pid, "RssAnon"); v > anonPeak.Load() {
+					anonPeak.Store(v)
+				}
+			}
+		}
+	}()
+	return peak, anonPeak
 }
 
 // parkedEnv is the parked pass's dispatchers' environment: the pod's GOMEMLIMIT, and
