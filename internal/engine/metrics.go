@@ -51,6 +51,7 @@ type metrics struct {
 	unparks      *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
 	keyMissing   *prometheus.CounterVec
+	blockedKeys  *blockedKeys
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -100,11 +101,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hookline_ordering_key_missing_total",
 			Help: "Events a subscription ordered per key got the empty key for: its orderingKey failed on them (a missing field) or gave no string.",
 		}, []string{"namespace", "subscription"}),
+		blockedKeys: newBlockedKeys(),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors, m.keyMissing} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors, m.keyMissing, m.blockedKeys} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering delivery metrics: %w", err)
 		}
