@@ -28,9 +28,10 @@ import (
 // reader had time to stop.
 
 // countKeys learns which subscription the lane is of and, for a keyed lane,
-// counts its blocked keys as the lane starts, and again as said above, until
-// ctx ends.
-func (l *Lane) countKeys(ctx context.Context) {
+// counts its blocked keys as the lane starts, and again as said above, while
+// the lane runs.
+func (l *Lane) countKeys() {
+	ctx := l.ctx
 	for wait := time.Duration(0); ; wait = memberTTL {
 		select {
 		case <-ctx.Done():

@@ -218,7 +218,7 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		defer l.release()
 		defer l.cancel()
 		q, name, ctx := l.q, l.name, l.ctx
-		counting.Go(func() { l.countKeys(ctx) })
+		counting.Go(l.countKeys)
 		consumer := func(cctx context.Context) (jetstream.Consumer, error) {
 			c, err := q.laneConsumer(cctx, name)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
