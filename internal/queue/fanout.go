@@ -117,30 +117,57 @@ func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 	go q.pump(ctx, consumer, fanoutBatch*2, true, msgs, jetstream.PullPriorityGroup(fanoutGroup))
 
 	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers), lanes: newLaneChains(ctx, q)}
-	go func() {
-		defer close(f.batches)
-		prev := make(chan struct{})
-		close(prev)
-		for m := range msgs {
-			f.pinned.Store(true)
-			b := &EventBatch{f: f, msgs: []jetstream.Msg{m}, prev: prev, sent: make(chan struct{})}
-		fill:
-			for len(b.msgs) < fanoutBatch {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break fill
-					}
-					b.msgs = append(b.msgs, m)
-				default:
+	go f.batch(msgs)
+	return f, nil
+}
+
+// batch cuts the messages into batches, each whatever is already buffered
+// up to fanoutBatch, with the events a previous holder left unresolved
+// ahead of the first event after them (fantakeover.go).
+func (f *Fanout) batch(msgs <-chan jetstream.Msg) {
+	defer close(f.batches)
+	prev := make(chan struct{})
+	close(prev)
+	send := func(ms []jetstream.Msg) {
+		b := &EventBatch{f: f, msgs: ms, prev: prev, sent: make(chan struct{})}
+		prev = b.sent
+		f.batches <- b
+	}
+	t := &takeover{f: f}
+	for m := range msgs {
+		f.pinned.Store(true)
+		var ms []jetstream.Msg
+	fill:
+		for {
+			if ahead, ok := t.admit(m); ok {
+				if len(ahead) > 0 && len(ms) > 0 {
+					send(ms)
+					ms = nil
+				}
+				for len(ahead) > 0 {
+					n := min(len(ahead), fanoutBatch)
+					send(ahead[:n:n])
+					ahead = ahead[n:]
+				}
+				ms = append(ms, m)
+			}
+			if len(ms) >= fanoutBatch {
+				break
+			}
+			select {
+			case next, ok := <-msgs:
+				if !ok {
 					break fill
 				}
+				m = next
+			default:
+				break fill
 			}
-			prev = b.sent
-			f.batches <- b
 		}
-	}()
-	return f, nil
+		if len(ms) > 0 {
+			send(ms)
+		}
+	}
 }
 
 // Workers is how many goroutines should range over Batches: enough to
