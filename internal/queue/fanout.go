@@ -36,18 +36,17 @@ const fanoutGroup = "fanout"
 // delay.
 //
 // Deliveries are stored in the order of their events, which is what ordered
-// lanes deliver in. Three things keep that order: batches publish one after
+// lanes deliver in. Four things keep that order: batches publish one after
 // another even though they are matched in parallel; a delivery to an ordered
 // lane is published only once the lane's previous one is stored, and one
 // that fails is retried in place, holding the lane, rather than with its
-// event (fanorder.go); and the consumer is pinned to one replica at a time (a
-// JetStream priority group), so replicas do not fan out concurrently;
-// another replica takes over when the pinned one stops. An event whose
-// unordered deliveries fail is retried later, behind events that came after
-// it, which unordered deliveries do not mind. Not kept (issue #12, open): the
-// events a replica that died holding the fan-out had taken come back after
-// their lease, behind later events the next holder stored
-// (TestFanoutKeepsLaneOrderWhenItsHolderDies).
+// event (fanorder.go); the consumer is pinned to one replica at a time (a
+// JetStream priority group), so replicas do not fan out concurrently; and a
+// replica that takes the fan-out over first fans out the events the previous
+// holder left unresolved, before the later ones the server hands it
+// (fantakeover.go). An event whose unordered deliveries fail is retried
+// later, behind events that came after it, which unordered deliveries do not
+// mind (its ordered ones were stored first).
 type Fanout struct {
 	q       *Queue
 	ctx     context.Context
