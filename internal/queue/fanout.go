@@ -116,14 +116,14 @@ func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 	go q.pump(ctx, consumer, fanoutBatch*2, true, msgs, jetstream.PullPriorityGroup(fanoutGroup))
 
 	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers), lanes: newLaneChains(ctx, q)}
-	go f.batch(msgs)
+	go f.batch(ctx, msgs)
 	return f, nil
 }
 
 // batch cuts the messages into batches, each whatever is already buffered
 // up to fanoutBatch, with the events a previous holder left unresolved
 // ahead of the first event after them (fantakeover.go).
-func (f *Fanout) batch(msgs <-chan jetstream.Msg) {
+func (f *Fanout) batch(ctx context.Context, msgs <-chan jetstream.Msg) {
 	defer close(f.batches)
 	prev := make(chan struct{})
 	close(prev)
@@ -138,7 +138,7 @@ func (f *Fanout) batch(msgs <-chan jetstream.Msg) {
 		var ms []jetstream.Msg
 	fill:
 		for {
-			if ahead, ok := t.admit(m); ok {
+			if ahead, ok := t.admit(ctx, m); ok {
 				if len(ahead) > 0 && len(ms) > 0 {
 					send(ms)
 					ms = nil

@@ -69,7 +69,7 @@ var takeoverMaxSettled = 4 * fanoutMaxAckPending
 // It returns the caught-up events to fan out before m, and whether m itself
 // is to be fanned out (false when it was caught up already and is now
 // acknowledged).
-func (t *takeover) admit(m jetstream.Msg) ([]jetstream.Msg, bool) {
+func (t *takeover) admit(ctx context.Context, m jetstream.Msg) ([]jetstream.Msg, bool) {
 	md, err := m.Metadata()
 	if err != nil {
 		return nil, true
@@ -77,7 +77,7 @@ func (t *takeover) admit(m jetstream.Msg) ([]jetstream.Msg, bool) {
 	seq := md.Sequence.Stream
 	if pin := m.Headers().Get(pinIDHeader); !t.started || pin != t.pin {
 		t.started, t.pin = true, pin
-		t.begin(seq)
+		t.begin(ctx, seq)
 	}
 	if t.takeSettled(seq) {
 		_ = m.Ack()
@@ -85,7 +85,7 @@ func (t *takeover) admit(m jetstream.Msg) ([]jetstream.Msg, bool) {
 	}
 	var ahead []jetstream.Msg
 	if seq > t.covered+1 {
-		ahead = t.catchUp(t.covered+1, seq)
+		ahead = t.catchUp(ctx, t.covered+1, seq)
 	}
 	t.covered = max(t.covered, seq)
 	return ahead, true
@@ -94,32 +94,32 @@ func (t *takeover) admit(m jetstream.Msg) ([]jetstream.Msg, bool) {
 // begin starts a turn at the consumer's ack floor. Without it (NATS away
 // for longer than half a lease) the turn starts at first, and an event the
 // old holder left unresolved can come back behind later ones: logged.
-func (t *takeover) begin(first uint64) {
+func (t *takeover) begin(ctx context.Context, first uint64) {
 	q := t.f.q
 	pause := laneRetry[0]
 	deadline := time.Now().Add(fanoutAckWait / 2)
 	for {
-		floor, err := t.ackFloor()
+		floor, err := t.ackFloor(ctx)
 		if err == nil {
 			t.covered = floor
 			t.forgetBelow(floor)
 			return
 		}
-		if t.f.ctx.Err() != nil || time.Now().After(deadline) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
 			q.log.Error(err, "Could not read where the previous holder of the fan-out left off; events it left unresolved may be fanned out after later ones", "from", first)
 			t.covered = first - 1
 			return
 		}
 		select {
 		case <-time.After(pause):
-		case <-t.f.ctx.Done():
+		case <-ctx.Done():
 		}
 		pause = min(2*pause, laneRetry[1])
 	}
 }
 
-func (t *takeover) ackFloor() (uint64, error) {
-	ctx, cancel := context.WithTimeout(t.f.ctx, t.f.q.cfg.MaxRequestTimeout)
+func (t *takeover) ackFloor(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.f.q.cfg.MaxRequestTimeout)
 	defer cancel()
 	c, err := t.f.q.events.Consumer(ctx, consumerFanout)
 	if err != nil {
@@ -134,27 +134,27 @@ func (t *takeover) ackFloor() (uint64, error) {
 
 // catchUp reads the events still in the stream from from up to, not
 // including, to.
-func (t *takeover) catchUp(from, to uint64) []jetstream.Msg {
+func (t *takeover) catchUp(ctx context.Context, from, to uint64) []jetstream.Msg {
 	q := t.f.q
 	var out []jetstream.Msg
 	pause := laneRetry[0]
 	deadline := time.Now().Add(fanoutAckWait / 2)
 	for seq := from; seq < to; {
-		ctx, cancel := context.WithTimeout(t.f.ctx, q.cfg.MaxRequestTimeout)
-		raw, err := q.events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subjEvents+".>"))
+		rctx, cancel := context.WithTimeout(ctx, q.cfg.MaxRequestTimeout)
+		raw, err := q.events.GetMsg(rctx, seq, jetstream.WithGetMsgSubject(subjEvents+".>"))
 		cancel()
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			seq = to
 			continue
 		case err != nil:
-			if t.f.ctx.Err() != nil || time.Now().After(deadline) {
+			if ctx.Err() != nil || time.Now().After(deadline) {
 				q.log.Error(err, "Could not read the events the previous holder of the fan-out left unresolved; they may be fanned out after later ones", "from", seq, "to", to)
 				return out
 			}
 			select {
 			case <-time.After(pause):
-			case <-t.f.ctx.Done():
+			case <-ctx.Done():
 			}
 			pause = min(2*pause, laneRetry[1])
 			continue
