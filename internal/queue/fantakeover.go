@@ -138,7 +138,8 @@ func (t *takeover) catchUp(ctx context.Context, from, to uint64) []jetstream.Msg
 	q := t.f.q
 	var out []jetstream.Msg
 	pause := laneRetry[0]
-	deadline := time.Now().Add(fanoutAckWait / 2)
+	began := time.Now()
+	deadline := began.Add(fanoutAckWait / 2)
 	for seq := from; seq < to; {
 		rctx, cancel := context.WithTimeout(ctx, q.cfg.MaxRequestTimeout)
 		raw, err := q.events.GetMsg(rctx, seq, jetstream.WithGetMsgSubject(subjEvents+".>"))
@@ -166,7 +167,7 @@ func (t *takeover) catchUp(ctx context.Context, from, to uint64) []jetstream.Msg
 		seq = raw.Sequence + 1
 	}
 	if len(out) > 0 {
-		q.log.Info("Fanning out the events the previous holder of the fan-out left unresolved, before later ones", "events", len(out), "from", from, "to", to)
+		q.log.Info("Fanning out the events the previous holder of the fan-out left unresolved, before later ones", "events", len(out), "from", from, "to", to, "read", time.Since(began).Round(time.Millisecond).String())
 	}
 	return out
 }
