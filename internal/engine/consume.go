@@ -46,6 +46,7 @@ func (e *Engine) deliver(ctx context.Context, src *queue.Deliveries) {
 		select {
 		case lane := <-src.Lanes():
 			wg.Go(func() {
+				defer e.m.blockedKeys.running(lane)()
 				for job := range lane.Jobs() {
 					e.take(ctx, job)
 				}

@@ -150,6 +150,7 @@ type Engine struct {
 	endpoints sync.Map // objKey → *endpointState
 	subs      sync.Map // objKey → *subState
 	lanes     sync.Map // objKey → laneSet: ordered lanes ensured by this process
+	ensuring  sync.Map // objKey → struct{}: lanes ensureLaneLater is retrying
 	// unknownSince: subscription UID → when this process was first handed a
 	// delivery of it without knowing it (handler.go).
 	unknownSince sync.Map

@@ -140,21 +140,26 @@ func TestRateLimit(t *testing.T) {
 	elapsed := reqs[len(reqs)-1].at.Sub(reqs[0].at)
 	rate := float64(len(reqs)-1) / elapsed.Seconds()
 	t.Logf("%d requests in %s: %.1f/s", len(reqs), elapsed, rate)
-	// The limit is a ceiling: no second may see more than the rate plus the
-	// burst (10% allowed for jitter), and the average stays within 10% above it. How far below the
-	// rate the endpoint runs depends on the machine's load, so it is logged,
-	// not asserted (make bench measures speed).
+	// The limit is a ceiling: the average stays within 10% above it, and no
+	// two-second window sees more than the rate allows. The limiter spaces
+	// the sends; the receiver sees them with the delay of each request, which
+	// varies by up to a few hundred milliseconds on a loaded machine (57 in
+	// one second was seen under the race detector), so a window may take
+	// half a second's worth more, plus the burst. A limiter letting twice the
+	// rate through fails both checks. How far below the rate the endpoint
+	// runs depends on the machine's load, so it is logged, not asserted
+	// (make bench measures speed).
 	if rate > 55 {
 		t.Errorf("observed %.1f requests/s, want at most 50 + 10%%", rate)
 	}
+	const window, jitter = 2 * time.Second, 500 * time.Millisecond
+	allowed := int(50*(window+jitter).Seconds()) + 1
 	for i, j := 0, 0; i < len(reqs); i++ {
-		for reqs[i].at.Sub(reqs[j].at) >= time.Second {
+		for reqs[i].at.Sub(reqs[j].at) >= window {
 			j++
 		}
-		// The limiter spaces the sends; the receiver sees them with the
-		// network's jitter, hence 10% on top of rate 50 + burst 1.
-		if in := i - j + 1; in > 55+1 {
-			t.Fatalf("%d requests within one second ending at request %d, want at most rate 50 + 10%% + burst 1", in, i)
+		if in := i - j + 1; in > allowed {
+			t.Fatalf("%d requests within %s ending at request %d, want at most %d (rate 50 for %s of jitter more, plus burst 1)", in, window, i, allowed, jitter)
 		}
 	}
 }

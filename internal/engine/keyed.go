@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookline/hookline/internal/match"
 	"github.com/hookline/hookline/internal/queue"
@@ -25,4 +28,56 @@ func (e *Engine) keyLane(ctx context.Context, s *registry.Subscription, ev *queu
 			"namespace", ev.Namespace, "subscription", s.Name, "event", ev.ID, "error", err.Error())
 	}
 	return queue.KeyLane(key, s.Lanes), queue.KeyHash(key)
+}
+
+// blockedKeys exports hookline_ordered_blocked_keys: the keys of each
+// subscription ordered per key that are blocked (failing at their head,
+// their later deliveries parked), summed over the keyed lanes this process
+// runs. The lanes count (queue.Lane.BlockedKeys); a figure is read at each
+// scrape, so a subscription's series is there exactly while one of its keyed
+// lanes runs here, and goes with the lane when it stops, moves to another
+// replica, or is removed with its subscription.
+type blockedKeys struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	lanes map[*queue.Lane]struct{}
+}
+
+func newBlockedKeys() *blockedKeys {
+	return &blockedKeys{
+		desc: prometheus.NewDesc("hookline_ordered_blocked_keys",
+			"Keys of a subscription ordered per key that are blocked: their head delivery is failing and their later deliveries wait behind it. "+
+				"Only the replica that runs a keyed lane (its endpoint's owner) reports it: sum across replicas for the subscription's total.",
+			[]string{"namespace", "subscription"}, nil),
+		lanes: map[*queue.Lane]struct{}{},
+	}
+}
+
+// running reports lane's blocked keys until done is called, when the lane
+// has stopped.
+func (b *blockedKeys) running(lane *queue.Lane) (done func()) {
+	b.mu.Lock()
+	b.lanes[lane] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.lanes, lane)
+		b.mu.Unlock()
+	}
+}
+
+func (b *blockedKeys) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b *blockedKeys) Collect(ch chan<- prometheus.Metric) {
+	sums := map[queue.SubscriptionKey]int{}
+	b.mu.Lock()
+	for l := range b.lanes {
+		if sub, n, ok := l.BlockedKeys(); ok {
+			sums[sub] += n
+		}
+	}
+	b.mu.Unlock()
+	for sub, n := range sums {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), sub.Namespace, sub.Subscription)
+	}
 }

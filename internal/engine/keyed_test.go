@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -200,4 +201,117 @@ func TestFailingKeyHoldsOnlyItsOwn(t *testing.T) {
 			t.Errorf("key %s arrived as %v, want each once in publish order", k, got[k])
 		}
 	}
+}
+
+// TestBlockedKeysGauge: hookline_ordered_blocked_keys, as scraped from the
+// engine's registry, rises to N while N customers' receiver answers fail,
+// is read again when the lanes start on another engine while the keys are
+// still blocked (the stopped engine reports nothing any more), and falls to
+// 0 once the receiver recovers.
+func TestBlockedKeysGauge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	bad := map[string]bool{"bad-0": true, "bad-1": true, "bad-2": true}
+	const n = 3
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+		var b struct {
+			Data struct {
+				Customer string `json:"customer"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(r.body, &b); err != nil {
+			t.Errorf("request %d: %v", r.n, err)
+		}
+		if bad[b.Data.Customer] && failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.endpoint("erp", rc)
+	lanes := int32(2)
+	retries := make([]hooklinev1.Duration, 50) // the heads outlive the test
+	for i := range retries {
+		retries[i] = hooklinev1.Duration{Duration: metav1.Duration{Duration: 300 * time.Millisecond}}
+	}
+	f.subscription("per-customer", "erp", func(s *hooklinev1.Subscription) {
+		s.Spec.Delivery = &hooklinev1.DeliveryPolicy{Ordering: hooklinev1.OrderingOrdered, OrderingKey: "data.customer",
+			OrderingLanes: &lanes, Schedule: retries}
+	})
+	f.build()
+	opts := testOptions()
+	opts.Breaker.Threshold = 1000 // failing keys are not the endpoint failing
+	first := prometheus.NewRegistry()
+	opts.Metrics = first
+	_, stop := f.run(opts)
+
+	var evs []queue.Event
+	for seq := range 3 {
+		for _, c := range []string{"bad-0", "bad-1", "bad-2", "ok-0", "ok-1", "ok-2", "ok-3"} {
+			evs = append(evs, queue.Event{Namespace: ns, ID: fmt.Sprintf("%s-%d", c, seq), Type: "invoice.paid", Time: time.Now(),
+				Data: json.RawMessage(fmt.Sprintf(`{"customer":%q,"seq":%d}`, c, seq))})
+		}
+	}
+	if _, err := f.q.PublishEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	blocked := func(reg *prometheus.Registry, want float64) func() bool {
+		return func() bool {
+			v, ok := blockedKeysGauge(t, reg, "per-customer")
+			if v > n {
+				t.Errorf("hookline_ordered_blocked_keys %v, never more than %d keys fail", v, n)
+			}
+			return ok && v == want
+		}
+	}
+	eventually(t, fmt.Sprintf("%d blocked keys", n), blocked(first, n))
+
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if v, ok := blockedKeysGauge(t, first, "per-customer"); ok {
+		t.Errorf("the stopped engine still reports %v blocked keys", v)
+	}
+	second := prometheus.NewRegistry()
+	opts.Metrics = second
+	_, stop = f.run(opts)
+	t.Cleanup(func() { _ = stop() })
+	eventually(t, fmt.Sprintf("%d blocked keys on the next engine", n), blocked(second, n))
+
+	failing.Store(false)
+	eventually(t, "every delivery", func() bool {
+		got := map[string]bool{}
+		for _, r := range rc.requests() {
+			got[r.id()] = true
+		}
+		return len(got) == len(evs)
+	})
+	eventually(t, "no blocked key", blocked(second, 0))
+}
+
+// blockedKeysGauge scrapes hookline_ordered_blocked_keys of a subscription
+// from reg; ok is false when the series is not there.
+func blockedKeysGauge(t testing.TB, reg *prometheus.Registry, sub string) (v float64, ok bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "hookline_ordered_blocked_keys" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["subscription"] == sub {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -76,7 +77,10 @@ func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
 			d.Lane, d.KeyHash = e.keyLane(ctx, s, &ev, in, decodeErr)
 		}
 		if err := e.ensureLane(ctx, s); err != nil {
-			return queue.Matched{Err: err}
+			// Stored without its lane, the delivery waits for it; NAKed,
+			// the event would come back behind later events and its lane
+			// would deliver out of order.
+			e.ensureLaneLater(ctx, s, err)
 		}
 		out.Deliveries = append(out.Deliveries, d)
 	}
@@ -143,6 +147,47 @@ func (e *Engine) ensureLane(ctx context.Context, s *registry.Subscription) error
 	e.lanes.Store(k, want)
 	return nil
 }
+
+// ensureLaneLater keeps trying to create a subscription's lanes that the
+// fan-out could not (NATS away or electing a leader), from a goroutine of
+// its own, one per subscription, until it succeeds, the subscription is
+// gone or changed (the next event ensures the new one's), or ctx ends. The
+// deliveries stored meanwhile wait on the stream for the lane.
+func (e *Engine) ensureLaneLater(ctx context.Context, s *registry.Subscription, err error) {
+	k := objKey{s.Namespace, s.Name}
+	if _, busy := e.ensuring.LoadOrStore(k, struct{}{}); busy {
+		return
+	}
+	e.log.Error(err, "Could not create an ordered subscription's lane; its deliveries are stored and wait for it, retrying",
+		"namespace", s.Namespace, "subscription", s.Name)
+	go func() {
+		defer e.ensuring.Delete(k)
+		pause := laneEnsureRetry[0]
+		for try := 2; ; try++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+			cur := e.routes.Subscription(s.Namespace, s.Name)
+			if cur == nil || cur.UID != s.UID || !cur.Ordered {
+				return
+			}
+			err := e.ensureLane(ctx, cur)
+			if err == nil {
+				e.log.Info("Created an ordered subscription's lane after failed tries", "namespace", s.Namespace, "subscription", s.Name, "tries", try)
+				return
+			}
+			if try%20 == 0 {
+				e.log.Error(err, "Still cannot create an ordered subscription's lane; retrying", "namespace", s.Namespace, "subscription", s.Name, "tries", try)
+			}
+			pause = min(2*pause, laneEnsureRetry[1])
+		}
+	}()
+}
+
+// laneEnsureRetry bounds the pause between two tries of ensureLaneLater.
+var laneEnsureRetry = [2]time.Duration{100 * time.Millisecond, 5 * time.Second}
 
 // laneSet is what ensureLane ensured for a subscription: its object, its
 // lane count (0 for its single ordered lane), and its endpoint, whose owner

@@ -51,6 +51,7 @@ type metrics struct {
 	unparks      *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
 	keyMissing   *prometheus.CounterVec
+	blockedKeys  *blockedKeys
 	fanoutPaused prometheus.Counter
 }
 
@@ -101,6 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hookline_ordering_key_missing_total",
 			Help: "Events a subscription ordered per key got the empty key for: its orderingKey failed on them (a missing field) or gave no string.",
 		}, []string{"namespace", "subscription"}),
+		blockedKeys: newBlockedKeys(),
 		fanoutPaused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookline_fanout_memory_pause_seconds_total",
 			Help: "Time fan-out workers waited because the heap was close to the memory limit (GOMEMLIMIT); accepted events wait in the queue meanwhile.",
@@ -109,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors, m.keyMissing, m.fanoutPaused} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.latency, m.dead, m.circuitOpen, m.disabled, m.holds, m.parks, m.unparks, m.filterErrors, m.keyMissing, m.blockedKeys, m.fanoutPaused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering delivery metrics: %w", err)
 		}

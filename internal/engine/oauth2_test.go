@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,26 +14,28 @@ import (
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
-// TestOAuth2TokenFailureIsAnAttempt: while the token server is down, each attempt fails
+// TestOAuth2TokenFailureIsAnAttempt: while the token server fails, each attempt fails
 // with a reason naming the token URL, recorded in the attempt log and the endpoint's last
-// failure, and nothing reaches the receiver; once it is up, the retry delivers with the
+// failure, and nothing reaches the receiver; once it answers, the retry delivers with the
 // token it issues.
 func TestOAuth2TokenFailureIsAnAttempt(t *testing.T) {
 	t.Parallel()
-	// The token server's address is reserved now, and served only from the second attempt on.
-	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	// The token server fails until it is told to come up. (It once was a
+	// port reserved and served only later, which a parallel test could
+	// take meanwhile.)
+	var up atomic.Bool
 	var tokenRequests atomic.Int64
-	tokens := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		tokenRequests.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "acc3ss", "token_type": "Bearer", "expires_in": 3600})
 	}))
 	t.Cleanup(tokens.Close)
+	addr := tokens.Listener.Addr().String()
 
 	f := newFixture(t)
 	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
@@ -59,7 +60,7 @@ func TestOAuth2TokenFailureIsAnAttempt(t *testing.T) {
 
 	eventually(t, "the first attempt", func() bool { return len(f.attempts("invoices")) == 1 })
 	a := f.attempts("invoices")[0]
-	if !strings.HasPrefix(a.Error, "OAuth2 token from http://"+addr+": ") || !strings.Contains(a.Error, "connection refused") || a.StatusCode != 0 {
+	if !strings.HasPrefix(a.Error, "OAuth2 token from http://"+addr+": ") || !strings.Contains(a.Error, "HTTP 503") || a.StatusCode != 0 {
 		t.Errorf("attempt %+v, want a token failure naming the token URL", a)
 	}
 	eventually(t, "the token failure as the last failure", func() bool {
@@ -70,13 +71,8 @@ func TestOAuth2TokenFailureIsAnAttempt(t *testing.T) {
 		t.Errorf("the receiver got %d requests without a token", rc.count())
 	}
 
-	// The token server comes up on its address: the retry fetches a token and delivers.
-	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", addr)
-	if err != nil {
-		t.Skipf("the token server's port was taken meanwhile: %v", err)
-	}
-	tokens.Listener = l
-	tokens.Start()
+	// The token server comes up: the retry fetches a token and delivers.
+	up.Store(true)
 	eventually(t, "the delivery", func() bool { return f.subscriptionStats("invoices").Delivered == 1 })
 	if tokenRequests.Load() != 1 || rc.count() != 1 {
 		t.Errorf("%d token requests, %d deliveries; want 1 and 1", tokenRequests.Load(), rc.count())

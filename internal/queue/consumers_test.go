@@ -44,6 +44,12 @@ func runFanout(ctx context.Context, q *Queue, match MatchFunc) error {
 // runDeliveries hands deliveries to handler on concurrency goroutines, and
 // each ordered lane's on its own, until ctx ends.
 func runDeliveries(ctx context.Context, q *Queue, concurrency int, handler Handler) error {
+	return runDeliveriesWatched(ctx, q, concurrency, handler, nil)
+}
+
+// runDeliveriesWatched is runDeliveries that adds each ordered lane to w
+// while it runs, as the engine does for its metrics.
+func runDeliveriesWatched(ctx context.Context, q *Queue, concurrency int, handler Handler, w *laneWatch) error {
 	src, err := q.OpenDeliveries(ctx, min(max(4*concurrency, 256), 1024))
 	if err != nil {
 		return err
@@ -60,6 +66,10 @@ func runDeliveries(ctx context.Context, q *Queue, concurrency int, handler Handl
 		select {
 		case l := <-src.Lanes():
 			wg.Go(func() {
+				if w != nil {
+					w.add(l)
+					defer w.remove(l)
+				}
 				for j := range l.Jobs() {
 					handler(ctx, j)
 				}
@@ -71,6 +81,41 @@ func runDeliveries(ctx context.Context, q *Queue, concurrency int, handler Handl
 	}
 	wg.Wait()
 	return nil
+}
+
+// laneWatch holds the ordered lanes a runDeliveriesWatched runs.
+type laneWatch struct {
+	mu    sync.Mutex
+	lanes map[*Lane]bool
+}
+
+func (w *laneWatch) add(l *Lane) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lanes == nil {
+		w.lanes = map[*Lane]bool{}
+	}
+	w.lanes[l] = true
+}
+
+func (w *laneWatch) remove(l *Lane) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.lanes, l)
+}
+
+// blockedKeys sums the blocked keys that sub's running lanes report, and
+// says how many lanes report.
+func (w *laneWatch) blockedKeys(sub SubscriptionKey) (n, lanes int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for l := range w.lanes {
+		if s, c, ok := l.BlockedKeys(); ok && s == sub {
+			n += c
+			lanes++
+		}
+	}
+	return n, lanes
 }
 
 // sid is the subscription object toEndpoint's deliveries belong to.

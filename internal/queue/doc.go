@@ -52,7 +52,8 @@
 //     endpoint's partition (laneowner.go). On a lane ordered per key
 //     (keyed.go) a failure blocks only its key instead: the retry is
 //     scheduled and the key's later deliveries are parked on a subject of
-//     their own until it is resolved (keypark.go).
+//     their own until it is resolved (keypark.go). The lane's reader counts
+//     the blocked keys, all of them, from the stream (keycount.go).
 //
 // Delivery is at least once. Consumer acks are persisted asynchronously by
 // the server, so after a crash already-handled deliveries can come back; the

@@ -36,18 +36,17 @@ const fanoutGroup = "fanout"
 // delay.
 //
 // Deliveries are stored in the order of their events, which is what ordered
-// lanes deliver in. Three things keep that order: batches publish one after
+// lanes deliver in. Four things keep that order: batches publish one after
 // another even though they are matched in parallel; a delivery to an ordered
 // lane is published only once the lane's previous one is stored, and one
 // that fails is retried in place, holding the lane, rather than with its
-// event (fanorder.go); and the consumer is pinned to one replica at a time (a
-// JetStream priority group), so replicas do not fan out concurrently;
-// another replica takes over when the pinned one stops. An event whose
-// unordered deliveries fail is retried later, behind events that came after
-// it, which unordered deliveries do not mind. Not kept (issue #12, open): the
-// events a replica that died holding the fan-out had taken come back after
-// their lease, behind later events the next holder stored
-// (TestFanoutKeepsLaneOrderWhenItsHolderDies).
+// event (fanorder.go); the consumer is pinned to one replica at a time (a
+// JetStream priority group), so replicas do not fan out concurrently; and a
+// replica that takes the fan-out over first fans out the events the previous
+// holder left unresolved, before the later ones the server hands it
+// (fantakeover.go). An event whose unordered deliveries fail is retried
+// later, behind events that came after it, which unordered deliveries do not
+// mind (its ordered ones were stored first).
 type Fanout struct {
 	q       *Queue
 	ctx     context.Context
@@ -117,30 +116,57 @@ func (q *Queue) OpenFanout(ctx context.Context) (*Fanout, error) {
 	go q.pump(ctx, consumer, fanoutBatch*2, true, msgs, jetstream.PullPriorityGroup(fanoutGroup))
 
 	f := &Fanout{q: q, ctx: ctx, batches: make(chan *EventBatch, fanoutWorkers), lanes: newLaneChains(ctx, q)}
-	go func() {
-		defer close(f.batches)
-		prev := make(chan struct{})
-		close(prev)
-		for m := range msgs {
-			f.pinned.Store(true)
-			b := &EventBatch{f: f, msgs: []jetstream.Msg{m}, prev: prev, sent: make(chan struct{})}
-		fill:
-			for len(b.msgs) < fanoutBatch {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break fill
-					}
-					b.msgs = append(b.msgs, m)
-				default:
+	go f.batch(ctx, msgs)
+	return f, nil
+}
+
+// batch cuts the messages into batches, each whatever is already buffered
+// up to fanoutBatch, with the events a previous holder left unresolved
+// ahead of the first event after them (fantakeover.go).
+func (f *Fanout) batch(ctx context.Context, msgs <-chan jetstream.Msg) {
+	defer close(f.batches)
+	prev := make(chan struct{})
+	close(prev)
+	send := func(ms []jetstream.Msg) {
+		b := &EventBatch{f: f, msgs: ms, prev: prev, sent: make(chan struct{})}
+		prev = b.sent
+		f.batches <- b
+	}
+	t := &takeover{f: f}
+	for m := range msgs {
+		f.pinned.Store(true)
+		var ms []jetstream.Msg
+	fill:
+		for {
+			if ahead, ok := t.admit(ctx, m); ok {
+				if len(ahead) > 0 && len(ms) > 0 {
+					send(ms)
+					ms = nil
+				}
+				for len(ahead) > 0 {
+					n := min(len(ahead), fanoutBatch)
+					send(ahead[:n:n])
+					ahead = ahead[n:]
+				}
+				ms = append(ms, m)
+			}
+			if len(ms) >= fanoutBatch {
+				break
+			}
+			select {
+			case next, ok := <-msgs:
+				if !ok {
 					break fill
 				}
+				m = next
+			default:
+				break fill
 			}
-			prev = b.sent
-			f.batches <- b
 		}
-	}()
-	return f, nil
+		if len(ms) > 0 {
+			send(ms)
+		}
+	}
 }
 
 // Workers is how many goroutines should range over Batches: enough to

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,15 +154,9 @@ func TestFanoutKeepsLaneOrderWhileStoringFails(t *testing.T) {
 // When the replica holding the fan-out dies with events taken and not
 // acknowledged, the next holder must store their deliveries before those of
 // the events published after: an ordered lane delivers in stored order.
-//
-// It fails today (issue #12, open): the dead holder's events come back after
-// their lease, once the next holder has stored later ones (and a lease
-// shorter than the pinned TTL, tried, still gave them back out of order). It
-// runs with HOOKLINE_KNOWN_DEFECTS=1, for whoever fixes it.
+// Without the takeover's catch-up (fantakeover.go) the dead holder's events
+// came back after their lease, behind the 50 later ones.
 func TestFanoutKeepsLaneOrderWhenItsHolderDies(t *testing.T) {
-	if os.Getenv("HOOKLINE_KNOWN_DEFECTS") == "" {
-		t.Skip("a known defect (issue #12: the fan-out moving to another replica); HOOKLINE_KNOWN_DEFECTS=1 runs it")
-	}
 	t.Parallel()
 	cfg := testConfig(t.TempDir())
 	cfg.Listen = "127.0.0.1:-1"

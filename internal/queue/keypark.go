@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,6 +51,9 @@ import (
 // blocked keys; with more, the others are read from the stream when one of
 // their deliveries comes by. Disk holds the rest: one record and one parking
 // subject per blocked key.
+//
+// A lane also counts its blocked keys, whatever the bound on memory
+// (keycount.go).
 
 // keyCacheMax is how many blocked keys' records a lane keeps in memory,
 // unless Queue.keyCache says otherwise (tests).
@@ -151,6 +155,12 @@ type keys struct {
 	complete bool
 	// blocked maps a key to its record; nil until the record was read.
 	blocked map[uint64]*keyRecord
+
+	// count is how many keys of the lane are blocked: all of them, not only
+	// those in blocked (keycount.go). It is written under mu and read by
+	// anyone (Lane.BlockedKeys); counted says it was read from the stream.
+	count   atomic.Int64
+	counted atomic.Bool
 }
 
 func (k *keys) keySubject(h uint64) string { return k.subject + "." + keyToken(h) }
@@ -164,6 +174,7 @@ func (k *keys) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing the blocked keys of %s: %w", k.subject, err)
 	}
+	k.setCount(len(info.State.Subjects))
 	limit := k.q.keyCacheMax()
 	k.blocked = make(map[uint64]*keyRecord, min(len(info.State.Subjects), limit))
 	k.complete = true
@@ -238,10 +249,13 @@ func (k *keys) free(ctx context.Context, h uint64) error {
 }
 
 // keyJob is the key side of a job from a keyed lane: head says the job is
-// its blocked key's head, so resolving it moves the key on.
+// its blocked key's head, so resolving it moves the key on. blocked is
+// whether the key is counted as blocked (keys.count) as of this job: at
+// first, as head says.
 type keyJob struct {
-	keys *keys
-	head bool
+	keys    *keys
+	head    bool
+	blocked bool
 }
 
 // testHookKey runs at each step of parking per key, with the step's name,
@@ -290,7 +304,7 @@ func (k *keys) decide(ctx context.Context, j *Job) (handled bool, err error) {
 		// the lane and acknowledging what came before).
 		return true, k.consume(j)
 	case r.is(d) && d.Attempt == r.attempt && d.KeyHead:
-		j.key = &keyJob{keys: k, head: true}
+		j.key = &keyJob{keys: k, head: true, blocked: true}
 		return false, nil
 	case r.is(d) && d.Attempt < r.attempt:
 		// The head's earlier attempt, back because its process died after
@@ -356,6 +370,7 @@ func (kj *keyJob) retry(ctx context.Context, j *Job, t time.Time) error {
 	if err := k.put(ctx, j.d.KeyHash, recordOf(&next, next.Attempt, t)); err != nil {
 		return err
 	}
+	k.blocking(kj, true)
 	keyStep("retry-recorded")
 	if err := k.q.publishAt(ctx, &next, t); err != nil {
 		return fmt.Errorf("scheduling attempt %d of a blocked key's head: %w", next.Attempt, err)
@@ -393,6 +408,7 @@ func (kj *keyJob) resolved(ctx context.Context, j *Job) error {
 			if err := k.free(ctx, d.KeyHash); err != nil {
 				return err
 			}
+			k.blocking(kj, false)
 			keyStep("freed")
 			if err := j.msg.Ack(); err != nil {
 				return err
@@ -426,6 +442,7 @@ func (kj *keyJob) resolved(ctx context.Context, j *Job) error {
 		if err := k.put(ctx, d.KeyHash, recordOf(&nd, nd.Attempt, time.Now())); err != nil {
 			return err
 		}
+		k.blocking(kj, true)
 		keyStep("promote-recorded")
 		if err := k.q.deliveries.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("removing a parked delivery moved back to its lane: %w", err)

@@ -167,14 +167,15 @@ func TestKeyParkingSurvivesSIGKILL(t *testing.T) {
 			// last delivery: this one takes what is left.
 			q := openTest(t, testConfig(dir))
 			var mu sync.Mutex
+			var w laneWatch
 			run(t, func(ctx context.Context) error {
-				err := runDeliveries(ctx, q, 1, func(_ context.Context, j *Job) {
+				err := runDeliveriesWatched(ctx, q, 1, func(_ context.Context, j *Job) {
 					d := j.Delivery()
 					mu.Lock()
 					got = append(got, fmt.Sprintf("done %s %d", d.Event.ID, d.Attempt))
 					mu.Unlock()
 					_ = j.Done()
-				})
+				}, &w)
 				if ctx.Err() != nil {
 					return nil // stopped by the end of the test, perhaps while opening
 				}
@@ -190,6 +191,15 @@ func TestKeyParkingSurvivesSIGKILL(t *testing.T) {
 					t.Fatal(err)
 				}
 				return len(ord) == 0 && len(sch) == 0 && keyRecords(context.Background(), t, q) == 0
+			})
+			// What the killed processes left, counted as the lane starts,
+			// and what this one resolved of it: no blocked key.
+			eventually(t, "the lane counting no blocked key", func() bool {
+				n, lanes := w.blockedKeys(SubscriptionKey{"team-a", "ledger"})
+				if n < 0 {
+					t.Errorf("%d blocked keys", n)
+				}
+				return n == 0 && lanes == 1
 			})
 			mu.Lock()
 			defer mu.Unlock()

@@ -274,7 +274,7 @@ func TestKeyParkingDeadHead(t *testing.T) {
 
 // TestBlockedKeysMemoryIsBounded: a lane keeps at most its bound of blocked
 // keys in memory, and still finds every other blocked key's record on disk;
-// a fresh run of the lane learns them from the stream.
+// a fresh run of the lane learns them from the stream, and counts them all.
 func TestBlockedKeysMemoryIsBounded(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
@@ -311,6 +311,10 @@ func TestBlockedKeysMemoryIsBounded(t *testing.T) {
 		if r, err := k.lookup(ctx, KeyHash("free")); err != nil || r != nil {
 			t.Errorf("fresh %v: a free key has record %+v, %v", fresh, r, err)
 		}
+		if fresh && (!k.counted.Load() || k.count.Load() != blocked) {
+			t.Errorf("a fresh run of the lane counts %d blocked keys (counted %v), want all %d, not the %d in memory",
+				k.count.Load(), k.counted.Load(), blocked, len(k.blocked))
+		}
 	}
 	for i := range blocked {
 		if err := k.free(ctx, KeyHash(fmt.Sprint("key-", i))); err != nil {
@@ -328,4 +332,167 @@ func TestBlockedKeysMemoryIsBounded(t *testing.T) {
 	if !k.complete {
 		t.Error("with no key blocked the lane should know it without asking the stream")
 	}
+}
+
+// TestBlockedKeysCount: the blocked keys a subscription's keyed lanes report
+// (Lane.BlockedKeys, the engine's hookline_ordered_blocked_keys) rise to N
+// while N keys fail, fall to 0 once they recover, and, after the lanes are
+// run again while keys are blocked and nothing is due on them, are read from
+// the stream as they start. Memory keeps one blocked key per lane, fewer
+// than block on each lane, so the count cannot come from memory; and it
+// never goes above N.
+func TestBlockedKeysCount(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	q.keyCache = 1
+	ctx := context.Background()
+	const lanes, keys = 2, 8
+	sub := SubscriptionKey{"team-a", "s"}
+	failing := map[string]bool{"k00": true, "k01": true, "k02": true, "k03": true, "k04": true}
+	const n = 5
+	keyOf := func(id string) string { k, _, _ := strings.Cut(id, "-"); return k }
+	perLane := map[int]int{}
+	for k := range failing {
+		perLane[KeyLane(k, lanes)]++
+	}
+	if max(perLane[1], perLane[2]) <= q.keyCache {
+		t.Fatal("no lane has more failing keys than it keeps in memory; the test shows nothing")
+	}
+	batch := func(seq int) {
+		var evs []Event
+		for s := seq; s < seq+3; s++ {
+			for k := range keys {
+				evs = append(evs, testEvent("team-a", fmt.Sprintf("k%02d-%d", k, s)))
+			}
+		}
+		publish(t, q, evs...)
+	}
+	if err := q.EnsureKeyed(ctx, "team-a", "s", "crm", lanes); err != nil {
+		t.Fatal(err)
+	}
+	run(t, func(ctx context.Context) error {
+		return runFanout(ctx, q, func(_ context.Context, ev Event) ([]Delivery, error) {
+			k := keyOf(ev.ID)
+			return []Delivery{{Subscription: "s", SubscriptionUID: "u1", Ordered: true, Lane: KeyLane(k, lanes), KeyHash: KeyHash(k)}}, nil
+		})
+	})
+
+	// What the handler does with a failing key's delivery.
+	const (
+		failSoon  = iota // retried shortly
+		recover          // delivered
+		failLater        // retried in an hour: nothing is due on the lanes
+	)
+	var mode atomic.Int32
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	failedAt := map[int32]map[string]int{}
+	handler := func(_ context.Context, j *Job) {
+		d := j.Delivery()
+		k := keyOf(d.Event.ID)
+		m := mode.Load()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case !failing[k] || m == recover:
+			delivered[k]++
+			if err := j.Done(); err != nil {
+				t.Errorf("Done: %v", err)
+			}
+		default:
+			if failedAt[m] == nil {
+				failedAt[m] = map[string]int{}
+			}
+			failedAt[m][k]++
+			wait := 50 * time.Millisecond
+			if m == failLater {
+				wait = time.Hour
+			}
+			if err := j.RetryAt(time.Now().Add(wait)); err != nil {
+				t.Errorf("RetryAt: %v", err)
+			}
+		}
+	}
+	var w laneWatch
+	count := func(want, wantLanes int) func() bool {
+		return func() bool {
+			got, reporting := w.blockedKeys(sub)
+			if got > n || got < 0 {
+				t.Errorf("%d blocked keys reported, never more than %d fail", got, n)
+			}
+			return got == want && reporting == wantLanes
+		}
+	}
+	allFailed := func(m int32, times int) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for k := range failing {
+				if failedAt[m][k] < times {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	deliveredAll := func(each int, which func(string) bool) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for k := range keys {
+				name := fmt.Sprintf("k%02d", k)
+				if which(name) && delivered[name] < each {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	free := func(k string) bool { return !failing[k] }
+	every := func(string) bool { return true }
+
+	batch(0)
+	stop := run(t, func(ctx context.Context) error { return runDeliveriesWatched(ctx, q, 1, handler, &w) })
+	eventually(t, "the failing keys retried", allFailed(failSoon, 3))
+	eventually(t, "the other keys delivered", deliveredAll(3, free))
+	eventually(t, fmt.Sprintf("%d blocked keys on the 2 lanes", n), count(n, lanes))
+	if got := keyRecords(ctx, t, q); got != n {
+		t.Errorf("%d key records, want %d", got, n)
+	}
+
+	mode.Store(recover)
+	eventually(t, "every key delivered", deliveredAll(3, every))
+	eventually(t, "no blocked key", count(0, lanes))
+	if got := keyRecords(ctx, t, q); got != 0 {
+		t.Errorf("%d key records after recovery, want none", got)
+	}
+
+	mode.Store(failLater)
+	batch(3)
+	eventually(t, "the failing keys failed again", allFailed(failLater, 1))
+	eventually(t, "the other keys' second batch", deliveredAll(6, free))
+	eventually(t, fmt.Sprintf("%d blocked keys again", n), count(n, lanes))
+	stop()
+	if got, reporting := w.blockedKeys(sub); reporting != 0 {
+		t.Errorf("stopped lanes still report %d blocked keys", got)
+	}
+
+	// Run again: the heads are due in an hour, so no delivery comes by
+	// to load the keys; the lanes count them from the stream as they start.
+	mu.Lock()
+	before := fmt.Sprint(delivered, failedAt)
+	mu.Unlock()
+	run(t, func(ctx context.Context) error { return runDeliveriesWatched(ctx, q, 1, handler, &w) })
+	eventually(t, fmt.Sprintf("%d blocked keys after the lanes started again", n), count(n, lanes))
+	mu.Lock()
+	if after := fmt.Sprint(delivered, failedAt); after != before {
+		t.Errorf("deliveries were handed out after the restart (%s, before %s): the count may have come from them", after, before)
+	}
+	mu.Unlock()
+
+	// Deleting the subscription stops its lanes, and their figures.
+	if err := q.RemoveOrdered(ctx, "team-a", "s"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no lane of the deleted subscription reporting", count(0, 0))
 }

@@ -136,7 +136,8 @@ func (ls *lanes) runLocked(name string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ls.ctx)
-	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{}), held: &ls.held[ls.known[name]]}
+	l := &Lane{name: name, q: ls.q, ctx: ctx, cancel: cancel, done: make(chan struct{}), held: &ls.held[ls.known[name]],
+		keys: &keys{q: ls.q, subject: holdSubject(name)}}
 	ls.running[name] = l
 	out := ls.out
 	go func() {
@@ -199,6 +200,10 @@ type Lane struct {
 	gone bool
 	// held is the count of unresolved jobs of the lane's partition.
 	held *atomic.Int64
+	// keys is what the lane knows of its blocked keys (keypark.go); sub
+	// names its subscription once countKeys read it, for a keyed lane only.
+	keys *keys
+	sub  atomic.Pointer[SubscriptionKey]
 }
 
 // Jobs yields the lane's deliveries one at a time until the lane is removed,
@@ -207,10 +212,13 @@ type Lane struct {
 // is resolved. Range over it exactly once, to the end.
 func (l *Lane) Jobs() iter.Seq[*Job] {
 	return func(yield func(*Job) bool) {
+		var counting sync.WaitGroup
 		defer close(l.done)
+		defer counting.Wait()
 		defer l.release()
 		defer l.cancel()
 		q, name, ctx := l.q, l.name, l.ctx
+		counting.Go(l.countKeys)
 		consumer := func(cctx context.Context) (jetstream.Consumer, error) {
 			c, err := q.laneConsumer(cctx, name)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -232,7 +240,7 @@ func (l *Lane) Jobs() iter.Seq[*Job] {
 		msgs := make(chan jetstream.Msg)
 		go q.pump(ctx, consumer, 1, true, msgs, jetstream.PullPriorityGroup(laneGroup))
 		st := &lane{q: q, subject: holdSubject(name)}
-		keyed := &keys{q: q, subject: holdSubject(name)}
+		keyed := l.keys
 		stopped := false
 		for m := range msgs {
 			if stopped || ctx.Err() != nil {

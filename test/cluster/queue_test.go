@@ -35,9 +35,8 @@ type owners struct {
 	got      map[string]int      // event/endpoint -> deliveries
 	ordered  []string            // the ordered subscription's deliveries, as taken
 	fanned   map[string][]string // event -> the replicas that fanned it out, in turn
-	// unmatched are the events whose matching failed once (the lane
-	// could not be ensured yet): NAKed, they come back behind later ones.
-	unmatched map[string]bool
+	// laneFailures counts the failed tries to create the ordered lane.
+	laneFailures int
 }
 
 func (o *owners) begin(ep, replica string) {
@@ -88,8 +87,29 @@ func startQueueReplica(t *testing.T, name, urls string, endpoints []string, o *o
 		t.Fatal(err)
 	}
 	// One ordered subscription, to the first endpoint: its lane is created
-	// by the fan-out, as the engine does, and pulled by the endpoint's owner.
-	var ensured atomic.Bool
+	// by the fan-out, as the engine does (and, as the engine does, when
+	// that fails the delivery is stored anyway and the lane is created
+	// later, from a goroutine of its own), and pulled by the endpoint's
+	// owner.
+	var ensured, ensuring atomic.Bool
+	ensure := func() {
+		if ensured.Load() || !ensuring.CompareAndSwap(false, true) {
+			return
+		}
+		r.done.Go(func() {
+			defer ensuring.Store(false)
+			for runCtx.Err() == nil {
+				if err := q.EnsureOrdered(runCtx, "team-a", orderedSub, endpoints[0]); err == nil {
+					ensured.Store(true)
+					return
+				}
+				o.mu.Lock()
+				o.laneFailures++
+				o.mu.Unlock()
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+	}
 	for range f.Workers() {
 		r.done.Go(func() {
 			for b := range f.Batches() {
@@ -99,18 +119,8 @@ func startQueueReplica(t *testing.T, name, urls string, endpoints []string, o *o
 					o.fanned[ev.ID] = append(o.fanned[ev.ID], name)
 				}
 				o.mu.Unlock()
+				ensure()
 				for i := range ms {
-					if !ensured.Load() {
-						// Failing, the event is fanned out again later.
-						if err := q.EnsureOrdered(runCtx, "team-a", orderedSub, endpoints[0]); err != nil {
-							ms[i].Err = err
-							o.mu.Lock()
-							o.unmatched[b.Events()[i].ID] = true
-							o.mu.Unlock()
-							continue
-						}
-						ensured.Store(true)
-					}
 					for _, ep := range endpoints {
 						ms[i].Deliveries = append(ms[i].Deliveries, queue.Delivery{Subscription: "to-" + ep, SubscriptionUID: "uid-" + ep, Endpoint: ep})
 					}
@@ -203,7 +213,7 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 	for i := range 12 {
 		endpoints = append(endpoints, fmt.Sprintf("ep-%02d", i))
 	}
-	o := &owners{inFlight: map[string]map[string]int{}, last: map[string]string{}, got: map[string]int{}, fanned: map[string][]string{}, unmatched: map[string]bool{}}
+	o := &owners{inFlight: map[string]map[string]int{}, last: map[string]string{}, got: map[string]int{}, fanned: map[string][]string{}}
 	var reps []*queueReplica
 	for i := range 3 {
 		reps = append(reps, startQueueReplica(t, fmt.Sprintf("replica-%d", i), e.natsURLs(), endpoints, o))
@@ -301,59 +311,39 @@ func TestQueueReplicasOnNATSCluster(t *testing.T) {
 		return true
 	})
 	// The lane hands out its deliveries in the order they were stored on
-	// it, and the fan-out stores them in the order of the events, through
-	// the NATS node's kill and pause too (a publish it could not store is
-	// retried before the lane's next). Asserted for the events one replica
-	// fanned out. Not asserted, counted: events whose publish the producer
-	// retried (the client resends what it buffered when it reconnects, after
-	// the retry on another replica went through), events whose matching
-	// failed (the lane could not be ensured yet: NAKed, they come back
-	// behind later events, an open defect), and pairs of events
-	// fanned out by different replicas: when the fan-out moves (its holder
-	// crashed or cut off), what the old holder had taken and not
-	// acknowledged comes back to the new one only after its lease, while the
-	// new one goes on with later events (an open defect, issue #12).
-	only := func(id string) string {
-		rs := o.fanned[id]
-		for _, r := range rs {
-			if r != rs[0] {
-				return ""
-			}
-		}
-		if len(rs) == 0 {
-			return ""
-		}
-		return rs[0]
-	}
+	// it, and the fan-out stores them in the order of the events: through
+	// the NATS node's kill and pause (a publish it could not store is
+	// retried before the lane's next; a lane that cannot be created yet
+	// does not hold its event back), and when the fan-out moves to another
+	// replica (the new holder first fans out what the old one left
+	// unresolved, fantakeover.go). Left out: events whose publish the
+	// producer retried (the client resends what it buffered when it
+	// reconnects, after the retry on another replica went through, so the
+	// event may be stored after later ones).
 	o.mu.Lock()
-	last, seen, inversions, acrossMoves := "", map[string]bool{}, 0, 0
+	last, seen, outOfOrder := "", map[string]bool{}, 0
 	for _, id := range o.ordered {
-		if seen[id] || retried[id] || o.unmatched[id] {
+		if seen[id] || retried[id] {
 			seen[id] = true
 			continue
 		}
 		seen[id] = true
 		if id < last {
-			if r := only(id); r != "" && r == only(last) {
-				inversions++
-				t.Logf("ordered lane: %s taken after %s, both fanned out by %s alone", id, last, r)
-			} else {
-				acrossMoves++
-				if acrossMoves <= 5 {
-					t.Logf("ordered lane: %s (fanned out by %v) taken after %s (by %v)", id, o.fanned[id], last, o.fanned[last])
-				}
+			outOfOrder++
+			if outOfOrder <= 10 {
+				t.Logf("ordered lane: %s (fanned out by %v) taken after %s (by %v)", id, o.fanned[id], last, o.fanned[last])
 			}
 		}
 		last = max(last, id)
 	}
+	t.Logf("ordered lane: %d deliveries of %d events (%d accepted after a retried publish); %d taken after a later event; %d failed tries to create the lane",
+		len(o.ordered), len(seen), len(retried), outOfOrder, o.laneFailures)
+	if outOfOrder != 0 {
+		t.Errorf("the ordered lane took %d events after a later one", outOfOrder)
+	}
 	dups := 0
 	for _, n := range o.got {
 		dups += n - 1
-	}
-	t.Logf("ordered lane: %d deliveries of %d events (%d accepted after a retried publish, %d matched after a failed match); %d taken after a later event fanned out by the same replica, %d after one fanned out by another",
-		len(o.ordered), len(seen), len(retried), len(o.unmatched), inversions, acrossMoves)
-	if inversions != 0 {
-		t.Errorf("the ordered lane took %d events after a later one that the same replica fanned out", inversions)
 	}
 	t.Logf("%d of %d events accepted; %d deliveries, %d duplicates; endpoint owner changes %d, deliveries started while another replica had one of the same endpoint in flight %d",
 		len(ids), events, len(o.got)+dups, dups, o.moves, o.overlaps)
