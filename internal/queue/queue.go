@@ -203,8 +203,10 @@ func (q *Queue) startEmbedded() error {
 //
 // After a restart the server rebuilds the ids of the messages still stored
 // within the window, so a repeat after a crash is caught when the process was
-// down for less than the window minus those bounds. It stays shorter than the
-// events' window, the producers' promise.
+// down for less than the window minus those bounds; the fan-out takeover's
+// late stores by a cut-off holder (fantakeover.go) are dropped when they
+// arrive within the window. It stays shorter than the events' window, the
+// producers' promise.
 func (q *Queue) deliveryDedupeWindow() time.Duration {
 	return min(q.cfg.DedupeWindow, max(fanoutAckWait+maxNakBackoff+publishTimeout, 2*q.cfg.AckWait))
 }
