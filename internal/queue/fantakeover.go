@@ -60,9 +60,9 @@ type takeover struct {
 	settled map[uint64]struct{}
 }
 
-// takeoverMaxSettled bounds settled: past it, the oldest turn's entries are
-// forgotten, and an event among them that comes back is fanned out again
-// (its deliveries' ids make that a no-op).
+// takeoverMaxSettled bounds settled: past it, the set is cleared, and an
+// event forgotten that way that comes back is fanned out again (its
+// deliveries' ids make that a no-op).
 var takeoverMaxSettled = 4 * fanoutMaxAckPending
 
 // admit is called for each message in the order the server handed them out.
