@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hookline/hookline/internal/queue"
 )
 
 // deliveryTap watches the dispatcher's embedded queue (the dispatcher runs with
@@ -14,16 +15,16 @@ import (
 // fan-out itself apart from the sending that follows it: a core NATS subscription
 // on the deliveries' subjects sees each delivery as the stream receives it.
 //
-// The fan-out stores the deliveries of one event with the message id
-// "namespace/event id/subscription uid/attempt" (queue.deliveryMsgID; a hold or
-// a replay adds a suffix); the tap counts the distinct subscriptions of the
-// messages whose id has the prefix it is told to wait for.
+// The tap decodes each delivery (queue.DecodeDelivery: the message ids are
+// hashes) and counts the distinct subscriptions of the deliveries of the event
+// it is told to wait for; a hold or a retry of a delivery already seen does not
+// count again.
 type deliveryTap struct {
 	nc  *nats.Conn
 	sub *nats.Subscription
 
 	mu     sync.Mutex
-	prefix string
+	ns, id string
 	want   int
 	seen   int
 	first  time.Time
@@ -71,25 +72,27 @@ func (t *deliveryTap) close() { t.nc.Close() }
 func (t *deliveryTap) expect(ns, id string, n, pid int) <-chan tapDone {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.prefix, t.want, t.seen, t.first, t.pid = ns+"/"+id+"/", n, 0, time.Time{}, pid
+	t.ns, t.id, t.want, t.seen, t.first, t.pid = ns, id, n, 0, time.Time{}, pid
 	t.counts = make(map[string]struct{}, n)
 	t.done = make(chan tapDone, 1)
 	return t.done
 }
 
 func (t *deliveryTap) msg(m *nats.Msg) {
-	id := m.Header.Get(nats.MsgIdHdr)
 	now := time.Now()
+	d, err := queue.DecodeDelivery(m.Data)
+	if err != nil {
+		return // a schedule or another kind of message on these subjects
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.prefix == "" || !strings.HasPrefix(id, t.prefix) {
+	if t.id == "" || d.Event.Namespace != t.ns || d.Event.ID != t.id {
 		return // another event's
 	}
-	uid, _, _ := strings.Cut(id[len(t.prefix):], "/")
-	if _, ok := t.counts[uid]; ok {
+	if _, ok := t.counts[d.SubscriptionUID]; ok {
 		return // a hold or a retry of a delivery already seen
 	}
-	t.counts[uid] = struct{}{}
+	t.counts[d.SubscriptionUID] = struct{}{}
 	t.seen++
 	if t.seen == 1 {
 		t.first = now
