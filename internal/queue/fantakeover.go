@@ -95,20 +95,35 @@ func (t *takeover) admit(ctx context.Context, m jetstream.Msg) ([]jetstream.Msg,
 // for longer than half a lease) the turn starts at first, and an event the
 // old holder left unresolved can come back behind later ones: logged.
 func (t *takeover) begin(ctx context.Context, first uint64) {
-	q := t.f.q
+	var floor uint64
+	err := t.retryRead(ctx, func(ctx context.Context) error {
+		c, err := t.f.q.events.Consumer(ctx, consumerFanout)
+		if err == nil {
+			floor = c.CachedInfo().AckFloor.Stream
+		}
+		return err
+	})
+	if err != nil {
+		t.f.q.log.Error(err, "Could not read where the previous holder of the fan-out left off; events it left unresolved may be fanned out after later ones", "from", first)
+		t.covered = first - 1
+		return
+	}
+	t.covered = floor
+	t.forgetBelow(floor)
+}
+
+// retryRead calls read, each call on its own request deadline, until it
+// succeeds, ctx ends, or half a fan-out lease has passed, pausing as a lane's
+// store does between tries (laneRetry); it returns read's last error.
+func (t *takeover) retryRead(ctx context.Context, read func(context.Context) error) error {
 	pause := laneRetry[0]
 	deadline := time.Now().Add(fanoutAckWait / 2)
 	for {
-		floor, err := t.ackFloor(ctx)
-		if err == nil {
-			t.covered = floor
-			t.forgetBelow(floor)
-			return
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			q.log.Error(err, "Could not read where the previous holder of the fan-out left off; events it left unresolved may be fanned out after later ones", "from", first)
-			t.covered = first - 1
-			return
+		rctx, cancel := context.WithTimeout(ctx, t.f.q.cfg.MaxRequestTimeout)
+		err := read(rctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
 		}
 		select {
 		case <-time.After(pause):
@@ -118,50 +133,29 @@ func (t *takeover) begin(ctx context.Context, first uint64) {
 	}
 }
 
-func (t *takeover) ackFloor(ctx context.Context) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.f.q.cfg.MaxRequestTimeout)
-	defer cancel()
-	c, err := t.f.q.events.Consumer(ctx, consumerFanout)
-	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.AckFloor.Stream, nil
-}
-
 // catchUp reads the events still in the stream from from up to, not
 // including, to.
 func (t *takeover) catchUp(ctx context.Context, from, to uint64) []jetstream.Msg {
 	q := t.f.q
 	var out []jetstream.Msg
-	pause := laneRetry[0]
 	began := time.Now()
-	deadline := began.Add(fanoutAckWait / 2)
 	for seq := from; seq < to; {
-		rctx, cancel := context.WithTimeout(ctx, q.cfg.MaxRequestTimeout)
-		raw, err := q.events.GetMsg(rctx, seq, jetstream.WithGetMsgSubject(subjEvents+".>"))
-		cancel()
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			seq = to
-			continue
-		case err != nil:
-			if ctx.Err() != nil || time.Now().After(deadline) {
-				q.log.Error(err, "Could not read the events the previous holder of the fan-out left unresolved; they may be fanned out after later ones", "from", seq, "to", to)
-				return out
+		var raw *jetstream.RawStreamMsg
+		err := t.retryRead(ctx, func(ctx context.Context) error {
+			var err error
+			raw, err = q.events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subjEvents+".>"))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				raw = nil
+				return nil // nothing left from seq on
 			}
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-			}
-			pause = min(2*pause, laneRetry[1])
-			continue
-		case raw.Sequence >= to:
-			seq = to
-			continue
+			return err
+		})
+		if err != nil {
+			q.log.Error(err, "Could not read the events the previous holder of the fan-out left unresolved; they may be fanned out after later ones", "from", seq, "to", to)
+			break
+		}
+		if raw == nil || raw.Sequence >= to {
+			break
 		}
 		out = append(out, &caughtUp{t: t, raw: raw})
 		seq = raw.Sequence + 1

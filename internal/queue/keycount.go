@@ -31,6 +31,9 @@ import (
 // counts its blocked keys as the lane starts, and again as said above, while
 // the lane runs.
 func (l *Lane) countKeys() {
+	if !isKeyedLane(l.name) {
+		return // no keys to count
+	}
 	ctx := l.ctx
 	for wait := time.Duration(0); ; wait = memberTTL {
 		select {

@@ -122,6 +122,10 @@ func laneConsumerName(ns, sub string, lane int) string {
 	return name + "__k" + strconv.Itoa(lane)
 }
 
+// isKeyedLane tells from a lane consumer's name (laneConsumerName) whether
+// it is a keyed lane.
+func isKeyedLane(name string) bool { return strings.Contains(name, "__k") }
+
 // splitOrdered parses an ordered lane's subject back into its namespace,
 // subscription and lane (0 for the single lane). The parking subject of a
 // blocked key (keyParkSubject) parses as its lane's.
