@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"namespace", "endpoint", "reason"}),
 		parks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookline_delivery_parks_total",
-			Help: "Deliveries parked until their endpoint can take them again, by reason.",
+			Help: "Deliveries parked until their endpoint can take them again, by reason: by the fan-out as it stores them, or when taken.",
 		}, []string{"namespace", "endpoint", "reason"}),
 		unparks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookline_delivery_unparks_total",
