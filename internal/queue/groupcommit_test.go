@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -39,30 +41,48 @@ func commitNow(q *Queue, evs ...Event) []*commitReq {
 
 // A batch is stored whole, with consecutive sequences; a batch the server
 // refuses because it repeats a stored id is published event by event, and
-// each caller gets its own answer.
+// each caller gets its own answer. A group too small to repay an atomic
+// batch (groupCommitAtomicMin) is published event by event from the start,
+// with the same answers.
 func TestGroupCommitBatches(t *testing.T) {
 	t.Parallel()
-	q := alwaysQueue(t, t.TempDir())
+	for _, size := range []int{3, groupCommitAtomicMin, 40} {
+		t.Run(fmt.Sprintf("%d events", size), func(t *testing.T) {
+			t.Parallel()
+			q := alwaysQueue(t, t.TempDir())
+			evs := make([]Event, size)
+			for i := range evs {
+				evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+			}
+			first := commitNow(q, evs...)
+			for i, r := range first {
+				if r.err != nil || r.res.Duplicate {
+					t.Fatalf("event %d: %+v, %v", i, r.res, r.err)
+				}
+				if r.res.Seq != first[0].res.Seq+uint64(i) {
+					t.Errorf("event %d stored at %d, want %d", i, r.res.Seq, first[0].res.Seq+uint64(i))
+				}
+			}
 
-	first := commitNow(q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
-	for i, r := range first {
-		if r.err != nil || r.res.Duplicate {
-			t.Fatalf("event %d: %+v, %v", i, r.res, r.err)
-		}
-		if r.res.Seq != first[0].res.Seq+uint64(i) {
-			t.Errorf("event %d stored at %d, want %d", i, r.res.Seq, first[0].res.Seq+uint64(i))
-		}
-	}
-
-	again := commitNow(q, testEvent("team-a", "e2"), testEvent("team-a", "e4"))
-	if r := again[0]; r.err != nil || !r.res.Duplicate || r.res.Seq != first[1].res.Seq {
-		t.Errorf("repeated e2: %+v, %v; want a duplicate of seq %d", r.res, r.err, first[1].res.Seq)
-	}
-	if r := again[1]; r.err != nil || r.res.Duplicate {
-		t.Errorf("new e4 in a refused batch: %+v, %v; want it stored", r.res, r.err)
-	}
-	if n := streamMsgs(t, q, streamEvents); n != 4 {
-		t.Errorf("%d events stored, want 4", n)
+			// The same size again, with one repeat in it.
+			again := make([]Event, size)
+			again[0] = testEvent("team-a", "e1")
+			for i := 1; i < size; i++ {
+				again[i] = testEvent("team-a", fmt.Sprintf("n%d", i))
+			}
+			rs := commitNow(q, again...)
+			if r := rs[0]; r.err != nil || !r.res.Duplicate || r.res.Seq != first[1].res.Seq {
+				t.Errorf("repeated e1: %+v, %v; want a duplicate of seq %d", r.res, r.err, first[1].res.Seq)
+			}
+			for i, r := range rs[1:] {
+				if r.err != nil || r.res.Duplicate {
+					t.Errorf("new n%d beside a repeat: %+v, %v; want it stored", i+1, r.res, r.err)
+				}
+			}
+			if n := streamMsgs(t, q, streamEvents); n != uint64(2*size-1) {
+				t.Errorf("%d events stored, want %d", n, 2*size-1)
+			}
+		})
 	}
 }
 
@@ -450,5 +470,55 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 			}
 			t.Logf("killed with %d of %d events left to fan out", left, events)
 		})
+	}
+}
+
+// Under SyncAlways a fan-out batch's ordered deliveries go through their
+// lane's chain when there are too few to repay an atomic batch, and as an
+// atomic batch otherwise; an atomic batch waits for the chains of its lanes,
+// so a lane keeps the order of its deliveries across batches of both kinds.
+func TestFanoutStagerKeepsLaneOrder(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	ctx := t.Context()
+	lanes := newLaneChains(ctx, q)
+	subject := laneSubjectOf("team-a", "ledger", 0)
+	var futures []jetstream.PubAckFuture
+	n := 0
+	for _, size := range []int{5, 20, 1, 3, groupCommitAtomicMin, 2, 7, 40, 1} {
+		st := newStager(ctx, q, lanes)
+		for range size {
+			m := &nats.Msg{
+				Subject: subject,
+				Header:  nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("d%d", n)}},
+				Data:    []byte(strconv.Itoa(n)),
+			}
+			f, err := st.stageOrdered(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+			n++
+		}
+		st.flush()
+	}
+	if err := await(ctx, futures); err != nil {
+		t.Fatal(err)
+	}
+	info, err := q.deliveries.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(n) {
+		t.Fatalf("%d deliveries stored, want %d", info.State.Msgs, n)
+	}
+	for i := range n {
+		m, err := q.deliveries.GetMsg(ctx, info.State.FirstSeq+uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m.Data); got != strconv.Itoa(i) {
+			t.Fatalf("lane position %d holds delivery %s, want %d", i, got, i)
+		}
 	}
 }
