@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -316,7 +317,8 @@ func TestFanoutAtomicBatches(t *testing.T) {
 
 // fanoutChildEnv makes the test binary run fanoutChild: it fans out the
 // events already stored in $HOOKLINE_FANOUT_DIR (under SyncAlways, or the
-// default durability when fanoutChildSyncEnv is "default"), printing
+// default durability when fanoutChildSyncEnv is "default", or SyncAlways
+// with every group published one by one when it is "one-by-one"), printing
 // "fanning" once it has started and "matched N" after every 250 events
 // matched, until killed.
 // With fanoutChildPausedEnv set, its heap is taken to be close to the memory
@@ -330,15 +332,18 @@ const (
 
 func init() {
 	if dir := os.Getenv(fanoutChildEnv); dir != "" {
-		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv) != "default", os.Getenv(fanoutChildPausedEnv) != "")
+		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv), os.Getenv(fanoutChildPausedEnv) != "")
 		os.Exit(1)
 	}
 }
 
-func fanoutChild(dir string, always, paused bool) {
+func fanoutChild(dir, sync string, paused bool) {
 	cfg := testConfig(dir)
-	if always {
+	if sync != "default" {
 		cfg.Sync = SyncAlways
+	}
+	if sync == "one-by-one" {
+		groupCommitAtomicMin = math.MaxInt
 	}
 	q, err := Open(context.Background(), cfg, logr.Discard())
 	if err != nil {
@@ -372,7 +377,15 @@ func fanoutChild(dir string, always, paused bool) {
 // refused and published message by message, each recognised by its id.
 func TestFanoutAtomicSIGKILL(t *testing.T) {
 	t.Parallel()
-	testFanoutSIGKILL(t, true)
+	testFanoutSIGKILL(t, "always")
+}
+
+// The same under SyncAlways with every group too small for an atomic batch
+// (groupCommitAtomicMin), as at a low, steady rate: each delivery and copy is
+// published on its own, and the repeat is recognised by the deliveries' ids.
+func TestFanoutOneByOneSIGKILL(t *testing.T) {
+	t.Parallel()
+	testFanoutSIGKILL(t, "one-by-one")
 }
 
 // The same with the default durability, where each delivery is its own
@@ -382,10 +395,11 @@ func TestFanoutAtomicSIGKILL(t *testing.T) {
 // The repeat comes after the fan-out's lease, 30 s: well inside the window.
 func TestFanoutSIGKILL(t *testing.T) {
 	t.Parallel()
-	testFanoutSIGKILL(t, false)
+	testFanoutSIGKILL(t, "default")
 }
 
-func testFanoutSIGKILL(t *testing.T, always bool) {
+// testFanoutSIGKILL runs fanoutChild with sync (its fanoutChildSyncEnv).
+func testFanoutSIGKILL(t *testing.T, sync string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -407,7 +421,7 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 			dir := t.TempDir()
 			func() {
 				cfg := testConfig(dir)
-				if always {
+				if sync != "default" {
 					cfg.Sync = SyncAlways
 				}
 				q := openTest(t, cfg)
@@ -421,10 +435,6 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 				q.Close()
 			}()
 			cmd := exec.Command(exe, "-test.run", "^$")
-			sync := "always"
-			if !always {
-				sync = "default"
-			}
 			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir, fanoutChildSyncEnv+"="+sync)
 			if after < 0 {
 				cmd.Env = append(cmd.Env, fanoutChildPausedEnv+"=1")
