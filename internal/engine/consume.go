@@ -23,6 +23,7 @@ func (e *Engine) fanOut(ctx context.Context, f *queue.Fanout) {
 					ms[i] = e.matchTraced(ctx, &evs[i])
 				}
 				b.Store(ms)
+				e.parkedAtFanout(evs, ms)
 			}
 		})
 	}

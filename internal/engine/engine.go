@@ -160,6 +160,9 @@ type Engine struct {
 	// pending counts unordered deliveries taken off the shared consumer and
 	// not yet resolved.
 	pending atomic.Int64
+	// deliveries is the shared consumer Run opened, which tells the
+	// fan-out which endpoints this replica owns (parkAtFanout); nil before.
+	deliveries atomic.Pointer[queue.Deliveries]
 
 	running atomic.Bool
 	// consuming: the fan-out and delivery consumers are open (CheckReady).
@@ -286,6 +289,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("running deliveries: %w", err))
 	}
+	e.deliveries.Store(deliveries)
 	e.consuming.Store(true)
 	defer e.consuming.Store(false)
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))

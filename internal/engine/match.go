@@ -82,6 +82,13 @@ func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
 			// would deliver out of order.
 			e.ensureLaneLater(ctx, s, err)
 		}
+		if !d.Ordered {
+			if reason := e.parkAtFanout(ev.Namespace, d.Endpoint); reason != "" {
+				d.Park = true
+				e.m.holds.WithLabelValues(ev.Namespace, d.Endpoint, reason).Inc()
+				e.m.parks.WithLabelValues(ev.Namespace, d.Endpoint, reason).Inc()
+			}
+		}
 		out.Deliveries = append(out.Deliveries, d)
 	}
 	return out

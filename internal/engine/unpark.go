@@ -20,6 +20,11 @@ import (
 // lane keeps them in order, one message at a time, so they cost nothing per
 // delivery anyway.
 //
+// While an endpoint's circuit is open or it is disabled or suspended, the
+// fan-out of its owner parks its new deliveries as it stores them
+// (parkAtFanout), so they cost one write rather than a write, a take, a
+// second write and an ack.
+//
 // Parked deliveries are moved back (queue.Unpark) when the endpoint can take
 // them again: when a success closes its circuit, when Enable re-enables it,
 // and when a delivery arrives for a usable endpoint with a parked backlog.
@@ -55,6 +60,70 @@ func (e *Engine) park(job *queue.Job, st *endpointState, until time.Time, reason
 		d := job.Delivery()
 		e.log.Error(err, "Parking a delivery failed; it comes back when its lease runs out",
 			"namespace", st.key.ns, "subscription", d.Subscription, "event", d.Event.ID)
+	}
+}
+
+// parkAtFanout reports why a delivery the fan-out is about to store for the
+// endpoint would only be parked once taken: its circuit is open, or it is
+// disabled or suspended. The fan-out then stores it on the parking subject
+// straight away (queue.Delivery.Park): one write, where storing it for
+// delivery costs a write, a take, the parking write and an ack, work that
+// a dead endpoint's traffic would take from the healthy ones. Only the
+// endpoint's owner decides, with its own breaker (see watchParked); on
+// another replica, or for an endpoint this process has not dealt with yet,
+// it returns "" and the delivery is stored as usual, for the owner to park
+// when it takes it.
+func (e *Engine) parkAtFanout(ns, name string) string {
+	v, ok := e.endpoints.Load(objKey{ns, name})
+	if !ok {
+		return ""
+	}
+	st := v.(*endpointState)
+	ep := e.routes.Endpoint(ns, name)
+	if ep == nil || !ep.Ready {
+		// Maybe a watch that lags: the taker decides.
+		return ""
+	}
+	reason := ""
+	if ep.Suspended {
+		reason = holdSuspended
+	} else {
+		st.mu.Lock()
+		if st.disabledLocked(ep) {
+			reason = holdDisabled
+		} else if hold, _ := st.health.peek(e.clock.Now()); hold {
+			reason = holdCircuitOpen
+		}
+		st.mu.Unlock()
+	}
+	if reason == "" {
+		return ""
+	}
+	if owner := e.deliveries.Load(); owner == nil || !owner.Owns(ns, name) {
+		return ""
+	}
+	return reason
+}
+
+// parkedAtFanout marks the endpoints whose deliveries the fan-out parked as
+// having a parked backlog, once the batch is stored (as parkJob does), and
+// moves it back at once if the endpoint took deliveries again meanwhile.
+func (e *Engine) parkedAtFanout(evs []queue.Event, ms []queue.Matched) {
+	var last *endpointState
+	for i := range ms {
+		for j := range ms[i].Deliveries {
+			d := &ms[i].Deliveries[j]
+			if !d.Park || d.Ordered {
+				continue
+			}
+			st := e.endpoint(evs[i].Namespace, d.Endpoint)
+			if st == last {
+				continue
+			}
+			last = st
+			st.parked.Store(true)
+			e.unpark(st, false)
+		}
 	}
 }
 

@@ -395,8 +395,12 @@ func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Deliv
 			if d.Ordered {
 				p = ordered
 			}
+			subject := laneSubject(d)
+			if d.Park && !d.Ordered {
+				subject = parkSubject(ev.Namespace, d.Endpoint, d.Subscription)
+			}
 			m := &nats.Msg{
-				Subject: laneSubject(d),
+				Subject: subject,
 				Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
 				Data:    encodeDelivery(d),
 			}

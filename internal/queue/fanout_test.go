@@ -56,17 +56,20 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 	}
 
 	// A fan-out repeated after a crash publishes the same ids: nothing new
-	// is stored.
-	futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
-		[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"}}, nil)
-	if err == nil {
-		err = await(context.Background(), futures)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := streamMsgs(t, q, streamDeliveries); n != 6 {
-		t.Fatalf("a repeated fan-out stored a copy: %d deliveries", n)
+	// is stored, also when the repeat parks a delivery the first one
+	// stored for delivery (the endpoint's circuit opened in between).
+	for _, park := range []bool{false, true} {
+		futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
+			[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Park: park}}, nil)
+		if err == nil {
+			err = await(context.Background(), futures)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := streamMsgs(t, q, streamDeliveries); n != 6 {
+			t.Fatalf("a repeated fan-out (park %v) stored a copy: %d deliveries", park, n)
+		}
 	}
 }
 

@@ -284,11 +284,30 @@ func TestGroupCommitPublishEvents(t *testing.T) {
 	}
 }
 
+// twoSubscriptions matches every event to two subscriptions; the second's
+// endpoint is down, so the fan-out parks its delivery at once
+// (Delivery.Park), as the engine's matcher does for an open circuit.
 func twoSubscriptions(_ context.Context, ev Event) ([]Delivery, error) {
 	return []Delivery{
 		{Subscription: "a", SubscriptionUID: "uid-a", Endpoint: "ep"},
-		{Subscription: "b", SubscriptionUID: "uid-b", Endpoint: "ep"},
+		{Subscription: "b", SubscriptionUID: "uid-b", Endpoint: "down", Park: true},
 	}, nil
+}
+
+// checkTwoSubscriptions fails unless each of events events has its two
+// deliveries stored exactly once: one for delivery, one parked.
+func checkTwoSubscriptions(t *testing.T, q *Queue, events int) {
+	t.Helper()
+	if n := streamMsgs(t, q, streamDeliveries); n != 2*uint64(events) {
+		t.Errorf("%d deliveries stored, want %d", n, 2*events)
+	}
+	parked, err := q.Parked(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := parked[EndpointKey{"team-a", "down"}]; n != uint64(events) || len(parked) != 1 {
+		t.Errorf("parked %v, want %d for team-a/down", parked, events)
+	}
 }
 
 // Under SyncAlways the fan-out stores each batch's deliveries and retained
@@ -307,9 +326,7 @@ func TestFanoutAtomicBatches(t *testing.T) {
 	}
 	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
 	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
-	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
-		t.Errorf("%d deliveries stored, want %d", n, 2*events)
-	}
+	checkTwoSubscriptions(t, q, events)
 	if n := streamMsgs(t, q, streamRetained); n != events {
 		t.Errorf("%d events retained, want %d", n, events)
 	}
@@ -475,9 +492,7 @@ func testFanoutSIGKILL(t *testing.T, sync string) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
-				t.Errorf("%d deliveries stored, want %d (killed with %d events left to fan out)", n, 2*events, left)
-			}
+			checkTwoSubscriptions(t, q, events)
 			t.Logf("killed with %d of %d events left to fan out", left, events)
 		})
 	}

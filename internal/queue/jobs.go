@@ -45,6 +45,14 @@ type Delivery struct {
 	// Replay is the dead-letter sequence this delivery was replayed from, 0
 	// for an original; it gives the replay fresh message ids.
 	Replay uint64
+	// Park, set by the fan-out's matcher, stores the delivery straight on
+	// its endpoint's parking subject instead of its delivery subject: the
+	// endpoint cannot take it now (its circuit is open, it is disabled or
+	// suspended), so taking it only to park it would cost a second write
+	// and an ack. It keeps its message id, so a repeated fan-out stays a
+	// no-op whichever subject it picks. Ignored for an ordered delivery,
+	// which waits on its lane; not stored.
+	Park bool
 }
 
 // DeadInfo is the last failure of a delivery that ran out of attempts.
