@@ -300,6 +300,11 @@ func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
 // one, they go through the lane's chain (fanorder.go), as with the default
 // durability; stored atomically, their batch waits until the deliveries
 // still on their lanes' chains, from earlier fan-out batches, are stored.
+// Either way a lane whose delivery cannot be stored holds the whole fan-out
+// batch until it can, where the default durability settles that event in
+// the background and lets the batch's others go; group commit runs only on
+// the embedded server, where a publish fails only when the store itself
+// does, for every lane alike.
 type stager struct {
 	ctx     context.Context
 	q       *Queue
