@@ -23,9 +23,11 @@ import (
 // order does not matter. An ordered lane is read one delivery at a time, so
 // one publish round trip per delivery keeps the fan-out ahead of the lane.
 //
-// Under SyncAlways (groupcommit.go) the fan-out stores each batch's
-// deliveries as atomic batches, committed before the next batch publishes,
-// and that path keeps doing so.
+// Under SyncAlways (groupcommit.go) the fan-out stores a batch's deliveries
+// as atomic batches, committed before the next batch publishes, when there
+// are enough of them; an atomic batch first waits for the chains of its
+// ordered lanes (wait), and fewer deliveries are published through the
+// chains.
 
 // laneRetry bounds the pause between two tries of an ordered delivery whose
 // publish failed.
@@ -53,6 +55,26 @@ func (c *laneChains) publish(m *nats.Msg) (jetstream.PubAckFuture, error) {
 	c.mu.Unlock()
 	go c.store(p, prev)
 	return p, nil
+}
+
+// wait returns once the deliveries on the chains of the given lanes, published
+// before the call, are resolved, or the fan-out stops.
+func (c *laneChains) wait(lanes map[string]bool) {
+	var tails []*lanePub
+	c.mu.Lock()
+	for subject := range lanes {
+		if p := c.tails[subject]; p != nil {
+			tails = append(tails, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range tails {
+		select {
+		case <-p.done:
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 func (c *laneChains) store(p, prev *lanePub) {

@@ -247,13 +247,13 @@ func (b *EventBatch) Store(matched []Matched) {
 	var futures []jetstream.PubAckFuture
 	// Under SyncAlways the deliveries and retained copies of the batch are
 	// staged and stored as one atomic batch per stream, one fsync each,
-	// before the next batch publishes (groupcommit.go); otherwise each is
-	// an async publish.
+	// before the next batch publishes, when there are enough of them to
+	// repay a batch (groupcommit.go); otherwise each is an async publish.
 	pub, ordered := q.publishAsync, b.f.lanes.publish
 	var st *stager
 	if q.group != nil {
-		st = newStager(ctx, q)
-		pub, ordered = st.stage, st.stage
+		st = newStager(ctx, q, b.f.lanes)
+		pub, ordered = st.stage, st.stageOrdered
 	}
 	items := make([]fanned, len(b.msgs))
 	for i, m := range b.msgs {

@@ -24,14 +24,25 @@ import (
 // together and go as one batch. Nothing waits to fill a batch, so a quiet
 // system pays no extra latency.
 //
+// An atomic batch has a fixed cost, though: the server stages it in a file
+// store of its own, created and removed for each batch (a directory, its
+// metadata files and the staged block, each synced), in the stream's one
+// goroutine. Measured on the embedded server (docs/benchmarks.md, "--durability
+// always at 1,000 events/s"), that is ~2.3 ms, as much as ~15 messages stored
+// one by one, so only groups of at least groupCommitAtomicMin messages go as
+// an atomic batch; smaller ones are published one by one, pipelined, each
+// with its own fsync. Below that size an atomic batch made a slow store
+// slower: at 1,000 single events/s the fan-out's small batches each cost
+// ~2.3 ms of the deliveries stream and a backlog built (p50 181 ms).
+//
 // The guarantees do not change: a caller returns once its event is stored
-// and synced (the batch's acknowledgement comes after the sync), a batch is
-// all or nothing, and a batch the server refuses — one holding a repeated
-// event id, for instance, which an atomic batch cannot skip — is published
-// again event by event, so each caller gets its own result (stored or
-// duplicate) as without batching. A crash before the commit's
-// acknowledgement leaves the producer without a 202; its retry is either
-// stored or recognised by its id.
+// and synced (the batch's acknowledgement comes after the sync, a single
+// publish's after its own), a batch is all or nothing, and a batch the
+// server refuses — one holding a repeated event id, for instance, which an
+// atomic batch cannot skip — is published again event by event, so each
+// caller gets its own result (stored or duplicate) as without batching. A
+// crash before the commit's acknowledgement leaves the producer without a
+// 202; its retry is either stored or recognised by its id.
 const (
 	// groupCommitSlots is how many batches are in flight at once: enough to
 	// keep the stream busy while the next batch gathers, far below the
@@ -43,6 +54,12 @@ const (
 	// the async publisher's timeout does for single publishes.
 	groupCommitTimeout = 30 * time.Second
 )
+
+// groupCommitAtomicMin is the smallest group stored as an atomic batch:
+// below it, publishing the messages one by one costs the stream less than
+// staging them (see above). A variable only for the crash test's child,
+// which publishes every group one by one.
+var groupCommitAtomicMin = 16
 
 type groupCommit struct {
 	q     *Queue
@@ -128,7 +145,8 @@ func (g *groupCommit) publish(ctx context.Context, ev *Event) (PublishResult, er
 }
 
 // publishBatch stores a caller's batch of events as atomic batches of up to
-// groupCommitMax, one sync each, instead of one sync per event.
+// groupCommitMax, one sync each, instead of one sync per event (a chunk
+// smaller than groupCommitAtomicMin goes event by event).
 func (g *groupCommit) publishBatch(ctx context.Context, evs []Event) ([]PublishResult, error) {
 	res := make([]PublishResult, len(evs))
 	for from := 0; from < len(evs); from += groupCommitMax {
@@ -163,7 +181,7 @@ func (r *commitReq) finish(res PublishResult, err error) {
 }
 
 func (g *groupCommit) commit(ctx context.Context, batch []*commitReq) {
-	if len(batch) > 1 {
+	if len(batch) >= groupCommitAtomicMin {
 		msgs := make([]*nats.Msg, len(batch))
 		for i, r := range batch {
 			msgs[i] = r.msg
@@ -273,22 +291,44 @@ func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
 }
 
 // stager collects a fan-out batch's messages per stream and stores each
-// stream's as one atomic batch (flush). A batch the server refuses — one
-// repeating a delivery already stored by an earlier, interrupted fan-out —
-// is published message by message instead, each with its own answer.
+// stream's as one atomic batch (flush), or one by one when there are fewer
+// than groupCommitAtomicMin. A batch the server refuses — one repeating a
+// delivery already stored by an earlier, interrupted fan-out — is published
+// message by message instead, each with its own answer.
+//
+// Ordered deliveries keep their lane's order either way: published one by
+// one, they go through the lane's chain (fanorder.go), as with the default
+// durability; stored atomically, their batch waits until the deliveries
+// still on their lanes' chains, from earlier fan-out batches, are stored.
+// Either way a lane whose delivery cannot be stored holds the whole fan-out
+// batch until it can, where the default durability settles that event in
+// the background and lets the batch's others go; group commit runs only on
+// the embedded server, where a publish fails only when the store itself
+// does, for every lane alike.
 type stager struct {
-	ctx    context.Context
-	q      *Queue
-	groups map[string][]*stagedFuture // by stream subject root
-	order  []string
+	ctx     context.Context
+	q       *Queue
+	lanes   *laneChains
+	groups  map[string][]*stagedFuture // by stream subject root
+	order   []string
+	ordered map[string]bool // subjects of staged ordered deliveries
 }
 
-func newStager(ctx context.Context, q *Queue) *stager {
-	return &stager{ctx: ctx, q: q, groups: map[string][]*stagedFuture{}}
+func newStager(ctx context.Context, q *Queue, lanes *laneChains) *stager {
+	return &stager{ctx: ctx, q: q, lanes: lanes, groups: map[string][]*stagedFuture{}}
 }
 
 func (s *stager) stage(m *nats.Msg) (jetstream.PubAckFuture, error) {
-	f := &stagedFuture{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	return s.add(m, false)
+}
+
+// stageOrdered stages a delivery of an ordered lane.
+func (s *stager) stageOrdered(m *nats.Msg) (jetstream.PubAckFuture, error) {
+	return s.add(m, true)
+}
+
+func (s *stager) add(m *nats.Msg, ordered bool) (jetstream.PubAckFuture, error) {
+	f := &stagedFuture{msg: m, ordered: ordered, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
 	root := subjRetained
 	switch {
 	case strings.HasPrefix(m.Subject, subjRetained+"."):
@@ -302,12 +342,18 @@ func (s *stager) stage(m *nats.Msg) (jetstream.PubAckFuture, error) {
 		s.order = append(s.order, root)
 	}
 	s.groups[root] = append(s.groups[root], f)
+	if ordered {
+		if s.ordered == nil {
+			s.ordered = map[string]bool{}
+		}
+		s.ordered[m.Subject] = true
+	}
 	return f, nil
 }
 
 // flush stores what was staged, the streams' batches concurrently, and
-// returns once every message is stored or has failed (or, on the fallback,
-// is on its way as an async publish).
+// returns once every message is stored or has failed (or, when published
+// one by one, is on its way).
 func (s *stager) flush() {
 	var wg sync.WaitGroup
 	for _, root := range s.order {
@@ -325,7 +371,10 @@ func (s *stager) store(fs []*stagedFuture) {
 }
 
 func (s *stager) storeChunk(fs []*stagedFuture) {
-	if len(fs) > 1 {
+	if len(fs) >= groupCommitAtomicMin {
+		if s.hasOrdered(fs) {
+			s.lanes.wait(s.ordered)
+		}
 		msgs := make([]*nats.Msg, len(fs))
 		for i, f := range fs {
 			msgs[i] = f.msg
@@ -349,7 +398,11 @@ func (s *stager) storeChunk(fs []*stagedFuture) {
 		s.q.log.V(1).Info("An atomic batch of the fan-out was refused; publishing it message by message", "messages", len(fs), "error", err.Error())
 	}
 	for _, f := range fs {
-		inner, err := s.q.publishAsync(f.msg)
+		publish := s.q.publishAsync
+		if f.ordered {
+			publish = s.lanes.publish
+		}
+		inner, err := publish(f.msg)
 		if err != nil {
 			f.err <- err
 			continue
@@ -365,11 +418,21 @@ func (s *stager) storeChunk(fs []*stagedFuture) {
 	}
 }
 
+func (s *stager) hasOrdered(fs []*stagedFuture) bool {
+	for _, f := range fs {
+		if f.ordered {
+			return true
+		}
+	}
+	return false
+}
+
 // stagedFuture is the acknowledgement of a staged message.
 type stagedFuture struct {
-	msg *nats.Msg
-	ok  chan *jetstream.PubAck
-	err chan error
+	msg     *nats.Msg
+	ordered bool
+	ok      chan *jetstream.PubAck
+	err     chan error
 }
 
 func (f *stagedFuture) Ok() <-chan *jetstream.PubAck { return f.ok }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -39,30 +42,48 @@ func commitNow(q *Queue, evs ...Event) []*commitReq {
 
 // A batch is stored whole, with consecutive sequences; a batch the server
 // refuses because it repeats a stored id is published event by event, and
-// each caller gets its own answer.
+// each caller gets its own answer. A group too small to repay an atomic
+// batch (groupCommitAtomicMin) is published event by event from the start,
+// with the same answers.
 func TestGroupCommitBatches(t *testing.T) {
 	t.Parallel()
-	q := alwaysQueue(t, t.TempDir())
+	for _, size := range []int{3, groupCommitAtomicMin, 40} {
+		t.Run(fmt.Sprintf("%d events", size), func(t *testing.T) {
+			t.Parallel()
+			q := alwaysQueue(t, t.TempDir())
+			evs := make([]Event, size)
+			for i := range evs {
+				evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+			}
+			first := commitNow(q, evs...)
+			for i, r := range first {
+				if r.err != nil || r.res.Duplicate {
+					t.Fatalf("event %d: %+v, %v", i, r.res, r.err)
+				}
+				if r.res.Seq != first[0].res.Seq+uint64(i) {
+					t.Errorf("event %d stored at %d, want %d", i, r.res.Seq, first[0].res.Seq+uint64(i))
+				}
+			}
 
-	first := commitNow(q, testEvent("team-a", "e1"), testEvent("team-a", "e2"), testEvent("team-a", "e3"))
-	for i, r := range first {
-		if r.err != nil || r.res.Duplicate {
-			t.Fatalf("event %d: %+v, %v", i, r.res, r.err)
-		}
-		if r.res.Seq != first[0].res.Seq+uint64(i) {
-			t.Errorf("event %d stored at %d, want %d", i, r.res.Seq, first[0].res.Seq+uint64(i))
-		}
-	}
-
-	again := commitNow(q, testEvent("team-a", "e2"), testEvent("team-a", "e4"))
-	if r := again[0]; r.err != nil || !r.res.Duplicate || r.res.Seq != first[1].res.Seq {
-		t.Errorf("repeated e2: %+v, %v; want a duplicate of seq %d", r.res, r.err, first[1].res.Seq)
-	}
-	if r := again[1]; r.err != nil || r.res.Duplicate {
-		t.Errorf("new e4 in a refused batch: %+v, %v; want it stored", r.res, r.err)
-	}
-	if n := streamMsgs(t, q, streamEvents); n != 4 {
-		t.Errorf("%d events stored, want 4", n)
+			// The same size again, with one repeat in it.
+			again := make([]Event, size)
+			again[0] = testEvent("team-a", "e1")
+			for i := 1; i < size; i++ {
+				again[i] = testEvent("team-a", fmt.Sprintf("n%d", i))
+			}
+			rs := commitNow(q, again...)
+			if r := rs[0]; r.err != nil || !r.res.Duplicate || r.res.Seq != first[1].res.Seq {
+				t.Errorf("repeated e1: %+v, %v; want a duplicate of seq %d", r.res, r.err, first[1].res.Seq)
+			}
+			for i, r := range rs[1:] {
+				if r.err != nil || r.res.Duplicate {
+					t.Errorf("new n%d beside a repeat: %+v, %v; want it stored", i+1, r.res, r.err)
+				}
+			}
+			if n := streamMsgs(t, q, streamEvents); n != uint64(2*size-1) {
+				t.Errorf("%d events stored, want %d", n, 2*size-1)
+			}
+		})
 	}
 }
 
@@ -313,7 +334,8 @@ func TestFanoutAtomicBatches(t *testing.T) {
 
 // fanoutChildEnv makes the test binary run fanoutChild: it fans out the
 // events already stored in $HOOKLINE_FANOUT_DIR (under SyncAlways, or the
-// default durability when fanoutChildSyncEnv is "default"), printing
+// default durability when fanoutChildSyncEnv is "default", or SyncAlways
+// with every group published one by one when it is "one-by-one"), printing
 // "fanning" once it has started and "matched N" after every 250 events
 // matched, until killed.
 // With fanoutChildPausedEnv set, its heap is taken to be close to the memory
@@ -327,15 +349,18 @@ const (
 
 func init() {
 	if dir := os.Getenv(fanoutChildEnv); dir != "" {
-		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv) != "default", os.Getenv(fanoutChildPausedEnv) != "")
+		fanoutChild(dir, os.Getenv(fanoutChildSyncEnv), os.Getenv(fanoutChildPausedEnv) != "")
 		os.Exit(1)
 	}
 }
 
-func fanoutChild(dir string, always, paused bool) {
+func fanoutChild(dir, sync string, paused bool) {
 	cfg := testConfig(dir)
-	if always {
+	if sync != "default" {
 		cfg.Sync = SyncAlways
+	}
+	if sync == "one-by-one" {
+		groupCommitAtomicMin = math.MaxInt
 	}
 	q, err := Open(context.Background(), cfg, logr.Discard())
 	if err != nil {
@@ -369,7 +394,15 @@ func fanoutChild(dir string, always, paused bool) {
 // refused and published message by message, each recognised by its id.
 func TestFanoutAtomicSIGKILL(t *testing.T) {
 	t.Parallel()
-	testFanoutSIGKILL(t, true)
+	testFanoutSIGKILL(t, "always")
+}
+
+// The same under SyncAlways with every group too small for an atomic batch
+// (groupCommitAtomicMin), as at a low, steady rate: each delivery and copy is
+// published on its own, and the repeat is recognised by the deliveries' ids.
+func TestFanoutOneByOneSIGKILL(t *testing.T) {
+	t.Parallel()
+	testFanoutSIGKILL(t, "one-by-one")
 }
 
 // The same with the default durability, where each delivery is its own
@@ -379,10 +412,11 @@ func TestFanoutAtomicSIGKILL(t *testing.T) {
 // The repeat comes after the fan-out's lease, 30 s: well inside the window.
 func TestFanoutSIGKILL(t *testing.T) {
 	t.Parallel()
-	testFanoutSIGKILL(t, false)
+	testFanoutSIGKILL(t, "default")
 }
 
-func testFanoutSIGKILL(t *testing.T, always bool) {
+// testFanoutSIGKILL runs fanoutChild with sync (its fanoutChildSyncEnv).
+func testFanoutSIGKILL(t *testing.T, sync string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -404,7 +438,7 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 			dir := t.TempDir()
 			func() {
 				cfg := testConfig(dir)
-				if always {
+				if sync != "default" {
 					cfg.Sync = SyncAlways
 				}
 				q := openTest(t, cfg)
@@ -418,10 +452,6 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 				q.Close()
 			}()
 			cmd := exec.Command(exe, "-test.run", "^$")
-			sync := "always"
-			if !always {
-				sync = "default"
-			}
 			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir, fanoutChildSyncEnv+"="+sync)
 			if after < 0 {
 				cmd.Env = append(cmd.Env, fanoutChildPausedEnv+"=1")
@@ -465,5 +495,55 @@ func testFanoutSIGKILL(t *testing.T, always bool) {
 			checkTwoSubscriptions(t, q, events)
 			t.Logf("killed with %d of %d events left to fan out", left, events)
 		})
+	}
+}
+
+// Under SyncAlways a fan-out batch's ordered deliveries go through their
+// lane's chain when there are too few to repay an atomic batch, and as an
+// atomic batch otherwise; an atomic batch waits for the chains of its lanes,
+// so a lane keeps the order of its deliveries across batches of both kinds.
+func TestFanoutStagerKeepsLaneOrder(t *testing.T) {
+	t.Parallel()
+	q := alwaysQueue(t, t.TempDir())
+	ctx := t.Context()
+	lanes := newLaneChains(ctx, q)
+	subject := laneSubjectOf("team-a", "ledger", 0)
+	var futures []jetstream.PubAckFuture
+	n := 0
+	for _, size := range []int{5, 20, 1, 3, groupCommitAtomicMin, 2, 7, 40, 1} {
+		st := newStager(ctx, q, lanes)
+		for range size {
+			m := &nats.Msg{
+				Subject: subject,
+				Header:  nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("d%d", n)}},
+				Data:    []byte(strconv.Itoa(n)),
+			}
+			f, err := st.stageOrdered(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+			n++
+		}
+		st.flush()
+	}
+	if err := await(ctx, futures); err != nil {
+		t.Fatal(err)
+	}
+	info, err := q.deliveries.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(n) {
+		t.Fatalf("%d deliveries stored, want %d", info.State.Msgs, n)
+	}
+	for i := range n {
+		m, err := q.deliveries.GetMsg(ctx, info.State.FirstSeq+uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m.Data); got != strconv.Itoa(i) {
+			t.Fatalf("lane position %d holds delivery %s, want %d", i, got, i)
+		}
 	}
 }

@@ -72,7 +72,10 @@ type config struct {
 	hangTimeout     time.Duration
 	hangMaxInFlight int
 
-	always       bool
+	always bool
+	// defaultPass runs the --durability default pass; false with -always
+	// measures only the always pass.
+	defaultPass  bool
 	timeline     time.Duration
 	verifyEvery  int
 	drainTimeout time.Duration
@@ -114,6 +117,7 @@ func parseFlags() (config, error) {
 	fs.DurationVar(&c.hangTimeout, "hang-timeout", 2*time.Second, "spec.limits.timeout of the hanging endpoint")
 	fs.IntVar(&c.hangMaxInFlight, "hang-max-in-flight", 256, "spec.limits.maxInFlight of the hanging endpoint")
 	fs.BoolVar(&c.always, "always", true, "also run the throughput and latency phases with --durability always")
+	fs.BoolVar(&c.defaultPass, "default", true, "run the phases with --durability default (-default=false with -always runs only the always pass)")
 	fs.DurationVar(&c.timeline, "timeline", time.Second, "bucket of the latency timeline printed after the table")
 	fs.IntVar(&c.verifyEvery, "verify-every", 50, "verify the signature of one delivery in this many per endpoint (1: all)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 2*time.Minute, "longest wait for a phase's deliveries after its last publish")
@@ -281,7 +285,9 @@ func benchmark(ctx context.Context, cfg config) ([]string, error) {
 
 	var runs []*runResult
 	if !cfg.cluster.only {
-		runs = append(runs, b.runDispatcher(ctx, "default", true))
+		if cfg.defaultPass {
+			runs = append(runs, b.runDispatcher(ctx, "default", true))
+		}
 		if cfg.always && ctx.Err() == nil {
 			runs = append(runs, b.runDispatcher(ctx, "always", false))
 		}
