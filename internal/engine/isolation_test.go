@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/ptr"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -288,4 +290,60 @@ func TestShutdownPutsDeliveriesBack(t *testing.T) {
 			t.Fatalf("attempt log %s, want %d first attempts, delivered", attemptNumbers(f.attempts("invoices")), n)
 		}
 	}
+}
+
+// TestMaxPendingWaitsForFastEndpoints: when the process holds MaxPending
+// deliveries and they all go to healthy, fast endpoints, the shared
+// consumer waits for room, as it does for one endpoint's full queue, rather
+// than holding the overflow, which would send it away for BusyHold: the
+// system is at capacity, not one endpoint in trouble. (A slow endpoint's
+// overflow is still held: TestSlowEndpointDoesNotDelayOthers.)
+//
+// Run without the race detector (make test-allocs): under it a loopback
+// receiver answers 64 concurrent requests in 60-70 ms on 2 cores, below the
+// pace (minWaitPace) that makes an endpoint worth waiting for.
+func TestMaxPendingWaitsForFastEndpoints(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
+	}
+	t.Parallel()
+	f := newFixture(t)
+	rcs := make([]*receiver, 4)
+	for i := range rcs {
+		rcs[i] = newReceiver(t, false, nil)
+		name := fmt.Sprintf("fast-%d", i)
+		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](64) }))
+		f.subscription("to-"+name, name)
+	}
+	opts := testOptions()
+	// Far below what a burst to the four endpoints queues.
+	opts.MaxPending = 128
+	opts.BusyWait = 2 * time.Second
+	eng := f.start(opts)
+	// A few events first, one at a time, so that every endpoint's pace is
+	// known (64 in flight over its latency, which its first, slow answer
+	// would overstate): an endpoint that never answered is not known to be
+	// fast.
+	const warm = 20
+	for i := range warm {
+		f.publish(fmt.Sprintf("warm-%d", i))
+		for _, rc := range rcs {
+			eventually(t, "the warm-up deliveries", func() bool { return rc.count() == i+1 })
+		}
+	}
+	const n = 1000
+	f.publish(ids(n)...)
+	for _, rc := range rcs {
+		eventually(t, "every delivery", func() bool { return len(rc.byID()) == n+warm })
+	}
+	held := 0.0
+	for i := range rcs {
+		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("fast-%d", i), holdBusy))
+	}
+	// Holding the overflow held most of the 4,000 (3,000 and more); a stall
+	// of the machine longer than maxWaitStall may still hold a few.
+	if held > n/10 {
+		t.Errorf("%v of %d deliveries to fast endpoints held busy past MaxPending, want them waited for", held, 4*n)
+	}
+	t.Logf("%v busy holds for %d deliveries", held, 4*n)
 }
