@@ -2,8 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,17 +18,7 @@ import (
 func TestFanoutParksForAnOpenCircuit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var down atomic.Bool
-	down.Store(true)
-	var ok successes
-	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
-		if down.Load() {
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		ok.add(r.id())
-		w.WriteHeader(http.StatusNoContent)
-	})
+	rc, down, ok := downReceiver(t)
 	f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](1) }))
 	f.subscription("invoices", "erp", schedule("1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"))
 	opts := testOptions()

@@ -49,17 +49,13 @@ func (s *successes) get() map[string]int {
 	return out
 }
 
-// TestParkedBacklogDeliveredAfterRecovery: while the endpoint is down its
-// deliveries are parked, probes are taken from them, and once a probe
-// succeeds the whole backlog is delivered, each delivery with the attempt
-// number its real failures gave it.
-func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	var down atomic.Bool
+// downReceiver answers 500 while down is set, and 204 after, counting its
+// successes by webhook-id; it starts down.
+func downReceiver(t *testing.T) (rc *receiver, down *atomic.Bool, ok *successes) {
+	t.Helper()
+	down, ok = new(atomic.Bool), new(successes)
 	down.Store(true)
-	var ok successes
-	rc := newReceiver(t, false, func(w http.ResponseWriter, r request) {
+	rc = newReceiver(t, false, func(w http.ResponseWriter, r request) {
 		if down.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
@@ -67,6 +63,17 @@ func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
 		ok.add(r.id())
 		w.WriteHeader(http.StatusNoContent)
 	})
+	return rc, down, ok
+}
+
+// TestParkedBacklogDeliveredAfterRecovery: while the endpoint is down its
+// deliveries are parked, probes are taken from them, and once a probe
+// succeeds the whole backlog is delivered, each delivery with the attempt
+// number its real failures gave it.
+func TestParkedBacklogDeliveredAfterRecovery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rc, down, ok := downReceiver(t)
 	f.endpoint("erp", rc, limits(func(l *hooklinev1.EndpointLimits) {
 		inflight := int32(2)
 		l.MaxInFlight = &inflight
