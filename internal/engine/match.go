@@ -85,8 +85,7 @@ func (e *Engine) matchEvent(ctx context.Context, ev queue.Event) queue.Matched {
 		if !d.Ordered {
 			if reason := e.parkAtFanout(ev.Namespace, d.Endpoint); reason != "" {
 				d.Park = true
-				e.m.holds.WithLabelValues(ev.Namespace, d.Endpoint, reason).Inc()
-				e.m.parks.WithLabelValues(ev.Namespace, d.Endpoint, reason).Inc()
+				e.countPark(ev.Namespace, d.Endpoint, reason)
 			}
 		}
 		out.Deliveries = append(out.Deliveries, d)

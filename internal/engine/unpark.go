@@ -78,25 +78,10 @@ func (e *Engine) parkAtFanout(ns, name string) string {
 	if !ok {
 		return ""
 	}
-	st := v.(*endpointState)
-	ep := e.routes.Endpoint(ns, name)
-	if ep == nil || !ep.Ready {
-		// Maybe a watch that lags: the taker decides.
-		return ""
-	}
-	reason := ""
-	if ep.Suspended {
-		reason = holdSuspended
-	} else {
-		st.mu.Lock()
-		if st.disabledLocked(ep) {
-			reason = holdDisabled
-		} else if hold, _ := st.health.peek(e.clock.Now()); hold {
-			reason = holdCircuitOpen
-		}
-		st.mu.Unlock()
-	}
-	if reason == "" {
+	// The taker's own rule (handle), but for an endpoint not ready or not
+	// known yet: maybe a watch that lags, and the taker decides.
+	reason, _ := e.gate(v.(*endpointState), e.routes.Endpoint(ns, name), e.clock.Now())
+	if reason == "" || reason == holdNotReady {
 		return ""
 	}
 	if owner := e.deliveries.Load(); owner == nil || !owner.Owns(ns, name) {
@@ -127,14 +112,20 @@ func (e *Engine) parkedAtFanout(evs []queue.Event, ms []queue.Matched) {
 	}
 }
 
+// countPark counts a park, which is a hold too: put back without spending
+// an attempt.
+func (e *Engine) countPark(ns, endpoint, reason string) {
+	e.m.holds.WithLabelValues(ns, endpoint, reason).Inc()
+	e.m.parks.WithLabelValues(ns, endpoint, reason).Inc()
+}
+
 // parkJob is park returning the error, for a caller that logs it itself.
 func (e *Engine) parkJob(job *queue.Job, st *endpointState, until time.Time, reason string) error {
-	// A park is a hold too: put back without spending an attempt.
-	e.m.holds.WithLabelValues(st.key.ns, st.key.name, reason).Inc()
 	if job.Delivery().Ordered {
+		e.m.holds.WithLabelValues(st.key.ns, st.key.name, reason).Inc()
 		return job.Hold(until)
 	}
-	e.m.parks.WithLabelValues(st.key.ns, st.key.name, reason).Inc()
+	e.countPark(st.key.ns, st.key.name, reason)
 	err := job.Park()
 	// After the store: an unpark that ends before it stored would not look
 	// for it. One that ends in between leaves it to the next check.

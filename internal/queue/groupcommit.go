@@ -306,12 +306,11 @@ func (q *Queue) publishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
 // the embedded server, where a publish fails only when the store itself
 // does, for every lane alike.
 type stager struct {
-	ctx     context.Context
-	q       *Queue
-	lanes   *laneChains
-	groups  map[string][]*stagedFuture // by stream subject root
-	order   []string
-	ordered map[string]bool // subjects of staged ordered deliveries
+	ctx    context.Context
+	q      *Queue
+	lanes  *laneChains
+	groups map[string][]*stagedFuture // by stream subject root
+	order  []string
 }
 
 func newStager(ctx context.Context, q *Queue, lanes *laneChains) *stager {
@@ -342,12 +341,6 @@ func (s *stager) add(m *nats.Msg, ordered bool) (jetstream.PubAckFuture, error) 
 		s.order = append(s.order, root)
 	}
 	s.groups[root] = append(s.groups[root], f)
-	if ordered {
-		if s.ordered == nil {
-			s.ordered = map[string]bool{}
-		}
-		s.ordered[m.Subject] = true
-	}
 	return f, nil
 }
 
@@ -372,8 +365,8 @@ func (s *stager) store(fs []*stagedFuture) {
 
 func (s *stager) storeChunk(fs []*stagedFuture) {
 	if len(fs) >= groupCommitAtomicMin {
-		if s.hasOrdered(fs) {
-			s.lanes.wait(s.ordered)
+		if lanes := orderedSubjects(fs); len(lanes) > 0 {
+			s.lanes.wait(lanes)
 		}
 		msgs := make([]*nats.Msg, len(fs))
 		for i, f := range fs {
@@ -418,13 +411,18 @@ func (s *stager) storeChunk(fs []*stagedFuture) {
 	}
 }
 
-func (s *stager) hasOrdered(fs []*stagedFuture) bool {
+// orderedSubjects are the lanes of the ordered deliveries among fs.
+func orderedSubjects(fs []*stagedFuture) map[string]bool {
+	var lanes map[string]bool
 	for _, f := range fs {
 		if f.ordered {
-			return true
+			if lanes == nil {
+				lanes = map[string]bool{}
+			}
+			lanes[f.msg.Subject] = true
 		}
 	}
-	return false
+	return lanes
 }
 
 // stagedFuture is the acknowledgement of a staged message.
