@@ -167,7 +167,7 @@ func (e *env) waitNATS(t *testing.T, nd *natsNode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := waitOK(ctx, nd.proc, fmt.Sprintf("http://127.0.0.1:%d/healthz", nd.http), 60*time.Second); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: not healthy within 60s: %v; log:\n%s", nd.name, err, nd.logTail(30))
 	}
 	for ctx.Err() == nil {
 		if leader := metaLeader(ctx, nd.http); leader != "" {
