@@ -310,6 +310,7 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 	}
 	var pumps sync.WaitGroup
 	pumps.Go(func() { q.pumpInto(ctx, q.legacyConsumer, buffer, true, s.msgs) })
+	pumps.Go(func() { s.announce(ctx) })
 	pumps.Go(func() { s.spread(ctx, &pumps) })
 	go func() {
 		pumps.Wait()

@@ -23,7 +23,7 @@ import (
 // replicas (assign), the same on every replica.
 //
 // Liveness is the HL_MEMBERS stream: every replica publishes on
-// hl.member.<id> every memberBeat, the stream keeps one message per subject
+// hl.member.<id> every memberBeat (announce, on its own goroutine), the stream keeps one message per subject
 // for memberTTL, so its subjects are the replicas heard from within
 // memberTTL. The server's clock expires them, so every replica reads the
 // same set. A replica that shuts down purges its subject at once.
@@ -71,36 +71,88 @@ func (q *Queue) ensureMembers(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// beat says this replica is alive and returns the replicas alive, sorted.
-func (s *Deliveries) beat(ctx context.Context) ([]string, error) {
-	members := s.membersStream()
-	if members == nil {
-		// Placing a new replicated stream takes a busy cluster seconds.
-		cctx, cancel := context.WithTimeout(ctx, shortWait)
-		var err error
-		members, err = s.q.ensureMembers(cctx)
-		cancel()
-		if err != nil {
-			return nil, err
+// membersStreamOrCreate returns HL_MEMBERS, creating it at first use.
+func (s *Deliveries) membersStreamOrCreate(ctx context.Context) (jetstream.Stream, error) {
+	if members := s.membersStream(); members != nil {
+		return members, nil
+	}
+	// Placing a new replicated stream takes a busy cluster seconds.
+	cctx, cancel := context.WithTimeout(ctx, shortWait)
+	defer cancel()
+	members, err := s.q.ensureMembers(cctx)
+	if err != nil {
+		return nil, err
+	}
+	s.consMu.Lock()
+	s.members = members
+	s.consMu.Unlock()
+	return members, nil
+}
+
+// announce says this replica is alive every memberBeat until ctx ends. It
+// runs on its own, not in the spread loop: that loop also checks every
+// partition for stalls and lists the ordered lanes, and on a loaded server
+// a slow pass of it once kept a live replica from beating for memberTTL, so
+// the others counted it dead and took its partitions (CI, under -race).
+func (s *Deliveries) announce(ctx context.Context) {
+	tick := time.NewTicker(memberBeat)
+	defer tick.Stop()
+	failing := false
+	for {
+		err := s.announceOnce(ctx)
+		if ctx.Err() != nil {
+			return
 		}
-		s.consMu.Lock()
-		s.members = members
-		s.consMu.Unlock()
+		switch {
+		case err != nil && !failing:
+			// The spread loop reports what the others then see (it reads
+			// the same stream); this says why.
+			s.q.log.V(1).Info("Announcing this dispatcher replica failed; trying again at the next beat", "error", err.Error())
+			failing = true
+		case err == nil:
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Deliveries) announceOnce(ctx context.Context) error {
+	if _, err := s.membersStreamOrCreate(ctx); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
 	defer cancel()
 	if _, err := s.q.js.Publish(ctx, subjMembers+"."+s.id, nil); err != nil {
-		return nil, fmt.Errorf("announcing replica %s: %w", s.id, err)
+		return fmt.Errorf("announcing replica %s: %w", s.id, err)
 	}
+	return nil
+}
+
+// live returns the replicas alive, sorted. This replica is always one of
+// them: its announcement may not have landed yet, but it is alive.
+func (s *Deliveries) live(ctx context.Context) ([]string, error) {
+	members, err := s.membersStreamOrCreate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, memberTTL/2)
+	defer cancel()
 	info, err := members.Info(ctx, jetstream.WithSubjectFilter(subjMembers+".*"))
 	if err != nil {
 		return nil, fmt.Errorf("reading the live replicas: %w", err)
 	}
-	out := make([]string, 0, len(info.State.Subjects))
+	out := make([]string, 0, len(info.State.Subjects)+1)
 	for subj := range info.State.Subjects {
 		if id, ok := strings.CutPrefix(subj, subjMembers+"."); ok {
 			out = append(out, id)
 		}
+	}
+	if !slices.Contains(out, s.id) {
+		out = append(out, s.id)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -232,8 +284,18 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 	defer tick.Stop()
 	for beat := 1; ; beat++ {
 		if beat%stallCheckBeats == 0 {
+			// All at once: one after the other, a slow server made this
+			// pass take up to Partitions times the check's timeout.
+			var stuck [Partitions]bool
+			var checks sync.WaitGroup
 			for p := range Partitions {
-				if running[p] == nil || !s.stalled(ctx, p, &stalled[p]) {
+				if running[p] != nil {
+					checks.Go(func() { stuck[p] = s.stalled(ctx, p, &stalled[p]) })
+				}
+			}
+			checks.Wait()
+			for p := range Partitions {
+				if !stuck[p] {
 					continue
 				}
 				// Start over with a new iterator and no remembered pin.
@@ -244,7 +306,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 				start(p)
 			}
 		}
-		members, err := s.beat(ctx)
+		members, err := s.live(ctx)
 		if ctx.Err() != nil {
 			return
 		}
