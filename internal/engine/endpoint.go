@@ -54,6 +54,10 @@ type endpointState struct {
 	inflight int
 	// pending counts unordered deliveries queued or in flight.
 	pending int
+	// queued: a delivery was queued since keepLeases last looked, which
+	// then counts this endpoint as busy (fairWaitPace) even if it had
+	// nothing pending at that instant.
+	queued bool
 	// room, when set, is closed once the queue has room again, for
 	// consumer workers waiting to enqueue.
 	room chan struct{}

@@ -160,6 +160,10 @@ type Engine struct {
 	// pending counts unordered deliveries taken off the shared consumer and
 	// not yet resolved.
 	pending atomic.Int64
+	// sharePace is the mean pace of the healthy endpoints that had
+	// unordered deliveries pending during keepLeases' last tick with any,
+	// (fairWaitPace); 0 before.
+	sharePace atomic.Int64
 	// deliveries is the shared consumer Run opened, which tells the
 	// fan-out which endpoints this replica owns (parkAtFanout); nil before.
 	deliveries atomic.Pointer[queue.Deliveries]
@@ -360,11 +364,20 @@ func (e *Engine) keepLeases(ctx context.Context) {
 		case <-t.C:
 		}
 		now := e.clock.Now()
+		var paces float64
+		var busy int
 		e.endpoints.Range(func(_, v any) bool {
 			st := v.(*endpointState)
-			e.maintain(st, now)
+			if pace, ok := e.maintain(st, now); ok {
+				paces += pace
+				busy++
+			}
 			e.probeParked(st, now)
 			return true
 		})
+		if busy > 0 {
+			// Kept while the process is idle.
+			e.sharePace.Store(max(int64(paces/float64(busy)), 1))
+		}
 	}
 }

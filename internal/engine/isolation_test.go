@@ -306,7 +306,7 @@ func TestMaxPendingWaitsForFastEndpoints(t *testing.T) {
 	if raceDetector {
 		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
 	}
-	t.Parallel()
+	// Not in parallel: each measures paces, which another test's load skews.
 	f := newFixture(t)
 	rcs := make([]*receiver, 4)
 	for i := range rcs {
@@ -346,4 +346,118 @@ func TestMaxPendingWaitsForFastEndpoints(t *testing.T) {
 		t.Errorf("%v of %d deliveries to fast endpoints held busy past MaxPending, want them waited for", held, 4*n)
 	}
 	t.Logf("%v busy holds for %d deliveries", held, 4*n)
+}
+
+// TestMaxPendingWaitsForFairShare: past MaxPending, endpoints that each
+// take less than minWaitPace but together keep the process busy (a fan-out
+// to several of them) are waited for too, as long as each takes at least
+// half its share of the process's pace: holding their overflow would only
+// send it away for BusyHold while the system is at capacity.
+//
+// Run without the race detector (make test-allocs), like
+// TestMaxPendingWaitsForFastEndpoints: under it the receivers fall below
+// the pace that is measured.
+func TestMaxPendingWaitsForFairShare(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
+	}
+	// Not in parallel: each measures paces, which another test's load skews.
+	f := newFixture(t)
+	const endpoints = 8
+	rcs := make([]*receiver, endpoints)
+	for i := range rcs {
+		// About 2 / 5 ms = 400 deliveries/s each: below minWaitPace.
+		rcs[i] = newReceiver(t, false, func(w http.ResponseWriter, _ request) {
+			time.Sleep(4 * time.Millisecond)
+			w.WriteHeader(http.StatusNoContent)
+		})
+		name := fmt.Sprintf("share-%d", i)
+		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](2) }))
+		f.subscription("to-"+name, name)
+	}
+	opts := testOptions()
+	opts.MaxPending = 32
+	opts.BusyWait = 2 * time.Second
+	eng := f.start(opts)
+	// A steady trickle first, until keepLeases has measured the mean pace
+	// (each second): the bar is minWaitPace until then, as for a process
+	// that just started.
+	warm := 0
+	for eng.sharePace.Load() == 0 {
+		f.publish(fmt.Sprintf("warm-%d", warm))
+		warm++
+		for _, rc := range rcs {
+			eventually(t, "the warm-up deliveries", func() bool { return rc.count() == warm })
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const n = 1000
+	f.publish(ids(n)...)
+	for _, rc := range rcs {
+		eventually(t, "every delivery", func() bool { return len(rc.byID()) == n+warm })
+	}
+	held := 0.0
+	for i := range rcs {
+		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("share-%d", i), holdBusy))
+	}
+	// Holding the overflow (the bar at minWaitPace) made 35,389 holds for
+	// the 8,000, each delivery held several times.
+	if held > endpoints*n/5 {
+		t.Errorf("%v of %d deliveries to endpoints taking their fair share held busy past MaxPending, want them waited for", held, endpoints*n)
+	}
+	t.Logf("%v busy holds for %d deliveries; the mean pace %d/s", held, endpoints*n, eng.sharePace.Load())
+}
+
+// TestMaxPendingHoldsForMuchSlowerEndpoint: past MaxPending, an endpoint
+// far slower than the others with deliveries pending has its overflow held,
+// not waited for, even with room in its own queue: waiting for it would
+// hold the shared consumer, and so the fast endpoints, to its pace. (The
+// fair-share bar of TestMaxPendingWaitsForFairShare is half the mean.)
+func TestMaxPendingHoldsForMuchSlowerEndpoint(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
+	}
+	// Not in parallel: each measures paces, which another test's load skews.
+	f := newFixture(t)
+	names := []string{"fast-0", "fast-1", "fast-2", "slow"}
+	rcs := map[string]*receiver{}
+	for _, name := range names {
+		var respond func(w http.ResponseWriter, _ request)
+		inFlight := int32(64)
+		if name == "slow" {
+			// About 4 / 20 ms = 200 deliveries/s; its queue holds 5 s of that.
+			inFlight = 4
+			respond = func(w http.ResponseWriter, _ request) {
+				time.Sleep(20 * time.Millisecond)
+				w.WriteHeader(http.StatusNoContent)
+			}
+		}
+		rcs[name] = newReceiver(t, false, respond)
+		f.endpoint(name, rcs[name], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To(inFlight) }))
+		f.subscription("to-"+name, name)
+	}
+	opts := testOptions()
+	opts.MaxPending = 128
+	opts.BusyWait = 2 * time.Second
+	eng := f.start(opts)
+	warm := 0
+	for eng.sharePace.Load() == 0 {
+		f.publish(fmt.Sprintf("warm-%d", warm))
+		warm++
+		for _, rc := range rcs {
+			eventually(t, "the warm-up deliveries", func() bool { return rc.count() == warm })
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const n = 600
+	f.publish(ids(n)...)
+	for _, rc := range rcs {
+		eventually(t, "every delivery", func() bool { return len(rc.byID()) == n+warm })
+	}
+	slow := metricValue(eng.m.holds.WithLabelValues(ns, "slow", holdBusy))
+	// Held: 452-458 of the 600; waited for: 1.
+	if slow < n/10 {
+		t.Errorf("%v of the slow endpoint's %d deliveries held busy past MaxPending (mean pace %d/s); want its overflow held, not waited for", slow, n, eng.sharePace.Load())
+	}
+	t.Logf("%v busy holds for the slow endpoint's %d deliveries; the mean pace %d/s", slow, n, eng.sharePace.Load())
 }
