@@ -164,6 +164,9 @@ type Engine struct {
 	// unordered deliveries pending during keepLeases' last tick with any,
 	// (fairWaitPace); 0 before.
 	sharePace atomic.Int64
+	// measure asks keepLeases to measure sharePace now (fairWaitPace,
+	// before the first tick has).
+	measure chan struct{}
 	// deliveries is the shared consumer Run opened, which tells the
 	// fan-out which endpoints this replica owns (parkAtFanout); nil before.
 	deliveries atomic.Pointer[queue.Deliveries]
@@ -223,6 +226,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
+		measure: make(chan struct{}, 1),
 		opts:    opts,
 		q:       opts.Queue,
 		routes:  opts.Routes,
@@ -361,6 +365,11 @@ func (e *Engine) keepLeases(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-e.measure:
+			if e.sharePace.Load() == 0 {
+				e.measureShare()
+			}
+			continue
 		case <-t.C:
 		}
 		now := e.clock.Now()

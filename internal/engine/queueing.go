@@ -107,7 +107,8 @@ const (
 // for; one much slower than the others still has its overflow held, so it
 // cannot hold them to its pace. Nor is one whose own queue is full: it
 // takes less than it is given. The bar is never below minFairPace, and
-// until the mean is measured (keepLeases, every second) it is minWaitPace.
+// until the mean is first measured (at once, by keepLeases) it is
+// minWaitPace.
 const minFairPace = 100
 
 // fairWaitPace is the pace from which an endpoint is waited for past
@@ -115,9 +116,36 @@ const minFairPace = 100
 func (e *Engine) fairWaitPace() float64 {
 	share := e.sharePace.Load()
 	if share == 0 {
-		return minWaitPace // not measured yet
+		// Not measured yet: ask for it now rather than at the next tick
+		// (a burst right after start would be held until then).
+		select {
+		case e.measure <- struct{}{}:
+		default:
+		}
+		return minWaitPace
 	}
 	return min(max(float64(share)/2, minFairPace), minWaitPace)
+}
+
+// measureShare sets sharePace as keepLeases' tick does, without the tick's
+// other work and without clearing the endpoints' queued marks.
+func (e *Engine) measureShare() {
+	now := e.clock.Now()
+	var paces float64
+	var busy int
+	e.endpoints.Range(func(_, v any) bool {
+		st := v.(*endpointState)
+		st.mu.Lock()
+		if (st.pending > 0 || st.queued) && st.health.state == CircuitClosed {
+			paces += st.paceLocked(now)
+			busy++
+		}
+		st.mu.Unlock()
+		return true
+	})
+	if busy > 0 {
+		e.sharePace.Store(max(int64(paces/float64(busy)), 1))
+	}
 }
 
 // tryEnqueue queues t if there is room; otherwise it returns a channel that
