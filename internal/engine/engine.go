@@ -161,8 +161,8 @@ type Engine struct {
 	// not yet resolved.
 	pending atomic.Int64
 	// sharePace is the mean pace of the healthy endpoints that had
-	// unordered deliveries pending during keepLeases' last tick with any,
-	// (fairWaitPace); 0 before.
+	// unordered deliveries pending, as keepLeases last measured it on a
+	// tick that found any (fairWaitPace); 0 until then.
 	sharePace atomic.Int64
 	// measure asks keepLeases to measure sharePace now (fairWaitPace,
 	// before the first tick has).
