@@ -25,8 +25,9 @@ import (
 // Liveness is the HL_MEMBERS stream: every replica publishes on
 // hl.member.<id> every memberBeat (announce, on a goroutine of its own), the
 // stream keeps one message per subject for memberTTL, so its subjects are
-// the replicas heard from within memberTTL. The server's clock expires them, so every replica reads the
-// same set. A replica that shuts down purges its subject at once.
+// the replicas heard from within memberTTL. The server's clock expires
+// them, so every replica reads the same set. A replica that shuts down
+// purges its subject at once.
 //
 // The assignment only says who pulls; the pin still decides who owns. When
 // views differ for a moment (a replica joined, one stopped beating) two
