@@ -2,7 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,23 +381,8 @@ func TestMaxPendingWaitsForFairShare(t *testing.T) {
 	opts.MaxPending = 32
 	opts.BusyWait = 2 * time.Second
 	eng := f.start(opts)
-	// A steady trickle first, until keepLeases has measured the mean pace
-	// (each second): the bar is minWaitPace until then, as for a process
-	// that just started.
-	warm := 0
-	for eng.sharePace.Load() == 0 {
-		f.publish(fmt.Sprintf("warm-%d", warm))
-		warm++
-		for _, rc := range rcs {
-			eventually(t, "the warm-up deliveries", func() bool { return rc.count() == warm })
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	const n = 1000
-	f.publish(ids(n)...)
-	for _, rc := range rcs {
-		eventually(t, "every delivery", func() bool { return len(rc.byID()) == n+warm })
-	}
+	burstAfterPaceMeasured(t, f, eng, rcs, n)
 	held := 0.0
 	for i := range rcs {
 		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("share-%d", i), holdBusy))
@@ -440,6 +427,22 @@ func TestMaxPendingHoldsForMuchSlowerEndpoint(t *testing.T) {
 	opts.MaxPending = 128
 	opts.BusyWait = 2 * time.Second
 	eng := f.start(opts)
+	const n = 600
+	burstAfterPaceMeasured(t, f, eng, slices.Collect(maps.Values(rcs)), n)
+	slow := metricValue(eng.m.holds.WithLabelValues(ns, "slow", holdBusy))
+	// Held: 452-458 of the 600; waited for: 1.
+	if slow < n/10 {
+		t.Errorf("%v of the slow endpoint's %d deliveries held busy past MaxPending (mean pace %d/s); want its overflow held, not waited for", slow, n, eng.sharePace.Load())
+	}
+	t.Logf("%v busy holds for the slow endpoint's %d deliveries; the mean pace %d/s", slow, n, eng.sharePace.Load())
+}
+
+// burstAfterPaceMeasured publishes a steady trickle of events until
+// keepLeases has measured the endpoints' mean pace (each second; the bar
+// past MaxPending is minWaitPace until then, as for a process that just
+// started), then n events at once, and waits until every receiver has all.
+func burstAfterPaceMeasured(t *testing.T, f *fixture, eng *Engine, rcs []*receiver, n int) {
+	t.Helper()
 	warm := 0
 	for eng.sharePace.Load() == 0 {
 		f.publish(fmt.Sprintf("warm-%d", warm))
@@ -449,15 +452,8 @@ func TestMaxPendingHoldsForMuchSlowerEndpoint(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	const n = 600
 	f.publish(ids(n)...)
 	for _, rc := range rcs {
 		eventually(t, "every delivery", func() bool { return len(rc.byID()) == n+warm })
 	}
-	slow := metricValue(eng.m.holds.WithLabelValues(ns, "slow", holdBusy))
-	// Held: 452-458 of the 600; waited for: 1.
-	if slow < n/10 {
-		t.Errorf("%v of the slow endpoint's %d deliveries held busy past MaxPending (mean pace %d/s); want its overflow held, not waited for", slow, n, eng.sharePace.Load())
-	}
-	t.Logf("%v busy holds for the slow endpoint's %d deliveries; the mean pace %d/s", slow, n, eng.sharePace.Load())
 }
