@@ -373,20 +373,13 @@ func (e *Engine) keepLeases(ctx context.Context) {
 		case <-t.C:
 		}
 		now := e.clock.Now()
-		var paces float64
-		var busy int
+		var mean meanPace
 		e.endpoints.Range(func(_, v any) bool {
 			st := v.(*endpointState)
-			if pace, ok := e.maintain(st, now); ok {
-				paces += pace
-				busy++
-			}
+			e.maintain(st, now, &mean)
 			e.probeParked(st, now)
 			return true
 		})
-		if busy > 0 {
-			// Kept while the process is idle.
-			e.sharePace.Store(max(int64(paces/float64(busy)), 1))
-		}
+		mean.store(e)
 	}
 }

@@ -131,20 +131,42 @@ func (e *Engine) fairWaitPace() float64 {
 // other work and without clearing the endpoints' queued marks.
 func (e *Engine) measureShare() {
 	now := e.clock.Now()
-	var paces float64
-	var busy int
+	var mean meanPace
 	e.endpoints.Range(func(_, v any) bool {
 		st := v.(*endpointState)
 		st.mu.Lock()
-		if (st.pending > 0 || st.queued) && st.health.state == CircuitClosed {
-			paces += st.paceLocked(now)
-			busy++
-		}
+		mean.add(st.sharePaceLocked(now))
 		st.mu.Unlock()
 		return true
 	})
-	if busy > 0 {
-		e.sharePace.Store(max(int64(paces/float64(busy)), 1))
+	mean.store(e)
+}
+
+// sharePaceLocked is the endpoint's pace and whether it counts for
+// sharePace: healthy, with deliveries pending or queued since keepLeases
+// last looked.
+func (st *endpointState) sharePaceLocked(now time.Time) (float64, bool) {
+	return st.paceLocked(now), (st.pending > 0 || st.queued) && st.health.state == CircuitClosed
+}
+
+// meanPace averages the paces of the endpoints that count for sharePace.
+type meanPace struct {
+	sum  float64
+	busy int
+}
+
+func (m *meanPace) add(pace float64, counts bool) {
+	if counts {
+		m.sum += pace
+		m.busy++
+	}
+}
+
+// store sets sharePace to the mean; with no endpoint busy it keeps the last
+// one (the process is idle).
+func (m *meanPace) store(e *Engine) {
+	if m.busy > 0 {
+		e.sharePace.Store(max(int64(m.sum/float64(m.busy)), 1))
 	}
 }
 
@@ -366,12 +388,12 @@ func (st *endpointState) observeLatencyLocked(d time.Duration) {
 // endpoint's queue for LeaseRenewal, so none is handed to another worker
 // while it waits, and holds the deliveries beyond the queue's capacity: an
 // endpoint that slowed down keeps no more in memory than it can send soon.
-// It returns the endpoint's pace and whether it counts for fairWaitPace:
-// healthy, with deliveries pending or queued since the last call.
-func (e *Engine) maintain(st *endpointState, now time.Time) (float64, bool) {
+// It adds the endpoint to mean (sharePaceLocked) and clears its queued
+// mark.
+func (e *Engine) maintain(st *endpointState, now time.Time, mean *meanPace) {
 	var renew, trim []*task
 	st.mu.Lock()
-	pace, busy := st.paceLocked(now), (st.pending > 0 || st.queued) && st.health.state == CircuitClosed
+	mean.add(st.sharePaceLocked(now))
 	st.queued = false
 	if n := len(st.queue) - st.head - st.queueCapLocked(now); n > 0 {
 		trim = append(trim, st.queue[len(st.queue)-n:]...)
@@ -394,5 +416,4 @@ func (e *Engine) maintain(st *endpointState, now time.Time) (float64, bool) {
 	for _, t := range trim {
 		e.hold(t.job, st, e.busyUntil(st, now), holdBusy)
 	}
-	return pace, busy
 }
