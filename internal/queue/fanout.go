@@ -31,7 +31,8 @@ const fanoutGroup = "fanout"
 // Fanout hands out stored events, in batches, for the caller to match to
 // subscriptions; OpenFanout starts it. Store acknowledges each event only
 // once all of its deliveries are stored, so a crash repeats a fan-out (the
-// deliveries' ids make the repeat a no-op) and never loses one. An error
+// deliveries' ids make the repeat a no-op, but for a second copy of a
+// delivery its first fan-out parked: publishDeliveries) and never loses one. An error
 // from matching NAKs the event, which comes back after a short, growing
 // delay.
 //
@@ -262,7 +263,7 @@ func (b *EventBatch) Store(matched []Matched) {
 		if i < len(matched) {
 			it.err = matched[i].Err
 			if it.err == nil {
-				futures, it.err = q.publishDeliveries(pub, ordered, b.events[i], matched[i].Deliveries, futures)
+				futures, it.err = q.publishDeliveries(pub, ordered, b.events[i], matched[i].Deliveries, firstFanout(m), futures)
 			}
 			if it.err == nil {
 				futures, it.err = q.publishRejected(pub, b.events[i], matched[i].Rejected, futures)
@@ -368,9 +369,34 @@ func (b *EventBatch) keepLeased(items []fanned) (stop func()) {
 	return func() { close(done) }
 }
 
+// firstFanout tells whether m is its event's first fan-out: handed out
+// once by the fan-out consumer, not read ahead of its turn by a replica
+// taking the fan-out over (caughtUp), which the old holder may have fanned
+// out already.
+func firstFanout(m jetstream.Msg) bool {
+	if _, ok := m.(*caughtUp); ok {
+		return false
+	}
+	md, err := m.Metadata()
+	return err == nil && md.NumDelivered == 1
+}
+
 // publishDeliveries publishes ev's deliveries, the ordered ones with
 // ordered and the others with pub.
-func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Delivery, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+//
+// Each delivery carries its message id, so that a repeated fan-out stores
+// nothing twice, except a delivery parked on the event's first fan-out
+// (first): the server keeps an id in memory for the deliveries stream's
+// window, about 250 bytes each, and a burst to an endpoint that is down
+// parks a delivery per event and subscription (1,000,000 held 245 MiB of
+// ids for 4 minutes). Nothing was stored for the event before its first
+// fan-out, so what that could repeat is only a later fan-out of the same
+// event (after a crash, a takeover, or a lease that ran out), which then
+// parks, or stores, a second copy of such a delivery: at least once, the
+// same delivery id, as the engine's own parking has always been (parked.go).
+// A later fan-out carries every id, so it is at most one more copy, however
+// often the event comes back.
+func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Delivery, first bool, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	for i := range ds {
 		d := &ds[i]
 		d.Event = ev
@@ -395,14 +421,12 @@ func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Deliv
 			if d.Ordered {
 				p = ordered
 			}
-			subject := laneSubject(d)
+			m := &nats.Msg{Subject: laneSubject(d), Data: encodeDelivery(d)}
 			if d.Park && !d.Ordered {
-				subject = parkSubject(ev.Namespace, d.Endpoint, d.Subscription)
+				m.Subject = parkSubject(ev.Namespace, d.Endpoint, d.Subscription)
 			}
-			m := &nats.Msg{
-				Subject: subject,
-				Header:  nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}},
-				Data:    encodeDelivery(d),
+			if !first || !d.Park || d.Ordered {
+				m.Header = nats.Header{jetstream.MsgIDHeader: []string{deliveryMsgID(d)}}
 			}
 			f, err := p(m)
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
@@ -60,7 +62,7 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 	// stored for delivery (the endpoint's circuit opened in between).
 	for _, park := range []bool{false, true} {
 		futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
-			[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Park: park}}, nil)
+			[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Park: park}}, false, nil)
 		if err == nil {
 			err = await(context.Background(), futures)
 		}
@@ -249,5 +251,69 @@ func TestFanoutKeepsLaneOrderWhenItsHolderDies(t *testing.T) {
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("the ordered lane holds\n%s\nwant\n%s", strings.Join(got, " "), strings.Join(want, " "))
+	}
+}
+
+// A delivery parked on its event's first fan-out is stored without a message
+// id, so a burst to an endpoint that is down costs the server no memory per
+// delivery; every other delivery carries one, and so do the parks of a
+// fan-out that repeats its event, so that repeats add at most one copy.
+func TestFanoutParksWithoutIDsOnlyOnFirstFanout(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	publish(t, q, testEvent("team-a", "e1"), testEvent("team-a", "e2"))
+
+	var failed atomic.Bool
+	match := func(_ context.Context, ev Event) ([]Delivery, error) {
+		// e2's first fan-out fails before anything is stored: it comes
+		// back, handed out a second time.
+		if ev.ID == "e2" && failed.CompareAndSwap(false, true) {
+			return nil, errors.New("not ready")
+		}
+		return []Delivery{
+			{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"},
+			{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "down", Park: true},
+		}, nil
+	}
+	stop := run(t, func(ctx context.Context) error { return runFanout(ctx, q, match) })
+	eventually(t, "both events fanned out", func() bool {
+		return streamMsgs(t, q, streamEvents) == 0 && streamMsgs(t, q, streamDeliveries) == 4
+	})
+	stop()
+
+	withID := func(m *jetstream.RawStreamMsg) bool { return m.Header.Get(jetstream.MsgIDHeader) != "" }
+	got := map[string]bool{}
+	for _, m := range storedMsgs(t, q, streamDeliveries) {
+		d, err := decodeDelivery(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[d.Event.ID+"/"+d.Subscription] = withID(m)
+	}
+	want := map[string]bool{
+		"e1/billing": true, "e1/audit": false, // parked on e1's first fan-out
+		"e2/billing": true, "e2/audit": true, // e2 came back: its park carries its id
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("stored with a message id: %v, want %v", got, want)
+	}
+
+	// e1 fanned out again (its lease ran out, say): its delivery is
+	// recognised, its park is stored a second time, with its id, and a
+	// third fan-out adds nothing.
+	for n, want := range []uint64{5, 5} {
+		futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"), []Delivery{
+			{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"},
+			{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "down", Park: true},
+		}, false, nil)
+		if err == nil {
+			err = await(context.Background(), futures)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := streamMsgs(t, q, streamDeliveries); got != want {
+			t.Errorf("after repeat %d: %d deliveries stored, want %d", n+1, got, want)
+		}
 	}
 }

@@ -49,9 +49,10 @@ type Delivery struct {
 	// its endpoint's parking subject instead of its delivery subject: the
 	// endpoint cannot take it now (its circuit is open, it is disabled or
 	// suspended), so taking it only to park it would cost a second write
-	// and an ack. It keeps its message id, so a repeated fan-out stays a
-	// no-op whichever subject it picks. Ignored for an ordered delivery,
-	// which waits on its lane; not stored.
+	// and an ack. On its event's first fan-out it is stored without a
+	// message id (publishDeliveries): a repeated fan-out may park a second
+	// copy. Ignored for an ordered delivery, which waits on its lane; not
+	// stored.
 	Park bool
 }
 

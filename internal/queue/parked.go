@@ -21,12 +21,14 @@ import (
 // once, when the endpoint can take it.
 //
 // The fan-out stores a delivery straight on its parking subject when the
-// engine knows its endpoint cannot take it (Delivery.Park): with its message
-// id, like any delivery it stores, so a repeated fan-out stays a no-op.
-// Otherwise a parked delivery is stored without a message id, so the server
-// keeps no de-duplication entry for it. The price is at-least-once parking: a process
-// that dies after storing the parked copy and before acknowledging the
-// source gets the source again after its lease, and parks it a second time.
+// engine knows its endpoint cannot take it (Delivery.Park). A parked
+// delivery is stored without a message id, so the server keeps no
+// de-duplication entry for it; only a fan-out repeating an event sets the
+// ids of its parks (publishDeliveries), so that repeats add at most one copy.
+// The price is at-least-once parking: a process that dies after storing the
+// parked copy and before acknowledging the source (the event, or the
+// delivery the engine parks) gets the source again after its lease, and
+// parks it a second time.
 // The copies carry the same delivery id, so receivers de-duplicate them like
 // any other redelivery. Moving back is at least once in the same way.
 

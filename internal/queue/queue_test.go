@@ -3,12 +3,14 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testConfig is an embedded queue in dir. AckWait is short so tests that
@@ -123,6 +125,32 @@ func (r *recorder) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.seen)
+}
+
+// storedMsgs reads every message the stream holds, in stream order.
+func storedMsgs(t testing.TB, q *Queue, name string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := q.js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s info: %v", name, err)
+	}
+	var msgs []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // removed: acknowledged from the work queue
+		}
+		if err != nil {
+			t.Fatalf("stream %s message %d: %v", name, seq, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
 }
 
 func streamMsgs(t testing.TB, q *Queue, name string) uint64 {
