@@ -155,6 +155,12 @@ func (k *cluster) createSubscriptions(ctx context.Context, subs []*hooklinev1.Su
 	return first
 }
 
+// deleteSubscriptions deletes the Subscriptions of ns labelled key=value in one
+// request.
+func (k *cluster) deleteSubscriptions(ctx context.Context, ns, key, value string) error {
+	return k.c.DeleteAllOf(ctx, &hooklinev1.Subscription{}, client.InNamespace(ns), client.MatchingLabels{key: value})
+}
+
 func (k *cluster) deleteSubscription(ctx context.Context, ns, name string) error {
 	s := &hooklinev1.Subscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	return client.IgnoreNotFound(k.c.Delete(ctx, s))
