@@ -37,6 +37,25 @@ func TestDeliveryDedupeWindow(t *testing.T) {
 	}
 }
 
+// The retained copies' ids only have to catch a repeated fan-out, as the
+// deliveries' do: their window is the deliveries', within the retention, not
+// the events' (the producers' promise, 10 minutes by default).
+func TestRetainedDedupeWindow(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"dispatcher defaults", Config{MaxRequestTimeout: time.Minute, Retention: DefaultRetention}, 4 * time.Minute},
+		{"a retention shorter than that", Config{MaxRequestTimeout: time.Minute, Retention: time.Minute}, time.Minute},
+	} {
+		q := &Queue{cfg: c.cfg.withDefaults()}
+		if got := q.retainedStreamConfig().Duplicates; got != c.want || got >= q.cfg.DedupeWindow {
+			t.Errorf("%s: window %s, want %s (events' %s)", c.name, got, c.want, q.cfg.DedupeWindow)
+		}
+	}
+}
+
 // A retry is stored, then the delivery's acknowledgement is lost: the
 // delivery comes back after its lease, fails again and publishes the same
 // retry. The retry's id makes the second publish a no-op, so attempt 2 is

@@ -81,8 +81,12 @@ func (q *Queue) retainedStreamConfig() jetstream.StreamConfig {
 		MaxAge:      q.cfg.Retention,
 		MaxBytes:    maxBytes,
 		// A fan-out repeated after a crash stores the event again; its id
-		// makes that a no-op.
-		Duplicates: min(q.cfg.DedupeWindow, q.cfg.Retention),
+		// makes that a no-op. Only a repeated fan-out has to be caught, as
+		// for the deliveries, so the window is theirs, not the events' 10
+		// minutes: the server keeps every id of the window in memory (about
+		// 170 bytes for an event's), which under a steady load is the rate
+		// times the window.
+		Duplicates: min(q.deliveryDedupeWindow(), q.cfg.Retention),
 		// The fan-out stores retained copies as atomic batches under
 		// SyncAlways (groupcommit.go).
 		AllowAtomicPublish: q.cfg.Embedded,
