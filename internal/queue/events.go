@@ -59,6 +59,15 @@ func eventMsg(ev *Event) *nats.Msg {
 	}
 }
 
+// admit refuses events while the heap is close to the memory limit
+// (memgate.go).
+func (q *Queue) admit() error {
+	if q.memory == nil {
+		return nil
+	}
+	return q.memory.admit(q.log)
+}
+
 // PublishEvent returns once JetStream has stored the event (or recognised it
 // as a duplicate), which is when the API may answer 202.
 //
@@ -67,6 +76,9 @@ func eventMsg(ev *Event) *nats.Msg {
 // pipeline of in-flight publishes instead of each paying a round trip.
 func (q *Queue) PublishEvent(ctx context.Context, ev Event) (PublishResult, error) {
 	if err := ev.validate(); err != nil {
+		return PublishResult{}, err
+	}
+	if err := q.admit(); err != nil {
 		return PublishResult{}, err
 	}
 	if q.group != nil {
@@ -104,6 +116,9 @@ func (q *Queue) PublishEvents(ctx context.Context, evs []Event) ([]PublishResult
 		if err := evs[i].validate(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
+	}
+	if err := q.admit(); err != nil {
+		return nil, err
 	}
 	if q.group != nil {
 		return q.group.publishBatch(ctx, evs)

@@ -2,9 +2,11 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,12 +76,13 @@ func TestMemoryGateHigh(t *testing.T) {
 func TestFanoutWaitsForMemory(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
-	mem := newFakeMemory(900)
-	q.memory = mem.gate(time.Hour)
 	const events = 300
 	for i := range events {
 		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
 	}
+	// Installed after publishing: so high a heap also refuses new events.
+	mem := newFakeMemory(900)
+	q.memory = mem.gate(time.Hour)
 	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
 	<-mem.highSeen
 	// Paused for a while, with collections forced because none ran.
@@ -102,16 +105,63 @@ func TestFanoutWaitsForMemory(t *testing.T) {
 func TestFanoutMemoryPauseIsBounded(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
-	mem := newFakeMemory(900)
-	q.memory = mem.gate(50 * time.Millisecond)
 	const events = 40
 	for i := range events {
 		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
 	}
+	mem := newFakeMemory(900)
+	q.memory = mem.gate(50 * time.Millisecond)
 	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
 	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
 	if n := streamMsgs(t, q, streamDeliveries); n != 2*events {
 		t.Errorf("%d deliveries stored, want %d", n, 2*events)
 	}
 	<-mem.highSeen
+}
+
+// Close to the memory limit the queue refuses new events, single or in a
+// batch, and stores none of them; it says why, and starts collections while
+// it refuses, so that the heap is measured again. Once the heap is lower it
+// accepts them again. Between the fan-out's mark and this one, events are
+// still accepted: only the fan-out waits.
+func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
+	t.Parallel()
+	q := openTest(t, testConfig(t.TempDir()))
+	mem := newFakeMemory(900) // of 1000: above memoryRefuseFraction
+	q.memory = mem.gate(time.Hour)
+
+	_, err := q.PublishEvent(context.Background(), testEvent("team-a", "e1"))
+	var high *MemoryHighError
+	if !errors.Is(err, ErrMemoryHigh) || !errors.As(err, &high) || high.Live != 900 || high.Limit != 1000 || high.RetryAfter() <= 0 {
+		t.Fatalf("PublishEvent close to the limit: %v, want a *MemoryHighError of 900 and 1000", err)
+	}
+	if !strings.Contains(err.Error(), "memory limit") {
+		t.Errorf("the error does not say why: %q", err)
+	}
+	if _, err := q.PublishEvents(context.Background(), []Event{testEvent("team-a", "b1"), testEvent("team-a", "b2")}); !errors.Is(err, ErrMemoryHigh) {
+		t.Fatalf("PublishEvents close to the limit: %v, want ErrMemoryHigh", err)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != 0 {
+		t.Fatalf("%d events stored while refusing, want 0", n)
+	}
+	// No collection ran meanwhile (the fake's count never moves): the gate
+	// starts one, or the stale figure would refuse for ever.
+	eventually(t, "a collection started while refusing", func() bool {
+		_, _ = q.PublishEvent(context.Background(), testEvent("team-a", "e1"))
+		return mem.collected.Load() >= 1
+	})
+
+	for _, live := range []uint64{800, 100} { // above the fan-out's mark, then low
+		mem.live.Store(live)
+		eventually(t, fmt.Sprintf("events accepted at a live heap of %d", live), func() bool {
+			_, err := q.PublishEvent(context.Background(), testEvent("team-a", fmt.Sprintf("at-%d", live)))
+			return err == nil
+		})
+	}
+	if _, err := q.PublishEvents(context.Background(), []Event{testEvent("team-a", "b1"), testEvent("team-a", "b2")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, q, streamEvents); n != 4 {
+		t.Errorf("%d events stored, want 4", n)
+	}
 }

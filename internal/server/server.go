@@ -336,15 +336,29 @@ func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, 
 	writeJSON(w, http.StatusAccepted, out)
 }
 
+// Overloaded is a publish error that refuses the events before storing any, and says
+// how long the producer should wait: the queue's answer close to the memory limit.
+type Overloaded interface {
+	error
+	RetryAfter() time.Duration
+}
+
 // unavailable answers a failed publish. The ids are returned so that a producer that
 // let hookline pick them retries with the same ones: the first try may have been stored.
 func (h *Handler) unavailable(w http.ResponseWriter, err error, ns string, ids ...string) {
-	h.opts.Logger.Error(err, "publishing events", "namespace", ns, "events", len(ids))
-	w.Header().Set("Retry-After", retryAfter)
+	message := "the events could not be stored right now; retry shortly with the same ids (listed here), so an event that was stored after all is not stored twice"
+	if o, ok := errors.AsType[Overloaded](err); ok {
+		// Logged by the queue when it starts and stops refusing, not per request.
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(o.RetryAfter().Seconds()))))
+		message = "the events were not stored: " + o.Error() + "; retry after the Retry-After delay with the same ids (listed here), or give the dispatcher more memory (dispatcher.resources.limits.memory in the Helm chart)"
+	} else {
+		h.opts.Logger.Error(err, "publishing events", "namespace", ns, "events", len(ids))
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	body := struct {
 		Error errorBody `json:"error"`
 		IDs   []string  `json:"ids"`
-	}{newErrorBody(&fieldError{status: http.StatusServiceUnavailable, message: "the events could not be stored right now; retry shortly with the same ids (listed here), so an event that was stored after all is not stored twice"}), ids}
+	}{newErrorBody(&fieldError{status: http.StatusServiceUnavailable, message: message}), ids}
 	b, _ := json.Marshal(body)
 	writeJSON(w, http.StatusServiceUnavailable, b)
 }

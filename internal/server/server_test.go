@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -225,6 +226,32 @@ func TestPublishFailureIs503WithIDs(t *testing.T) {
 	e := decodeError(t, rec)
 	if len(e.IDs) != 1 || !strings.HasPrefix(e.IDs[0], "msg_") || strings.Contains(rec.Body.String(), "stream unavailable") {
 		t.Errorf("body %s: want the generated id and no internal error", rec.Body)
+	}
+}
+
+// overloaded is what the queue answers close to its memory limit.
+type overloaded struct{}
+
+func (overloaded) Error() string             { return "the dispatcher is close to its memory limit" }
+func (overloaded) RetryAfter() time.Duration { return 5 * time.Second }
+
+// A publish refused before anything was stored, because the dispatcher is
+// overloaded, is a 503 that says why, when to retry and what to change, with
+// the queue's own delay, for one event and for a batch.
+func TestOverloadedPublishIs503WithItsRetryAfter(t *testing.T) {
+	for _, c := range []struct{ path, body string }{
+		{"/v1/namespaces/shop/events", `{"type":"a.b","id":"one","data":{}}`},
+		{"/v1/namespaces/shop/events:batch", `{"events":[{"type":"a.b","id":"one","data":1}]}`},
+	} {
+		h := newHandler(t, server.Options{Publisher: &batchRecorder{recorder: recorder{err: fmt.Errorf("publishing: %w", overloaded{})}}})
+		rec := post(h, c.path, "application/json", c.body)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "5" {
+			t.Fatalf("%s: got %d, Retry-After %q, want 503 and 5", c.path, rec.Code, rec.Header().Get("Retry-After"))
+		}
+		e := decodeError(t, rec)
+		if fmt.Sprint(e.IDs) != "[one]" || !strings.Contains(e.Error.Message, "memory limit") || !strings.Contains(e.Error.Message, "dispatcher.resources.limits.memory") {
+			t.Errorf("%s: body %s: want the id, the reason and the fix", c.path, rec.Body)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,9 @@ import (
 type publisher struct {
 	base string // http://host:port/v1/namespaces/
 	hc   *http.Client
+	// refused counts the requests the dispatcher refused close to its memory
+	// limit (a 503 with a long Retry-After) at least once.
+	refused atomic.Int64
 }
 
 func newPublisher(apiAddr string) *publisher {
@@ -46,16 +50,25 @@ func (p *publisher) batch(ctx context.Context, ns string, body []byte) error {
 
 // post sends body and wants a 202. A 503 (the queue could not store the events right
 // now) or a connection error is retried a few times with the same ids, which the
-// dispatcher de-duplicates, as its API asks producers to do.
+// dispatcher de-duplicates, as its API asks producers to do. A 503 whose Retry-After
+// is longer than the usual 2 s (the dispatcher refuses events close to its memory
+// limit) is retried after that delay for up to maxRefusedFor, as a producer should.
 func (p *publisher) post(ctx context.Context, url string, body []byte) error {
-	const attempts = 5
-	var last error
-	for i := range attempts {
-		if i > 0 {
+	const (
+		attempts      = 5
+		maxRefusedFor = 3 * time.Minute
+	)
+	var (
+		last    error
+		wait    time.Duration
+		refused time.Time
+	)
+	for i := 0; i < attempts; {
+		if wait > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(time.Duration(i) * 500 * time.Millisecond):
+			case <-time.After(wait):
 			}
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -69,19 +82,33 @@ func (p *publisher) post(ctx context.Context, url string, body []byte) error {
 				return ctx.Err()
 			}
 			last = err
+			i++
+			wait = time.Duration(i) * 500 * time.Millisecond
 			continue
 		}
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusAccepted:
-			if bytes.Contains(msg, []byte(`"duplicate":true`)) && i == 0 {
+			if bytes.Contains(msg, []byte(`"duplicate":true`)) && i == 0 && refused.IsZero() {
 				// A first attempt can only be a duplicate if an id was reused.
 				return fmt.Errorf("POST %s: the dispatcher took a new event for a duplicate: %s", url, strings.TrimSpace(string(msg)))
 			}
 			return nil
 		case http.StatusServiceUnavailable:
 			last = fmt.Errorf("POST %s: 503 %s", url, strings.TrimSpace(string(msg)))
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && ra > 2 {
+				if refused.IsZero() {
+					refused = time.Now()
+					p.refused.Add(1)
+				}
+				if time.Since(refused) < maxRefusedFor {
+					wait = time.Duration(ra) * time.Second
+					continue
+				}
+			}
+			i++
+			wait = time.Duration(i) * 500 * time.Millisecond
 		default:
 			return fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(msg)))
 		}

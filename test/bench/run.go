@@ -300,6 +300,12 @@ func (b *bench) phase(ctx context.Context, r *run, res *runResult, name string, 
 	b.logf("durability=%s: %s", durability, name)
 	start := time.Now()
 	before, conns := sampleCPU(r.d.cmd.Process.Pid), b.sinkSrv.conns.Load()
+	refused := r.pub.refused.Load()
+	defer func() {
+		if n := r.pub.refused.Load() - refused; n > 0 {
+			b.logf("  %d requests refused close to the dispatcher's memory limit and published again after their Retry-After", n)
+		}
+	}()
 	profile := filepath.Join(b.cfg.profileDir, durability+"-"+name+".cpu.pprof")
 	if err := r.d.startProfile(profile); err != nil {
 		return err

@@ -264,7 +264,7 @@ func assemble(ctx context.Context, restCfg *rest.Config, cfg Config) (_ *dispatc
 		return nil, err
 	}
 	d.api, err = server.NewHandler(server.Options{
-		Publisher:  publisher{d.q},
+		Publisher:  newPublisher(d.q, d.metrics),
 		Deliveries: d.q,
 		Events:     d.q,
 		Recoverer:  recoverer{d},
@@ -525,7 +525,31 @@ func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
 }
 
 // publisher stores published events in the queue.
-type publisher struct{ q *queue.Queue }
+// The queue's refusal close to the memory limit is answered as an overload:
+// 503 with its own Retry-After.
+var _ server.Overloaded = (*queue.MemoryHighError)(nil)
+
+type publisher struct {
+	q *queue.Queue
+	// refused counts the events the queue refused close to the memory limit.
+	refused prometheus.Counter
+}
+
+func newPublisher(q *queue.Queue, reg prometheus.Registerer) publisher {
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name:        "hookline_events_refused_total",
+		Help:        "Events refused with 503 and nothing stored because the dispatcher's heap was close to its memory limit (GOMEMLIMIT).",
+		ConstLabels: prometheus.Labels{"reason": "memory"},
+	})
+	reg.MustRegister(refused)
+	return publisher{q: q, refused: refused}
+}
+
+func (p publisher) count(err error, events int) {
+	if errors.Is(err, queue.ErrMemoryHigh) {
+		p.refused.Add(float64(events))
+	}
+}
 
 func (p publisher) Publish(ctx context.Context, ev server.Event) (server.PublishResult, error) {
 	qev := queueEvent(&ev)
@@ -533,6 +557,7 @@ func (p publisher) Publish(ctx context.Context, ev server.Event) (server.Publish
 	qev.TraceParent, end = tracing.Ingest(ctx, ev.Namespace, ev.ID, ev.Type)
 	res, err := p.q.PublishEvent(ctx, qev)
 	end(err)
+	p.count(err, 1)
 	return server.PublishResult{Duplicate: res.Duplicate}, err
 }
 
@@ -552,6 +577,7 @@ func (p publisher) PublishBatch(ctx context.Context, evs []server.Event) ([]serv
 	for _, end := range ends {
 		end(err)
 	}
+	p.count(err, len(evs))
 	out := make([]server.PublishResult, len(res))
 	for i, r := range res {
 		out[i] = server.PublishResult{Duplicate: r.Duplicate}
