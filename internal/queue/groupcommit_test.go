@@ -405,7 +405,7 @@ func fanoutChild(dir, sync string, paused bool) {
 	}
 	fmt.Println("fanning")
 	if paused {
-		mem := newFakeMemory(900)
+		mem := newHighMemory()
 		q.memory = mem.gate(time.Hour)
 		go func() {
 			<-mem.highSeen

@@ -41,9 +41,11 @@ func (m *fakeMemory) gate(maxPause time.Duration) *memoryGate {
 	}
 }
 
-func newFakeMemory(live uint64) *fakeMemory {
+// newHighMemory is a heap of 900 of 1,000: past the fan-out's mark and
+// ingest's; tests lower it with live.Store.
+func newHighMemory() *fakeMemory {
 	m := &fakeMemory{highSeen: make(chan struct{})}
-	m.live.Store(live)
+	m.live.Store(900)
 	return m
 }
 
@@ -81,7 +83,7 @@ func TestFanoutWaitsForMemory(t *testing.T) {
 		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
 	}
 	// Installed after publishing: so high a heap also refuses new events.
-	mem := newFakeMemory(900)
+	mem := newHighMemory()
 	q.memory = mem.gate(time.Hour)
 	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
 	<-mem.highSeen
@@ -109,7 +111,7 @@ func TestFanoutMemoryPauseIsBounded(t *testing.T) {
 	for i := range events {
 		publish(t, q, testEvent("team-a", fmt.Sprintf("e%d", i)))
 	}
-	mem := newFakeMemory(900)
+	mem := newHighMemory()
 	q.memory = mem.gate(50 * time.Millisecond)
 	run(t, func(ctx context.Context) error { return runFanout(ctx, q, twoSubscriptions) })
 	eventually(t, "the fan-out of every event", func() bool { return streamMsgs(t, q, streamEvents) == 0 })
@@ -127,7 +129,7 @@ func TestFanoutMemoryPauseIsBounded(t *testing.T) {
 func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
-	mem := newFakeMemory(900) // of 1000: above memoryRefuseFraction
+	mem := newHighMemory() // above memoryRefuseFraction
 	q.memory = mem.gate(time.Hour)
 
 	_, err := q.PublishEvent(context.Background(), testEvent("team-a", "e1"))
