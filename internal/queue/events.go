@@ -74,6 +74,9 @@ func (q *Queue) admit() error {
 // It goes through the async publisher and waits for its own acknowledgement,
 // rather than a request per call: concurrent API requests then share one
 // pipeline of in-flight publishes instead of each paying a round trip.
+//
+// Close to the memory limit it stores nothing and returns a
+// *MemoryHighError (ErrMemoryHigh), as PublishEvents does.
 func (q *Queue) PublishEvent(ctx context.Context, ev Event) (PublishResult, error) {
 	if err := ev.validate(); err != nil {
 		return PublishResult{}, err

@@ -46,6 +46,9 @@ const (
 	// and get the process killed. Refusing with 503 and Retry-After instead
 	// leaves the producer to retry while the ids expire and deliveries go on.
 	memoryRefuseFraction = 0.85
+	// memoryAcceptFraction is where a refusing queue accepts events again:
+	// a little below, so that it does not flip at every collection.
+	memoryAcceptFraction = 0.8
 	// memoryRecheck is how often ingest reads the heap: the live heap only
 	// changes at a collection, and reading it takes a runtime lock that
 	// concurrent requests would queue on.
@@ -106,8 +109,9 @@ func (e *MemoryHighError) Is(target error) bool { return target == ErrMemoryHigh
 // the queued work takes to drain enough, which is seconds.
 func (e *MemoryHighError) RetryAfter() time.Duration { return 5 * time.Second }
 
-// admit returns a *MemoryHighError while the live heap is above
-// memoryRefuseFraction of the limit, reading it at most every
+// admit returns a *MemoryHighError once the live heap is above
+// memoryRefuseFraction of the limit and until it is below
+// memoryAcceptFraction, reading it at most every
 // memoryRecheck. While it refuses and no collection ran for collectAfter, it
 // starts one in the background: with ingest refused and the fan-out paused,
 // little may be allocated, and the live heap is only measured by a
@@ -132,7 +136,11 @@ func (g *memoryGate) recheck(now int64, log logr.Logger) {
 		return
 	}
 	live := g.live()
-	over := float64(live) > memoryRefuseFraction*float64(limit)
+	mark := memoryRefuseFraction
+	if g.refusing.Load() {
+		mark = memoryAcceptFraction
+	}
+	over := float64(live) > mark*float64(limit)
 	g.refusedLive.Store(live)
 	g.refusedLimit.Store(limit)
 	if was := g.refusing.Swap(over); was != over {

@@ -123,9 +123,9 @@ func TestFanoutMemoryPauseIsBounded(t *testing.T) {
 
 // Close to the memory limit the queue refuses new events, single or in a
 // batch, and stores none of them; it says why, and starts collections while
-// it refuses, so that the heap is measured again. Once the heap is lower it
-// accepts them again. Between the fan-out's mark and this one, events are
-// still accepted: only the fan-out waits.
+// it refuses, so that the heap is measured again. Once the heap is below a
+// lower mark it accepts them again. Between the fan-out's mark and that one,
+// events are accepted: only the fan-out waits.
 func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
@@ -153,7 +153,12 @@ func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 		return mem.collected.Load() >= 1
 	})
 
-	for _, live := range []uint64{800, 100} { // above the fan-out's mark, then low
+	mem.live.Store(820) // below the refusing mark, not below the accepting one
+	time.Sleep(2 * memoryRecheck)
+	if _, err := q.PublishEvent(context.Background(), testEvent("team-a", "e1")); !errors.Is(err, ErrMemoryHigh) {
+		t.Fatalf("PublishEvent at 820 of 1000 after refusing: %v, want still refused", err)
+	}
+	for _, live := range []uint64{750, 100} { // above the fan-out's mark, then low
 		mem.live.Store(live)
 		eventually(t, fmt.Sprintf("events accepted at a live heap of %d", live), func() bool {
 			_, err := q.PublishEvent(context.Background(), testEvent("team-a", fmt.Sprintf("at-%d", live)))
