@@ -37,7 +37,8 @@ const (
 	// fan-out's.
 	memoryHighFraction = 0.7
 	// memoryRefuseFraction of the memory limit, as live heap, makes the queue
-	// refuse new events (ErrMemoryHigh) until the heap is below it again.
+	// refuse new events (ErrMemoryHigh) until the heap is below
+	// memoryAcceptFraction.
 	// The fan-out's pause bounds what it adds, but not what ingest adds: each
 	// accepted event's id stays in the server's memory for the events' window
 	// (10 minutes), and ingest can run far ahead of delivery (17,000 events/s
