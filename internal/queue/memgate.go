@@ -25,31 +25,33 @@ import (
 // nor acknowledged, its lease is kept, and batches still store in the order
 // they were handed out (EventBatch.Store waits for the one before).
 const (
-	// memoryHighFraction of the memory limit, as live heap, pauses the
-	// fan-out: well below the limit, because the live heap goes on growing
-	// after the pause begins (the server's block buffers for the parking and
-	// acknowledgements that go on, the publishes in flight): in make bench's
-	// burst of 1,000,000 deliveries under the default pod's GOMEMLIMIT (461
-	// MiB) it peaked at 398 MiB, 76 MiB past the mark, and then stayed at
-	// 310-360 MiB while the fan-out paused and resumed. A lower mark was
-	// tried (0.5, scaled down to a 200 MiB limit): it paused the fan-out
-	// more without keeping the heap lower, since what grew was not the
-	// fan-out's.
-	memoryHighFraction = 0.7
 	// memoryRefuseFraction of the memory limit, as live heap, makes the queue
 	// refuse new events (ErrMemoryHigh) until the heap is below
-	// memoryAcceptFraction.
-	// The fan-out's pause bounds what it adds, but not what ingest adds: each
-	// accepted event's id stays in the server's memory for the events' window
-	// (10 minutes), and ingest can run far ahead of delivery (17,000 events/s
-	// against 5,000 in make bench's batches), so a producer publishing at
-	// that rate for a few minutes would grow the heap past the pod's limit
-	// and get the process killed. Refusing with 503 and Retry-After instead
-	// leaves the producer to retry while the ids expire and deliveries go on.
-	memoryRefuseFraction = 0.85
+	// memoryAcceptFraction. Ingest is shed first, before the fan-out waits:
+	// what fills the heap under a heavy load is mostly ids, and the events'
+	// stay for their 10-minute window whatever the fan-out does (ingest runs
+	// far ahead of delivery: 17,000 events/s against 5,000 in make bench's
+	// batches). With the fan-out paused first (at 70 %, this gate's first
+	// version), 600,000 events published at once under the default pod's
+	// GOMEMLIMIT paused it 35 times and delivered 2,840/s instead of 4,836;
+	// under a 100 MiB limit, where the events' ids alone pass the mark, each
+	// batch waited its whole maxPause and delivery crawled, while ingest went
+	// on. Refusing with 503 and Retry-After leaves producers to retry while
+	// the ids expire and delivery goes on at full speed.
+	memoryRefuseFraction = 0.7
 	// memoryAcceptFraction is where a refusing queue accepts events again:
 	// a little below, so that it does not flip at every collection.
-	memoryAcceptFraction = 0.8
+	memoryAcceptFraction = 0.65
+	// memoryHighFraction of the memory limit, as live heap, pauses the
+	// fan-out: what the fan-out itself adds (deliveries' ids, the server's
+	// block buffers) once ingest is refused. Below the limit by a margin,
+	// because the live heap goes on growing after the pause begins (the
+	// block buffers for the parking and acknowledgements that go on, the
+	// publishes in flight): in make bench's burst of 1,000,000 parked
+	// deliveries under the default pod's GOMEMLIMIT (461 MiB), while each
+	// park still kept an id, it peaked at 398 MiB, 76 MiB past a mark of
+	// 70 %. Without those ids the same burst peaks at 106-112 MiB.
+	memoryHighFraction = 0.8
 	// memoryRecheck is how often ingest reads the heap: the live heap only
 	// changes at a collection, and reading it takes a runtime lock that
 	// concurrent requests would queue on.

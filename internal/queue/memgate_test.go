@@ -41,8 +41,8 @@ func (m *fakeMemory) gate(maxPause time.Duration) *memoryGate {
 	}
 }
 
-// newHighMemory is a heap of 900 of 1,000: past the fan-out's mark and
-// ingest's; tests lower it with live.Store.
+// newHighMemory is a heap of 900 of 1,000: past ingest's mark and the
+// fan-out's; tests lower it with live.Store.
 func newHighMemory() *fakeMemory {
 	m := &fakeMemory{highSeen: make(chan struct{})}
 	m.live.Store(900)
@@ -57,8 +57,8 @@ func TestMemoryGateHigh(t *testing.T) {
 	}{
 		{live: 800, limit: math.MaxInt64, want: false}, // no GOMEMLIMIT: never paused
 		{live: 800, limit: 0, want: false},
-		{live: 690, limit: 1000, want: false},
-		{live: 710, limit: 1000, want: true},
+		{live: 790, limit: 1000, want: false},
+		{live: 810, limit: 1000, want: true},
 	} {
 		g := &memoryGate{live: func() uint64 { return c.live }, limit: func() int64 { return c.limit }}
 		if got, _, _ := g.high(); got != c.want {
@@ -124,12 +124,12 @@ func TestFanoutMemoryPauseIsBounded(t *testing.T) {
 // Close to the memory limit the queue refuses new events, single or in a
 // batch, and stores none of them; it says why, and starts collections while
 // it refuses, so that the heap is measured again. Once the heap is below a
-// lower mark it accepts them again. Between the fan-out's mark and that one,
-// events are accepted: only the fan-out waits.
+// lower mark it accepts them again. Ingest is refused before the fan-out
+// waits (memoryRefuseFraction < memoryHighFraction).
 func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 	t.Parallel()
 	q := openTest(t, testConfig(t.TempDir()))
-	mem := newHighMemory() // above memoryRefuseFraction
+	mem := newHighMemory() // above memoryRefuseFraction and memoryHighFraction
 	q.memory = mem.gate(time.Hour)
 
 	_, err := q.PublishEvent(context.Background(), testEvent("team-a", "e1"))
@@ -153,12 +153,12 @@ func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 		return mem.collected.Load() >= 1
 	})
 
-	mem.live.Store(820) // below the refusing mark, not below the accepting one
+	mem.live.Store(680) // below the refusing mark, not below the accepting one
 	time.Sleep(2 * memoryRecheck)
 	if _, err := q.PublishEvent(context.Background(), testEvent("team-a", "e1")); !errors.Is(err, ErrMemoryHigh) {
-		t.Fatalf("PublishEvent at 820 of 1000 after refusing: %v, want still refused", err)
+		t.Fatalf("PublishEvent at 680 of 1000 after refusing: %v, want still refused", err)
 	}
-	for _, live := range []uint64{750, 100} { // above the fan-out's mark, then low
+	for _, live := range []uint64{600, 100} { // below the accepting mark, then low
 		mem.live.Store(live)
 		eventually(t, fmt.Sprintf("events accepted at a live heap of %d", live), func() bool {
 			_, err := q.PublishEvent(context.Background(), testEvent("team-a", fmt.Sprintf("at-%d", live)))
