@@ -101,8 +101,8 @@ type MemoryHighError struct {
 }
 
 func (e *MemoryHighError) Error() string {
-	return fmt.Sprintf("the dispatcher is close to its memory limit (live heap %d MiB of GOMEMLIMIT %d MiB): no event is accepted until queued work drains",
-		e.Live>>20, e.Limit>>20)
+	return fmt.Sprintf("the dispatcher is close to its memory limit (live heap %d MiB of GOMEMLIMIT %d MiB): no event is accepted until queued work drains; "+
+		"if this happens under the normal load, give the dispatcher more memory (dispatcher.resources.limits.memory in the Helm chart)", e.Live>>20, e.Limit>>20)
 }
 
 // Is makes errors.Is(err, ErrMemoryHigh) true.

@@ -137,8 +137,8 @@ func TestPublishRefusedCloseToMemoryLimit(t *testing.T) {
 	if !errors.Is(err, ErrMemoryHigh) || !errors.As(err, &high) || high.Live != 900 || high.Limit != 1000 || high.RetryAfter() <= 0 {
 		t.Fatalf("PublishEvent close to the limit: %v, want a *MemoryHighError of 900 and 1000", err)
 	}
-	if !strings.Contains(err.Error(), "memory limit") {
-		t.Errorf("the error does not say why: %q", err)
+	if !strings.Contains(err.Error(), "memory limit") || !strings.Contains(err.Error(), "dispatcher.resources.limits.memory") {
+		t.Errorf("the error does not say why and what to change: %q", err)
 	}
 	if _, err := q.PublishEvents(context.Background(), []Event{testEvent("team-a", "b1"), testEvent("team-a", "b2")}); !errors.Is(err, ErrMemoryHigh) {
 		t.Fatalf("PublishEvents close to the limit: %v, want ErrMemoryHigh", err)

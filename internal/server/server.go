@@ -337,7 +337,8 @@ func (h *Handler) publishOne(w http.ResponseWriter, r *http.Request, ns string, 
 }
 
 // Overloaded is a publish error that refuses the events before storing any, and says
-// how long the producer should wait: the queue's answer close to the memory limit.
+// how long the producer should wait: the queue's answer close to the memory limit. Its
+// text is shown to the producer: it says why, and what an operator can change.
 type Overloaded interface {
 	error
 	RetryAfter() time.Duration
@@ -350,7 +351,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, err error, ns string, ids .
 	if o, ok := errors.AsType[Overloaded](err); ok {
 		// Logged by the queue when it starts and stops refusing, not per request.
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(o.RetryAfter().Seconds()))))
-		message = "the events were not stored: " + o.Error() + "; retry after the Retry-After delay with the same ids (listed here), or give the dispatcher more memory (dispatcher.resources.limits.memory in the Helm chart)"
+		message = "the events were not stored: " + o.Error() + "; retry after the Retry-After delay with the same ids (listed here)"
 	} else {
 		h.opts.Logger.Error(err, "publishing events", "namespace", ns, "events", len(ids))
 		w.Header().Set("Retry-After", retryAfter)

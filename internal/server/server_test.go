@@ -232,7 +232,9 @@ func TestPublishFailureIs503WithIDs(t *testing.T) {
 // overloaded is what the queue answers close to its memory limit.
 type overloaded struct{}
 
-func (overloaded) Error() string             { return "the dispatcher is close to its memory limit" }
+func (overloaded) Error() string {
+	return "the dispatcher is close to its memory limit; give it more memory"
+}
 func (overloaded) RetryAfter() time.Duration { return 5 * time.Second }
 
 // A publish refused before anything was stored, because the dispatcher is
@@ -249,7 +251,7 @@ func TestOverloadedPublishIs503WithItsRetryAfter(t *testing.T) {
 			t.Fatalf("%s: got %d, Retry-After %q, want 503 and 5", c.path, rec.Code, rec.Header().Get("Retry-After"))
 		}
 		e := decodeError(t, rec)
-		if fmt.Sprint(e.IDs) != "[one]" || !strings.Contains(e.Error.Message, "memory limit") || !strings.Contains(e.Error.Message, "dispatcher.resources.limits.memory") {
+		if fmt.Sprint(e.IDs) != "[one]" || !strings.Contains(e.Error.Message, "close to its memory limit; give it more memory") || !strings.Contains(e.Error.Message, "Retry-After") {
 			t.Errorf("%s: body %s: want the id, the reason and the fix", c.path, rec.Body)
 		}
 	}

@@ -524,11 +524,11 @@ func authorizer(restCfg *rest.Config, cfg Config) (server.Authorizer, error) {
 	}), nil
 }
 
-// publisher stores published events in the queue.
 // The queue's refusal close to the memory limit is answered as an overload:
 // 503 with its own Retry-After.
 var _ server.Overloaded = (*queue.MemoryHighError)(nil)
 
+// publisher stores published events in the queue.
 type publisher struct {
 	q *queue.Queue
 	// refused counts the events the queue refused close to the memory limit.
