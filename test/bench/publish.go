@@ -90,8 +90,9 @@ func (p *publisher) post(ctx context.Context, url string, body []byte) error {
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusAccepted:
-			if bytes.Contains(msg, []byte(`"duplicate":true`)) && i == 0 && refused.IsZero() {
-				// A first attempt can only be a duplicate if an id was reused.
+			if bytes.Contains(msg, []byte(`"duplicate":true`)) && i == 0 {
+				// A first attempt can only be a duplicate if an id was reused;
+				// so can one after refusals only, which store nothing.
 				return fmt.Errorf("POST %s: the dispatcher took a new event for a duplicate: %s", url, strings.TrimSpace(string(msg)))
 			}
 			return nil
