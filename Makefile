@@ -144,7 +144,7 @@ test-cluster-processes: control-plane nats-server ## Run test/cluster's process 
 	KUBEBUILDER_ASSETS=$(CONTROL_PLANE) go test -count=1 -tags clusterprocs -run 'TestCluster$$' -timeout 30m $(GO_TEST_FLAGS) ./test/cluster
 
 .PHONY: bench
-bench: build control-plane ## Run the delivery benchmark (about 6 minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.
+bench: build control-plane ## Run the delivery benchmark (about 7 minutes) and print figures against a same-run baseline; BENCH_FLAGS="-h" lists its options.
 	go run ./test/bench $(BENCH_FLAGS)
 	@# Features on the hot path, each against itself off in the same run: tracing on/off,
 	@# ordering per key against unordered (ratios of delivered/s and CPU per event).
