@@ -68,25 +68,26 @@ type memoryGate struct {
 	// collections so far.
 	live, collections func() uint64
 	limit             func() int64
-	// collect forces a collection: the live heap is only measured by one, and
-	// a paused fan-out may leave too little allocation to start one.
+	// collect forces a collection (collectIfStale).
 	collect func()
 	// poll is how often a paused batch looks again; maxPause bounds a wait;
-	// collectAfter is how long a pause goes without a collection before it
-	// forces one.
+	// collectAfter is how long a paused fan-out or a refusing ingest goes
+	// without a collection before it starts one.
 	poll, maxPause, collectAfter time.Duration
 	// waiting counts the batches waiting, so a pause is logged once however
 	// many workers wait.
 	waiting atomic.Int32
 
-	// Ingest's view (admit): when it last read the heap, whether it refuses,
-	// the figures it refuses on, when the last collection ran, and whether
-	// a collection it started is running.
-	checked, lastGC      atomic.Int64
-	refusing, collecting atomic.Bool
-	refusedLive          atomic.Uint64
-	refusedLimit         atomic.Int64
-	lastCollections      atomic.Uint64
+	// checked is when ingest last read the heap (admit); refusal is what it
+	// answers while it refuses, nil while it accepts.
+	checked atomic.Int64
+	refusal atomic.Pointer[MemoryHighError]
+	// lastGC is when a collection was last seen or started, lastCollections
+	// the count then, and collecting whether one started by
+	// collectIfStale is running.
+	lastGC          atomic.Int64
+	lastCollections atomic.Uint64
+	collecting      atomic.Bool
 }
 
 // ErrMemoryHigh is returned by PublishEvent and PublishEvents, wrapped in a
@@ -114,52 +115,59 @@ func (e *MemoryHighError) RetryAfter() time.Duration { return 5 * time.Second }
 
 // admit returns a *MemoryHighError once the live heap is above
 // memoryRefuseFraction of the limit and until it is below
-// memoryAcceptFraction, reading it at most every
-// memoryRecheck. While it refuses and no collection ran for collectAfter, it
-// starts one in the background: with ingest refused and the fan-out paused,
-// little may be allocated, and the live heap is only measured by a
-// collection, so without one it would refuse on a stale figure after the
-// ids had expired.
+// memoryAcceptFraction, reading it at most every memoryRecheck. While it
+// refuses it keeps collections coming (collectIfStale), or it would refuse
+// on a stale figure after the ids had expired.
 func (g *memoryGate) admit(log logr.Logger) error {
 	now := time.Now().UnixNano()
 	last := g.checked.Load()
 	if now-last >= int64(memoryRecheck) && g.checked.CompareAndSwap(last, now) {
 		g.recheck(now, log)
 	}
-	if !g.refusing.Load() {
-		return nil
+	if r := g.refusal.Load(); r != nil {
+		return r
 	}
-	return &MemoryHighError{Live: g.refusedLive.Load(), Limit: g.refusedLimit.Load()}
+	return nil
 }
 
 func (g *memoryGate) recheck(now int64, log logr.Logger) {
 	limit := g.limit()
 	if limit <= 0 || limit == math.MaxInt64 {
-		g.refusing.Store(false)
+		g.refusal.Store(nil)
 		return
 	}
 	live := g.live()
 	mark := memoryRefuseFraction
-	if g.refusing.Load() {
+	if g.refusal.Load() != nil {
 		mark = memoryAcceptFraction
 	}
-	over := float64(live) > mark*float64(limit)
-	g.refusedLive.Store(live)
-	g.refusedLimit.Store(limit)
-	if was := g.refusing.Swap(over); was != over {
-		if over {
+	var refusal *MemoryHighError
+	if float64(live) > mark*float64(limit) {
+		refusal = &MemoryHighError{Live: live, Limit: limit}
+	}
+	if was := g.refusal.Swap(refusal); (was != nil) != (refusal != nil) {
+		if refusal != nil {
 			log.Info("Refusing new events: the heap is close to the memory limit; producers get 503 with Retry-After until queued work drains",
 				"liveHeapBytes", live, "memoryLimitBytes", limit)
 		} else {
 			log.Info("Accepting events again", "liveHeapBytes", live, "memoryLimitBytes", limit)
 		}
 	}
+	if refusal != nil {
+		g.collectIfStale(now)
+	}
+}
+
+// collectIfStale starts a collection in the background when none ran for
+// collectAfter: the live heap is only measured by one, and a paused fan-out
+// or a refusing ingest may leave too little allocation to start one.
+func (g *memoryGate) collectIfStale(now int64) {
 	if n := g.collections(); n != g.lastCollections.Load() {
 		g.lastCollections.Store(n)
 		g.lastGC.Store(now)
 		return
 	}
-	if over && now-g.lastGC.Load() >= int64(g.collectAfter) && g.collecting.CompareAndSwap(false, true) {
+	if now-g.lastGC.Load() >= int64(g.collectAfter) && g.collecting.CompareAndSwap(false, true) {
 		g.lastGC.Store(now)
 		go func() {
 			defer g.collecting.Store(false)
@@ -221,7 +229,7 @@ func (b *EventBatch) AwaitMemory() time.Duration {
 	start := time.Now()
 	poll := time.NewTicker(g.poll)
 	defer poll.Stop()
-	lastLease, lastGC, lastCount := start, start, g.collections()
+	lastLease := start
 	defer func() {
 		if g.waiting.Add(-1) == 0 {
 			log.Info("Resuming the fan-out", "paused", time.Since(start).Round(time.Millisecond).String(), "liveHeapBytes", live, "stillHigh", high)
@@ -240,12 +248,7 @@ func (b *EventBatch) AwaitMemory() time.Duration {
 			}
 			lastLease = now
 		}
-		if n := g.collections(); n != lastCount {
-			lastCount, lastGC = n, now
-		} else if now.Sub(lastGC) >= g.collectAfter {
-			g.collect()
-			lastCount, lastGC = g.collections(), now
-		}
+		g.collectIfStale(now.UnixNano())
 		high, live, _ = g.high()
 	}
 	return time.Since(start)
