@@ -55,6 +55,7 @@ type config struct {
 	singleEvents     int
 	singlePublishers int
 	fan10Events      int
+	floorDeliveries  int
 
 	rate              int
 	latencyDuration   time.Duration
@@ -105,6 +106,7 @@ func parseFlags() (config, error) {
 	fs.IntVar(&c.singleEvents, "single-events", 20000, "events of the single-event closed-loop phase (\"single\"), one per request")
 	fs.IntVar(&c.singlePublishers, "single-publishers", 64, "concurrent closed-loop publishers of the single-event and fan-out-10 phases")
 	fs.IntVar(&c.fan10Events, "fanout10-events", 5000, "single events of the fan-out-10 phase (each delivered to 10 endpoints)")
+	fs.IntVar(&c.floorDeliveries, "floor-deliveries", 20000, "deliveries of each pass of the floor phase (hookline's storage layout with plain nats.go calls, no dispatcher)")
 	fs.IntVar(&c.rate, "rate", 1000, "events per second of the latency and isolation phases")
 	fs.DurationVar(&c.latencyDuration, "latency-duration", 10*time.Second, "length of the latency and isolation phases")
 	fs.IntVar(&c.latencyPublishers, "latency-publishers", 200, "concurrent single-event publishers in the latency phases")
@@ -144,7 +146,7 @@ func parseFlags() (config, error) {
 	case c.rate < 1 || c.rate > 1_000_000:
 		return c, fmt.Errorf("-rate=%d: 1 to 1000000", c.rate)
 	case c.events < 1 || c.baselineRequests < 1 || c.publishers < 1 || c.baselineWorkers < 1 || c.latencyPublishers < 1 || c.fanoutSubs < 1 || c.fanoutRounds < 1 ||
-		c.singleEvents < 1 || c.singlePublishers < 1 || c.fan10Events < 1 || c.parked < 1 || c.parkedSubs < 1:
+		c.singleEvents < 1 || c.singlePublishers < 1 || c.fan10Events < 1 || c.floorDeliveries < 1 || c.parked < 1 || c.parkedSubs < 1:
 		return c, errors.New("counts must be positive")
 	case c.timeline <= 0:
 		return c, fmt.Errorf("-timeline=%s: must be positive", c.timeline)
@@ -167,7 +169,7 @@ const (
 	phaseFanout     = "fanout"
 )
 
-var allPhases = []string{phaseThroughput, phaseSingle, phaseFan10, phaseLatency, phaseIsolation, phaseFanout, phaseParked}
+var allPhases = []string{phaseThroughput, phaseSingle, phaseFan10, phaseFloor, phaseLatency, phaseIsolation, phaseFanout, phaseParked}
 
 // parsePhases reads -phases: "all" or a comma-separated subset of allPhases.
 func parsePhases(v string) (map[string]bool, error) {

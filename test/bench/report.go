@@ -128,6 +128,7 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 		func(r *runResult) *throughputResult { return r.Fan10 },
 		func(*runResult) float64 { return targetFan10Ratio }, false,
 		fmt.Sprintf("≥ %.2g× by wall clock", targetFan10Ratio))
+	b.floorRows(row)
 
 	lat := func(f func(l *latencyResult) string) func(r *runResult) string {
 		return func(r *runResult) string {
@@ -309,6 +310,30 @@ func (b *bench) throughputRows(row func(string, string, func(*runResult) string)
 		}
 		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio >= target(r)))
 	}))
+}
+
+// floorRows prints the floor phase: each pass's rate and CPU per delivery, and its
+// ratios to the baseline, which bound what the dispatcher's ratios above can reach
+// while it stores as much per delivery.
+func (b *bench) floorRows(row func(string, string, func(*runResult) string)) {
+	if !b.cfg.phases[phaseFloor] {
+		return
+	}
+	passes := b.floorPasses()
+	row(fmt.Sprintf("floor: the same layouts, plain nats.go calls, no dispatcher, %s deliveries each", count(b.cfg.floorDeliveries)), "", func(r *runResult) string { return "" })
+	for i, p := range passes {
+		row("  "+p.Name, "", func(r *runResult) string {
+			if i >= len(r.Floor) || r.Baseline == nil || r.Baseline.Rate == 0 {
+				return notRun
+			}
+			f := r.Floor[i]
+			if f.Rate == 0 || f.CPU == 0 {
+				return notRun
+			}
+			return fmt.Sprintf("%s/s, %s: %.2f× wall, %.2f× CPU", count(int(f.Rate)), us(f.CPU),
+				math.Floor(100*f.Rate/r.Baseline.Rate)/100, math.Floor(100*float64(r.Baseline.CPUPerRequest)/float64(f.CPU))/100)
+		})
+	}
 }
 
 // reportPhases prints each run's phases: how long, the cores used, connections.

@@ -54,6 +54,7 @@ type runResult struct {
 	Throughput  *throughputResult
 	Single      *throughputResult // single events, closed loop, one endpoint
 	Fan10       *throughputResult // single events, closed loop, ten endpoints
+	Floor       []*floorPass      // the storage layout without the dispatcher
 	Latency     *latencyResult
 	Isolation   *latencyResult
 	Fanout      *fanoutResult
@@ -174,6 +175,15 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 			res.Lost += t.Lost
 			b.logf("  %d/%d deliveries, %.0f/s", t.Delivered, t.Published*fan10Endpoints, t.Rate)
 			return publishErr(res, t.PublishErr)
+		}); err != nil {
+			return err
+		}
+	}
+	if want(phaseFloor) {
+		if err := phase(phaseFloor, func() error {
+			f, err := b.floor(ctx, r)
+			res.Floor = f
+			return err
 		}); err != nil {
 			return err
 		}

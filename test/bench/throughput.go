@@ -24,32 +24,16 @@ type baselineResult struct {
 }
 
 // baseline posts the benchmark's events straight to the receiver with the
-// dispatcher's own client code: a delivery.Target from a delivery.Pool (same
-// transport settings, same body layout, same signing), N workers, fixed count. It is
+// dispatcher's own client code (directTarget), N workers, fixed count. It is
 // the ceiling the dispatcher's throughput is compared with, measured just before it
 // on the same machine, so both see about the same load from other processes.
 func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
-	secret, err := signing.GenerateSecret()
-	if err != nil {
-		return nil, err
-	}
-	signer, err := signing.NewSigner(signing.KeySet{Current: signing.Key{ID: signing.NewKeyID(), Secret: secret, CreatedAt: time.Now()}}, time.Now())
-	if err != nil {
-		return nil, err
-	}
 	path := "/" + r.ns + "/baseline"
-	b.sink.addRoute(path, secret)
-	policy, err := ssrf.ParsePolicy([]string{"127.0.0.0/8"}, nil)
+	target, done, err := b.directTarget(path)
 	if err != nil {
 		return nil, err
 	}
-	pool := delivery.NewPool(delivery.PoolOptions{})
-	defer pool.CloseIdleConnections()
-	target, err := pool.NewTarget(delivery.TargetConfig{URL: b.sinkSrv.url(path), SSRF: policy, Sign: signer.Sign})
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
+	defer done()
 
 	res := &baselineResult{Requests: b.cfg.baselineRequests, Workers: b.cfg.baselineWorkers}
 	var (
@@ -90,6 +74,32 @@ func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// directTarget is a target for posting straight to the receiver at path with the
+// dispatcher's own client code: a delivery.Target from a delivery.Pool (same transport
+// settings, same body layout, same signing). done releases it.
+func (b *bench) directTarget(path string) (*delivery.Target, func(), error) {
+	secret, err := signing.GenerateSecret()
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := signing.NewSigner(signing.KeySet{Current: signing.Key{ID: signing.NewKeyID(), Secret: secret, CreatedAt: time.Now()}}, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	b.sink.addRoute(path, secret)
+	policy, err := ssrf.ParsePolicy([]string{"127.0.0.0/8"}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := delivery.NewPool(delivery.PoolOptions{})
+	target, err := pool.NewTarget(delivery.TargetConfig{URL: b.sinkSrv.url(path), SSRF: policy, Sign: signer.Sign})
+	if err != nil {
+		pool.CloseIdleConnections()
+		return nil, nil, err
+	}
+	return target, func() { target.Close(); pool.CloseIdleConnections() }, nil
 }
 
 // throughputResult is the dispatcher's sustained delivery rate.

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/internal/delivery"
+)
+
+// The floor phase: what hookline's storage layout costs per delivery with nothing of
+// hookline in the way. Each pass does one layout's JetStream work with plain nats.go
+// calls on an embedded nats-server in this process, and sends every delivery as the
+// baseline does (the dispatcher's client, signed, to the same receiver). A pass's ratio
+// to the baseline is then the ceiling of any delivery path that stores that much per
+// delivery, read beside the dispatcher's own ratio in the same run.
+const phaseFloor = "floor"
+
+// floorPath is how a request's events become stored deliveries.
+type floorPath int
+
+const (
+	// viaEvents is hookline's layout: each event is stored in a work queue; a fan-out
+	// consumer stores its deliveries and its retained copy, then acknowledges (removes)
+	// it; each delivery is fetched, sent and acknowledged (removed). For one
+	// subscription: five stored or removed messages and two consumer hand-offs.
+	viaEvents floorPath = iota
+	// atIngest stores each event's deliveries and its retained copy at once, with no
+	// events stream: docs/benchmarks.md's lever "match at ingest".
+	atIngest
+	// perRequest stores a request's events as one delivery message and one retained
+	// message, removed once every delivery in it has been sent: deliveries stored in
+	// groups rather than one by one.
+	perRequest
+)
+
+// floorShape is how events arrive: publishers each storing batch events at a time and
+// waiting for them, as a producer waits for its 202; every event goes to fanout
+// endpoints.
+type floorShape struct{ publishers, batch, fanout int }
+
+type floorPass struct {
+	Name       string
+	shape      floorShape
+	path       floorPath
+	send       bool // false: acknowledge each delivery without sending it
+	Deliveries int
+	Failed     int
+	FirstErr   string
+	Elapsed    time.Duration
+	Rate       float64
+	// CPU is this program's CPU time per delivery: nats-server, the client's JetStream
+	// calls, the HTTP client and the receiver.
+	CPU time.Duration
+}
+
+// floorFetch is how many events the fan-out consumer takes at once, as hookline's does.
+const floorFetch = 100
+
+func (b *bench) floorPasses() []*floorPass {
+	c := b.cfg
+	batches := floorShape{publishers: c.publishers, batch: c.batch, fanout: 1}
+	singles := floorShape{publishers: c.singlePublishers, batch: 1, fanout: 1}
+	fan10 := floorShape{publishers: c.singlePublishers, batch: 1, fanout: fan10Endpoints}
+	return []*floorPass{
+		{Name: "batches: hookline's layout", shape: batches, path: viaEvents, send: true},
+		{Name: "batches: hookline's layout, not sent", shape: batches, path: viaEvents},
+		{Name: "batches: matched at ingest", shape: batches, path: atIngest, send: true},
+		{Name: "batches: one message a request", shape: batches, path: perRequest, send: true},
+		{Name: "single events: hookline's layout", shape: singles, path: viaEvents, send: true},
+		{Name: "single events: matched at ingest", shape: singles, path: atIngest, send: true},
+		{Name: "fan-out 10: hookline's layout", shape: fan10, path: viaEvents, send: true},
+		{Name: "fan-out 10: matched at ingest", shape: fan10, path: atIngest, send: true},
+	}
+}
+
+// floor runs every pass, each on a fresh embedded nats-server.
+func (b *bench) floor(ctx context.Context, r *run) ([]*floorPass, error) {
+	target, done, err := b.directTarget("/" + r.ns + "/floor")
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	passes := b.floorPasses()
+	for i, p := range passes {
+		dir := filepath.Join(b.cfg.workDir, "floor", strconv.Itoa(i))
+		if err := b.floorPass(ctx, p, dir, target, "fl"+strconv.Itoa(i)); err != nil {
+			return passes[:i], fmt.Errorf("%s: %w", p.Name, err)
+		}
+		b.logf("  %s: %.0f/s, %s per delivery", p.Name, p.Rate, us(p.CPU))
+		_ = os.RemoveAll(dir)
+	}
+	return passes, nil
+}
+
+func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target *delivery.Target, group string) error {
+	sh := p.shape
+	events := max(1, b.cfg.floorDeliveries/sh.fanout)
+	p.Deliveries = events * sh.fanout
+	srv, err := natsserver.NewServer(&natsserver.Options{JetStream: true, StoreDir: dir, DontListen: true, NoSigs: true})
+	if err != nil {
+		return err
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return errors.New("the embedded nats-server did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	// hookline's streams as far as a delivery touches them: same retention and
+	// de-duplication windows, every message with an id.
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: "EVENTS", Subjects: []string{"ev.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute},
+		{Name: "DELIVERIES", Subjects: []string{"dl.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 4 * time.Minute},
+		{Name: "RETAINED", Subjects: []string{"rt.>"}, Retention: jetstream.LimitsPolicy, Duplicates: 4 * time.Minute, MaxBytes: 1 << 30},
+	} {
+		sc.Storage = jetstream.FileStorage
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			return err
+		}
+	}
+	deliveries, err := js.CreateConsumer(ctx, "DELIVERIES", jetstream.ConsumerConfig{Durable: "deliver", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var sent, failed atomic.Int64
+	var errOnce sync.Once
+	work := make(chan jetstream.Msg, b.cfg.baselineWorkers)
+	var workers sync.WaitGroup
+	for range b.cfg.baselineWorkers {
+		workers.Go(func() {
+			for {
+				var m jetstream.Msg
+				select {
+				case m = <-work:
+				case <-ctx.Done():
+					return
+				}
+				n := 0
+				for seq, body := range frames(m.Data()) {
+					n++
+					if !p.send {
+						continue
+					}
+					now := time.Now()
+					ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
+					id := eventID(group, seq) + "." + ep
+					msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: body, Namespace: "bench", Subscription: "floor"}
+					if res := delivery.Send(ctx, target, msg, now); res.Verdict != delivery.Delivered {
+						failed.Add(1)
+						errOnce.Do(func() { p.FirstErr = fmt.Sprintf("status %d, %v", res.StatusCode, res.Err) })
+					}
+				}
+				if err := m.Ack(); err != nil {
+					cancel(err)
+					return
+				}
+				if sent.Add(int64(n)) == int64(p.Deliveries) {
+					cancel(nil)
+				}
+			}
+		})
+	}
+	defer workers.Wait()
+	cc, err := deliveries.Consume(func(m jetstream.Msg) {
+		select {
+		case work <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*floorFetch))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+
+	// store publishes what a request's events become and waits for it.
+	store := func(first int, bodies [][]byte) error {
+		var futures []jetstream.PubAckFuture
+		pub := func(subj string, data []byte) error {
+			f, err := js.PublishAsync(subj, data, jetstream.WithMsgID(subj))
+			futures = append(futures, f)
+			return err
+		}
+		if p.path == perRequest {
+			joined := framed(nil, first, bodies...)
+			if err := errors.Join(pub("dl.e0."+strconv.Itoa(first)+".r", joined), pub("rt.r."+strconv.Itoa(first), joined)); err != nil {
+				return err
+			}
+		} else {
+			for i, body := range bodies {
+				seq := strconv.Itoa(first + i)
+				data := framed(nil, first+i, body)
+				if err := pub("rt.e."+seq, data); err != nil {
+					return err
+				}
+				for ep := range sh.fanout {
+					if err := pub("dl.e"+strconv.Itoa(ep)+"."+seq, data); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return awaitPubAcks(ctx, futures)
+	}
+
+	cpu, start := selfCPU(), time.Now()
+	if p.path == viaEvents {
+		fanout, err := js.CreateConsumer(ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "fanout", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8192})
+		if err != nil {
+			return err
+		}
+		go func() {
+			for ctx.Err() == nil {
+				batch, err := fanout.Fetch(floorFetch, jetstream.FetchMaxWait(100*time.Millisecond))
+				if err != nil {
+					cancel(err)
+					return
+				}
+				var msgs []jetstream.Msg
+				for m := range batch.Messages() {
+					msgs = append(msgs, m)
+				}
+				for _, m := range msgs {
+					for seq, body := range frames(m.Data()) {
+						if err := store(seq, [][]byte{body}); err != nil {
+							cancel(err)
+							return
+						}
+					}
+				}
+				for _, m := range msgs {
+					if err := m.Ack(); err != nil {
+						cancel(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+
+	var next atomic.Int64
+	var publishers sync.WaitGroup
+	for range sh.publishers {
+		publishers.Go(func() {
+			var bodies [][]byte
+			for ctx.Err() == nil {
+				last := int(next.Add(int64(sh.batch))) - 1
+				first := last - sh.batch + 1
+				if first >= events {
+					return
+				}
+				now := time.Now()
+				bodies = bodies[:0]
+				for seq := first; seq <= min(last, events-1); seq++ {
+					bodies = append(bodies, b.payload.data(nil, seq, now))
+				}
+				var err error
+				if p.path == viaEvents {
+					err = publishEvents(ctx, js, first, bodies)
+				} else {
+					err = store(first, bodies)
+				}
+				if err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	publishers.Wait()
+	<-ctx.Done()
+	p.Elapsed = time.Since(start)
+	p.Failed = int(failed.Load())
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if got := sent.Load(); got != int64(p.Deliveries) {
+		return fmt.Errorf("%d of %d deliveries made", got, p.Deliveries)
+	}
+	p.Rate = float64(p.Deliveries) / p.Elapsed.Seconds()
+	p.CPU = (selfCPU() - cpu) / time.Duration(p.Deliveries)
+	return nil
+}
+
+// publishEvents stores a request's events in the events stream, each with its id.
+func publishEvents(ctx context.Context, js jetstream.JetStream, first int, bodies [][]byte) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(bodies))
+	for i, body := range bodies {
+		subj := "ev.e." + strconv.Itoa(first+i)
+		f, err := js.PublishAsync(subj, framed(nil, first+i, body), jetstream.WithMsgID(subj))
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	return awaitPubAcks(ctx, futures)
+}
+
+func awaitPubAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// framed appends bodies to b as frames of (sequence, length, body), the first body
+// numbered first.
+func framed(b []byte, first int, bodies ...[]byte) []byte {
+	for i, body := range bodies {
+		b = binary.AppendUvarint(b, uint64(first+i))
+		b = binary.AppendUvarint(b, uint64(len(body)))
+		b = append(b, body...)
+	}
+	return b
+}
+
+// frames yields the (sequence, body) frames of a stored message.
+func frames(b []byte) func(yield func(int, []byte) bool) {
+	return func(yield func(int, []byte) bool) {
+		for len(b) > 0 {
+			seq, n := binary.Uvarint(b)
+			if n <= 0 {
+				return
+			}
+			size, m := binary.Uvarint(b[n:])
+			if m <= 0 || uint64(len(b)-n-m) < size {
+				return
+			}
+			body := b[n+m : n+m+int(size)]
+			b = b[n+m+int(size):]
+			if !yield(int(seq), body) {
+				return
+			}
+		}
+	}
+}
