@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -196,7 +199,7 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	}
 	defer cc.Stop()
 
-	// store publishes what a request's events become and waits for it.
+	// store publishes what events numbered from first become, and waits for it.
 	store := func(first int, bodies [][]byte) error {
 		var futures []jetstream.PubAckFuture
 		pub := func(subj string, data []byte) error {
@@ -211,15 +214,9 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 			}
 		} else {
 			for i, body := range bodies {
-				seq := strconv.Itoa(first + i)
-				data := framed(nil, first+i, body)
-				if err := pub("rt.e."+seq, data); err != nil {
+				var err error
+				if futures, err = publishDeliveries(js, futures, first+i, body, sh.fanout); err != nil {
 					return err
-				}
-				for ep := range sh.fanout {
-					if err := pub("dl.e"+strconv.Itoa(ep)+"."+seq, data); err != nil {
-						return err
-					}
 				}
 			}
 		}
@@ -239,17 +236,22 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 					cancel(err)
 					return
 				}
+				// The fetched events' deliveries and retained copies are published
+				// together and awaited once, as hookline's fan-out does.
 				var msgs []jetstream.Msg
+				var futures []jetstream.PubAckFuture
 				for m := range batch.Messages() {
 					msgs = append(msgs, m)
-				}
-				for _, m := range msgs {
 					for seq, body := range frames(m.Data()) {
-						if err := store(seq, [][]byte{body}); err != nil {
+						if futures, err = publishDeliveries(js, futures, seq, body, sh.fanout); err != nil {
 							cancel(err)
 							return
 						}
 					}
+				}
+				if err := awaitPubAcks(ctx, futures); err != nil {
+					cancel(err)
+					return
 				}
 				for _, m := range msgs {
 					if err := m.Ack(); err != nil {
@@ -261,11 +263,44 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 		}()
 	}
 
+	// Ingest: an HTTP handler that stores a request's events (framed, no JSON) and
+	// answers 202 once they are stored, and publishers that POST their events batch at a
+	// time, each waiting for its 202 before the next, as a producer does.
+	ingest, err := serveLoopback(ctx, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		first, bodies := -1, [][]byte(nil)
+		for seq, b := range frames(body) {
+			if first < 0 {
+				first = seq
+			}
+			bodies = append(bodies, b)
+		}
+		if p.path == viaEvents {
+			err = publishEvents(req.Context(), js, first, bodies)
+		} else {
+			err = store(first, bodies)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	if err != nil {
+		return err
+	}
+	defer ingest.close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sh.publishers}}
+	defer client.CloseIdleConnections()
 	var next atomic.Int64
 	var publishers sync.WaitGroup
 	for range sh.publishers {
 		publishers.Go(func() {
-			var bodies [][]byte
+			var buf []byte
 			for ctx.Err() == nil {
 				last := int(next.Add(int64(sh.batch))) - 1
 				first := last - sh.batch + 1
@@ -273,17 +308,11 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 					return
 				}
 				now := time.Now()
-				bodies = bodies[:0]
+				buf = buf[:0]
 				for seq := first; seq <= min(last, events-1); seq++ {
-					bodies = append(bodies, b.payload.data(nil, seq, now))
+					buf = framed(buf, seq, b.payload.data(nil, seq, now))
 				}
-				var err error
-				if p.path == viaEvents {
-					err = publishEvents(ctx, js, first, bodies)
-				} else {
-					err = store(first, bodies)
-				}
-				if err != nil {
+				if err := postFramed(ctx, client, ingest.url("/events"), buf); err != nil {
 					cancel(err)
 					return
 				}
@@ -303,6 +332,44 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	p.Rate = float64(p.Deliveries) / p.Elapsed.Seconds()
 	p.CPU = (selfCPU() - cpu) / time.Duration(p.Deliveries)
 	return nil
+}
+
+// postFramed POSTs framed events to the floor's ingest and wants its 202.
+func postFramed(ctx context.Context, client *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("ingest answered %d: %s", resp.StatusCode, msg)
+	}
+	return nil
+}
+
+// publishDeliveries publishes an event's retained copy and its deliveries to fanout
+// endpoints, adding their futures to futures.
+func publishDeliveries(js jetstream.JetStream, futures []jetstream.PubAckFuture, seq int, body []byte, fanout int) ([]jetstream.PubAckFuture, error) {
+	s := strconv.Itoa(seq)
+	data := framed(nil, seq, body)
+	subjects := make([]string, 0, fanout+1)
+	subjects = append(subjects, "rt.e."+s)
+	for ep := range fanout {
+		subjects = append(subjects, "dl.e"+strconv.Itoa(ep)+"."+s)
+	}
+	for _, subj := range subjects {
+		f, err := js.PublishAsync(subj, data, jetstream.WithMsgID(subj))
+		if err != nil {
+			return futures, err
+		}
+		futures = append(futures, f)
+	}
+	return futures, nil
 }
 
 // publishEvents stores a request's events in the events stream, each with its id.
