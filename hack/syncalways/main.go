@@ -21,7 +21,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -32,9 +31,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 func main() {
@@ -63,24 +63,11 @@ func run() error {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: *dir, SyncAlways: *syncAlways, DontListen: true, NoSigs: true})
+	nc, js, stop, err := queuetest.JetStream(*dir, *syncAlways)
 	if err != nil {
 		return err
 	}
-	go srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		return errors.New("the server did not start")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
+	defer stop()
 	switch *mode {
 	case "batch":
 		var sizes []int

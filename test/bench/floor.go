@@ -16,11 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 // The floor phase: what hookline's storage layout costs per delivery with nothing of
@@ -112,24 +111,11 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	sh := p.shape
 	events := max(1, b.cfg.floorDeliveries/sh.fanout)
 	p.Deliveries = events * sh.fanout
-	srv, err := natsserver.NewServer(&natsserver.Options{JetStream: true, StoreDir: dir, DontListen: true, NoSigs: true})
+	_, js, stop, err := queuetest.JetStream(dir, false)
 	if err != nil {
 		return err
 	}
-	go srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		return errors.New("the embedded nats-server did not start")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
+	defer stop()
 	// hookline's streams as far as a delivery touches them: same retention and
 	// de-duplication windows, every message with an id.
 	for _, sc := range []jetstream.StreamConfig{
