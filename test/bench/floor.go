@@ -107,179 +107,248 @@ func (b *bench) floor(ctx context.Context, r *run) ([]*floorPass, error) {
 	return passes, nil
 }
 
+// floorRun is one pass in progress.
+type floorRun struct {
+	b      *bench
+	p      *floorPass
+	js     jetstream.JetStream
+	target *delivery.Target
+	group  string // of the events' ids at the receiver
+	events int
+	// ctx ends when every delivery has been made (cause context.Canceled) or a
+	// step failed (its error).
+	ctx          context.Context
+	cancel       context.CancelCauseFunc
+	sent, failed atomic.Int64
+	errOnce      sync.Once
+}
+
 func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target *delivery.Target, group string) error {
-	sh := p.shape
-	events := max(1, b.cfg.floorDeliveries/sh.fanout)
-	p.Deliveries = events * sh.fanout
 	_, js, stop, err := queuetest.JetStream(dir, false)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	// hookline's streams as far as a delivery touches them: same retention and
-	// de-duplication windows, every message with an id.
+	f := &floorRun{b: b, p: p, js: js, target: target, group: group, events: max(1, b.cfg.floorDeliveries/p.shape.fanout)}
+	p.Deliveries = f.events * p.shape.fanout
+	// The senders are waited for after f.ctx is cancelled: they stop on it.
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	f.ctx, f.cancel = ctx, cancel
+	deliveries, err := f.streams()
+	if err != nil {
+		return err
+	}
+	stopSending, err := f.send(deliveries, &workers)
+	if err != nil {
+		return err
+	}
+	defer stopSending()
+
+	cpu, start := selfCPU(), time.Now()
+	if p.path == viaEvents {
+		if err := f.fanOut(); err != nil {
+			return err
+		}
+	}
+	if err := f.publish(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	p.Elapsed = time.Since(start)
+	p.Failed = int(f.failed.Load())
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if got := f.sent.Load(); got != int64(p.Deliveries) {
+		return fmt.Errorf("%d of %d deliveries made", got, p.Deliveries)
+	}
+	p.Rate = float64(p.Deliveries) / p.Elapsed.Seconds()
+	p.CPU = (selfCPU() - cpu) / time.Duration(p.Deliveries)
+	return nil
+}
+
+// streams creates hookline's streams as far as a delivery touches them (same
+// retention and de-duplication windows) and the deliveries' consumer.
+func (f *floorRun) streams() (jetstream.Consumer, error) {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: "EVENTS", Subjects: []string{"ev.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute},
 		{Name: "DELIVERIES", Subjects: []string{"dl.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 4 * time.Minute},
 		{Name: "RETAINED", Subjects: []string{"rt.>"}, Retention: jetstream.LimitsPolicy, Duplicates: 4 * time.Minute, MaxBytes: 1 << 30},
 	} {
 		sc.Storage = jetstream.FileStorage
-		if _, err := js.CreateStream(ctx, sc); err != nil {
-			return err
+		if _, err := f.js.CreateStream(f.ctx, sc); err != nil {
+			return nil, err
 		}
 	}
-	deliveries, err := js.CreateConsumer(ctx, "DELIVERIES", jetstream.ConsumerConfig{Durable: "deliver", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
-	if err != nil {
-		return err
-	}
+	return f.js.CreateConsumer(f.ctx, "DELIVERIES", jetstream.ConsumerConfig{Durable: "deliver", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
+}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var sent, failed atomic.Int64
-	var errOnce sync.Once
-	work := make(chan jetstream.Msg, b.cfg.baselineWorkers)
-	var workers sync.WaitGroup
-	for range b.cfg.baselineWorkers {
+// send consumes the deliveries with the baseline's number of workers, each
+// sending a message's deliveries (unless the pass does not send) and then
+// acknowledging it. stop ends the consumer; workers ends with f.ctx.
+func (f *floorRun) send(deliveries jetstream.Consumer, workers *sync.WaitGroup) (stop func(), err error) {
+	work := make(chan jetstream.Msg, f.b.cfg.baselineWorkers)
+	for range f.b.cfg.baselineWorkers {
 		workers.Go(func() {
 			for {
-				var m jetstream.Msg
 				select {
-				case m = <-work:
-				case <-ctx.Done():
+				case m := <-work:
+					f.deliver(m)
+				case <-f.ctx.Done():
 					return
-				}
-				n := 0
-				for seq, body := range frames(m.Data()) {
-					n++
-					if !p.send {
-						continue
-					}
-					now := time.Now()
-					ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
-					id := eventID(group, seq) + "." + ep
-					msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: body, Namespace: "bench", Subscription: "floor"}
-					if res := delivery.Send(ctx, target, msg, now); res.Verdict != delivery.Delivered {
-						failed.Add(1)
-						errOnce.Do(func() { p.FirstErr = fmt.Sprintf("status %d, %v", res.StatusCode, res.Err) })
-					}
-				}
-				if err := m.Ack(); err != nil {
-					cancel(err)
-					return
-				}
-				if sent.Add(int64(n)) == int64(p.Deliveries) {
-					cancel(nil)
 				}
 			}
 		})
 	}
-	defer workers.Wait()
 	cc, err := deliveries.Consume(func(m jetstream.Msg) {
 		select {
 		case work <- m:
-		case <-ctx.Done():
+		case <-f.ctx.Done():
 		}
 	}, jetstream.PullMaxMessages(2*floorFetch))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cc.Stop()
+	return cc.Stop, nil
+}
 
-	// store publishes what events numbered from first become, and waits for it.
-	store := func(first int, bodies [][]byte) error {
-		var futures []jetstream.PubAckFuture
-		pub := func(subj string, data []byte) error {
-			f, err := js.PublishAsync(subj, data, jetstream.WithMsgID(subj))
-			futures = append(futures, f)
-			return err
+// deliver sends the deliveries of one stored message and acknowledges it.
+func (f *floorRun) deliver(m jetstream.Msg) {
+	n := 0
+	for seq, body := range frames(m.Data()) {
+		n++
+		if !f.p.send {
+			continue
 		}
-		if p.path == perRequest {
-			joined := framed(nil, first, bodies...)
-			if err := errors.Join(pub("dl.e0."+strconv.Itoa(first)+".r", joined), pub("rt.r."+strconv.Itoa(first), joined)); err != nil {
+		now := time.Now()
+		ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
+		id := eventID(f.group, seq) + "." + ep
+		msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: body, Namespace: "bench", Subscription: "floor"}
+		if res := delivery.Send(f.ctx, f.target, msg, now); res.Verdict != delivery.Delivered {
+			f.failed.Add(1)
+			f.errOnce.Do(func() { f.p.FirstErr = fmt.Sprintf("status %d, %v", res.StatusCode, res.Err) })
+		}
+	}
+	if err := m.Ack(); err != nil {
+		f.cancel(err)
+		return
+	}
+	if f.sent.Add(int64(n)) == int64(f.p.Deliveries) {
+		f.cancel(nil)
+	}
+}
+
+// store publishes what events numbered from first become by the pass's path
+// (its deliveries and retained copies, or one message of each for the request),
+// and waits for them.
+func (f *floorRun) store(first int, bodies [][]byte) error {
+	var futures []jetstream.PubAckFuture
+	if f.p.path == perRequest {
+		joined := framed(nil, first, bodies...)
+		for _, subj := range []string{"dl.e0." + strconv.Itoa(first) + ".r", "rt.r." + strconv.Itoa(first)} {
+			fut, err := f.js.PublishAsync(subj, joined, jetstream.WithMsgID(subj))
+			if err != nil {
 				return err
 			}
-		} else {
-			for i, body := range bodies {
-				var err error
-				if futures, err = publishDeliveries(js, futures, first+i, body, sh.fanout); err != nil {
-					return err
-				}
+			futures = append(futures, fut)
+		}
+	} else {
+		for i, body := range bodies {
+			var err error
+			if futures, err = publishDeliveries(f.js, futures, first+i, body, f.p.shape.fanout); err != nil {
+				return err
 			}
 		}
-		return awaitPubAcks(ctx, futures)
 	}
+	return awaitPubAcks(f.ctx, futures)
+}
 
-	cpu, start := selfCPU(), time.Now()
-	if p.path == viaEvents {
-		fanout, err := js.CreateConsumer(ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "fanout", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8192})
-		if err != nil {
+// fanOut runs the events' consumer: it fetches up to floorFetch events, publishes
+// their deliveries and retained copies together, waits for them once and then
+// acknowledges the events, as hookline's fan-out does.
+func (f *floorRun) fanOut() error {
+	fanout, err := f.js.CreateConsumer(f.ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "fanout", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8192})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for f.ctx.Err() == nil {
+			if err := f.fanOutBatch(fanout); err != nil {
+				f.cancel(err)
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
+	batch, err := fanout.Fetch(floorFetch, jetstream.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	var msgs []jetstream.Msg
+	var futures []jetstream.PubAckFuture
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+		for seq, body := range frames(m.Data()) {
+			if futures, err = publishDeliveries(f.js, futures, seq, body, f.p.shape.fanout); err != nil {
+				return err
+			}
+		}
+	}
+	if err := awaitPubAcks(f.ctx, futures); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
 			return err
 		}
-		go func() {
-			for ctx.Err() == nil {
-				batch, err := fanout.Fetch(floorFetch, jetstream.FetchMaxWait(100*time.Millisecond))
-				if err != nil {
-					cancel(err)
-					return
-				}
-				// The fetched events' deliveries and retained copies are published
-				// together and awaited once, as hookline's fan-out does.
-				var msgs []jetstream.Msg
-				var futures []jetstream.PubAckFuture
-				for m := range batch.Messages() {
-					msgs = append(msgs, m)
-					for seq, body := range frames(m.Data()) {
-						if futures, err = publishDeliveries(js, futures, seq, body, sh.fanout); err != nil {
-							cancel(err)
-							return
-						}
-					}
-				}
-				if err := awaitPubAcks(ctx, futures); err != nil {
-					cancel(err)
-					return
-				}
-				for _, m := range msgs {
-					if err := m.Ack(); err != nil {
-						cancel(err)
-						return
-					}
-				}
-			}
-		}()
 	}
+	return nil
+}
 
-	// Ingest: an HTTP handler that stores a request's events (framed, no JSON) and
-	// answers 202 once they are stored, and publishers that POST their events batch at a
-	// time, each waiting for its 202 before the next, as a producer does.
-	ingest, err := serveLoopback(ctx, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+// ingest stores a request's events (framed, no JSON) and answers 202 once they
+// are stored: in the events stream for hookline's layout, otherwise as store
+// makes them.
+func (f *floorRun) ingest(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	first, bodies := -1, [][]byte(nil)
+	for seq, b := range frames(body) {
+		if first < 0 {
+			first = seq
 		}
-		first, bodies := -1, [][]byte(nil)
-		for seq, b := range frames(body) {
-			if first < 0 {
-				first = seq
-			}
-			bodies = append(bodies, b)
-		}
-		if p.path == viaEvents {
-			err = publishEvents(req.Context(), js, first, bodies)
-		} else {
-			err = store(first, bodies)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-	}))
+		bodies = append(bodies, b)
+	}
+	if f.p.path == viaEvents {
+		err = publishEvents(req.Context(), f.js, first, bodies)
+	} else {
+		err = f.store(first, bodies)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// publish runs the pass's publishers against ingest: each POSTs its events batch
+// at a time and waits for the 202 before the next, as a producer does. It returns
+// when all are published.
+func (f *floorRun) publish() error {
+	ingest, err := serveLoopback(f.ctx, http.HandlerFunc(f.ingest))
 	if err != nil {
 		return err
 	}
 	defer ingest.close()
+	sh := f.p.shape
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: sh.publishers}}
 	defer client.CloseIdleConnections()
 	var next atomic.Int64
@@ -287,36 +356,25 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	for range sh.publishers {
 		publishers.Go(func() {
 			var buf []byte
-			for ctx.Err() == nil {
+			for f.ctx.Err() == nil {
 				last := int(next.Add(int64(sh.batch))) - 1
 				first := last - sh.batch + 1
-				if first >= events {
+				if first >= f.events {
 					return
 				}
 				now := time.Now()
 				buf = buf[:0]
-				for seq := first; seq <= min(last, events-1); seq++ {
-					buf = framed(buf, seq, b.payload.data(nil, seq, now))
+				for seq := first; seq <= min(last, f.events-1); seq++ {
+					buf = framed(buf, seq, f.b.payload.data(nil, seq, now))
 				}
-				if err := postFramed(ctx, client, ingest.url("/events"), buf); err != nil {
-					cancel(err)
+				if err := postFramed(f.ctx, client, ingest.url("/events"), buf); err != nil {
+					f.cancel(err)
 					return
 				}
 			}
 		})
 	}
 	publishers.Wait()
-	<-ctx.Done()
-	p.Elapsed = time.Since(start)
-	p.Failed = int(failed.Load())
-	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
-		return err
-	}
-	if got := sent.Load(); got != int64(p.Deliveries) {
-		return fmt.Errorf("%d of %d deliveries made", got, p.Deliveries)
-	}
-	p.Rate = float64(p.Deliveries) / p.Elapsed.Seconds()
-	p.CPU = (selfCPU() - cpu) / time.Duration(p.Deliveries)
 	return nil
 }
 

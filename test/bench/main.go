@@ -338,6 +338,11 @@ func problems(runs []*runResult) []string {
 		if r.BadSig > 0 {
 			out = append(out, fmt.Sprintf("%s%d sampled deliveries failed signature verification (%s)", p, r.BadSig, r.SigErr))
 		}
+		for _, f := range r.Floor {
+			if f.Failed > 0 {
+				out = append(out, fmt.Sprintf("%sfloor: %s: %d of %d sends failed (first: %s)", p, f.Name, f.Failed, f.Deliveries, f.FirstErr))
+			}
+		}
 		for _, e := range r.PublishErrs {
 			out = append(out, p+"publishing: "+e)
 		}
