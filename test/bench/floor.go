@@ -46,7 +46,15 @@ const (
 	// message, removed once every delivery in it has been sent: deliveries stored in
 	// groups rather than one by one.
 	perRequest
+	// keptEvents is hookline's layout with the events stream kept by age and size as
+	// the retained copy (lever 4 of docs/benchmarks.md, "fan out from the retained
+	// stream"): the fan-out's acknowledgement removes nothing and no separate copy is
+	// stored.
+	keptEvents
 )
+
+// fansOut reports whether the path stores events first and fans them out after.
+func (p floorPath) fansOut() bool { return p == viaEvents || p == keptEvents }
 
 // floorShape is how events arrive: publishers each storing batch events at a time and
 // waiting for them, as a producer waits for its 202; every event goes to fanout
@@ -81,8 +89,10 @@ func (b *bench) floorPasses() []*floorPass {
 		{Name: "batches: hookline's layout, not sent", shape: batches, path: viaEvents},
 		{Name: "batches: matched at ingest", shape: batches, path: atIngest, send: true},
 		{Name: "batches: one message a request", shape: batches, path: perRequest, send: true},
+		{Name: "batches: events kept as the retained copy", shape: batches, path: keptEvents, send: true},
 		{Name: "single events: hookline's layout", shape: singles, path: viaEvents, send: true},
 		{Name: "single events: matched at ingest", shape: singles, path: atIngest, send: true},
+		{Name: "single events: events kept as the retained copy", shape: singles, path: keptEvents, send: true},
 		{Name: "fan-out 10: hookline's layout", shape: fan10, path: viaEvents, send: true},
 		{Name: "fan-out 10: matched at ingest", shape: fan10, path: atIngest, send: true},
 	}
@@ -148,7 +158,7 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	defer stopSending()
 
 	cpu, start := selfCPU(), time.Now()
-	if p.path == viaEvents {
+	if p.path.fansOut() {
 		if err := f.fanOut(); err != nil {
 			return err
 		}
@@ -171,10 +181,15 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 }
 
 // streams creates hookline's streams as far as a delivery touches them (same
-// retention and de-duplication windows) and the deliveries' consumer.
+// retention and de-duplication windows; the events kept by size for keptEvents)
+// and the deliveries' consumer.
 func (f *floorRun) streams() (jetstream.Consumer, error) {
+	events := jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"ev.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute}
+	if f.p.path == keptEvents {
+		events.Retention, events.MaxBytes = jetstream.LimitsPolicy, 1<<30
+	}
 	for _, sc := range []jetstream.StreamConfig{
-		{Name: "EVENTS", Subjects: []string{"ev.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute},
+		events,
 		{Name: "DELIVERIES", Subjects: []string{"dl.>"}, Retention: jetstream.WorkQueuePolicy, Duplicates: 4 * time.Minute},
 		{Name: "RETAINED", Subjects: []string{"rt.>"}, Retention: jetstream.LimitsPolicy, Duplicates: 4 * time.Minute, MaxBytes: 1 << 30},
 	} {
@@ -258,7 +273,7 @@ func (f *floorRun) store(first int, bodies [][]byte) error {
 	} else {
 		for i, body := range bodies {
 			var err error
-			if futures, err = publishDeliveries(f.js, futures, first+i, body, f.p.shape.fanout); err != nil {
+			if futures, err = publishDeliveries(f.js, futures, first+i, body, f.p.shape.fanout, true); err != nil {
 				return err
 			}
 		}
@@ -295,7 +310,7 @@ func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
 	for m := range batch.Messages() {
 		msgs = append(msgs, m)
 		for seq, body := range frames(m.Data()) {
-			if futures, err = publishDeliveries(f.js, futures, seq, body, f.p.shape.fanout); err != nil {
+			if futures, err = publishDeliveries(f.js, futures, seq, body, f.p.shape.fanout, f.p.path != keptEvents); err != nil {
 				return err
 			}
 		}
@@ -327,7 +342,7 @@ func (f *floorRun) ingest(w http.ResponseWriter, req *http.Request) {
 		}
 		bodies = append(bodies, b)
 	}
-	if f.p.path == viaEvents {
+	if f.p.path.fansOut() {
 		err = publishEvents(req.Context(), f.js, first, bodies)
 	} else {
 		err = f.store(first, bodies)
@@ -396,13 +411,15 @@ func postFramed(ctx context.Context, client *http.Client, url string, body []byt
 	return nil
 }
 
-// publishDeliveries publishes an event's retained copy and its deliveries to fanout
-// endpoints, adding their futures to futures.
-func publishDeliveries(js jetstream.JetStream, futures []jetstream.PubAckFuture, seq int, body []byte, fanout int) ([]jetstream.PubAckFuture, error) {
+// publishDeliveries publishes an event's deliveries to fanout endpoints, and its
+// retained copy when asked, adding their futures to futures.
+func publishDeliveries(js jetstream.JetStream, futures []jetstream.PubAckFuture, seq int, body []byte, fanout int, retained bool) ([]jetstream.PubAckFuture, error) {
 	s := strconv.Itoa(seq)
 	data := framed(nil, seq, body)
 	subjects := make([]string, 0, fanout+1)
-	subjects = append(subjects, "rt.e."+s)
+	if retained {
+		subjects = append(subjects, "rt.e."+s)
+	}
 	for ep := range fanout {
 		subjects = append(subjects, "dl.e"+strconv.Itoa(ep)+"."+s)
 	}
