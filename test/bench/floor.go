@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -472,19 +473,19 @@ func framed(b []byte, first int, bodies ...[]byte) []byte {
 }
 
 // frames yields the (sequence, body) frames of a stored message.
-func frames(b []byte) func(yield func(int, []byte) bool) {
+func frames(b []byte) iter.Seq2[int, []byte] {
 	return func(yield func(int, []byte) bool) {
-		for len(b) > 0 {
-			seq, n := binary.Uvarint(b)
+		for rest := b; len(rest) > 0; {
+			seq, n := binary.Uvarint(rest)
 			if n <= 0 {
 				return
 			}
-			size, m := binary.Uvarint(b[n:])
-			if m <= 0 || uint64(len(b)-n-m) < size {
+			size, m := binary.Uvarint(rest[n:])
+			if m <= 0 || uint64(len(rest)-n-m) < size {
 				return
 			}
-			body := b[n+m : n+m+int(size)]
-			b = b[n+m+int(size):]
+			body := rest[n+m : n+m+int(size)]
+			rest = rest[n+m+int(size):]
 			if !yield(int(seq), body) {
 				return
 			}
