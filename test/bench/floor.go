@@ -77,6 +77,24 @@ type floorPass struct {
 	CPU time.Duration
 }
 
+// The passes in hookline's layout, which the report sets hookline's own phases
+// against.
+const (
+	floorBatches = "batches: hookline's layout"
+	floorSingles = "single events: hookline's layout"
+	floorFan10   = "fan-out 10: hookline's layout"
+)
+
+// floorOf is the run's floor pass named name, or nil.
+func floorOf(r *runResult, name string) *floorPass {
+	for _, p := range r.Floor {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
 // floorFetch is how many events the fan-out consumer takes at once, as hookline's does.
 const floorFetch = 100
 
@@ -86,15 +104,15 @@ func (b *bench) floorPasses() []*floorPass {
 	singles := floorShape{publishers: c.singlePublishers, batch: 1, fanout: 1}
 	fan10 := floorShape{publishers: c.singlePublishers, batch: 1, fanout: fan10Endpoints}
 	return []*floorPass{
-		{Name: "batches: hookline's layout", shape: batches, path: viaEvents, send: true},
+		{Name: floorBatches, shape: batches, path: viaEvents, send: true},
 		{Name: "batches: hookline's layout, not sent", shape: batches, path: viaEvents},
 		{Name: "batches: matched at ingest", shape: batches, path: atIngest, send: true},
 		{Name: "batches: one message a request", shape: batches, path: perRequest, send: true},
 		{Name: "batches: events kept as the retained copy", shape: batches, path: keptEvents, send: true},
-		{Name: "single events: hookline's layout", shape: singles, path: viaEvents, send: true},
+		{Name: floorSingles, shape: singles, path: viaEvents, send: true},
 		{Name: "single events: matched at ingest", shape: singles, path: atIngest, send: true},
 		{Name: "single events: events kept as the retained copy", shape: singles, path: keptEvents, send: true},
-		{Name: "fan-out 10: hookline's layout", shape: fan10, path: viaEvents, send: true},
+		{Name: floorFan10, shape: fan10, path: viaEvents, send: true},
 		{Name: "fan-out 10: matched at ingest", shape: fan10, path: atIngest, send: true},
 	}
 }

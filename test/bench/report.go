@@ -334,6 +334,25 @@ func (b *bench) floorRows(row func(string, string, func(*runResult) string)) {
 				math.Floor(100*f.Rate/r.Baseline.Rate)/100, math.Floor(100*float64(r.Baseline.CPUPerRequest)/float64(f.CPU))/100)
 		})
 	}
+	// Hookline's own phases as a share of the floor of their layout: what its code
+	// leaves of what the storage allows.
+	row("hookline's phases as a share of the floor of their layout", "", func(r *runResult) string { return "" })
+	for _, s := range []struct {
+		name, floor string
+		get         func(*runResult) *throughputResult
+	}{
+		{"  batches", floorBatches, func(r *runResult) *throughputResult { return r.Throughput }},
+		{"  single events", floorSingles, func(r *runResult) *throughputResult { return r.Single }},
+		{"  fan-out 10", floorFan10, func(r *runResult) *throughputResult { return r.Fan10 }},
+	} {
+		row(s.name, "", func(r *runResult) string {
+			t, f := s.get(r), floorOf(r, s.floor)
+			if t == nil || f == nil || f.Rate == 0 || t.DispatcherCPU+t.BenchCPU == 0 {
+				return notRun
+			}
+			return fmt.Sprintf("%.0f %% by wall clock, %.0f %% by CPU", 100*t.Rate/f.Rate, 100*float64(f.CPU)/float64(t.DispatcherCPU+t.BenchCPU))
+		})
+	}
 }
 
 // reportPhases prints each run's phases: how long, the cores used, connections.
