@@ -160,7 +160,8 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 	defer stop()
 	f := &floorRun{b: b, p: p, js: js, target: target, group: group, events: max(1, b.cfg.floorDeliveries/p.shape.fanout)}
 	p.Deliveries = f.events * p.shape.fanout
-	// The senders are waited for after f.ctx is cancelled: they stop on it.
+	// The senders and the fan-out are waited for after f.ctx is cancelled: they
+	// stop on it.
 	var workers sync.WaitGroup
 	defer workers.Wait()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -178,7 +179,7 @@ func (b *bench) floorPass(ctx context.Context, p *floorPass, dir string, target 
 
 	cpu, start := selfCPU(), time.Now()
 	if p.path.fansOut() {
-		if err := f.fanOut(); err != nil {
+		if err := f.fanOut(&workers); err != nil {
 			return err
 		}
 	}
@@ -282,12 +283,9 @@ func (f *floorRun) store(first int, bodies [][]byte) error {
 	var futures []jetstream.PubAckFuture
 	if f.p.path == perRequest {
 		joined := framed(nil, first, bodies...)
-		for _, subj := range []string{"dl.e0." + strconv.Itoa(first) + ".r", "rt.r." + strconv.Itoa(first)} {
-			fut, err := f.js.PublishAsync(subj, joined, jetstream.WithMsgID(subj))
-			if err != nil {
-				return err
-			}
-			futures = append(futures, fut)
+		var err error
+		if futures, err = publishAll(f.js, futures, joined, "dl.e0."+strconv.Itoa(first)+".r", "rt.r."+strconv.Itoa(first)); err != nil {
+			return err
 		}
 	} else {
 		for i, body := range bodies {
@@ -302,20 +300,21 @@ func (f *floorRun) store(first int, bodies [][]byte) error {
 
 // fanOut runs the events' consumer: it fetches up to floorFetch events, publishes
 // their deliveries and retained copies together, waits for them once and then
-// acknowledges the events, as hookline's fan-out does.
-func (f *floorRun) fanOut() error {
+// acknowledges the events, as hookline's fan-out does. It stops with f.ctx;
+// workers waits for it.
+func (f *floorRun) fanOut(workers *sync.WaitGroup) error {
 	fanout, err := f.js.CreateConsumer(f.ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "fanout", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8192})
 	if err != nil {
 		return err
 	}
-	go func() {
+	workers.Go(func() {
 		for f.ctx.Err() == nil {
 			if err := f.fanOutBatch(fanout); err != nil {
 				f.cancel(err)
 				return
 			}
 		}
-	}()
+	})
 	return nil
 }
 
@@ -442,6 +441,12 @@ func publishDeliveries(js jetstream.JetStream, futures []jetstream.PubAckFuture,
 	for ep := range fanout {
 		subjects = append(subjects, "dl.e"+strconv.Itoa(ep)+"."+s)
 	}
+	return publishAll(js, futures, data, subjects...)
+}
+
+// publishAll publishes data to each subject, with the subject as its message id,
+// adding the futures to futures.
+func publishAll(js jetstream.JetStream, futures []jetstream.PubAckFuture, data []byte, subjects ...string) ([]jetstream.PubAckFuture, error) {
 	for _, subj := range subjects {
 		f, err := js.PublishAsync(subj, data, jetstream.WithMsgID(subj))
 		if err != nil {
@@ -456,12 +461,10 @@ func publishDeliveries(js jetstream.JetStream, futures []jetstream.PubAckFuture,
 func publishEvents(ctx context.Context, js jetstream.JetStream, first int, bodies [][]byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(bodies))
 	for i, body := range bodies {
-		subj := "ev.e." + strconv.Itoa(first+i)
-		f, err := js.PublishAsync(subj, framed(nil, first+i, body), jetstream.WithMsgID(subj))
-		if err != nil {
+		var err error
+		if futures, err = publishAll(js, futures, framed(nil, first+i, body), "ev.e."+strconv.Itoa(first+i)); err != nil {
 			return err
 		}
-		futures = append(futures, f)
 	}
 	return awaitPubAcks(ctx, futures)
 }

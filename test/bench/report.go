@@ -319,15 +319,11 @@ func (b *bench) floorRows(row func(string, string, func(*runResult) string)) {
 	if !b.cfg.phases[phaseFloor] {
 		return
 	}
-	passes := b.floorPasses()
 	row(fmt.Sprintf("floor: the same layouts, plain nats.go calls, no dispatcher, %s deliveries each", count(b.cfg.floorDeliveries)), "", func(r *runResult) string { return "" })
-	for i, p := range passes {
+	for _, p := range b.floorPasses() {
 		row("  "+p.Name, "", func(r *runResult) string {
-			if i >= len(r.Floor) || r.Baseline == nil || r.Baseline.Rate == 0 {
-				return notRun
-			}
-			f := r.Floor[i]
-			if f.Rate == 0 || f.CPU == 0 {
+			f := floorOf(r, p.Name)
+			if f == nil || f.Rate == 0 || f.CPU == 0 || r.Baseline == nil || r.Baseline.Rate == 0 {
 				return notRun
 			}
 			return fmt.Sprintf("%s/s, %s: %.2f× wall, %.2f× CPU", count(int(f.Rate)), us(f.CPU),
