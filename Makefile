@@ -132,7 +132,7 @@ test-ui: control-plane chromium ## Run the dashboard's tests (hookline ui) in he
 .PHONY: test-allocs
 test-allocs: ## Allocation and memory bounds of the hot path; they need a build without the race detector.
 	go test -count=1 $(GO_TEST_FLAGS) -run '^TestHotPathAllocations$$' ./internal/server ./internal/queue ./internal/delivery
-	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) -run '^(TestDeadEndpointBacklogStaysOnDisk|TestMaxPendingWaitsForFastEndpoints|TestMaxPendingWaitsForFairShare|TestMaxPendingHoldsForMuchSlowerEndpoint)$$' ./internal/engine
+	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) -run '^(TestDeadEndpointBacklogStaysOnDisk|TestMaxPendingWaitsForFastEndpoints|TestMaxPendingWaitsForFairShare|TestMaxPendingWaitsThroughLatencyNoise|TestMaxPendingHoldsForMuchSlowerEndpoint)$$' ./internal/engine
 
 .PHONY: test-gitops
 test-gitops: control-plane helm flux ## Run test/gitops: hookline under the real source-, kustomize- and helm-controller (about 2 minutes once bin/flux-current is built).

@@ -69,6 +69,13 @@ type endpointState struct {
 	// while sends run, the time since is a lower bound of the latency, so
 	// an endpoint that starts hanging is noticed before anything times out.
 	progress time.Time
+	// latSum and latN add up the latencies observed since keepLeases last
+	// looked, at windowAt; windowLatency is their mean over the tick
+	// before, zero when there were none (fairPaceLocked).
+	latSum        time.Duration
+	latN          int
+	windowAt      time.Time
+	windowLatency time.Duration
 	// unparking: a goroutine of this process is moving the endpoint's
 	// parked deliveries back, or taking a probe from them; probeAsked is
 	// when a probe was last taken.

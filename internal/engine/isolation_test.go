@@ -395,6 +395,52 @@ func TestMaxPendingWaitsForFairShare(t *testing.T) {
 	t.Logf("%v busy holds for %d deliveries; the mean pace %d/s", held, endpoints*n, eng.sharePace.Load())
 }
 
+// TestMaxPendingWaitsThroughLatencyNoise: past MaxPending, endpoints that
+// are equally fast over any quarter second but whose answers swing (here
+// every 100 ms between 2 and 20 ms, half of them slow while the others are
+// fast, as 32 sends in flight each on two busy cores do) are all waited for:
+// none is much slower than the others. Judged by each answer, the one in
+// its slow phase looked half as fast as the mean and had its overflow held
+// (fairPaceLocked).
+//
+// Run without the race detector (make test-allocs), like the tests above.
+func TestMaxPendingWaitsThroughLatencyNoise(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
+	}
+	// Not in parallel: each measures paces, which another test's load skews.
+	f := newFixture(t)
+	const endpoints = 8
+	rcs := make([]*receiver, endpoints)
+	for i := range rcs {
+		rcs[i] = newReceiver(t, false, func(w http.ResponseWriter, _ request) {
+			d := 2 * time.Millisecond
+			if (time.Now().UnixMilli()/100+int64(i))%2 == 1 {
+				d = 20 * time.Millisecond
+			}
+			time.Sleep(d)
+			w.WriteHeader(http.StatusNoContent)
+		})
+		name := fmt.Sprintf("noisy-%d", i)
+		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](4) }))
+		f.subscription("to-"+name, name)
+	}
+	opts := testOptions()
+	opts.MaxPending = 64
+	opts.BusyWait = 2 * time.Second
+	eng := f.start(opts)
+	const n = 1000
+	burstAfterPaceMeasured(t, f, eng, rcs, n)
+	held := 0.0
+	for i := range rcs {
+		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("noisy-%d", i), holdBusy))
+	}
+	if held > endpoints*n/10 {
+		t.Errorf("%v of %d deliveries to endpoints as fast as each other but with noisy latencies held busy past MaxPending, want them waited for", held, endpoints*n)
+	}
+	t.Logf("%v busy holds for %d deliveries; the mean pace %d/s", held, endpoints*n, eng.sharePace.Load())
+}
+
 // TestMaxPendingHoldsForMuchSlowerEndpoint: past MaxPending, an endpoint
 // far slower than the others with deliveries pending has its overflow held,
 // not waited for, even with room in its own queue: waiting for it would

@@ -146,7 +146,49 @@ func (e *Engine) measureShare() {
 // sharePace: healthy, with deliveries pending or queued since keepLeases
 // last looked.
 func (st *endpointState) sharePaceLocked(now time.Time) (float64, bool) {
-	return st.paceLocked(now), (st.pending > 0 || st.queued) && st.health.state == CircuitClosed
+	return st.fairPaceLocked(now), (st.pending > 0 || st.queued) && st.health.state == CircuitClosed
+}
+
+// The window over which latencies are averaged for fairPaceLocked: the
+// current one once it is minWindow long and has minWindowSamples, else the
+// last tick's.
+const (
+	minWindow        = 250 * time.Millisecond
+	minWindowSamples = 16
+)
+
+// fairPaceLocked is the pace by which, past MaxPending, an endpoint is
+// compared with the mean of the busy ones (fairWaitPace): its concurrency
+// over its mean latency in the last tick of keepLeases (or since, once that
+// is long enough), or paceLocked while no latency was seen in either.
+// paceLocked follows each answer, and the time since the last one: with 32
+// sends in flight on two busy cores, one endpoint's moving average read
+// 40 ms while another's read 20, and the first looked half as fast as the
+// mean and had its overflow held (make bench's fan-out 10: 3-250
+// deliveries held in most runs, each back 2-3 s later, after its endpoint
+// had gone idle). The mean of a quarter second of answers does not swing
+// like that; an endpoint that really is slow is as slow in it. A hang is
+// still seen at once: tryEnqueue looks at the time since the last send
+// finished on its own (maxWaitStall).
+func (st *endpointState) fairPaceLocked(now time.Time) float64 {
+	lat := st.windowLatency
+	if st.latN >= minWindowSamples && now.Sub(st.windowAt) >= minWindow {
+		lat = st.latSum / time.Duration(st.latN)
+	}
+	if lat <= 0 {
+		return st.paceLocked(now)
+	}
+	return st.limitPace(float64(st.limits.MaxInFlight) / max(lat, minLatency).Seconds())
+}
+
+// closeWindowLocked keeps the mean latency of the tick that ends now and
+// starts the next.
+func (st *endpointState) closeWindowLocked(now time.Time) {
+	st.windowLatency = 0
+	if st.latN > 0 {
+		st.windowLatency = st.latSum / time.Duration(st.latN)
+	}
+	st.latSum, st.latN, st.windowAt = 0, 0, now
 }
 
 // meanPace averages the paces of the endpoints that count for sharePace.
@@ -182,11 +224,11 @@ func (e *Engine) tryEnqueue(st *endpointState, t *task) (bool, <-chan struct{}) 
 	if overPending || full {
 		// Full, or the process is: a healthy, fast endpoint is waited for
 		// (the system is at capacity), anything slower is held.
-		waitPace := float64(minWaitPace)
+		pace, waitPace := st.paceLocked(now), float64(minWaitPace)
 		if !full {
-			waitPace = e.fairWaitPace()
+			pace, waitPace = st.fairPaceLocked(now), e.fairWaitPace()
 		}
-		if st.health.state != CircuitClosed || st.paceLocked(now) < waitPace ||
+		if st.health.state != CircuitClosed || pace < waitPace ||
 			(st.inflight > 0 && now.Sub(st.progress) > maxWaitStall) {
 			return false, nil
 		}
@@ -369,14 +411,25 @@ func (st *endpointState) paceLocked(now time.Time) float64 {
 	if st.inflight > 0 {
 		lat = max(lat, now.Sub(st.progress))
 	}
-	pace := float64(st.limits.MaxInFlight) / max(lat, 5*time.Millisecond).Seconds()
+	return st.limitPace(float64(st.limits.MaxInFlight) / max(lat, minLatency).Seconds())
+}
+
+// minLatency bounds from below the latency a pace is worked out from:
+// answers in microseconds (a receiver on loopback) would make the pace, and
+// the queue sized by it, all but unbounded.
+const minLatency = 5 * time.Millisecond
+
+// limitPace is pace, or the endpoint's rate limit if that is lower.
+func (st *endpointState) limitPace(pace float64) float64 {
 	if st.limits.Rate > 0 {
-		pace = min(pace, float64(st.limits.Rate))
+		return min(pace, float64(st.limits.Rate))
 	}
 	return pace
 }
 
 func (st *endpointState) observeLatencyLocked(d time.Duration) {
+	st.latSum += d
+	st.latN++
 	if st.latency == 0 {
 		st.latency = d
 		return
@@ -394,6 +447,7 @@ func (e *Engine) maintain(st *endpointState, now time.Time, mean *meanPace) {
 	var renew, trim []*task
 	st.mu.Lock()
 	mean.add(st.sharePaceLocked(now))
+	st.closeWindowLocked(now)
 	st.queued = false
 	if n := len(st.queue) - st.head - st.queueCapLocked(now); n > 0 {
 		trim = append(trim, st.queue[len(st.queue)-n:]...)
