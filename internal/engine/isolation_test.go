@@ -435,6 +435,8 @@ func TestMaxPendingWaitsThroughLatencyNoise(t *testing.T) {
 	for i := range rcs {
 		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("noisy-%d", i), holdBusy))
 	}
+	// Judged per answer: 3,084-5,348 held, 10-15 s. Over a quarter second:
+	// 0 (173-272 on a machine loaded by a build).
 	if held > endpoints*n/10 {
 		t.Errorf("%v of %d deliveries to endpoints as fast as each other but with noisy latencies held busy past MaxPending, want them waited for", held, endpoints*n)
 	}
