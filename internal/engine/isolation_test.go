@@ -364,29 +364,9 @@ func TestMaxPendingWaitsForFairShare(t *testing.T) {
 		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
 	}
 	// Not in parallel: each measures paces, which another test's load skews.
-	f := newFixture(t)
-	const endpoints = 8
-	rcs := make([]*receiver, endpoints)
-	for i := range rcs {
-		// About 2 / 5 ms = 400 deliveries/s each: below minWaitPace.
-		rcs[i] = newReceiver(t, false, func(w http.ResponseWriter, _ request) {
-			time.Sleep(4 * time.Millisecond)
-			w.WriteHeader(http.StatusNoContent)
-		})
-		name := fmt.Sprintf("share-%d", i)
-		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](2) }))
-		f.subscription("to-"+name, name)
-	}
-	opts := testOptions()
-	opts.MaxPending = 32
-	opts.BusyWait = 2 * time.Second
-	eng := f.start(opts)
-	const n = 1000
-	burstAfterPaceMeasured(t, f, eng, rcs, n)
-	held := 0.0
-	for i := range rcs {
-		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("share-%d", i), holdBusy))
-	}
+	// About 2 / 5 ms = 400 deliveries/s each: below minWaitPace.
+	const endpoints, n = 8, 1000
+	eng, held := busyHoldsOfBurst(t, "share", endpoints, 2, 32, n, func(int) time.Duration { return 4 * time.Millisecond })
 	// Holding the overflow (the bar at minWaitPace) made 35,389 holds for
 	// the 8,000, each delivery held several times.
 	if held > endpoints*n/5 {
@@ -409,38 +389,49 @@ func TestMaxPendingWaitsThroughLatencyNoise(t *testing.T) {
 		t.Skip("the race detector slows the receivers below the pace worth waiting for; make test-allocs runs this test without it")
 	}
 	// Not in parallel: each measures paces, which another test's load skews.
-	f := newFixture(t)
-	const endpoints = 8
-	rcs := make([]*receiver, endpoints)
-	for i := range rcs {
-		rcs[i] = newReceiver(t, false, func(w http.ResponseWriter, _ request) {
-			d := 2 * time.Millisecond
-			if (time.Now().UnixMilli()/100+int64(i))%2 == 1 {
-				d = 20 * time.Millisecond
-			}
-			time.Sleep(d)
-			w.WriteHeader(http.StatusNoContent)
-		})
-		name := fmt.Sprintf("noisy-%d", i)
-		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To[int32](4) }))
-		f.subscription("to-"+name, name)
-	}
-	opts := testOptions()
-	opts.MaxPending = 64
-	opts.BusyWait = 2 * time.Second
-	eng := f.start(opts)
-	const n = 1000
-	burstAfterPaceMeasured(t, f, eng, rcs, n)
-	held := 0.0
-	for i := range rcs {
-		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("noisy-%d", i), holdBusy))
-	}
+	const endpoints, n = 8, 1000
+	eng, held := busyHoldsOfBurst(t, "noisy", endpoints, 4, 64, n, func(i int) time.Duration {
+		if (time.Now().UnixMilli()/100+int64(i))%2 == 1 {
+			return 20 * time.Millisecond
+		}
+		return 2 * time.Millisecond
+	})
 	// Judged per answer: 3,084-5,348 held, 10-15 s. Over a quarter second:
 	// 0 (173-272 on a machine loaded by a build).
 	if held > endpoints*n/10 {
 		t.Errorf("%v of %d deliveries to endpoints as fast as each other but with noisy latencies held busy past MaxPending, want them waited for", held, endpoints*n)
 	}
 	t.Logf("%v busy holds for %d deliveries; the mean pace %d/s", held, endpoints*n, eng.sharePace.Load())
+}
+
+// busyHoldsOfBurst sets up endpoints prefix-0, prefix-1, ... taking
+// inFlight sends each, whose receivers answer after latency(i), starts an
+// engine with maxPending (BusyWait 2 s), sends n events to all of them once
+// their mean pace is measured, and returns the engine and how many
+// deliveries it held busy.
+func busyHoldsOfBurst(t *testing.T, prefix string, endpoints int, inFlight int32, maxPending, n int, latency func(i int) time.Duration) (*Engine, float64) {
+	t.Helper()
+	f := newFixture(t)
+	rcs := make([]*receiver, endpoints)
+	for i := range rcs {
+		rcs[i] = newReceiver(t, false, func(w http.ResponseWriter, _ request) {
+			time.Sleep(latency(i))
+			w.WriteHeader(http.StatusNoContent)
+		})
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		f.endpoint(name, rcs[i], limits(func(l *hooklinev1.EndpointLimits) { l.MaxInFlight = ptr.To(inFlight) }))
+		f.subscription("to-"+name, name)
+	}
+	opts := testOptions()
+	opts.MaxPending = maxPending
+	opts.BusyWait = 2 * time.Second
+	eng := f.start(opts)
+	burstAfterPaceMeasured(t, f, eng, rcs, n)
+	held := 0.0
+	for i := range rcs {
+		held += metricValue(eng.m.holds.WithLabelValues(ns, fmt.Sprintf("%s-%d", prefix, i), holdBusy))
+	}
+	return eng, held
 }
 
 // TestMaxPendingHoldsForMuchSlowerEndpoint: past MaxPending, an endpoint
