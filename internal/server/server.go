@@ -291,7 +291,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		body: r.Body, rc: http.NewResponseController(w), rate: h.opts.Limits.MinBodyRate,
 		start: start, hardStop: start.Add(h.opts.Limits.BodyReadTimeout),
 	}
-	body, err := readAll(br, limit)
+	body, err := readAll(br, limit, r.ContentLength)
 	if err != nil || int64(len(body)) > limit {
 		// The rest of the body is not wanted: the connection closes after the
 		// answer, and the body deadline stays, so net/http's discarding of what
