@@ -253,13 +253,13 @@ func (f *floorRun) send(deliveries jetstream.Consumer, workers *sync.WaitGroup) 
 // deliver sends the deliveries of one stored message and acknowledges it.
 func (f *floorRun) deliver(m jetstream.Msg) {
 	n := 0
+	ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
 	for seq, body := range frames(m.Data()) {
 		n++
 		if !f.p.send {
 			continue
 		}
 		now := time.Now()
-		ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
 		id := eventID(f.group, seq) + "." + ep
 		msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: body, Namespace: "bench", Subscription: "floor"}
 		if res := delivery.Send(f.ctx, f.target, msg, now); res.Verdict != delivery.Delivered {
