@@ -45,7 +45,11 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 			q.log.Error(err, "Ignoring an unexpected delivery subject")
 			continue
 		}
-		b.Endpoints[EndpointKey{ns, ep}] = n
+		if _, size, ok := splitGroupSubject(subj); ok {
+			// A group's messages count their members (group.go).
+			n *= uint64(size) //nolint:gosec // G115: a group's size, at least 2 (splitGroupSubject)
+		}
+		b.Endpoints[EndpointKey{ns, ep}] += n
 	}
 	parked, err := q.ParkedSubscriptions(ctx)
 	if err != nil {

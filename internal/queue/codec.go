@@ -345,12 +345,6 @@ func encodeDelivery(dv *Delivery) []byte {
 	return e.b
 }
 
-// DecodeDelivery decodes a message of the deliveries stream, for tools that
-// watch the queue (make bench times the fan-out by the deliveries it sees
-// stored). The message's id is a hash, so its contents are the only way to
-// tell which event and subscription it is for.
-func DecodeDelivery(b []byte) (Delivery, error) { return decodeDelivery(b) }
-
 func decodeDelivery(b []byte) (Delivery, error) {
 	d := decoder{b: b}
 	d.version("delivery")

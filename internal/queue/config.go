@@ -89,6 +89,11 @@ type Config struct {
 	// negative RetentionBytes bounds them by age only.
 	Retention      time.Duration
 	RetentionBytes int64
+
+	// Ungrouped stores every delivery as a message of its own, even when
+	// every live replica reads groups (group.go): for rolling back to a
+	// release that does not.
+	Ungrouped bool
 }
 
 func (c Config) withDefaults() Config {

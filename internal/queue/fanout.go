@@ -256,14 +256,23 @@ func (b *EventBatch) Store(matched []Matched) {
 		st = newStager(ctx, q, b.f.lanes)
 		pub, ordered = st.stage, st.stageOrdered
 	}
+	// The batch's deliveries to one subscription go together as a group
+	// when every replica reads groups (group.go); an event's share of a
+	// group is added once the rest of it is stored, so that an event that
+	// comes back for another fan-out has no delivery stored already.
+	var groups *grouper
+	if q.groupsOn.Load() {
+		groups = &grouper{}
+	}
 	items := make([]fanned, len(b.msgs))
 	for i, m := range b.msgs {
 		it := &items[i]
 		it.msg, it.from, it.err = m, len(futures), errors.New("not matched")
 		if i < len(matched) {
+			var grouped []*Delivery
 			it.err = matched[i].Err
 			if it.err == nil {
-				futures, it.err = q.publishDeliveries(pub, ordered, b.events[i], matched[i].Deliveries, firstFanout(m), futures)
+				futures, grouped, it.err = q.publishDeliveries(pub, ordered, b.events[i], matched[i].Deliveries, firstFanout(m), groups != nil, futures)
 			}
 			if it.err == nil {
 				futures, it.err = q.publishRejected(pub, b.events[i], matched[i].Rejected, futures)
@@ -271,13 +280,37 @@ func (b *EventBatch) Store(matched []Matched) {
 			if it.err == nil {
 				futures, it.err = q.publishRetained(pub, &b.events[i], futures)
 			}
+			if it.err == nil {
+				for _, d := range grouped {
+					groups.add(i, d)
+				}
+			}
 		}
 		it.to = len(futures)
+	}
+	var gfutures []jetstream.PubAckFuture
+	var gitems [][]int
+	var gerrs []error
+	if groups != nil {
+		gfutures, gitems, gerrs = groups.publish(pub)
 	}
 	if st != nil {
 		st.flush()
 	}
 	close(b.sent)
+	// A group's future is awaited once, here (its channels answer one
+	// receive), and its outcome given to each event with deliveries in it.
+	for k, f := range gfutures {
+		err := gerrs[k]
+		if err == nil {
+			err = await(ctx, []jetstream.PubAckFuture{f})
+		}
+		for _, i := range gitems[k] {
+			if it := &items[i]; err != nil && it.err == nil {
+				it.err = fmt.Errorf("storing a group of deliveries: %w", err)
+			}
+		}
+	}
 
 	// An event is acknowledged once all of its deliveries are stored. One
 	// whose ordered deliveries still wait behind a lane's earlier delivery
@@ -396,7 +429,10 @@ func firstFanout(m jetstream.Msg) bool {
 // same delivery id, as the engine's own parking has always been (parked.go).
 // A later fan-out carries every id, so it is at most one more copy, however
 // often the event comes back.
-func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Delivery, first bool, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+//
+// With group, the deliveries that may go in a group (groupable) are not
+// published but returned, for the caller to group.
+func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Delivery, first, group bool, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, []*Delivery, error) {
 	for i := range ds {
 		d := &ds[i]
 		d.Event = ev
@@ -404,9 +440,10 @@ func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Deliv
 			d.Attempt = 1
 		}
 		if err := d.validate(); err != nil {
-			return futures, fmt.Errorf("delivery %d of event %s/%s: %w", i, ev.Namespace, ev.ID, err)
+			return futures, nil, fmt.Errorf("delivery %d of event %s/%s: %w", i, ev.Namespace, ev.ID, err)
 		}
 	}
+	var grouped []*Delivery
 	// The ordered ones first: a failed publish stops the event's others,
 	// and an ordered delivery left out would be stored behind the next
 	// event's.
@@ -415,6 +452,10 @@ func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Deliv
 		for i := range ds {
 			d := &ds[i]
 			if d.Ordered != want {
+				continue
+			}
+			if group && groupable(d) {
+				grouped = append(grouped, d)
 				continue
 			}
 			p := pub
@@ -432,14 +473,14 @@ func (q *Queue) publishDeliveries(pub, ordered publishFunc, ev Event, ds []Deliv
 			if err != nil {
 				failed = fmt.Errorf("publishing a delivery of event %s/%s: %w", ev.Namespace, ev.ID, err)
 				if !d.Ordered {
-					return futures, failed
+					return futures, nil, failed
 				}
 				continue
 			}
 			futures = append(futures, f)
 		}
 	}
-	return futures, failed
+	return futures, grouped, failed
 }
 
 func (q *Queue) publishRejected(pub publishFunc, ev Event, rs []Rejected, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {

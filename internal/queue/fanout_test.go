@@ -61,8 +61,8 @@ func TestFanoutPublishesDeliveriesAndAcksEvents(t *testing.T) {
 	// is stored, also when the repeat parks a delivery the first one
 	// stored for delivery (the endpoint's circuit opened in between).
 	for _, park := range []bool{false, true} {
-		futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
-			[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Park: park}}, false, nil)
+		futures, _, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"),
+			[]Delivery{{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Park: park}}, false, false, nil)
 		if err == nil {
 			err = await(context.Background(), futures)
 		}
@@ -283,7 +283,7 @@ func TestFanoutParksWithoutIDsOnlyOnFirstFanout(t *testing.T) {
 
 	withID := func(m *jetstream.RawStreamMsg) bool { return m.Header.Get(jetstream.MsgIDHeader) != "" }
 	got := map[string]bool{}
-	for _, m := range storedMsgs(t, q, streamDeliveries) {
+	for _, m := range storedDeliveries(t, q) {
 		d, err := decodeDelivery(m.Data)
 		if err != nil {
 			t.Fatal(err)
@@ -302,10 +302,10 @@ func TestFanoutParksWithoutIDsOnlyOnFirstFanout(t *testing.T) {
 	// recognised, its park is stored a second time, with its id, and a
 	// third fan-out adds nothing.
 	for n, want := range []uint64{5, 5} {
-		futures, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"), []Delivery{
+		futures, _, err := q.publishDeliveries(q.publishAsync, q.publishAsync, testEvent("team-a", "e1"), []Delivery{
 			{Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp"},
 			{Subscription: "audit", SubscriptionUID: "u2", Endpoint: "down", Park: true},
-		}, false, nil)
+		}, false, false, nil)
 		if err == nil {
 			err = await(context.Background(), futures)
 		}

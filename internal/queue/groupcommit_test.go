@@ -318,7 +318,7 @@ func checkTwoSubscriptions(t *testing.T, q *Queue, events int) {
 func checkTwoSubscriptionsAfterCrash(t *testing.T, q *Queue, events int) {
 	t.Helper()
 	live, parked := map[string]int{}, map[string]int{}
-	for _, m := range storedMsgs(t, q, streamDeliveries) {
+	for _, m := range storedDeliveries(t, q) {
 		d, err := decodeDelivery(m.Data)
 		if err != nil {
 			t.Fatal(err)

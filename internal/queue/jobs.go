@@ -284,6 +284,8 @@ type Deliveries struct {
 	// gen counts the pumps started per partition, so a hand-off that
 	// finds its partition taken up again leaves it pinned.
 	gen [Partitions]atomic.Int64
+	// spare holds the members of groups read and not handed out yet.
+	spare spareJobs
 }
 
 // OpenDeliveries starts reading deliveries until ctx ends, keeping up to
@@ -300,12 +302,12 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 		return nil, err
 	}
 	for p := range Partitions {
-		if _, err := q.partitionConsumer(ctx, p); err != nil {
+		if _, err := q.partitionConsumer(ctx, p, false); err != nil {
 			return nil, err
 		}
 	}
 	s := &Deliveries{q: q, ctx: ctx, msgs: make(chan jetstream.Msg), lanes: make(chan *Lane),
-		id: nuid.Next(), buffer: buffer}
+		id: groupReader + nuid.Next(), buffer: buffer, spare: spareJobs{ready: make(chan struct{}, 1)}}
 	if err := q.lanes.start(ctx, q, s.lanes, &s.held); err != nil {
 		return nil, err
 	}
@@ -321,28 +323,142 @@ func (q *Queue) OpenDeliveries(ctx context.Context, buffer int) (*Deliveries, er
 }
 
 // Jobs yields unordered deliveries until the context of OpenDeliveries ends.
-// Any number of goroutines may range over it.
+// Any number of goroutines may range over it. The members of a group
+// (group.go) are spread over them: the one that reads the group takes its
+// first member and leaves the others to whoever asks next, before any new
+// message is read.
 func (s *Deliveries) Jobs() iter.Seq[*Job] {
 	return func(yield func(*Job) bool) {
-		for m := range s.msgs {
+		defer func() {
+			if s.ctx.Err() != nil {
+				s.spare.putBack()
+			}
+		}()
+		for {
+			if j := s.spare.pop(); j != nil {
+				// A member waiting here keeps the group's lease, as the
+				// members already handed out do.
+				_ = j.msg.InProgress()
+				if !yield(j) {
+					return
+				}
+				continue
+			}
+			var m jetstream.Msg
+			select {
+			case <-s.spare.ready:
+				continue
+			case next, ok := <-s.msgs:
+				if !ok {
+					return
+				}
+				m = next
+			}
 			if s.ctx.Err() != nil {
 				_ = m.Nak()
 				continue
 			}
 			p := partitionOfSubject(m.Subject())
 			s.pins.note(m, p)
+			if _, _, ok := splitGroupSubject(m.Subject()); ok {
+				jobs := s.groupJobs(m, p)
+				if len(jobs) == 0 {
+					continue
+				}
+				s.spare.push(jobs[1:])
+				if !yield(jobs[0]) {
+					return
+				}
+				continue
+			}
 			j := s.q.job(m, nil)
 			if j == nil {
 				continue
 			}
-			if p >= 0 {
-				j.held = &s.held[p]
-				j.held.Add(1)
-			}
+			s.hold(j, p)
 			if !yield(j) {
 				return
 			}
 		}
+	}
+}
+
+// hold counts j held by partition p (-1: none) until it is resolved.
+func (s *Deliveries) hold(j *Job, p int) {
+	if p >= 0 {
+		j.held = &s.held[p]
+		j.held.Add(1)
+	}
+}
+
+// groupJobs splits a group message into a Job per member (group.go). A group
+// that does not decode is dropped, as an undecodable delivery is.
+func (s *Deliveries) groupJobs(m jetstream.Msg, p int) []*Job {
+	members, err := s.q.members(m)
+	if err != nil {
+		s.q.log.Error(err, "Dropping an undecodable delivery group", "subject", m.Subject())
+		_ = m.Term()
+		return nil
+	}
+	jobs := make([]*Job, 0, len(members))
+	for _, mm := range members {
+		if j := s.q.job(mm, nil); j != nil {
+			s.hold(j, p)
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
+}
+
+// spareJobs holds the members of groups not handed out yet.
+type spareJobs struct {
+	mu   sync.Mutex
+	jobs []*Job
+	// ready has a value while jobs may be non-empty, to wake one waiting
+	// reader; each reader that takes a job passes it on if more are left.
+	ready chan struct{}
+}
+
+func (q *spareJobs) push(jobs []*Job) {
+	if len(jobs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.jobs = append(q.jobs, jobs...)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *spareJobs) pop() *Job {
+	q.mu.Lock()
+	if len(q.jobs) == 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	j := q.jobs[0]
+	q.jobs[0] = nil
+	q.jobs = q.jobs[1:]
+	more := len(q.jobs) > 0
+	q.mu.Unlock()
+	if more {
+		q.signal()
+	}
+	return j
+}
+
+func (q *spareJobs) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// putBack stores every spare job again on its own for its next attempt, as
+// a Hold does, so that a dispatcher shutting down leaves no group to wait for
+// its lease; one that cannot be stored comes back with its group's lease.
+func (q *spareJobs) putBack() {
+	for j := q.pop(); j != nil; j = q.pop() {
+		_ = j.Hold(time.Now())
 	}
 }
 

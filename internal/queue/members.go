@@ -335,6 +335,9 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 			s.q.log.Info("Reading the live dispatcher replicas works again", "replicas", len(members))
 			failing = false
 		}
+		if err == nil {
+			s.followGroups(ctx, members)
+		}
 		if err == nil || (!started && members != nil) {
 			started = true
 			owners := assign(members)
@@ -380,7 +383,7 @@ func (s *Deliveries) spread(ctx context.Context, pumps *sync.WaitGroup) {
 // holds it.
 func (s *Deliveries) partitionConsumer(p int) func(context.Context) (jetstream.Consumer, error) {
 	return func(ctx context.Context) (jetstream.Consumer, error) {
-		c, err := s.q.partitionConsumer(ctx, p)
+		c, err := s.q.partitionConsumer(ctx, p, s.q.groupsOn.Load())
 		if err != nil {
 			return nil, err
 		}
@@ -509,4 +512,35 @@ func (s *Deliveries) followLanes(ctx context.Context, ok bool, members, beat int
 		}
 	}
 	s.q.lanes.own(now)
+}
+
+// followGroups lets the fan-out store groups (group.go) once every live
+// replica reads them, taking the group subjects into every partition's
+// consumer first, and stops it as soon as one does not (a replica of an
+// older release joined).
+func (s *Deliveries) followGroups(ctx context.Context, members []string) {
+	all := !s.q.cfg.Ungrouped
+	for _, id := range members {
+		all = all && strings.HasPrefix(id, groupReader)
+	}
+	on := s.q.groupsOn.Load()
+	switch {
+	case all && !on:
+		for p := range Partitions {
+			cctx, cancel := context.WithTimeout(ctx, shortWait)
+			_, err := s.q.partitionConsumer(cctx, p, true)
+			cancel()
+			if err != nil {
+				s.q.log.V(1).Info("Could not let a delivery partition read groups; trying again at the next beat", "partition", p, "error", err.Error())
+				return
+			}
+		}
+		s.q.groupsOn.Store(true)
+		s.q.log.V(1).Info("Every dispatcher replica reads grouped deliveries: the fan-out stores a batch's deliveries to one subscription together", "replicas", len(members))
+	case !all && on:
+		s.q.groupsOn.Store(false)
+		if !s.q.cfg.Ungrouped {
+			s.q.log.Info("A dispatcher replica of an older release is running: deliveries are stored one by one until it is gone", "replicas", len(members))
+		}
+	}
 }

@@ -71,6 +71,9 @@ func partitionFilter(p int) string { return subjDeliver + "." + strconv.Itoa(p) 
 // (hl.dlv.<p>.<ns>.<ep>) or legacy (hl.dlv.<ns>.<ep>), into its namespace and
 // endpoint.
 func splitDeliverySubject(subject string) (ns, endpoint string, err error) {
+	if single, _, ok := splitGroupSubject(subject); ok {
+		subject = single
+	}
 	rest, ok := strings.CutPrefix(subject, subjDeliver+".")
 	if !ok {
 		return "", "", fmt.Errorf("subject %q is not under %s", subject, subjDeliver)
@@ -86,8 +89,11 @@ func splitDeliverySubject(subject string) (ns, endpoint string, err error) {
 }
 
 // partitionOfSubject is the partition of a partitioned delivery subject, or
-// -1 for a legacy one.
+// of a group's, or -1 for a legacy one.
 func partitionOfSubject(subject string) int {
+	if single, _, ok := splitGroupSubject(subject); ok {
+		subject = single
+	}
 	rest, ok := strings.CutPrefix(subject, subjDeliver+".")
 	if !ok || strings.Count(rest, ".") != 2 {
 		return -1
@@ -100,12 +106,24 @@ func partitionOfSubject(subject string) int {
 	return n
 }
 
-// partitionConsumer creates or updates the consumer of partition p.
-func (q *Queue) partitionConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+// partitionConsumer creates or updates the consumer of partition p. Its
+// filter takes in groups (group.go) once every live replica reads them
+// (wide), and is never narrowed again by this release: groups may wait.
+func (q *Queue) partitionConsumer(ctx context.Context, p int, wide bool) (jetstream.Consumer, error) {
+	if !wide {
+		if c, err := q.deliveries.Consumer(ctx, partitionConsumerName(p)); err == nil {
+			wide = len(c.CachedInfo().Config.FilterSubjects) > 1
+		}
+	}
+	filter, filters := partitionFilter(p), []string(nil)
+	if wide {
+		filter, filters = "", []string{partitionFilter(p), partitionFilter(p) + ".*"}
+	}
 	c, err := q.deliveries.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:        partitionConsumerName(p),
 		Description:    fmt.Sprintf("hookline: unordered deliveries of the endpoints in partition %d, owned by one replica at a time", p),
-		FilterSubject:  partitionFilter(p),
+		FilterSubject:  filter,
+		FilterSubjects: filters,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        q.cfg.AckWait,
 		MaxAckPending:  q.cfg.MaxAckPending,

@@ -55,6 +55,9 @@ type Queue struct {
 	stopGroup context.CancelFunc
 	// memory pauses the fan-out close to the memory limit (memgate.go).
 	memory *memoryGate
+	// groupsOn lets the fan-out store groups: every live replica reads
+	// them (group.go, Deliveries.followGroups).
+	groupsOn atomic.Bool
 }
 
 // pingInterval is how often the client pings the server it is connected to.

@@ -127,9 +127,11 @@ func (r *recorder) len() int {
 	return len(r.seen)
 }
 
-// storedMsgs reads every message the stream holds, in stream order.
-func storedMsgs(t testing.TB, q *Queue, name string) []*jetstream.RawStreamMsg {
+// storedDeliveries reads every message the deliveries stream holds, in
+// stream order.
+func storedDeliveries(t testing.TB, q *Queue) []*jetstream.RawStreamMsg {
 	t.Helper()
+	name := streamDeliveries
 	ctx := context.Background()
 	s, err := q.js.Stream(ctx, name)
 	if err != nil {

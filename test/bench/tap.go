@@ -15,7 +15,7 @@ import (
 // fan-out itself apart from the sending that follows it: a core NATS subscription
 // on the deliveries' subjects sees each delivery as the stream receives it.
 //
-// The tap decodes each delivery (queue.DecodeDelivery: the message ids are
+// The tap decodes each delivery (queue.DecodeDeliveries: the message ids are
 // hashes) and counts the distinct subscriptions of the deliveries of the event
 // it is told to wait for; a hold or a retry of a delivery already seen does not
 // count again.
@@ -80,12 +80,19 @@ func (t *deliveryTap) expect(ns, id string, n, pid int) <-chan tapDone {
 
 func (t *deliveryTap) msg(m *nats.Msg) {
 	now := time.Now()
-	d, err := queue.DecodeDelivery(m.Data)
+	ds, err := queue.DecodeDeliveries(m.Subject, m.Data)
 	if err != nil {
 		return // a schedule or another kind of message on these subjects
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, d := range ds {
+		t.note(&d, now)
+	}
+}
+
+// note counts d, a delivery seen stored at now. Its caller holds t.mu.
+func (t *deliveryTap) note(d *queue.Delivery, now time.Time) {
 	if t.id == "" || d.Event.Namespace != t.ns || d.Event.ID != t.id {
 		return // another event's
 	}

@@ -23,6 +23,7 @@ type Flags struct {
 	mode, durability, namespaces, kubecfg string
 	allow, deny                           stringList
 	requireOptIn                          bool
+	groupDeliveries                       bool
 	natsReplicas                          int
 	log                                   *zap.Options
 }
@@ -51,6 +52,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&c.Queue.MaxRequestTimeout, "max-request-timeout", time.Minute, "the longest delivery timeout any endpoint may use; the queue's redelivery time is kept above it")
 	c.Queue.Retention, c.Queue.RetentionBytes = queue.DefaultRetention, queue.DefaultRetentionBytes
 	fs.Var(retentionFlag{&c.Queue.Retention}, "event-retention", "how long accepted events are kept after fan-out, to list them (GET .../events) and recover subscriptions; 0 keeps none")
+	fs.BoolVar(&f.groupDeliveries, "group-deliveries", true, "store a fetched batch's deliveries to one subscription as one message once every dispatcher replica reads such groups (half the queue's work per delivery); false stores each delivery alone, to roll back to a release before groups (docs/upgrading.md)")
 	fs.Var(byteSizeFlag{&c.Queue.RetentionBytes}, "event-retention-bytes", "most space retained events take, the oldest going first, e.g. 1GiB; 0: bounded by --event-retention only")
 	fs.StringVar(&f.namespaces, "watch-namespaces", "", "comma-separated namespaces to serve; empty serves all")
 	fs.StringVar(&c.Auth, "auth", "kubernetes", "kubernetes: publishers authenticate with their ServiceAccount token and need RBAC create on events.hookline.io; none: no authentication (local use only)")
@@ -112,6 +114,7 @@ func (f *Flags) Config() (Config, *rest.Config, error) {
 	}
 	cfg.AllowCIDRs, cfg.DenyCIDRs = f.allow, f.deny
 	cfg.AllowUnlabelledSecrets = !f.requireOptIn
+	cfg.Queue.Ungrouped = !f.groupDeliveries
 	cfg.Logger = process.NewLogger(f.log, os.Stderr)
 	restCfg, err := process.RESTConfig(f.kubecfg)
 	if err != nil {
