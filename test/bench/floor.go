@@ -52,10 +52,14 @@ const (
 	// stream"): the fan-out's acknowledgement removes nothing and no separate copy is
 	// stored.
 	keptEvents
+	// groupedFanout is hookline's layout with the fan-out storing a fetched batch's
+	// deliveries to one endpoint as one message, removed once every delivery in it
+	// has been sent; each event keeps its own retained copy.
+	groupedFanout
 )
 
 // fansOut reports whether the path stores events first and fans them out after.
-func (p floorPath) fansOut() bool { return p == viaEvents || p == keptEvents }
+func (p floorPath) fansOut() bool { return p == viaEvents || p == keptEvents || p == groupedFanout }
 
 // floorShape is how events arrive: publishers each storing batch events at a time and
 // waiting for them, as a producer waits for its 202; every event goes to fanout
@@ -109,11 +113,14 @@ func (b *bench) floorPasses() []*floorPass {
 		{Name: "batches: matched at ingest", shape: batches, path: atIngest, send: true},
 		{Name: "batches: one message a request", shape: batches, path: perRequest, send: true},
 		{Name: "batches: events kept as the retained copy", shape: batches, path: keptEvents, send: true},
+		{Name: "batches: grouped by the fan-out", shape: batches, path: groupedFanout, send: true},
 		{Name: floorSingles, shape: singles, path: viaEvents, send: true},
 		{Name: "single events: matched at ingest", shape: singles, path: atIngest, send: true},
 		{Name: "single events: events kept as the retained copy", shape: singles, path: keptEvents, send: true},
+		{Name: "single events: grouped by the fan-out", shape: singles, path: groupedFanout, send: true},
 		{Name: floorFan10, shape: fan10, path: viaEvents, send: true},
 		{Name: "fan-out 10: matched at ingest", shape: fan10, path: atIngest, send: true},
+		{Name: "fan-out 10: grouped by the fan-out", shape: fan10, path: groupedFanout, send: true},
 	}
 }
 
@@ -222,16 +229,17 @@ func (f *floorRun) streams() (jetstream.Consumer, error) {
 }
 
 // send consumes the deliveries with the baseline's number of workers, each
-// sending a message's deliveries (unless the pass does not send) and then
-// acknowledging it. stop ends the consumer; workers ends with f.ctx.
+// sending one delivery (unless the pass does not send); a message is
+// acknowledged once every delivery in it has been sent. stop ends the consumer;
+// workers ends with f.ctx.
 func (f *floorRun) send(deliveries jetstream.Consumer, workers *sync.WaitGroup) (stop func(), err error) {
-	work := make(chan jetstream.Msg, f.b.cfg.baselineWorkers)
+	work := make(chan floorItem, f.b.cfg.baselineWorkers)
 	for range f.b.cfg.baselineWorkers {
 		workers.Go(func() {
 			for {
 				select {
-				case m := <-work:
-					f.deliver(m)
+				case it := <-work:
+					f.deliver(it)
 				case <-f.ctx.Done():
 					return
 				}
@@ -239,9 +247,19 @@ func (f *floorRun) send(deliveries jetstream.Consumer, workers *sync.WaitGroup) 
 		})
 	}
 	cc, err := deliveries.Consume(func(m jetstream.Msg) {
-		select {
-		case work <- m:
-		case <-f.ctx.Done():
+		ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
+		left := new(atomic.Int32)
+		var items []floorItem
+		for seq, body := range frames(m.Data()) {
+			items = append(items, floorItem{m: m, ep: ep, seq: seq, body: body, left: left})
+		}
+		left.Store(int32(len(items)))
+		for _, it := range items {
+			select {
+			case work <- it:
+			case <-f.ctx.Done():
+				return
+			}
 		}
 	}, jetstream.PullMaxMessages(2*floorFetch))
 	if err != nil {
@@ -250,28 +268,35 @@ func (f *floorRun) send(deliveries jetstream.Consumer, workers *sync.WaitGroup) 
 	return cc.Stop, nil
 }
 
-// deliver sends the deliveries of one stored message and acknowledges it.
-func (f *floorRun) deliver(m jetstream.Msg) {
-	n := 0
-	ep, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "dl."), ".")
-	for seq, body := range frames(m.Data()) {
-		n++
-		if !f.p.send {
-			continue
-		}
+// floorItem is one delivery of a stored message; left counts the message's
+// deliveries not sent yet.
+type floorItem struct {
+	m    jetstream.Msg
+	ep   string
+	seq  int
+	body []byte
+	left *atomic.Int32
+}
+
+// deliver sends one delivery, and acknowledges its message once it was the
+// message's last.
+func (f *floorRun) deliver(it floorItem) {
+	if f.p.send {
 		now := time.Now()
-		id := eventID(f.group, seq) + "." + ep
-		msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: body, Namespace: "bench", Subscription: "floor"}
+		id := eventID(f.group, it.seq) + "." + it.ep
+		msg := delivery.Message{ID: id, WebhookID: id, Type: "bench.floor", Time: now, Data: it.body, Namespace: "bench", Subscription: "floor"}
 		if res := delivery.Send(f.ctx, f.target, msg, now); res.Verdict != delivery.Delivered {
 			f.failed.Add(1)
 			f.errOnce.Do(func() { f.p.FirstErr = fmt.Sprintf("status %d, %v", res.StatusCode, res.Err) })
 		}
 	}
-	if err := m.Ack(); err != nil {
-		f.cancel(err)
-		return
+	if it.left.Add(-1) == 0 {
+		if err := it.m.Ack(); err != nil {
+			f.cancel(err)
+			return
+		}
 	}
-	if f.sent.Add(int64(n)) == int64(f.p.Deliveries) {
+	if f.sent.Add(1) == int64(f.p.Deliveries) {
 		f.cancel(nil)
 	}
 }
@@ -325,6 +350,38 @@ func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
 	}
 	var msgs []jetstream.Msg
 	var futures []jetstream.PubAckFuture
+	if f.p.path == groupedFanout {
+		var group []byte
+		first := -1
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+			for seq, body := range frames(m.Data()) {
+				if first < 0 {
+					first = seq
+				}
+				group = framed(group, seq, body)
+				if futures, err = publishAll(f.js, futures, framed(nil, seq, body), "rt.e."+strconv.Itoa(seq)); err != nil {
+					return err
+				}
+			}
+		}
+		if first >= 0 {
+			for ep := range f.p.shape.fanout {
+				if futures, err = publishAll(f.js, futures, group, "dl.e"+strconv.Itoa(ep)+".g"+strconv.Itoa(first)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := awaitPubAcks(f.ctx, futures); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for m := range batch.Messages() {
 		msgs = append(msgs, m)
 		for seq, body := range frames(m.Data()) {
