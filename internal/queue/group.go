@@ -47,6 +47,11 @@ const (
 	// this many deliveries of a group, and a replica holds at most this many
 	// per message it pulls ahead.
 	maxGroup = 64
+	// maxGroupBytes bounds a group's encoded size (unless one delivery is
+	// larger): a replica pulls up to a few hundred messages ahead per
+	// partition, and a group should not cost more memory there than a
+	// large event does.
+	maxGroupBytes = 64 << 10
 	// groupReader prefixes the member id of a replica that reads groups.
 	groupReader = "g_"
 	// groupProgressEvery spaces the lease extensions a group's members ask
@@ -158,7 +163,7 @@ func groupMsgID(ds []*Delivery) string {
 func groupable(d *Delivery) bool { return !d.Ordered && !d.Park }
 
 // grouper collects a fetched batch's groupable deliveries per subscription,
-// in groups of at most maxGroup.
+// in groups of at most maxGroup deliveries and maxGroupBytes.
 type grouper struct {
 	open  map[string]*pendingGroup
 	order []*pendingGroup
@@ -166,6 +171,7 @@ type grouper struct {
 
 type pendingGroup struct {
 	ds     []*Delivery
+	size   int   // of the deliveries, encoded (deliverySize)
 	events []int // the batch's items whose deliveries are in it, each once
 }
 
@@ -175,13 +181,14 @@ func (g *grouper) add(i int, d *Delivery) {
 		g.open = map[string]*pendingGroup{}
 	}
 	key := d.Event.Namespace + "\x00" + d.Endpoint + "\x00" + d.SubscriptionUID
-	p := g.open[key]
-	if p == nil || len(p.ds) == maxGroup {
+	p, size := g.open[key], deliverySize(d)
+	if p == nil || len(p.ds) == maxGroup || p.size+size > maxGroupBytes {
 		p = &pendingGroup{}
 		g.open[key] = p
 		g.order = append(g.order, p)
 	}
 	p.ds = append(p.ds, d)
+	p.size += size
 	if n := len(p.events); n == 0 || p.events[n-1] != i {
 		p.events = append(p.events, i)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,3 +273,53 @@ func TestGroupCodec(t *testing.T) {
 		}
 	}
 }
+
+// A group holds at most maxGroup deliveries and maxGroupBytes; a delivery
+// larger than that goes alone.
+func TestGrouperBounds(t *testing.T) {
+	t.Parallel()
+	delivery := func(i, size int) *Delivery {
+		ev := testEvent("team-a", fmt.Sprintf("e%d", i))
+		ev.Data = make([]byte, size)
+		return &Delivery{Event: ev, Subscription: "billing", SubscriptionUID: "u1", Endpoint: "erp", Attempt: 1}
+	}
+	sizes := func(g *grouper) []int {
+		var out []int
+		for _, p := range g.order {
+			out = append(out, len(p.ds))
+		}
+		return out
+	}
+	var many grouper
+	for i := range 2*maxGroup + 1 {
+		many.add(i, delivery(i, 10))
+	}
+	if got := sizes(&many); !slices.Equal(got, []int{maxGroup, maxGroup, 1}) {
+		t.Errorf("groups of %v, want %d, %d, 1", got, maxGroup, maxGroup)
+	}
+	var large grouper
+	large.add(0, delivery(0, maxGroupBytes/3))
+	large.add(1, delivery(1, maxGroupBytes/3))
+	large.add(2, delivery(2, maxGroupBytes/3))
+	large.add(3, delivery(3, 2*maxGroupBytes))
+	large.add(4, delivery(4, 10))
+	if got := sizes(&large); !slices.Equal(got, []int{2, 1, 1, 1}) {
+		t.Errorf("groups of %v, want 2, 1, 1, 1", got)
+	}
+	// Another subscription's deliveries go in a group of their own.
+	var two grouper
+	for i := range 4 {
+		d := delivery(i, 10)
+		if i%2 == 1 {
+			d.SubscriptionUID = "u2"
+		}
+		two.add(i, d)
+	}
+	if got := sizes(&two); !slices.Equal(got, []int{2, 2}) {
+		t.Errorf("groups of %v, want 2, 2", got)
+	}
+	if ev := two.order[0].events; !slices.Equal(ev, []int{0, 2}) {
+		t.Errorf("first group's items %v, want 0, 2", ev)
+	}
+}
+
