@@ -35,11 +35,12 @@ const phaseFloor = "floor"
 type floorPath int
 
 const (
-	// viaEvents is hookline's layout: each event is stored in a work queue; a fan-out
-	// consumer stores its deliveries and its retained copy, then acknowledges (removes)
-	// it; each delivery is fetched, sent and acknowledged (removed). For one
-	// subscription: five stored or removed messages and two consumer hand-offs.
-	viaEvents floorPath = iota
+	// oneByOne is hookline's layout before deliveries were grouped: each event is
+	// stored in a work queue; a fan-out consumer stores its deliveries and its
+	// retained copy, then acknowledges (removes) it; each delivery is fetched, sent
+	// and acknowledged (removed). For one subscription: five stored or removed
+	// messages and two consumer hand-offs.
+	oneByOne floorPath = iota
 	// atIngest stores each event's deliveries and its retained copy at once, with no
 	// events stream: docs/benchmarks.md's lever "match at ingest".
 	atIngest
@@ -47,19 +48,19 @@ const (
 	// message, removed once every delivery in it has been sent: deliveries stored in
 	// groups rather than one by one.
 	perRequest
-	// keptEvents is hookline's layout with the events stream kept by age and size as
+	// keptEvents is oneByOne with the events stream kept by age and size as
 	// the retained copy (lever 4 of docs/benchmarks.md, "fan out from the retained
 	// stream"): the fan-out's acknowledgement removes nothing and no separate copy is
 	// stored.
 	keptEvents
-	// groupedFanout is hookline's layout with the fan-out storing a fetched batch's
-	// deliveries to one endpoint as one message, removed once every delivery in it
-	// has been sent; each event keeps its own retained copy.
-	groupedFanout
+	// grouped is hookline's layout: oneByOne with the fan-out storing a fetched
+	// batch's deliveries to one endpoint as one message, removed once every delivery
+	// in it has been sent; each event keeps its own retained copy.
+	grouped
 )
 
 // fansOut reports whether the path stores events first and fans them out after.
-func (p floorPath) fansOut() bool { return p == viaEvents || p == keptEvents || p == groupedFanout }
+func (p floorPath) fansOut() bool { return p == oneByOne || p == keptEvents || p == grouped }
 
 // floorShape is how events arrive: publishers each storing batch events at a time and
 // waiting for them, as a producer waits for its 202; every event goes to fanout
@@ -108,19 +109,19 @@ func (b *bench) floorPasses() []*floorPass {
 	singles := floorShape{publishers: c.singlePublishers, batch: 1, fanout: 1}
 	fan10 := floorShape{publishers: c.singlePublishers, batch: 1, fanout: fan10Endpoints}
 	return []*floorPass{
-		{Name: floorBatches, shape: batches, path: viaEvents, send: true},
-		{Name: "batches: hookline's layout, not sent", shape: batches, path: viaEvents},
+		{Name: floorBatches, shape: batches, path: grouped, send: true},
+		{Name: "batches: hookline's layout, not sent", shape: batches, path: grouped},
+		{Name: "batches: one message a delivery (before groups)", shape: batches, path: oneByOne, send: true},
 		{Name: "batches: matched at ingest", shape: batches, path: atIngest, send: true},
 		{Name: "batches: one message a request", shape: batches, path: perRequest, send: true},
 		{Name: "batches: events kept as the retained copy", shape: batches, path: keptEvents, send: true},
-		{Name: "batches: grouped by the fan-out", shape: batches, path: groupedFanout, send: true},
-		{Name: floorSingles, shape: singles, path: viaEvents, send: true},
+		{Name: floorSingles, shape: singles, path: grouped, send: true},
+		{Name: "single events: one message a delivery (before groups)", shape: singles, path: oneByOne, send: true},
 		{Name: "single events: matched at ingest", shape: singles, path: atIngest, send: true},
 		{Name: "single events: events kept as the retained copy", shape: singles, path: keptEvents, send: true},
-		{Name: "single events: grouped by the fan-out", shape: singles, path: groupedFanout, send: true},
-		{Name: floorFan10, shape: fan10, path: viaEvents, send: true},
+		{Name: floorFan10, shape: fan10, path: grouped, send: true},
+		{Name: "fan-out 10: one message a delivery (before groups)", shape: fan10, path: oneByOne, send: true},
 		{Name: "fan-out 10: matched at ingest", shape: fan10, path: atIngest, send: true},
-		{Name: "fan-out 10: grouped by the fan-out", shape: fan10, path: groupedFanout, send: true},
 	}
 }
 
@@ -350,7 +351,7 @@ func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
 	}
 	var msgs []jetstream.Msg
 	var futures []jetstream.PubAckFuture
-	if f.p.path == groupedFanout {
+	if f.p.path == grouped {
 		var group []byte
 		first := -1
 		for m := range batch.Messages() {
