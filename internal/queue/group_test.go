@@ -322,4 +322,3 @@ func TestGrouperBounds(t *testing.T) {
 		t.Errorf("first group's items %v, want 0, 2", ev)
 	}
 }
-
