@@ -1,11 +1,9 @@
 package queue
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -79,41 +77,14 @@ func groupedChild(dir string) {
 // delivered included (at least once, the same webhook-id).
 func TestGroupSIGKILL(t *testing.T) {
 	t.Parallel()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const events = 3000
 	// Killed as it starts delivering, and after 500 and 1,500 deliveries.
 	for _, after := range []int{0, 5, 15} {
 		t.Run(fmt.Sprintf("after %d deliveries", after*100), func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			func() {
-				q := openTest(t, testConfig(dir))
-				evs := make([]Event, events)
-				for i := range evs {
-					evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
-				}
-				if _, err := q.PublishEvents(context.Background(), evs); err != nil {
-					t.Fatal(err)
-				}
-				q.Close()
-			}()
-			cmd := exec.Command(exe, "-test.run", "^$")
-			cmd.Env = append(os.Environ(), groupedChildEnv+"="+dir)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := bufio.NewScanner(stdout)
-			if !lines.Scan() || lines.Text() != "grouping" {
-				_ = cmd.Process.Kill()
-				t.Fatalf("child: %q", lines.Text())
-			}
+			seedEvents(t, testConfig(dir), events)
+			cmd, lines := startTestChild(t, []string{groupedChildEnv + "=" + dir}, "grouping")
 			for range after {
 				if !lines.Scan() {
 					t.Fatal("the child ended early")

@@ -454,10 +454,6 @@ func TestFanoutSIGKILL(t *testing.T) {
 // testFanoutSIGKILL runs fanoutChild with sync (its fanoutChildSyncEnv).
 func testFanoutSIGKILL(t *testing.T, sync string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const events = 3000
 	// Killed as it starts, and after 250 and 1,500 events were matched; -1:
 	// while the fan-out waits for memory (memgate.go), before it stored
@@ -472,38 +468,16 @@ func testFanoutSIGKILL(t *testing.T, sync string) {
 			// ack wait (30 s): the cases wait side by side.
 			t.Parallel()
 			dir := t.TempDir()
-			func() {
-				cfg := testConfig(dir)
-				if sync != "default" {
-					cfg.Sync = SyncAlways
-				}
-				q := openTest(t, cfg)
-				evs := make([]Event, events)
-				for i := range evs {
-					evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
-				}
-				if _, err := q.PublishEvents(context.Background(), evs); err != nil {
-					t.Fatal(err)
-				}
-				q.Close()
-			}()
-			cmd := exec.Command(exe, "-test.run", "^$")
-			cmd.Env = append(os.Environ(), fanoutChildEnv+"="+dir, fanoutChildSyncEnv+"="+sync)
+			cfg := testConfig(dir)
+			if sync != "default" {
+				cfg.Sync = SyncAlways
+			}
+			seedEvents(t, cfg, events)
+			env := []string{fanoutChildEnv + "=" + dir, fanoutChildSyncEnv + "=" + sync}
 			if after < 0 {
-				cmd.Env = append(cmd.Env, fanoutChildPausedEnv+"=1")
+				env = append(env, fanoutChildPausedEnv+"=1")
 			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := bufio.NewScanner(stdout)
-			if !lines.Scan() || lines.Text() != "fanning" {
-				_ = cmd.Process.Kill()
-				t.Fatalf("child: %q", lines.Text())
-			}
+			cmd, lines := startTestChild(t, env, "fanning")
 			for range after {
 				if !lines.Scan() {
 					t.Fatal("the child ended early")

@@ -373,15 +373,7 @@ func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
 				}
 			}
 		}
-		if err := awaitPubAcks(f.ctx, futures); err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return f.ackFetched(futures, msgs)
 	}
 	for m := range batch.Messages() {
 		msgs = append(msgs, m)
@@ -391,6 +383,12 @@ func (f *floorRun) fanOutBatch(fanout jetstream.Consumer) error {
 			}
 		}
 	}
+	return f.ackFetched(futures, msgs)
+}
+
+// ackFetched waits for what the fan-out stored from the fetched events, then
+// acknowledges (removes) them.
+func (f *floorRun) ackFetched(futures []jetstream.PubAckFuture, msgs []jetstream.Msg) error {
 	if err := awaitPubAcks(f.ctx, futures); err != nil {
 		return err
 	}

@@ -1,0 +1,52 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// seedEvents stores n events of team-a, e0 to e<n-1>, in the queue cfg
+// opens, and closes it again.
+func seedEvents(t *testing.T, cfg Config, n int) {
+	t.Helper()
+	q := openTest(t, cfg)
+	defer q.Close()
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = testEvent("team-a", fmt.Sprintf("e%d", i))
+	}
+	if _, err := q.PublishEvents(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startTestChild runs this test binary again with env added, for a child that
+// the init of a crash test recognises, and waits for its first line to be
+// hello. It returns the child, to kill, and the lines that follow.
+func startTestChild(t *testing.T, env []string, hello string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run", "^$")
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != hello {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child: %q, want %q", lines.Text(), hello)
+	}
+	return cmd, lines
+}
