@@ -216,6 +216,47 @@ func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
 	return out, sc.Err()
 }
 
+// sendTotals returns the sum and count of hookline_delivery_latency_seconds
+// over every endpoint: the time the dispatcher's attempts took, from sending
+// to the response. Two readings give a phase's mean send time.
+func (d *dispatcherProc) sendTotals(ctx context.Context) (sum, n float64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metrics+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), "{")
+		if !ok {
+			continue
+		}
+		var into *float64
+		switch name {
+		case "hookline_delivery_latency_seconds_sum":
+			into = &sum
+		case "hookline_delivery_latency_seconds_count":
+			into = &n
+		default:
+			continue
+		}
+		_, value, _ := strings.Cut(rest, "} ")
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		*into += v
+	}
+	return sum, n, sc.Err()
+}
+
 // startProfile starts a CPU profile written to file; a no-op for bin/hookline.
 func (d *dispatcherProc) startProfile(file string) error {
 	return d.profileControl("/start?file=" + url.QueryEscape(file))

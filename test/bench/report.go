@@ -294,6 +294,15 @@ func (b *bench) throughputRows(row func(string, string, func(*runResult) string)
 	row("  CPU per delivery: dispatcher + publisher and receiver", "", tp(func(_ *runResult, t *throughputResult) string {
 		return us(t.DispatcherCPU) + " + " + us(t.BenchCPU)
 	}))
+	// Little's law: sends in flight on average, against what the endpoints'
+	// maxInFlight allows; at the limit the phase is bound by it, not by CPU.
+	row("  send time (dispatcher's histogram), mean; sends in flight on average / allowed", "", tp(func(_ *runResult, t *throughputResult) string {
+		if t.SendMean == 0 {
+			return notRun
+		}
+		return fmt.Sprintf("%.2f ms; %.1f / %d", float64(t.SendMean)/float64(time.Millisecond),
+			t.Rate*t.SendMean.Seconds(), t.Endpoints*b.cfg.maxInFlight)
+	}))
 	// The same ratio from CPU cost instead of wall time: what it would be if the
 	// baseline and the dispatcher had had the same cores, whatever else ran.
 	cpuTarget := ""

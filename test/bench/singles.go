@@ -16,13 +16,14 @@ import (
 // first publish to the last unique delivery, with the dispatcher's and this program's
 // CPU per delivery.
 func (b *bench) singles(ctx context.Context, r *run, group, eventType, path string, n, publishers, perEvent int) *throughputResult {
-	res := &throughputResult{Events: n}
+	res := &throughputResult{Events: n, Endpoints: perEvent}
 	var (
 		next, published atomic.Int64
 		errOnce         sync.Once
 		wg              sync.WaitGroup
 	)
 	pid := r.d.cmd.Process.Pid
+	sent := sendWatch(ctx, r.d, res)
 	start, dcpu, bcpu := time.Now(), procCPU(pid), selfCPU()
 	for range publishers {
 		wg.Add(1)
@@ -53,6 +54,7 @@ func (b *bench) singles(ctx context.Context, r *run, group, eventType, path stri
 		res.DispatcherCPU = (procCPU(pid) - dcpu) / time.Duration(g.Count)
 		res.BenchCPU = (selfCPU() - bcpu) / time.Duration(g.Count)
 	}
+	sent()
 	res.Delivered, res.Dups = g.Count, g.Dups
 	res.Lost = want - g.Count
 	if !g.Last.IsZero() {

@@ -115,6 +115,28 @@ type throughputResult struct {
 	// CPU time per delivery of the dispatcher, and of this program (publishers and
 	// receiver), from the first publish to the last delivery.
 	DispatcherCPU, BenchCPU time.Duration
+	// SendMean is the mean time of the phase's attempts as the dispatcher
+	// measured them (its latency histogram), from sending to the response;
+	// Endpoints is how many endpoints the phase sends to. By Little's law
+	// Rate × SendMean is how many sends were in flight on average, against
+	// Endpoints × maxInFlight allowed.
+	SendMean  time.Duration
+	Endpoints int
+}
+
+// sendWatch reads the dispatcher's send-time totals at the start of a phase;
+// end sets res.SendMean from a second reading. A failed scrape leaves it 0.
+func sendWatch(ctx context.Context, d *dispatcherProc, res *throughputResult) (end func()) {
+	sum0, n0, err := d.sendTotals(ctx)
+	if err != nil {
+		return func() {}
+	}
+	return func() {
+		sum, n, err := d.sendTotals(ctx)
+		if err == nil && n > n0 {
+			res.SendMean = time.Duration((sum - sum0) / (n - n0) * float64(time.Second))
+		}
+	}
 }
 
 // throughput publishes a fixed number of events in batches from several publishers
@@ -127,13 +149,14 @@ func (b *bench) throughput(ctx context.Context, r *run) *throughputResult {
 		n = b.cfg.alwaysEvents
 	}
 	batches := (n + size - 1) / size
-	res := &throughputResult{Events: n}
+	res := &throughputResult{Events: n, Endpoints: 1}
 	var (
 		next, published atomic.Int64
 		errOnce         sync.Once
 		wg              sync.WaitGroup
 	)
 	pid := r.d.cmd.Process.Pid
+	sent := sendWatch(ctx, r.d, res)
 	start, dcpu, bcpu := time.Now(), procCPU(pid), selfCPU()
 	for range b.cfg.publishers {
 		wg.Add(1)
@@ -165,6 +188,7 @@ func (b *bench) throughput(ctx context.Context, r *run) *throughputResult {
 		res.DispatcherCPU = (procCPU(pid) - dcpu) / time.Duration(g.Count)
 		res.BenchCPU = (selfCPU() - bcpu) / time.Duration(g.Count)
 	}
+	sent()
 	res.Delivered, res.Dups = g.Count, g.Dups
 	res.Lost = res.Published - g.Count
 	if !g.Last.IsZero() {
