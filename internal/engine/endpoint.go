@@ -61,6 +61,10 @@ type endpointState struct {
 	// room, when set, is closed once the queue has room again, for
 	// consumer workers waiting to enqueue.
 	room chan struct{}
+	// waiting holds the tickets of the workers waiting for room, oldest
+	// first; room goes to the oldest (enqueue), and lastTicket numbers them.
+	waiting    []uint64
+	lastTicket uint64
 	// cursor is the next free slot for a busy hold.
 	cursor time.Time
 	// latency is a moving average of attempt latency, for the pace.

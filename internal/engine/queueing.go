@@ -60,10 +60,24 @@ func (st *endpointState) queueCapLocked(now time.Time) int {
 // (TestMaxPendingWaitsForFastEndpoints: 679-869 of 4,000 deliveries held
 // when only a full queue was waited for, 0-32 now). A slow or stalled
 // endpoint is never waited for, so it cannot slow the others.
+//
+// Waiting workers take room in the order they began to wait, and a worker
+// that comes later waits behind them. Woken all at once and left to race
+// for the lock, some lost every time: make bench's batches held 2-7
+// deliveries a run after BusyWait, each back 2 s later, after the rest of
+// the phase had been delivered (the phase 30-50 % longer).
 func (e *Engine) enqueue(st *endpointState, t *task) bool {
 	var deadline <-chan time.Time
+	var ticket uint64
+	defer func() {
+		if ticket != 0 {
+			st.mu.Lock()
+			st.leaveLocked(ticket)
+			st.mu.Unlock()
+		}
+	}()
 	for {
-		room, wait := e.tryEnqueue(st, t)
+		room, wait := e.tryEnqueue(st, t, &ticket)
 		if room {
 			return true
 		}
@@ -214,13 +228,19 @@ func (m *meanPace) store(e *Engine) {
 
 // tryEnqueue queues t if there is room; otherwise it returns a channel that
 // is closed when room may have come, or nil if waiting is not worthwhile.
-func (e *Engine) tryEnqueue(st *endpointState, t *task) (bool, <-chan struct{}) {
+//
+// *ticket is the worker's place among those waiting for room (0: none yet);
+// tryEnqueue gives it one when the worker is to wait, and takes it back
+// when the delivery is queued. Room goes to the oldest ticket first.
+func (e *Engine) tryEnqueue(st *endpointState, t *task, ticket *uint64) (bool, <-chan struct{}) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := e.clock.Now()
 	// Past MaxPending an endpoint may still fill its send slots, not queue.
 	overPending := e.pending.Load() >= int64(e.opts.MaxPending) && st.pending >= max(2, st.limits.MaxInFlight)
 	full := len(st.queue)-st.head >= st.queueCapLocked(now)
+	// Another worker has waited longer: it goes first.
+	behind := len(st.waiting) > 0 && st.waiting[0] != *ticket
 	if overPending || full {
 		// Full, or the process is: a healthy, fast endpoint is waited for
 		// (the system is at capacity), anything slower is held. Either way
@@ -234,14 +254,31 @@ func (e *Engine) tryEnqueue(st *endpointState, t *task) (bool, <-chan struct{}) 
 		if !full {
 			waitPace = e.fairWaitPace()
 		}
-		if st.health.state != CircuitClosed || pace < waitPace ||
+		// A worker already waiting was judged when it began to; it is
+		// held now only if the endpoint fails or stalls. Judged again at
+		// every wake, one that waits in line behind others would be held
+		// whenever the pace dipped while it waited.
+		if st.health.state != CircuitClosed || (*ticket == 0 && pace < waitPace) ||
 			(st.inflight > 0 && now.Sub(st.progress) > maxWaitStall) {
 			return false, nil
+		}
+	}
+	if overPending || full || behind {
+		// Waited for: in line behind those already waiting.
+		if *ticket == 0 {
+			st.lastTicket++
+			*ticket = st.lastTicket
+			st.waiting = append(st.waiting, *ticket)
 		}
 		if st.room == nil {
 			st.room = make(chan struct{})
 		}
 		return false, st.room
+	}
+	if *ticket != 0 {
+		// The oldest waiting: the next one may find room too.
+		st.leaveLocked(*ticket)
+		*ticket = 0
 	}
 	st.queue = append(st.queue, t)
 	st.pending++
@@ -249,6 +286,21 @@ func (e *Engine) tryEnqueue(st *endpointState, t *task) (bool, <-chan struct{}) 
 	e.pending.Add(1)
 	e.dispatchLocked(st)
 	return true, nil
+}
+
+// leaveLocked takes a worker's ticket out of those waiting for room, and
+// wakes the others if there are any: one of them is now the oldest.
+func (st *endpointState) leaveLocked(ticket uint64) {
+	for i, w := range st.waiting {
+		if w == ticket {
+			st.waiting = append(st.waiting[:i], st.waiting[i+1:]...)
+			break
+		}
+	}
+	if len(st.waiting) > 0 && st.room != nil {
+		close(st.room)
+		st.room = nil
+	}
 }
 
 // dispatchLocked hands free slots out: to a waiting ordered send first,
