@@ -58,13 +58,9 @@ type endpointState struct {
 	// then counts this endpoint as busy (fairWaitPace) even if it had
 	// nothing pending at that instant.
 	queued bool
-	// room, when set, is closed once the queue has room again, for
-	// consumer workers waiting to enqueue.
-	room chan struct{}
-	// waiting holds the tickets of the workers waiting for room, oldest
-	// first; room goes to the oldest (enqueue), and lastTicket numbers them.
-	waiting    []uint64
-	lastTicket uint64
+	// waiting are the consumer workers waiting for room in the queue,
+	// oldest first; room goes to the oldest (enqueue).
+	waiting []*roomWaiter
 	// cursor is the next free slot for a busy hold.
 	cursor time.Time
 	// latency is a moving average of attempt latency, for the pace.

@@ -67,10 +67,7 @@ func TestEnqueueWaitersTakeRoomInOrder(t *testing.T) {
 		st.queue = st.queue[1:]
 		st.pending--
 		st.progress = e.clock.Now()
-		if st.room != nil {
-			close(st.room)
-			st.room = nil
-		}
+		st.roomLocked()
 		st.mu.Unlock()
 		if i == 0 {
 			progress()
