@@ -3,6 +3,8 @@ package engine
 import (
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // Workers waiting for room in an endpoint's full queue take it in the order
@@ -17,6 +19,9 @@ func TestEnqueueWaitersTakeRoomInOrder(t *testing.T) {
 	opts := testOptions()
 	opts.Queue, opts.Routes, opts.Metrics = f.q, f.reg, f.metrics
 	opts.BusyWait = time.Minute
+	// The engine's clock stands still, so the endpoint never looks
+	// stalled however slowly the test runs.
+	opts.Clock = clocktesting.NewFakePassiveClock(time.Now())
 	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -44,16 +49,8 @@ func TestEnqueueWaitersTakeRoomInOrder(t *testing.T) {
 	const workers = 16
 	tasks := make([]*task, workers)
 	done := make(chan bool, workers)
-	// Sends keep finishing: an endpoint that finishes none for
-	// maxWaitStall has its overflow held.
-	progress := func() {
-		st.mu.Lock()
-		st.progress = e.clock.Now()
-		st.mu.Unlock()
-	}
 	for i := range tasks {
 		tasks[i] = &task{}
-		progress()
 		go func() { done <- e.enqueue(st, tasks[i]) }()
 		eventually(t, "the worker waiting", func() bool { return waiting() == i+1 })
 	}
@@ -66,11 +63,9 @@ func TestEnqueueWaitersTakeRoomInOrder(t *testing.T) {
 		// takes it, and the send it replaces finished.
 		st.queue = st.queue[1:]
 		st.pending--
-		st.progress = e.clock.Now()
 		st.roomLocked()
 		st.mu.Unlock()
 		if i == 0 {
-			progress()
 			go func() { done <- e.enqueue(st, late) }()
 			eventually(t, "the late worker waiting", func() bool { return waiting() == workers })
 		}
