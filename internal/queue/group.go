@@ -236,8 +236,8 @@ type member struct {
 
 var _ jetstream.Msg = (*member)(nil)
 
-// members splits a group message into messages a Job can take; nil when it
-// does not decode (the caller drops it, as an undecodable delivery).
+// members splits a group message into messages a Job can take; an error when
+// it does not decode (the caller drops it, as an undecodable delivery).
 func (q *Queue) members(m jetstream.Msg) ([]*member, error) {
 	single, _, _ := splitGroupSubject(m.Subject())
 	datas, err := decodeGroup(m.Data())
@@ -289,7 +289,7 @@ func (m *member) NakWithDelay(delay time.Duration) error {
 	}
 	ctx, cancel := resolveContext(context.Background())
 	defer cancel()
-	if err := m.q.publishAtNoID(ctx, &d, time.Now().Add(delay)); err != nil {
+	if err := m.q.storeAt(ctx, &d, time.Now().Add(delay), false); err != nil {
 		return fmt.Errorf("putting back a delivery of a group: %w", err)
 	}
 	return m.Ack()
@@ -321,19 +321,6 @@ func (m *member) resolved(ack func() error) error {
 		return err
 	}
 	return nil
-}
-
-// publishAtNoID is publishAt without a message id.
-func (q *Queue) publishAtNoID(ctx context.Context, d *Delivery, t time.Time) error {
-	m := &nats.Msg{Subject: laneSubject(d), Data: encodeDelivery(d)}
-	if !t.After(time.Now()) {
-		_, err := q.js.PublishMsg(ctx, m)
-		return err
-	}
-	id := deliveryMsgID(d) + "/" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	m.Subject = scheduleSubject(d.Event.Namespace, d.Endpoint, id)
-	_, err := q.js.PublishMsg(ctx, m, jetstream.WithScheduleAt(ceilSecond(t)), jetstream.WithScheduleTarget(laneSubject(d)))
-	return err
 }
 
 // GroupsOn reports whether the fan-out stores groups now: every live replica

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,12 +232,21 @@ func (j *Job) settleWith(f func() error) error {
 // The schedule's subject is unique per message id since the server keeps one
 // schedule per subject.
 func (q *Queue) publishAt(ctx context.Context, d *Delivery, t time.Time) error {
+	return q.storeAt(ctx, d, t, true)
+}
+
+// storeAt stores d on its lane, or as a schedule onto it when t is ahead,
+// with its delivery id as message id, or without one (withID false: a
+// group's member put back, which may be put back more than once), its
+// schedule subject then made unique.
+func (q *Queue) storeAt(ctx context.Context, d *Delivery, t time.Time, withID bool) error {
 	target := laneSubject(d)
 	id := deliveryMsgID(d)
-	m := &nats.Msg{
-		Subject: target,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
-		Data:    encodeDelivery(d),
+	m := &nats.Msg{Subject: target, Data: encodeDelivery(d)}
+	if withID {
+		m.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
+	} else {
+		id += "/" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	if !t.After(time.Now()) {
 		_, err := q.js.PublishMsg(ctx, m)

@@ -185,76 +185,72 @@ func (d *dispatcherProc) peakMemory() (hwm int64, err error) {
 	return hwm, sc.Err()
 }
 
-// scrapeMetrics returns the hookline_* delivery counters of /metrics, one per line.
-// It runs when a run ends, cancelled or not, so on its own context; hc's timeout
-// bounds it.
-//
-//nolint:contextcheck // see above
-func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
-	hc := &http.Client{Timeout: 5 * time.Second}
-	// hc's timeout bounds the scrape.
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+d.metrics+"/metrics", nil)
+// eachMetric calls f with each line of the dispatcher's /metrics, within 5 s.
+func (d *dispatcherProc) eachMetric(ctx context.Context, f func(line string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metrics+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	resp, err := hc.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	var out []string
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		if err := f(sc.Text()); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// scrapeMetrics returns the hookline_* delivery counters of /metrics, one per line.
+// It runs when a run ends, cancelled or not, so on its own context.
+//
+//nolint:contextcheck // see above
+func (d *dispatcherProc) scrapeMetrics() ([]string, error) {
+	var out []string
+	err := d.eachMetric(context.Background(), func(line string) error {
 		for _, p := range []string{"hookline_deliveries_total", "hookline_delivery_attempts_total", "hookline_delivery_holds_total", "hookline_deliveries_dead_total", "hookline_endpoint_circuit_open"} {
 			if strings.HasPrefix(line, p+"{") {
 				out = append(out, line)
 			}
 		}
-	}
-	return out, sc.Err()
+		return nil
+	})
+	return out, err
 }
 
 // sendTotals returns the sum and count of hookline_delivery_latency_seconds
 // over every endpoint: the time the dispatcher's attempts took, from sending
 // to the response. Two readings give a phase's mean send time.
 func (d *dispatcherProc) sendTotals(ctx context.Context) (sum, n float64, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metrics+"/metrics", nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), "{")
-		if !ok {
-			continue
-		}
+	err = d.eachMetric(ctx, func(line string) error {
+		name, rest, ok := strings.Cut(line, "{")
 		var into *float64
-		switch name {
-		case "hookline_delivery_latency_seconds_sum":
+		switch {
+		case !ok:
+			return nil
+		case name == "hookline_delivery_latency_seconds_sum":
 			into = &sum
-		case "hookline_delivery_latency_seconds_count":
+		case name == "hookline_delivery_latency_seconds_count":
 			into = &n
 		default:
-			continue
+			return nil
 		}
 		_, value, _ := strings.Cut(rest, "} ")
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		*into += v
-	}
-	return sum, n, sc.Err()
+		return nil
+	})
+	return sum, n, err
 }
 
 // startProfile starts a CPU profile written to file; a no-op for bin/hookline.
