@@ -25,7 +25,7 @@ type latencyResult struct {
 	MaxLag     time.Duration
 	Lost, Dups int
 	PublishErr string
-	// Isolation only: requests the hanging endpoint received during the phase.
+	// Isolation only: requests the second endpoint received during the phase.
 	HangRequests int64
 	// Timeline is the worst latency of the events sent in each -timeline interval.
 	Timeline []time.Duration
@@ -128,7 +128,29 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // endpoint's latency should barely move while the dispatcher waits out the other's
 // timeouts.
 func (b *bench) isolation(ctx context.Context, r *run) (*latencyResult, error) {
-	const name = "hanging"
+	return b.secondEndpoint(ctx, r, hangingEndpoint, "iso")
+}
+
+// isolationControl runs the latency phase with a second endpoint that answers at
+// once in place of the hanging one. Each event then costs two deliveries, as in
+// the isolation phase, but nothing hangs: the healthy p99 it measures is what a
+// second delivery per event costs on these shared cores, so the isolation phase's
+// p99 against it is what the hang itself costs.
+func (b *bench) isolationControl(ctx context.Context, r *run) (*latencyResult, error) {
+	return b.secondEndpoint(ctx, r, answeringEndpoint, "ctl")
+}
+
+// The second endpoints of the isolation phases, both served by the hanger:
+// requests to the answering one's path are answered at once.
+const (
+	hangingEndpoint   = "hanging"
+	answeringEndpoint = "answering"
+)
+
+// secondEndpoint subscribes endpoint name, on the hanger's server, to the
+// latency phase's events, waits until it receives one, runs the latency phase
+// (events in group) and deletes the subscription again.
+func (b *bench) secondEndpoint(ctx context.Context, r *run, name, group string) (*latencyResult, error) {
 	path := "/" + r.ns + "/" + name
 	if _, err := b.k.createEndpoint(ctx, r.ns, endpointSpec{name: name, url: b.hangSrv.url(path), timeout: b.cfg.hangTimeout, maxInFlight: int32(b.cfg.hangMaxInFlight)}); err != nil {
 		return nil, err
@@ -136,33 +158,34 @@ func (b *bench) isolation(ctx context.Context, r *run) (*latencyResult, error) {
 	if err := b.k.createSubscription(ctx, subscription(r.ns, name, name, []string{"bench.latency"}, "")); err != nil {
 		return nil, err
 	}
-	// Wait until the dispatcher sends to the hanging endpoint, so the whole phase runs
-	// with it in place.
+	// Wait until the dispatcher sends to the second endpoint, so the whole phase
+	// runs with it in place.
+	probe := group + "probe"
 	deadline := time.Now().Add(b.cfg.setupTimeout)
 	var buf []byte
-	for k := 0; b.hang.seen("isoprobe") == 0; k++ {
+	for k := 0; b.hang.seen(probe) == 0; k++ {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("the dispatcher did not start sending to the hanging endpoint within %s", b.cfg.setupTimeout)
+			return nil, fmt.Errorf("the dispatcher did not start sending to the %s endpoint within %s", name, b.cfg.setupTimeout)
 		}
 		if err := r.d.crashed(); err != nil {
 			return nil, err
 		}
-		buf = b.payload.event(buf[:0], "bench.latency", eventID("isoprobe", k), k, time.Now())
+		buf = b.payload.event(buf[:0], "bench.latency", eventID(probe, k), k, time.Now())
 		if err := r.pub.one(ctx, r.ns, buf); err != nil {
 			return nil, err
 		}
 		for range 20 {
-			if b.hang.seen("isoprobe") > 0 {
+			if b.hang.seen(probe) > 0 {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	before := b.hang.arrivals.Load()
-	res := b.latency(ctx, r, "iso")
+	res := b.latency(ctx, r, group)
 	res.HangRequests = b.hang.arrivals.Load() - before
-	// The fan-out phase that follows should not share the machine with the hanging
-	// endpoint's retries: deliveries of a deleted subscription are dropped.
+	// The phases that follow should not share the machine with this endpoint's
+	// deliveries or retries: deliveries of a deleted subscription are dropped.
 	if err := b.k.deleteSubscription(ctx, r.ns, name); err != nil {
 		return res, err
 	}

@@ -296,7 +296,8 @@ func (s *sink) quiet(ctx context.Context, path string, idle, timeout time.Durati
 }
 
 // hanger is the receiver that stopped answering: it reads the start of the body and holds every
-// request until the dispatcher gives up on it (or the benchmark ends).
+// request until the dispatcher gives up on it (or the benchmark ends). Requests to the
+// isolation control's endpoint (answeringEndpoint) it answers at once.
 type hanger struct {
 	release  chan struct{}
 	arrivals atomic.Int64
@@ -321,6 +322,12 @@ func (h *hanger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.groups[groupOf(id)]++
 	h.mu.Unlock()
+	if strings.HasSuffix(r.URL.Path, "/"+answeringEndpoint) {
+		// The isolation control's endpoint: answered at once.
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	select {
 	case <-r.Context().Done():
 		return

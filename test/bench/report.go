@@ -211,28 +211,7 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 		return secs(f.Create) + " / " + secs(f.Visible)
 	}))
 
-	iso := func(f func(without, with *latencyResult) string) func(r *runResult) string {
-		return func(r *runResult) string {
-			if r.Isolation == nil || r.Latency == nil {
-				return notRun
-			}
-			return f(r.Latency, r.Isolation)
-		}
-	}
-	row(fmt.Sprintf("isolation: healthy p99 without / with a hanging endpoint (timeout %s)", c.hangTimeout), "", iso(func(without, with *latencyResult) string {
-		return ms(without.P99) + " / " + ms(with.P99)
-	}))
-	row("  ratio", fmt.Sprintf("< %.2g×", targetIsolation), iso(func(without, with *latencyResult) string {
-		if without.P99 <= 0 {
-			return "n/a"
-		}
-		// Shown rounded up, so a ratio printed below the target is below it.
-		ratio := math.Ceil(100*float64(with.P99)/float64(without.P99)) / 100
-		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio < targetIsolation))
-	}))
-	row("  healthy p50 with the hanging endpoint / its requests", "", iso(func(_, with *latencyResult) string {
-		return ms(with.P50) + " / " + count(int(with.HangRequests))
-	}))
+	b.isolationRows(row)
 
 	row("peak RSS of the dispatcher (VmHWM)", "", func(r *runResult) string {
 		if r.PeakRSS == 0 {
@@ -250,6 +229,48 @@ func (b *bench) report(out io.Writer, runs []*runResult) {
 	reportPhases(out, runs)
 	reportTimeline(out, runs, c.timeline)
 	reportCounters(out, runs)
+}
+
+// isolationRows prints the isolation phase against the latency phase, and its
+// control (a second endpoint that answers) beside it.
+func (b *bench) isolationRows(row func(string, string, func(*runResult) string)) {
+	iso := func(f func(without, with *latencyResult) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.Isolation == nil || r.Latency == nil {
+				return notRun
+			}
+			return f(r.Latency, r.Isolation)
+		}
+	}
+	row(fmt.Sprintf("isolation: healthy p99 without / with a hanging endpoint (timeout %s)", b.cfg.hangTimeout), "", iso(func(without, with *latencyResult) string {
+		return ms(without.P99) + " / " + ms(with.P99)
+	}))
+	row("  ratio", fmt.Sprintf("< %.2g×", targetIsolation), iso(func(without, with *latencyResult) string {
+		if without.P99 <= 0 {
+			return "n/a"
+		}
+		// Shown rounded up, so a ratio printed below the target is below it.
+		ratio := math.Ceil(100*float64(with.P99)/float64(without.P99)) / 100
+		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio < targetIsolation))
+	}))
+	row("  healthy p50 with the hanging endpoint / its requests", "", iso(func(_, with *latencyResult) string {
+		return ms(with.P50) + " / " + count(int(with.HangRequests))
+	}))
+	row("  control: healthy p99 with a second endpoint that answers at once; ratio", "", func(r *runResult) string {
+		if r.Control == nil || r.Latency == nil {
+			return notRun
+		}
+		if r.Latency.P99 <= 0 {
+			return ms(r.Control.P99)
+		}
+		return fmt.Sprintf("%s; %.2f×", ms(r.Control.P99), float64(r.Control.P99)/float64(r.Latency.P99))
+	})
+	row("  hanging ÷ answering second endpoint (what the hang itself costs)", "", func(r *runResult) string {
+		if r.Control == nil || r.Isolation == nil || r.Control.P99 <= 0 {
+			return notRun
+		}
+		return fmt.Sprintf("%.2f×", float64(r.Isolation.P99)/float64(r.Control.P99))
+	})
 }
 
 // ratioTarget is the throughput target of r's durability: want, or the lower target
@@ -383,7 +404,7 @@ func reportTimeline(out io.Writer, runs []*runResult, timeline time.Duration) {
 		for _, l := range []struct {
 			name string
 			res  *latencyResult
-		}{{"latency", r.Latency}, {"isolation", r.Isolation}} {
+		}{{"latency", r.Latency}, {"control", r.Control}, {"isolation", r.Isolation}} {
 			if l.res == nil {
 				continue
 			}

@@ -57,6 +57,7 @@ type runResult struct {
 	Floor       []*floorPass      // the storage layout without the dispatcher
 	Latency     *latencyResult
 	Isolation   *latencyResult
+	Control     *latencyResult // the isolation phase with a second endpoint that answers
 	Fanout      *fanoutResult
 	PeakRSS     int64
 	Phases      []phaseNote
@@ -200,6 +201,20 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 		}
 	}
 	if want(phaseIsolation) {
+		if err := phase("control", func() error {
+			l, err := b.isolationControl(ctx, r)
+			if l != nil {
+				res.Control = l
+				res.Lost += l.Lost
+				b.logf("  healthy p99 %s with a second endpoint that answers (%d requests to it)", ms(l.P99), l.HangRequests)
+				if err == nil {
+					err = publishErr(res, l.PublishErr)
+				}
+			}
+			return err
+		}); err != nil {
+			return err
+		}
 		if err := phase("isolation", func() error {
 			l, err := b.isolation(ctx, r)
 			if l != nil {
