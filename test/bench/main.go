@@ -318,13 +318,23 @@ func benchmark(ctx context.Context, cfg config) ([]string, error) {
 	return out, ctx.Err()
 }
 
+// baselineOf is the baseline measured just before phase t, nil if none.
+func baselineOf(t *throughputResult) *baselineResult {
+	if t == nil {
+		return nil
+	}
+	return t.Baseline
+}
+
 // problems lists what makes a run untrustworthy, as opposed to slow.
 func problems(runs []*runResult) []string {
 	var out []string
 	for _, r := range runs {
 		p := "durability=" + r.Durability + ": "
-		if base := r.Baseline; base != nil && base.Failed > 0 {
-			out = append(out, fmt.Sprintf("%sbaseline: %d of %d requests failed (first: %s)", p, base.Failed, base.Requests, base.FirstErr))
+		for _, base := range []*baselineResult{r.Baseline, baselineOf(r.Throughput), baselineOf(r.Single), baselineOf(r.Fan10)} {
+			if base != nil && base.Failed > 0 {
+				out = append(out, fmt.Sprintf("%sbaseline: %d of %d requests failed (first: %s)", p, base.Failed, base.Requests, base.FirstErr))
+			}
 		}
 		if r.Err != nil {
 			out = append(out, p+r.Err.Error())

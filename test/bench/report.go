@@ -300,13 +300,27 @@ func (b *bench) throughputRows(row func(string, string, func(*runResult) string)
 	row(title, "", tp(func(_ *runResult, t *throughputResult) string {
 		return count(t.Events) + " events, " + count(t.Delivered) + " deliveries"
 	}))
+	// A phase's ratios are against the baseline measured just before it.
+	base := func(r *runResult, t *throughputResult) *baselineResult {
+		if t.Baseline != nil {
+			return t.Baseline
+		}
+		return r.Baseline
+	}
+	row("  baseline just before the phase: req/s, CPU per request", "", tp(func(r *runResult, t *throughputResult) string {
+		if b := base(r, t); b != nil && b.Rate > 0 {
+			return count(int(b.Rate)) + ", " + us(b.CPUPerRequest)
+		}
+		return notRun
+	}))
 	row("  delivered/s (first publish → last delivery)", "", tp(func(_ *runResult, t *throughputResult) string { return count(int(t.Rate)) }))
 	row("  ratio to baseline by wall clock", targetText, tp(func(r *runResult, t *throughputResult) string {
-		if r.Baseline == nil || r.Baseline.Rate == 0 {
+		b := base(r, t)
+		if b == nil || b.Rate == 0 {
 			return notRun
 		}
 		// Shown rounded down, so a ratio printed as the target has met it.
-		ratio := math.Floor(100*t.Rate/r.Baseline.Rate) / 100
+		ratio := math.Floor(100*t.Rate/b.Rate) / 100
 		return fmt.Sprintf("%.2f× %s", ratio, verdict(ratio >= target(r)))
 	}))
 	row("  accepted/s (first publish → last 202)", "", tp(func(_ *runResult, t *throughputResult) string {
@@ -331,10 +345,11 @@ func (b *bench) throughputRows(row func(string, string, func(*runResult) string)
 		cpuTarget = "same"
 	}
 	row("  ratio to baseline by CPU cost (load-independent estimate)", cpuTarget, tp(func(r *runResult, t *throughputResult) string {
-		if r.Baseline == nil || t.DispatcherCPU+t.BenchCPU == 0 {
+		b := base(r, t)
+		if b == nil || t.DispatcherCPU+t.BenchCPU == 0 {
 			return notRun
 		}
-		ratio := math.Floor(100*float64(r.Baseline.CPUPerRequest)/float64(t.DispatcherCPU+t.BenchCPU)) / 100
+		ratio := math.Floor(100*float64(b.CPUPerRequest)/float64(t.DispatcherCPU+t.BenchCPU)) / 100
 		if !cpuVerdict {
 			return fmt.Sprintf("%.2f×", ratio)
 		}
@@ -387,7 +402,7 @@ func reportPhases(out io.Writer, runs []*runResult) {
 	fmt.Fprintf(out, "connections opened to the receiver; load average and dispatcher VmHWM at the end:\n")
 	for _, r := range runs {
 		for _, p := range r.Phases {
-			fmt.Fprintf(out, "  %-8s %-10s %8s  cores %.2f + %.2f + %.2f  conns %-6d load %s  VmHWM %.1f MiB\n", r.Durability, p.Name, secs(p.Took),
+			fmt.Fprintf(out, "  %-8s %-15s %8s  cores %.2f + %.2f + %.2f  conns %-6d load %s  VmHWM %.1f MiB\n", r.Durability, p.Name, secs(p.Took),
 				p.CPU.Dispatcher, p.CPU.Self, p.CPU.Others, p.Conns, p.Load, float64(p.HWM)/bytesPerMebibyte)
 		}
 		if r.Err != nil {

@@ -127,7 +127,7 @@ func (b *bench) measure(ctx context.Context, durability string, full bool, res *
 func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) error {
 	phase := func(name string, f func() error) error { return b.phase(ctx, r, res, name, f) }
 	if err := phase("baseline", func() error {
-		base, err := b.baseline(ctx, r)
+		base, err := b.baseline(ctx, r, "base")
 		res.Baseline = base
 		if base != nil {
 			b.logf("  %.0f req/s", base.Rate)
@@ -140,28 +140,22 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 		return b.cfg.phases[name] && (full || name == phaseThroughput || name == phaseSingle || name == phaseLatency)
 	}
 	if want(phaseThroughput) {
-		if err := phase("throughput", func() error {
-			t := b.throughput(ctx, r)
-			res.Throughput = t
-			res.Lost += t.Lost
-			b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published, t.Rate)
-			return publishErr(res, t.PublishErr)
-		}); err != nil {
+		t, err := b.throughputPhase(ctx, r, res, "throughput", "basetp", 1, func() *throughputResult { return b.throughput(ctx, r) })
+		res.Throughput = t
+		if err != nil {
 			return err
 		}
 	}
 	if want(phaseSingle) {
-		if err := phase("single", func() error {
-			n := b.cfg.singleEvents
-			if r.durability == "always" && b.cfg.alwaysEvents > 0 {
-				n = min(n, b.cfg.alwaysEvents)
-			}
-			t := b.singles(ctx, r, "one", "bench.single", r.healthy, n, b.cfg.singlePublishers, 1)
-			res.Single = t
-			res.Lost += t.Lost
-			b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published, t.Rate)
-			return publishErr(res, t.PublishErr)
-		}); err != nil {
+		n := b.cfg.singleEvents
+		if r.durability == "always" && b.cfg.alwaysEvents > 0 {
+			n = min(n, b.cfg.alwaysEvents)
+		}
+		t, err := b.throughputPhase(ctx, r, res, "single", "basesg", 1, func() *throughputResult {
+			return b.singles(ctx, r, "one", "bench.single", r.healthy, n, b.cfg.singlePublishers, 1)
+		})
+		res.Single = t
+		if err != nil {
 			return err
 		}
 	}
@@ -170,13 +164,11 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 		if err := b.setupFan10(ctx, r, eventType); err != nil {
 			return err
 		}
-		if err := phase("fanout10", func() error {
-			t := b.singles(ctx, r, "ten", eventType, fan10Path(r.ns), b.cfg.fan10Events, b.cfg.singlePublishers, fan10Endpoints)
-			res.Fan10 = t
-			res.Lost += t.Lost
-			b.logf("  %d/%d deliveries, %.0f/s", t.Delivered, t.Published*fan10Endpoints, t.Rate)
-			return publishErr(res, t.PublishErr)
-		}); err != nil {
+		t, err := b.throughputPhase(ctx, r, res, "fanout10", "basefo", fan10Endpoints, func() *throughputResult {
+			return b.singles(ctx, r, "ten", eventType, fan10Path(r.ns), b.cfg.fan10Events, b.cfg.singlePublishers, fan10Endpoints)
+		})
+		res.Fan10 = t
+		if err != nil {
 			return err
 		}
 	}
@@ -245,6 +237,34 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 	}
 
 	return nil
+}
+
+// throughputPhase measures the baseline again (events and route group, no
+// '-'), as a phase of its own so its cores are listed, and then runs throughput
+// phase name, whose ratios are taken against that baseline: the machine's load
+// moves during a run, and the baseline just before a phase shares its load
+// best. perEvent is how many deliveries each published event makes.
+func (b *bench) throughputPhase(ctx context.Context, r *run, res *runResult, name, group string, perEvent int, measure func() *throughputResult) (*throughputResult, error) {
+	var base *baselineResult
+	if err := b.phase(ctx, r, res, "base-"+name, func() error {
+		var err error
+		base, err = b.baseline(ctx, r, group)
+		if base != nil {
+			b.logf("  %.0f req/s", base.Rate)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var t *throughputResult
+	err := b.phase(ctx, r, res, name, func() error {
+		t = measure()
+		t.Baseline = base
+		res.Lost += t.Lost
+		b.logf("  %d/%d delivered, %.0f/s", t.Delivered, t.Published*perEvent, t.Rate)
+		return publishErr(res, t.PublishErr)
+	})
+	return t, err
 }
 
 // collect reads what the receivers saw and how large the dispatcher grew, before it

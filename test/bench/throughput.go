@@ -26,9 +26,11 @@ type baselineResult struct {
 // baseline posts the benchmark's events straight to the receiver with the
 // dispatcher's own client code (directTarget), N workers, fixed count. It is
 // the ceiling the dispatcher's throughput is compared with, measured just before it
-// on the same machine, so both see about the same load from other processes.
-func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
-	path := "/" + r.ns + "/baseline"
+// on the same machine, so both see about the same load from other processes: once
+// at the start of a run, and again just before each throughput phase. group (no
+// '-') names the events and the receiver's route, one per measurement.
+func (b *bench) baseline(ctx context.Context, r *run, group string) (*baselineResult, error) {
+	path := "/" + r.ns + "/" + group
 	target, done, err := b.directTarget(path)
 	if err != nil {
 		return nil, err
@@ -54,7 +56,7 @@ func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
 				}
 				now := time.Now()
 				buf = b.payload.data(buf[:0], i, now)
-				msg := delivery.Message{ID: eventID("base", i), WebhookID: eventID("base", i), Type: "bench.baseline", Time: now, Data: buf, Namespace: "bench", Subscription: "baseline"}
+				msg := delivery.Message{ID: eventID(group, i), WebhookID: eventID(group, i), Type: "bench.baseline", Time: now, Data: buf, Namespace: "bench", Subscription: "baseline"}
 				if r := delivery.Send(ctx, target, msg, now); r.Verdict != delivery.Delivered {
 					failed.Add(1)
 					errOnce.Do(func() { res.FirstErr = fmt.Sprintf("status %d, %v", r.StatusCode, r.Err) })
@@ -65,7 +67,7 @@ func (b *bench) baseline(ctx context.Context, r *run) (*baselineResult, error) {
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.Failed = int(failed.Load())
-	g := b.sink.group(path, "base")
+	g := b.sink.group(path, group)
 	res.Rate = float64(g.Count) / res.Elapsed.Seconds()
 	if g.Count > 0 {
 		res.CPUPerRequest = (selfCPU() - cpu) / time.Duration(g.Count)
@@ -122,6 +124,9 @@ type throughputResult struct {
 	// Endpoints × maxInFlight allowed.
 	SendMean  time.Duration
 	Endpoints int
+	// Baseline is the baseline measured just before the phase, which its
+	// ratios are taken against; nil: the run's first.
+	Baseline *baselineResult
 }
 
 // sendWatch reads the dispatcher's send-time totals at the start of a phase;
