@@ -123,25 +123,17 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(max(rank, 0), len(ds)-1)]
 }
 
-// isolation adds an endpoint whose receiver never answers, subscribed to the same
-// event type as the healthy one, and runs the latency phase again: the healthy
-// endpoint's latency should barely move while the dispatcher waits out the other's
-// timeouts.
-func (b *bench) isolation(ctx context.Context, r *run) (*latencyResult, error) {
-	return b.secondEndpoint(ctx, r, hangingEndpoint, "iso")
-}
-
-// isolationControl runs the latency phase with a second endpoint that answers at
-// once in place of the hanging one. Each event then costs two deliveries, as in
-// the isolation phase, but nothing hangs: the healthy p99 it measures is what a
-// second delivery per event costs on these shared cores, so the isolation phase's
-// p99 against it is what the hang itself costs.
-func (b *bench) isolationControl(ctx context.Context, r *run) (*latencyResult, error) {
-	return b.secondEndpoint(ctx, r, answeringEndpoint, "ctl")
-}
-
-// The second endpoints of the isolation phases, both served by the hanger:
-// requests to the answering one's path are answered at once.
+// The isolation phase adds an endpoint whose receiver never answers, subscribed to
+// the same event type as the healthy one, and runs the latency phase again: the
+// healthy endpoint's latency should barely move while the dispatcher waits out the
+// other's timeouts. Its control, run just before it, does the same with a second
+// endpoint that answers at once. Each event then costs two deliveries, as in the
+// isolation phase, but nothing hangs: the healthy p99 it measures is what a second
+// delivery per event costs on these shared cores, so the isolation phase's p99
+// against it is what the hang itself costs.
+//
+// Both second endpoints are served by the hanger: requests to the answering
+// one's path are answered at once.
 const (
 	hangingEndpoint   = "hanging"
 	answeringEndpoint = "answering"

@@ -193,32 +193,11 @@ func (b *bench) phases(ctx context.Context, r *run, res *runResult, full bool) e
 		}
 	}
 	if want(phaseIsolation) {
-		if err := phase("control", func() error {
-			l, err := b.isolationControl(ctx, r)
-			if l != nil {
-				res.Control = l
-				res.Lost += l.Lost
-				b.logf("  healthy p99 %s with a second endpoint that answers (%d requests to it)", ms(l.P99), l.HangRequests)
-				if err == nil {
-					err = publishErr(res, l.PublishErr)
-				}
-			}
-			return err
-		}); err != nil {
+		var err error
+		if res.Control, err = b.secondEndpointPhase(ctx, r, res, "control", answeringEndpoint, "ctl", "a second endpoint that answers"); err != nil {
 			return err
 		}
-		if err := phase("isolation", func() error {
-			l, err := b.isolation(ctx, r)
-			if l != nil {
-				res.Isolation = l
-				res.Lost += l.Lost
-				b.logf("  healthy p99 %s with the hanging endpoint (%d requests to it)", ms(l.P99), l.HangRequests)
-				if err == nil {
-					err = publishErr(res, l.PublishErr)
-				}
-			}
-			return err
-		}); err != nil {
+		if res.Isolation, err = b.secondEndpointPhase(ctx, r, res, "isolation", hangingEndpoint, "iso", "the hanging endpoint"); err != nil {
 			return err
 		}
 	}
@@ -265,6 +244,25 @@ func (b *bench) throughputPhase(ctx context.Context, r *run, res *runResult, nam
 		return publishErr(res, t.PublishErr)
 	})
 	return t, err
+}
+
+// secondEndpointPhase runs phase name: the latency phase with endpoint (on the
+// hanger's server, described by what) subscribed beside the healthy one.
+func (b *bench) secondEndpointPhase(ctx context.Context, r *run, res *runResult, name, endpoint, group, what string) (*latencyResult, error) {
+	var l *latencyResult
+	err := b.phase(ctx, r, res, name, func() error {
+		var err error
+		l, err = b.secondEndpoint(ctx, r, endpoint, group)
+		if l != nil {
+			res.Lost += l.Lost
+			b.logf("  healthy p99 %s with %s (%d requests to it)", ms(l.P99), what, l.HangRequests)
+			if err == nil {
+				err = publishErr(res, l.PublishErr)
+			}
+		}
+		return err
+	})
+	return l, err
 }
 
 // collect reads what the receivers saw and how large the dispatcher grew, before it
