@@ -179,6 +179,8 @@ type Engine struct {
 	stop    context.Context
 	sendCtx context.Context
 	sends   sync.WaitGroup
+	// senders runs the unordered sends (senders.go).
+	senders senders
 
 	// life runs the goroutines that park and unpark (unpark.go): ctx is
 	// Run's while it runs, nil otherwise, and Run waits for wg.
@@ -239,6 +241,7 @@ func New(opts Options) (*Engine, error) {
 
 		unparkSlots: make(chan struct{}, maxUnparks),
 	}
+	e.senders = senders{send: func(w sendWork) { e.send(w.st, w.t) }, done: e.sends.Done, idleWait: senderIdle}
 	for _, d := range opts.Disabled {
 		st := e.endpoint(d.Namespace, d.Name)
 		st.mu.Lock()
@@ -324,6 +327,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Ordered sends are done (their lanes stopped with the consumers); the
 	// unordered ones finish or are cancelled after DrainTimeout.
 	e.sends.Wait()
+	e.senders.close()
 	// Every delivery taken is resolved or put back: hand this replica's
 	// endpoints to the others now rather than after the queue's PinnedTTL.
 	e.handOver(ctx, deliveries)

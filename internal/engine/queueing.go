@@ -351,13 +351,13 @@ func (e *Engine) dispatchLocked(st *endpointState) {
 		st.roomLocked()
 		st.inflight++
 		e.sends.Add(1)
-		go e.run(st, t)
+		e.senders.start(sendWork{st, t})
 	}
 }
 
-// run sends one queued delivery and frees its slot.
-func (e *Engine) run(st *endpointState, t *task) {
-	defer e.sends.Done()
+// send sends one queued delivery and frees its slot; its sender then marks
+// e.sends done.
+func (e *Engine) send(st *endpointState, t *task) {
 	e.attempt(st, t)
 	st.mu.Lock()
 	st.progress = e.clock.Now()
