@@ -13,16 +13,20 @@ func testSenders(idleWait time.Duration, send func(sendWork)) (*senders, *sync.W
 	return &senders{send: send, done: wg.Done, idleWait: idleWait}, &wg
 }
 
-// waitFor polls cond until it holds or a few seconds have passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// wantRan fails the test unless ran counted n sends.
+func wantRan(t *testing.T, ran *atomic.Int64, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if got := ran.Load(); got != n {
+		t.Fatalf("%d sends ran, want %d", got, n)
 	}
+}
+
+// sendOne starts one send on p and waits until it is done.
+func sendOne(t *testing.T, p *senders, wg *sync.WaitGroup) {
+	t.Helper()
+	wg.Add(1)
+	p.start(sendWork{})
+	waitGroup(t, wg)
 }
 
 // waitGroup waits for wg, failing the test after a few seconds.
@@ -63,9 +67,7 @@ func TestSendersReuseIdleGoroutines(t *testing.T) {
 		p.start(sendWork{})
 	}
 	waitGroup(t, wg)
-	if got := ran.Load(); got != 16 {
-		t.Fatalf("%d sends ran, want 16", got)
-	}
+	wantRan(t, &ran, 16)
 	if idle, started := p.counts(); idle != 8 || started != 8 {
 		t.Fatalf("after 8 more sends: %d idle, %d started; want 8 and 8 (reused)", idle, started)
 	}
@@ -76,21 +78,15 @@ func TestSendersExitWhenIdle(t *testing.T) {
 	p, wg := testSenders(20*time.Millisecond, func(sendWork) { ran.Add(1) })
 	defer p.close()
 
-	wg.Add(1)
-	p.start(sendWork{})
-	waitGroup(t, wg)
-	waitFor(t, "the idle sender to exit", func() bool { idle, _ := p.counts(); return idle == 0 })
+	sendOne(t, p, wg)
+	eventually(t, "the idle sender to exit", func() bool { idle, _ := p.counts(); return idle == 0 })
 
 	// A send after that starts a goroutine again.
-	wg.Add(1)
-	p.start(sendWork{})
-	waitGroup(t, wg)
+	sendOne(t, p, wg)
 	if _, started := p.counts(); started != 2 {
 		t.Fatalf("%d goroutines started, want 2", started)
 	}
-	if got := ran.Load(); got != 2 {
-		t.Fatalf("%d sends ran, want 2", got)
-	}
+	wantRan(t, &ran, 2)
 }
 
 func TestSendersClose(t *testing.T) {
@@ -101,22 +97,18 @@ func TestSendersClose(t *testing.T) {
 		p.start(sendWork{})
 	}
 	waitGroup(t, wg)
-	waitFor(t, "the senders to park", func() bool { idle, _ := p.counts(); return idle > 0 })
+	eventually(t, "the senders to park", func() bool { idle, _ := p.counts(); return idle > 0 })
 
 	p.close()
 	if idle, _ := p.counts(); idle != 0 {
 		t.Fatalf("%d senders idle after close, want 0", idle)
 	}
 	// A send after close still runs, on a goroutine that does not park.
-	wg.Add(1)
-	p.start(sendWork{})
-	waitGroup(t, wg)
+	sendOne(t, p, wg)
 	if idle, _ := p.counts(); idle != 0 {
 		t.Fatalf("%d senders idle after a send that followed close, want 0", idle)
 	}
-	if got := ran.Load(); got != 5 {
-		t.Fatalf("%d sends ran, want 5", got)
-	}
+	wantRan(t, &ran, 5)
 }
 
 // TestSendersEveryWorkRunsOnce hands work to senders whose idle wait runs out
