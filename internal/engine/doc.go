@@ -15,8 +15,9 @@
 //
 // The engine keeps endpoints apart. One shared consumer feeds every
 // unordered delivery to a per-endpoint in-memory queue of bounded size; each
-// endpoint sends on at most maxInFlight goroutines, paced by its rate limit,
-// so a slow or dead endpoint uses its own slots and nobody else's. What does
+// endpoint has at most maxInFlight sends at once, paced by its rate limit, so a
+// slow or dead endpoint uses its own slots and nobody else's (the goroutines
+// that run the sends are shared and kept for the next one: senders.go). What does
 // not fit is held (put back on disk, no attempt spent) and comes back at the
 // endpoint's pace. Ordered subscriptions arrive one delivery at a time on
 // their queue lanes and are sent in place.
