@@ -28,7 +28,7 @@ type senders struct {
 	mu      sync.Mutex
 	idle    []chan sendWork // parked senders, the most recently idle last
 	closed  bool
-	started int // goroutines started, for tests
+	started int // goroutines started (the tests read it)
 }
 
 type sendWork struct {
@@ -124,11 +124,4 @@ func (p *senders) close() {
 		close(ch)
 	}
 	p.idle = nil
-}
-
-// counts reports the parked senders and the goroutines started so far.
-func (p *senders) counts() (idle, started int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle), p.started
 }

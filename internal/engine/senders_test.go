@@ -146,3 +146,10 @@ func TestSendersEveryWorkRunsOnce(t *testing.T) {
 		}
 	}
 }
+
+// counts reports the parked senders and the goroutines started so far.
+func (p *senders) counts() (idle, started int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle), p.started
+}
