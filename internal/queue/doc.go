@@ -57,7 +57,11 @@
 //
 // Delivery is at least once. Consumer acks are persisted asynchronously by
 // the server, so after a crash already-handled deliveries can come back; the
-// delivery id stays stable so receivers can de-duplicate.
+// delivery id stays stable so receivers can de-duplicate. The acks of
+// handled events and unordered deliveries are also sent up to 20 ms late, a
+// batch at a time, so a work queue drained as fast as it fills keeps its
+// file-store block (lateack.go); a crash in those 20 ms repeats what they
+// acknowledge, Close sends them first.
 //
 // The attempt log is not on that path: RecordAttempt buffers in memory and
 // a flusher stores each subscription's entries as one batch about every

@@ -363,7 +363,7 @@ func (b *EventBatch) settle(it *fanned, err error) {
 		_ = it.msg.NakWithDelay(nakBackoff(it.msg))
 		return
 	}
-	_ = it.msg.Ack()
+	_ = q.acks.ack(it.msg)
 }
 
 type fanned struct {

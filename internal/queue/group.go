@@ -260,8 +260,9 @@ func (m *member) Data() []byte { return m.data }
 // Subject is the delivery subject the member would be stored on alone.
 func (m *member) Subject() string { return m.subject }
 
-// Ack resolves the member; the last one acknowledges the group's message.
-func (m *member) Ack() error { return m.resolved(func() error { return m.group.Ack() }) }
+// Ack resolves the member; the last one acknowledges the group's message, a
+// moment late (lateack.go).
+func (m *member) Ack() error { return m.resolved(func() error { return m.q.acks.ack(m.Msg) }) }
 
 // DoubleAck resolves the member; the last one acknowledges the group's
 // message and waits for the server's confirmation.

@@ -111,8 +111,12 @@ func (j *Job) Done() error {
 	return j.settleWith(func() error {
 		if j.lane != nil {
 			j.lane.forget()
+			return j.msg.Ack()
 		}
-		return j.msg.Ack()
+		if _, grouped := j.msg.(*member); grouped {
+			return j.msg.Ack() // the group's own acknowledgement is late
+		}
+		return j.q.acks.ack(j.msg)
 	})
 }
 

@@ -58,6 +58,9 @@ type Queue struct {
 	// groupsOn lets the fan-out store groups: every live replica reads
 	// them (group.go, Deliveries.followGroups).
 	groupsOn atomic.Bool
+	// acks sends the acknowledgements of handled messages together, a
+	// moment late (lateack.go).
+	acks *lateAcks
 }
 
 // pingInterval is how often the client pings the server it is connected to.
@@ -73,7 +76,7 @@ func Open(ctx context.Context, cfg Config, log logr.Logger) (*Queue, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, log: log, memory: newMemoryGate()}
+	q := &Queue{cfg: cfg, log: log, memory: newMemoryGate(), acks: newLateAcks(log, ackDelay)}
 	q.lanes.init()
 	ok := false
 	defer func() {
@@ -298,6 +301,7 @@ func (q *Queue) close() {
 	}
 	q.lanes.stopAll()
 	q.alog.close()
+	q.acks.close()
 	q.closed.Store(true)
 	if q.nc != nil {
 		closed := make(chan struct{})
