@@ -21,11 +21,13 @@ import (
 // Only messages whose work is finished are acknowledged late: an event whose
 // deliveries are stored, a delivery sent or dropped. What a crash in the
 // delay costs is what a crash before any acknowledgement costs: the message
-// comes back, an event's fan-out is repeated as a no-op (its deliveries'
-// message ids) and a delivery is sent again with the same webhook-id. Close
-// sends every acknowledgement held, so a shutdown repeats nothing. Ordered
-// lanes are acknowledged at once: a lane hands out its next delivery only
-// after the acknowledgement.
+// comes back, a delivery is sent again with the same webhook-id, and an
+// event's fan-out is repeated, which stores its deliveries again only when
+// it groups them differently (a group's message id is its members'), so a
+// delivery can come up to twice more (TestLateAcksSIGKILL). Nothing is lost.
+// Close sends every acknowledgement held, so a shutdown repeats nothing.
+// Ordered lanes are acknowledged at once: a lane hands out its next delivery
+// only after the acknowledgement.
 const (
 	// ackDelay is how long an acknowledgement waits at most. Longer than the
 	// time between two events at the rates where the block churn costs

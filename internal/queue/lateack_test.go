@@ -200,3 +200,132 @@ func lastBlock(t *testing.T, dataDir, stream string) int {
 	}
 	return last
 }
+
+const (
+	lateAckChildEnv = "HOOKLINE_LATE_ACK_CHILD"
+	lateAckCloseEnv = "HOOKLINE_LATE_ACK_CLOSE"
+)
+
+func init() {
+	if dir := os.Getenv(lateAckChildEnv); dir != "" {
+		lateAckChild(dir, os.Getenv(lateAckCloseEnv) != "")
+		os.Exit(1)
+	}
+}
+
+// lateAckChild delivers the events stored in dir with every acknowledgement
+// held (an hour's delay, fewer messages than a batch), prints "delivered"
+// once all of them are, and then, with closeFirst, closes the queue and
+// prints "closed".
+func lateAckChild(dir string, closeFirst bool) {
+	q, err := Open(context.Background(), testConfig(dir), logr.Discard())
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	q.acks = newLateAcks(logr.Discard(), time.Hour)
+	fmt.Println("started")
+	ctx := context.Background()
+	src, err := q.OpenDeliveries(ctx, 256)
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	go func() { _ = runFanout(ctx, q, toEndpoint("billing", "erp")) }()
+	n := 0
+	for j := range src.Jobs() {
+		_ = j.Done()
+		if n++; n == lateAckEvents {
+			break
+		}
+	}
+	fmt.Println("delivered")
+	if closeFirst {
+		q.Close()
+		fmt.Println("closed")
+	}
+	select {}
+}
+
+const lateAckEvents = 100
+
+// A dispatcher killed (SIGKILL) while it holds acknowledgements loses
+// nothing: every message it had not acknowledged comes back. Each delivery
+// it had sent is sent again (at least once, the same webhook-id), and may be
+// sent twice: its event comes back too, and its fan-out, repeated, stores the
+// delivery again when it groups it with other events than the first time did
+// (a group's message id is its members'). Closed first, it sends what it
+// holds, and nothing comes back.
+func TestLateAcksSIGKILL(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name       string
+		closeFirst bool
+	}{{"killed holding them", false}, {"closed then killed", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			seedEvents(t, testConfig(dir), lateAckEvents)
+			env := []string{lateAckChildEnv + "=" + dir}
+			if c.closeFirst {
+				env = append(env, lateAckCloseEnv+"=1")
+			}
+			cmd, lines := startTestChild(t, env, "started")
+			want := []string{"delivered"}
+			if c.closeFirst {
+				want = append(want, "closed")
+			}
+			for _, w := range want {
+				if !lines.Scan() || lines.Text() != w {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("child: %q, want %q", lines.Text(), w)
+				}
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+
+			q := openTest(t, testConfig(dir))
+			evs, dls := streamMsgs(t, q, streamEvents), streamMsgs(t, q, streamDeliveries)
+			t.Logf("after the child: %d events and %d delivery messages stored", evs, dls)
+			var mu sync.Mutex
+			seen := map[string]int{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = runFanout(ctx, q, toEndpoint("billing", "erp")) }()
+			go func() {
+				_ = runDeliveries(ctx, q, 4, func(_ context.Context, j *Job) {
+					mu.Lock()
+					seen[j.Delivery().Event.ID]++
+					mu.Unlock()
+					_ = j.Done()
+				})
+			}()
+			deadline := time.Now().Add(2 * time.Minute)
+			for streamMsgs(t, q, streamEvents) > 0 || streamMsgs(t, q, streamDeliveries) > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d events and %d delivery messages left after the restart",
+						streamMsgs(t, q, streamEvents), streamMsgs(t, q, streamDeliveries))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cancel()
+			mu.Lock()
+			defer mu.Unlock()
+			again := 0
+			for _, n := range seen {
+				again += n
+			}
+			t.Logf("%d deliveries sent again after the restart", again)
+			if !c.closeFirst {
+				for i := range lateAckEvents {
+					if n := seen[fmt.Sprintf("e%d", i)]; n < 1 || n > 2 {
+						t.Errorf("event e%d delivered %d times after the restart, want once or twice", i, n)
+					}
+				}
+			} else if again != 0 {
+				t.Errorf("%d deliveries sent again after a close, want none", again)
+			}
+		})
+	}
+}
