@@ -110,30 +110,7 @@ func TestGroupSIGKILL(t *testing.T) {
 					groups += n
 				}
 			}
-			var mu sync.Mutex
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go func() { _ = runFanout(ctx, q, toEndpoint("billing", "erp")) }()
-			go func() {
-				_ = runDeliveries(ctx, q, 8, func(_ context.Context, j *Job) {
-					mu.Lock()
-					seen[j.Delivery().Event.ID]++
-					mu.Unlock()
-					_ = j.Done()
-				})
-			}()
-			// The fan-out's events come back after its ack wait (30 s).
-			deadline := time.Now().Add(3 * time.Minute)
-			for streamMsgs(t, q, streamEvents) > 0 || streamMsgs(t, q, streamDeliveries) > 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d events and %d delivery messages left after the restart",
-						streamMsgs(t, q, streamEvents), streamMsgs(t, q, streamDeliveries))
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			cancel()
-			mu.Lock()
-			defer mu.Unlock()
+			redeliver(t, q, 8, seen)
 			again := 0
 			for i := range events {
 				n := seen[fmt.Sprintf("e%d", i)]

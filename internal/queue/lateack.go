@@ -60,14 +60,11 @@ func newLateAcks(log logr.Logger, delay time.Duration) *lateAcks {
 	return a
 }
 
-// ack acknowledges m within the delay. With no delay, or once closed, it
-// acknowledges at once and returns the error.
+// ack acknowledges m within the delay. Once closed, it acknowledges at once
+// and returns the error.
 func (a *lateAcks) ack(m jetstream.Msg) error {
-	if a == nil {
-		return m.Ack()
-	}
 	a.mu.Lock()
-	if a.closed || a.delay <= 0 {
+	if a.closed {
 		a.mu.Unlock()
 		return m.Ack()
 	}
@@ -125,9 +122,6 @@ func (a *lateAcks) send(batch []jetstream.Msg) {
 // close sends what is held, waits for batches being sent, and makes every
 // later ack immediate.
 func (a *lateAcks) close() {
-	if a == nil {
-		return
-	}
 	a.mu.Lock()
 	a.closed = true
 	batch := a.take()

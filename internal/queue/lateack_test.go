@@ -288,30 +288,8 @@ func TestLateAcksSIGKILL(t *testing.T) {
 			q := openTest(t, testConfig(dir))
 			evs, dls := streamMsgs(t, q, streamEvents), streamMsgs(t, q, streamDeliveries)
 			t.Logf("after the child: %d events and %d delivery messages stored", evs, dls)
-			var mu sync.Mutex
 			seen := map[string]int{}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go func() { _ = runFanout(ctx, q, toEndpoint("billing", "erp")) }()
-			go func() {
-				_ = runDeliveries(ctx, q, 4, func(_ context.Context, j *Job) {
-					mu.Lock()
-					seen[j.Delivery().Event.ID]++
-					mu.Unlock()
-					_ = j.Done()
-				})
-			}()
-			deadline := time.Now().Add(2 * time.Minute)
-			for streamMsgs(t, q, streamEvents) > 0 || streamMsgs(t, q, streamDeliveries) > 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d events and %d delivery messages left after the restart",
-						streamMsgs(t, q, streamEvents), streamMsgs(t, q, streamDeliveries))
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			cancel()
-			mu.Lock()
-			defer mu.Unlock()
+			redeliver(t, q, 4, seen)
 			again := 0
 			for _, n := range seen {
 				again += n
